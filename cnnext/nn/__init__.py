@@ -1,0 +1,4 @@
+"""cnnext.nn: drop-in modules built on cnnext's kernels."""
+from .corr2d import Corr2d
+
+__all__ = ["Corr2d"]

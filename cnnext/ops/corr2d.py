@@ -1,0 +1,56 @@
+"""corr2d: single-channel valid 2-D cross-correlation (d2l 6.2)."""
+import torch
+from torch import Tensor
+
+from ._checks import same_device
+
+
+@torch.library.register_fake("cnnext::corr2d_forward")
+def _corr2d_forward_fake(input, kernel):
+    torch._check(input.dim() >= 2, lambda: f"corr2d: input must have at least 2 dims (..., H, W), got {input.dim()}-D")
+    torch._check(kernel.dim() == 2, lambda: f"corr2d: kernel must be 2-D (kh, kw), got {kernel.dim()}-D")
+    same_device("corr2d", "kernel", kernel, "input", input)
+    kh, kw = kernel.shape
+    return input.new_empty((*input.shape[:-2], input.shape[-2] - kh + 1, input.shape[-1] - kw + 1))
+
+
+@torch.library.register_fake("cnnext::corr2d_backward_input")
+def _corr2d_backward_input_fake(grad_output, kernel, input_shape):
+    return grad_output.new_empty(input_shape)
+
+
+@torch.library.register_fake("cnnext::corr2d_backward_kernel")
+def _corr2d_backward_kernel_fake(grad_output, input, kernel_size):
+    return input.new_empty(kernel_size)
+
+
+class Corr2dFunction(torch.autograd.Function):
+    """y = corr2d(x, K); dL/dx = full correlation of dL/dy with flipped K; dL/dK[u, v] = sum dL/dy * x[u:, v:]."""
+
+    @staticmethod
+    def forward(input, kernel):
+        return torch.ops.cnnext.corr2d_forward(input, kernel)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, kernel = ctx.saved_tensors
+        grad_input = grad_kernel = None
+        if ctx.needs_input_grad[0]:
+            grad_input = torch.ops.cnnext.corr2d_backward_input(grad_output, kernel, input.shape)
+        if ctx.needs_input_grad[1]:
+            grad_kernel = torch.ops.cnnext.corr2d_backward_kernel(grad_output, input, kernel.shape)
+        return grad_input, grad_kernel
+
+
+def corr2d(input: Tensor, kernel: Tensor) -> Tensor:
+    r"""Valid 2-D cross-correlation of every (H, W) plane of `input` (..., H, W) with `kernel` (kh, kw):
+
+    .. math:: y[..., i, j] = \sum_{u < kh,\, v < kw} x[..., i+u, j+v]\, K[u, v]
+
+    Output shape (..., H-kh+1, W-kw+1). float32 or float64.
+    """
+    return Corr2dFunction.apply(input, kernel)

@@ -1,0 +1,56 @@
+// vec.h -- the SIMD vector the CPU kernels are written with.
+//
+// GCC/Clang vector extensions: Vec<T>::type is the widest vector the build
+// targets (setup.py compiles with -march=native unless CNNEXT_MARCH says
+// otherwise): 64 bytes with AVX-512, 32 with AVX/AVX2, 16 otherwise (SSE2,
+// NEON, or plain scalar code the compiler splits).  So the instruction set is
+// chosen at build time, for the machine that builds; `cnnext.info()` reports it.
+// Arithmetic on these types is element-wise; with -ffp-contract=fast a*b+c
+// becomes an FMA.
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+namespace cnnext::cpu {
+
+#if defined(__AVX512F__)
+inline constexpr int kVecBytes = 64;
+#elif defined(__AVX__)
+inline constexpr int kVecBytes = 32;
+#else
+inline constexpr int kVecBytes = 16;
+#endif
+
+template <typename T>
+struct Vec {
+  static constexpr int size = kVecBytes / int(sizeof(T));
+  typedef T type __attribute__((vector_size(kVecBytes), aligned(sizeof(T))));  // unaligned-safe
+  static type load(const T* p) { type v; std::memcpy(&v, p, sizeof(v)); return v; }
+  static void store(T* p, type v) { std::memcpy(p, &v, sizeof(v)); }
+  static type broadcast(T x) { return type{} + x; }
+  static T sum(type v) { T s = 0; for (int i = 0; i < size; ++i) s += v[i]; return s; }
+};
+
+// y[0:n] += a * x[0:n]
+template <typename T>
+inline void axpy(int64_t n, T a, const T* __restrict__ x, T* __restrict__ y) {
+  using V = Vec<T>;
+  const typename V::type va = V::broadcast(a);
+  int64_t i = 0;
+  for (; i + V::size <= n; i += V::size) V::store(y + i, V::load(y + i) + va * V::load(x + i));
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+
+// sum_i x[i] * y[i], vector lanes first, then the tail: a fixed order.
+template <typename T>
+inline T dot(int64_t n, const T* __restrict__ x, const T* __restrict__ y) {
+  using V = Vec<T>;
+  typename V::type acc{};
+  int64_t i = 0;
+  for (; i + V::size <= n; i += V::size) acc += V::load(x + i) * V::load(y + i);
+  T s = V::sum(acc);
+  for (; i < n; ++i) s += x[i] * y[i];
+  return s;
+}
+
+}  // namespace cnnext::cpu

@@ -1,0 +1,105 @@
+// dispatch.cpp -- the emulate-CUDA switch, the CUDA stream lookup, shared checks,
+// and the library's utility ops (_set_emulate_cuda, build_info).
+#include "dispatch.h"
+
+#include <torch/library.h>
+#include <torch/version.h>
+
+#include <sstream>
+#include <thread>
+
+#ifdef CNNEXT_WITH_CUDA
+#include <c10/cuda/CUDAStream.h>
+#endif
+
+namespace cnnext {
+
+namespace {
+thread_local bool t_emulating = false;
+}
+
+bool emulating_cuda() { return t_emulating; }
+
+bool set_emulating_cuda(bool on) {
+  const bool prev = t_emulating;
+  t_emulating = on;
+  return prev;
+}
+
+cudaStream_t stream_for(Backend be) {
+#ifdef CNNEXT_WITH_CUDA
+  if (be == Backend::CUDA) return c10::cuda::getCurrentCUDAStream().stream();
+#endif
+  (void)be;
+  return nullptr;
+}
+
+void check_float(const char* op, const char* arg, const at::Tensor& t) {
+  TORCH_CHECK_TYPE(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ", arg,
+                   " must be float32 or float64, got ", t.scalar_type());
+}
+
+void check_same_device(const char* op, const char* arg, const at::Tensor& t, const char* ref_arg,
+                       const at::Tensor& ref) {
+  TORCH_CHECK(t.device() == ref.device(), op, ": ", arg, " is on ", t.device(), " but ", ref_arg, " is on ",
+              ref.device(), "; they must be on the same device");
+}
+
+void check_same_dtype(const char* op, const char* arg, const at::Tensor& t, const char* ref_arg,
+                      const at::Tensor& ref) {
+  TORCH_CHECK_TYPE(t.scalar_type() == ref.scalar_type(), op, ": ", arg, " has dtype ", t.scalar_type(), " but ",
+                   ref_arg, " has dtype ", ref.scalar_type(), "; they must match");
+}
+
+void check_dim(const char* op, const char* arg, const at::Tensor& t, int64_t d, const char* shape) {
+  TORCH_CHECK(t.dim() == d, op, ": ", arg, " must be ", d, "-D ", shape, ", got ", t.dim(), "-D");
+}
+
+namespace {
+
+std::string simd_level() {
+#if defined(__AVX512F__)
+  return "AVX-512";
+#elif defined(__AVX2__)
+  return "AVX2";
+#elif defined(__AVX__)
+  return "AVX";
+#elif defined(__SSE2__)
+  return "SSE2";
+#elif defined(__ARM_NEON)
+  return "NEON";
+#else
+  return "scalar";
+#endif
+}
+
+// A JSON object; cnnext/info.py adds what Python knows (versions, archs, GPU).
+std::string build_info() {
+  std::ostringstream o;
+  o << "{\"compiler\": \"" <<
+#if defined(__clang__)
+      "clang "
+#elif defined(__GNUC__)
+      "gcc "
+#endif
+    << __VERSION__ << "\", \"simd\": \"" << simd_level() << "\", \"cuda_compiled\": "
+#ifdef CNNEXT_WITH_CUDA
+    << "true"
+#else
+    << "false"
+#endif
+    << ", \"torch_version_compiled\": \"" << TORCH_VERSION_MAJOR << "." << TORCH_VERSION_MINOR << "."
+    << TORCH_VERSION_PATCH << "\", \"emulator\": true}";
+  return o.str();
+}
+
+}  // namespace
+}  // namespace cnnext
+
+// The one TORCH_LIBRARY block of the library; every op file adds its schemas
+// with TORCH_LIBRARY_FRAGMENT(cnnext, m) and its kernels with TORCH_LIBRARY_IMPL.
+TORCH_LIBRARY(cnnext, m) {
+  m.def("_set_emulate_cuda(bool enable) -> bool", [](bool on) { return cnnext::set_emulating_cuda(on); });
+  m.def("_emulating_cuda() -> bool", []() { return cnnext::emulating_cuda(); });
+  m.def("build_info() -> str", []() { return cnnext::build_info(); });
+}
