@@ -12,14 +12,9 @@
 #pragma once
 #include <cstdint>
 
-namespace cnnext::cpu {
+#include "../cuda/conv2d_shape.h"
 
-struct Conv2dShape {
-  int64_t N, C, H, W;  // input
-  int64_t K, R, S;     // output channels, kernel height, kernel width
-  int64_t P, Q;        // output height, width
-  int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
-};
+namespace cnnext::cpu {
 
 template <typename T>
 void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y);

@@ -1,0 +1,12 @@
+// The sizes of one conv2d call, shared by the CPU kernels, the CUDA launchers and csrc/ops.
+#pragma once
+#include <cstdint>
+
+namespace cnnext {
+struct Conv2dShape {
+  int64_t N, C, H, W;  // input
+  int64_t K, R, S;     // output channels, kernel height, kernel width
+  int64_t P, Q;        // output height, width
+  int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
+};
+}  // namespace cnnext
