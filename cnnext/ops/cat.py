@@ -90,8 +90,8 @@ class CatFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         grads = iter(torch.ops.cnnext.cat_backward(grad_output, ctx.dim, ctx.splits) if ctx.splits else [])
-        # a skipped (0,)-shaped input gets no gradient (None = zeros), as with torch.cat
-        return (None, *[None if s else next(grads) for s in ctx.skipped])
+        # a skipped (0,)-shaped input gets an empty gradient, as with torch.cat
+        return (None, *[grad_output.new_empty((0,)) if s else next(grads) for s in ctx.skipped])
 
 
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
@@ -108,4 +108,9 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
         raise TypeError(f"cat: tensors must be a list or tuple of tensors, got {type(tensors).__name__}")
     if len(tensors) == 0:
         raise ValueError("cat: tensors must be a non-empty list of tensors")
+    for i, t in enumerate(tensors):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"cat: tensors[{i}] must be a Tensor, got {type(t).__name__}")
+        if t.layout != torch.strided:  # the dispatcher would refuse it with a message not naming cat
+            raise RuntimeError(f"cat: tensors[{i}] must be a dense (strided) tensor, got layout {t.layout}")
     return CatFunction.apply(dim, *tensors)
