@@ -217,6 +217,16 @@ def test_backward_op_slices(backend):
         assert torch.equal(p, r) and p.is_contiguous()
 
 
+def test_backward_of_unaligned_and_expanded_grads(backend):
+    base = torch.randn(100)
+    g = base[1:43].view(2, 7, 3)  # odd storage offset: the big tensor is not 16-byte aligned
+    for p, r in zip(torch.ops.cnnext.cat_backward(g, 1, [3, 4]), g.split([3, 4], 1)):
+        assert torch.equal(p, r)
+    xs = [torch.randn(2, c, 3, requires_grad=True) for c in (2, 5)]
+    cat(xs, 1).sum().backward()  # grad_output is an expanded tensor of ones
+    assert all(torch.equal(x.grad, torch.ones_like(x)) for x in xs)
+
+
 def test_torch_compile_fullgraph():
     def f(a, b, c):
         return torch.sigmoid(cat([a, b, c], 1)).sum()
