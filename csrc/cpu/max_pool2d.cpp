@@ -56,47 +56,71 @@ inline void pool_one(const MaxPool2dShape& s, const T* xp, int64_t h0, int64_t h
 }
 
 #if defined(__AVX512F__)
-inline __mmask16 first_lanes(int64_t n) { return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1); }
+// Bits [lo, hi) of a lane mask (empty when hi <= lo).
+inline uint32_t bit_range(int64_t lo, int64_t hi) {
+  lo = std::max<int64_t>(lo, 0), hi = std::min<int64_t>(hi, 32);
+  return hi <= lo ? 0u : uint32_t(((uint64_t(1) << hi) - 1) & ~((uint64_t(1) << lo) - 1));
+}
 
-// Lanes l < n get p[l * SW] (SW = 0: runtime stride sw, by gather); the other lanes are 0 and
-// no memory past p[(n-1) * stride] is touched.
+// What one tap loads: the lanes whose column lies inside the input, and for stride 2 the elements
+// p[2*lo .. 2*(hi-1)] spanning the lowest to the highest of those lanes.
+struct Tap {
+  __mmask16 lanes;
+  uint32_t elems;
+};
+
 template <int SW>
-inline __m512 load_strided(const float* p, int64_t n, int64_t sw, __m512i lane_off) {
+inline Tap make_tap(__mmask16 lanes) {
+  uint32_t e = lanes;
+  if (SW == 2 && lanes) e = bit_range(2 * __builtin_ctz(lanes), 2 * (32 - __builtin_clz(uint32_t(lanes))) - 1);
+  return {lanes, e};
+}
+
+// Lane l in t.lanes gets p[l * stride] (SW = 1 or 2: the stride; SW = 0: any stride, by gather);
+// the other lanes get 0 or garbage, and no memory outside the wanted elements is touched.
+template <int SW>
+__attribute__((always_inline)) inline __m512 load_lanes(const float* p, Tap t, __m512i lane_off) {
   if constexpr (SW == 1) {
-    return _mm512_maskz_loadu_ps(first_lanes(n), p);
+    return _mm512_maskz_loadu_ps(t.lanes, p);
   } else if constexpr (SW == 2) {
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const int64_t m = 2 * n - 1;  // elements p[0 .. 2n-2] are needed
-    const __m512 lo = _mm512_maskz_loadu_ps(first_lanes(m), p);
-    const __m512 hi = _mm512_maskz_loadu_ps(first_lanes(std::max<int64_t>(m - 16, 0)), p + 16);
-    return _mm512_permutex2var_ps(lo, even, hi);
+    return _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(__mmask16(t.elems), p), even,
+                                  _mm512_maskz_loadu_ps(__mmask16(t.elems >> 16), p + 16));
   } else {
-    (void)sw;
-    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), first_lanes(n), lane_off, p, 4);
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), t.lanes, lane_off, p, 4);
   }
 }
 
-// Outputs ow .. ow+n-1 (n <= 16) of one row, all of whose windows lie inside the input
-// columns; rows [h0, h1) step dh already clipped.
-template <int SW>
-inline void pool_block(const MaxPool2dShape& s, const float* xp, int64_t h0, int64_t h1, int64_t ow, int64_t n,
-                       __m512i lane_off, float* y, int64_t* ind) {
-  const int64_t c0 = ow * s.stride_w - s.pad_w;  // >= 0: first column of lane 0's window
+// Outputs ow .. ow+n-1 (n <= 16) of one row, lane l = output ow + l; rows [h0, h1) step dh
+// already clipped; tap j of a window row loads with taps[EDGE ? j : 0].
+// EDGE = false: every tap of every lane lies inside the input columns.
+// EDGE = true: taps outside are masked off per lane, and a lane takes its first valid tap
+// unconditionally (that is PyTorch's initial index; its value replaces the initial -inf).
+template <int SW, bool EDGE>
+__attribute__((always_inline)) inline void pool_block(const MaxPool2dShape& s, const float* xp, int64_t h0,
+                                                      int64_t h1, int64_t ow, int64_t n, const Tap* taps,
+                                                      __m512i lane_off, float* y, int64_t* ind) {
+  const int64_t c0 = ow * s.stride_w - s.pad_w;  // first column of lane 0's window
+  const __mmask16 all = __mmask16(bit_range(0, n));
   __m512 best = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   __m512i best_i = _mm512_add_epi32(_mm512_set1_epi32(int32_t(h0 * s.W + c0)), lane_off);
+  __mmask16 seen = EDGE ? __mmask16(0) : all;
   for (int64_t h = h0; h < h1; h += s.dil_h) {
-    const float* row = xp + h * s.W + c0;
+    const float* row = xp + h * s.W;
     for (int64_t j = 0; j < s.kw; ++j) {
-      const int64_t off = j * s.dil_w;
-      const __m512 v = load_strided<SW>(row + off, n, s.stride_w, lane_off);
-      const __mmask16 take = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+      const int64_t c = c0 + j * s.dil_w;  // lane l reads column c + l*sw
+      const Tap t = taps[EDGE ? j : 0];
+      const __m512 v = load_lanes<SW>(row + c, t, lane_off);
+      __mmask16 take = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+      if constexpr (EDGE) {
+        take = (take | __mmask16(~seen)) & t.lanes;
+        seen |= t.lanes;
+      }
       best = _mm512_mask_mov_ps(best, take, v);
-      best_i = _mm512_mask_mov_epi32(best_i, take,
-                                     _mm512_add_epi32(_mm512_set1_epi32(int32_t(h * s.W + c0 + off)), lane_off));
+      best_i = _mm512_mask_mov_epi32(best_i, take, _mm512_add_epi32(_mm512_set1_epi32(int32_t(h * s.W + c)), lane_off));
     }
   }
-  const __mmask16 m = first_lanes(n);
-  _mm512_mask_storeu_ps(y + ow, m, best);
+  _mm512_mask_storeu_ps(y + ow, all, best);
   // widen the int32 indices to int64 (vector extensions: GCC 12's cvtepi32_epi64 warns spuriously)
   typedef int32_t i32x16 __attribute__((vector_size(64)));
   typedef int32_t i32x8 __attribute__((vector_size(32)));
@@ -104,25 +128,41 @@ inline void pool_block(const MaxPool2dShape& s, const float* xp, int64_t h0, int
   const i32x16 bi = i32x16(best_i);
   const i64x8 lo = __builtin_convertvector(i32x8(__builtin_shufflevector(bi, bi, 0, 1, 2, 3, 4, 5, 6, 7)), i64x8);
   const i64x8 hi = __builtin_convertvector(i32x8(__builtin_shufflevector(bi, bi, 8, 9, 10, 11, 12, 13, 14, 15)), i64x8);
-  _mm512_mask_storeu_epi64(ind + ow, __mmask8(m & 0xff), __m512i(lo));
-  _mm512_mask_storeu_epi64(ind + ow + 8, __mmask8(m >> 8), __m512i(hi));
+  _mm512_mask_storeu_epi64(ind + ow, __mmask8(all & 0xff), __m512i(lo));
+  _mm512_mask_storeu_epi64(ind + ow + 8, __mmask8(all >> 8), __m512i(hi));
 }
 
-// Interior outputs [a, b) of one row in blocks of 16; a last partial block is shifted left to
-// overlap the previous one (recomputing a few outputs) rather than run short.
+constexpr int64_t kMaxTaps = 64;  // edge blocks of wider kernels take the scalar loop
+
+// One output row in blocks of 16 lanes; a last partial block is shifted left to overlap the
+// previous one (recomputing a few outputs) rather than run short. Blocks inside the interior
+// columns [a, b) (whole window inside the input) skip the per-lane edge masks.
 template <int SW>
-void pool_interior(const MaxPool2dShape& s, const float* xp, int64_t h0, int64_t h1, int64_t a, int64_t b,
-                   float* y, int64_t* ind) {
+void pool_row_avx512(const MaxPool2dShape& s, const float* xp, int64_t h0, int64_t h1, float* y, int64_t* ind) {
+  const int64_t sw = SW ? SW : s.stride_w;
   const __m512i lane_off = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                              _mm512_set1_epi32(int32_t(s.stride_w)));
-  if (b - a < 16) {
-    if (b > a) pool_block<SW>(s, xp, h0, h1, a, b - a, lane_off, y, ind);
-    return;
-  }
-  for (int64_t ow = a;; ow += 16) {
-    ow = std::min(ow, b - 16);
-    pool_block<SW>(s, xp, h0, h1, ow, 16, lane_off, y, ind);
-    if (ow + 16 >= b) break;
+                                              _mm512_set1_epi32(int32_t(sw)));
+  const int64_t span = (s.kw - 1) * s.dil_w + 1;
+  const int64_t a = (s.pad_w + sw - 1) / sw;  // first ow with ow*sw - pw >= 0
+  const int64_t b = s.W + s.pad_w - span >= 0 ? (s.W + s.pad_w - span) / sw + 1 : 0;  // ow*sw - pw + span <= W below
+  const int64_t n = std::min<int64_t>(16, s.OW);
+  const Tap inner = make_tap<SW>(__mmask16(bit_range(0, n)));
+  Tap taps[kMaxTaps];
+  for (int64_t ow = 0;; ow += 16) {
+    ow = std::min(ow, s.OW - n);
+    if (ow >= a && ow + n <= b) {
+      pool_block<SW, false>(s, xp, h0, h1, ow, n, &inner, lane_off, y, ind);
+    } else if (s.kw <= kMaxTaps) {
+      for (int64_t j = 0; j < s.kw; ++j) {  // lanes l < n with 0 <= c + l*sw < W
+        const int64_t c = ow * sw - s.pad_w + j * s.dil_w;
+        const int64_t lo = c < 0 ? (-c + sw - 1) / sw : 0, hi = c < s.W ? (s.W - 1 - c) / sw + 1 : 0;
+        taps[j] = make_tap<SW>(__mmask16(bit_range(lo, std::min(hi, n))));
+      }
+      pool_block<SW, true>(s, xp, h0, h1, ow, n, taps, lane_off, y, ind);
+    } else {
+      for (int64_t o = ow; o < ow + n; ++o) pool_one(s, xp, h0, h1, o, y + o, ind + o);
+    }
+    if (ow + n >= s.OW) break;
   }
 }
 #endif
@@ -133,22 +173,18 @@ void pool_row(const MaxPool2dShape& s, const T* xp, int64_t oh, T* y, int64_t* i
   int64_t h0 = oh * s.stride_h - s.pad_h;
   const int64_t h1 = std::min(h0 + (s.kh - 1) * s.dil_h + 1, s.H);
   while (h0 < 0) h0 += s.dil_h;
-  int64_t a = 0, b = 0;  // vectorised columns [a, b): the interior, pw <= ow*sw and ow*sw - pw + span <= W
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<T, float>) {
-    if (s.H * s.W <= std::numeric_limits<int32_t>::max()) {  // lanes hold int32 indices
-      const int64_t span = (s.kw - 1) * s.dil_w + 1;
-      a = std::min((s.pad_w + s.stride_w - 1) / s.stride_w, s.OW);
-      b = s.W + s.pad_w - span >= 0 ? std::min(s.OW, (s.W + s.pad_w - span) / s.stride_w + 1) : 0;
-      b = std::max(a, b);
-      if (s.stride_w == 1) pool_interior<1>(s, xp, h0, h1, a, b, y, ind);
-      else if (s.stride_w == 2) pool_interior<2>(s, xp, h0, h1, a, b, y, ind);
-      else pool_interior<0>(s, xp, h0, h1, a, b, y, ind);
+    // lanes hold int32 indices and column offsets
+    if (s.H * s.W <= std::numeric_limits<int32_t>::max() && 16 * s.stride_w <= std::numeric_limits<int32_t>::max()) {
+      if (s.stride_w == 1) pool_row_avx512<1>(s, xp, h0, h1, y, ind);
+      else if (s.stride_w == 2) pool_row_avx512<2>(s, xp, h0, h1, y, ind);
+      else pool_row_avx512<0>(s, xp, h0, h1, y, ind);
+      return;
     }
   }
 #endif
-  for (int64_t ow = 0; ow < a; ++ow) pool_one(s, xp, h0, h1, ow, y + ow, ind + ow);
-  for (int64_t ow = b; ow < s.OW; ++ow) pool_one(s, xp, h0, h1, ow, y + ow, ind + ow);
+  for (int64_t ow = 0; ow < s.OW; ++ow) pool_one(s, xp, h0, h1, ow, y + ow, ind + ow);
 }
 
 }  // namespace
