@@ -3,3 +3,5 @@
 One module per op, like csrc/ops/<op>.cpp. Importing this package registers every fake kernel.
 """
 from . import corr2d  # noqa: F401
+from . import avg_pool2d  # noqa: F401
+from . import adaptive_avg_pool2d  # noqa: F401
