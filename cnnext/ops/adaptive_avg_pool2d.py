@@ -35,20 +35,18 @@ def _adaptive_avg_pool2d_backward_fake(grad_output, input_shape):
     return grad_output.new_empty(input_shape)
 
 
-class AdaptiveAvgPool2dBackward(torch.autograd.Function):
-    """The backward op as a function of grad_output; it is linear, its own backward is the forward op."""
+def _adaptive_avg_pool2d_backward_backward(ctx, grad_grad_input):
+    # the backward op is linear in grad_output and its adjoint is the forward op
+    return torch.ops.cnnext.adaptive_avg_pool2d_forward(grad_grad_input, ctx.output_size), None
 
-    @staticmethod
-    def forward(grad_output, input_shape):
-        return torch.ops.cnnext.adaptive_avg_pool2d_backward(grad_output, input_shape)
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.output_size = list(inputs[0].shape[-2:])
+def _adaptive_avg_pool2d_backward_setup(ctx, inputs, output):
+    ctx.output_size = list(inputs[0].shape[-2:])
 
-    @staticmethod
-    def backward(ctx, grad_grad_input):
-        return AdaptiveAvgPool2dFunction.apply(grad_grad_input, ctx.output_size), None
+
+# double backward (gradgradcheck, Hessian-vector products) through the backward op
+torch.library.register_autograd("cnnext::adaptive_avg_pool2d_backward", _adaptive_avg_pool2d_backward_backward,
+                                setup_context=_adaptive_avg_pool2d_backward_setup)
 
 
 class AdaptiveAvgPool2dFunction(torch.autograd.Function):
@@ -65,7 +63,7 @@ class AdaptiveAvgPool2dFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
-        return AdaptiveAvgPool2dBackward.apply(grad_output, ctx.input_shape), None
+        return torch.ops.cnnext.adaptive_avg_pool2d_backward(grad_output, ctx.input_shape), None
 
 
 def _output_size(input, output_size):

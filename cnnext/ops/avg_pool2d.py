@@ -66,20 +66,18 @@ def _avg_pool2d_backward_fake(grad_output, input_shape, kernel_size, stride, pad
     return grad_output.new_empty(input_shape)
 
 
-class AvgPool2dBackward(torch.autograd.Function):
-    """The backward op as a function of grad_output; it is linear, its own backward is the forward op."""
+def _avg_pool2d_backward_backward(ctx, grad_grad_input):
+    # the backward op is linear in grad_output and its adjoint is the forward op
+    return (torch.ops.cnnext.avg_pool2d_forward(grad_grad_input, *ctx.args),) + (None,) * 7
 
-    @staticmethod
-    def forward(grad_output, input_shape, *args):
-        return torch.ops.cnnext.avg_pool2d_backward(grad_output, input_shape, *args)
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.args = inputs[2:]
+def _avg_pool2d_backward_setup(ctx, inputs, output):
+    ctx.args = inputs[2:]
 
-    @staticmethod
-    def backward(ctx, grad_grad_input):
-        return (AvgPool2dFunction.apply(grad_grad_input, *ctx.args),) + (None,) * 8
+
+# double backward (gradgradcheck, Hessian-vector products) through the backward op
+torch.library.register_autograd("cnnext::avg_pool2d_backward", _avg_pool2d_backward_backward,
+                                setup_context=_avg_pool2d_backward_setup)
 
 
 class AvgPool2dFunction(torch.autograd.Function):
@@ -98,7 +96,7 @@ class AvgPool2dFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
-        return (AvgPool2dBackward.apply(grad_output, ctx.input_shape, *ctx.args),) + (None,) * 6
+        return (torch.ops.cnnext.avg_pool2d_backward(grad_output, ctx.input_shape, *ctx.args),) + (None,) * 6
 
 
 def _list(v):
