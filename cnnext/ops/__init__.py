@@ -9,3 +9,5 @@ from . import cat  # noqa: F401
 from . import conv2d  # noqa: F401
 from . import corr2d  # noqa: F401
 from . import max_pool2d  # noqa: F401
+from . import avg_pool2d  # noqa: F401
+from . import adaptive_avg_pool2d  # noqa: F401
