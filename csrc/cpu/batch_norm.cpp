@@ -10,8 +10,8 @@
 //   gx = w invstd gy'                                                (eval)
 //
 // Statistics are shifted sums: d = x - K_c with K_c = the channel's first value,
-// sum d and sum d^2, so 1e4 + randn loses nothing to cancellation.  Within one
-// (n, c) plane the sums run in vector lanes of T; planes are added in double.
+// sum d and sum d^2, so 1e4 + randn loses nothing to cancellation.  The sums run
+// in vector lanes of T, flushed into double every 256 vectors (Sums below).
 //
 // Layouts: (N, C, S) planes (S > 1), and rows of C channels (S == 1: (N, C)
 // inputs and channels_last (N*H*W, C) -- a native path, no copy).
@@ -98,23 +98,42 @@ inline void st(T* p, VT<T> v, int64_t len) {
 template <typename T>
 inline VT<T> vrelu(VT<T> v) { return v > VT<T>{} ? v : VT<T>{}; }
 
-// s1 += sum (x - k), s2 += sum (x - k)^2 over x[0:n].
+// Two running sums of one channel: vector lanes of T, added into double every
+// kFlush vectors (and at the end), so a lane never adds up more than kFlush values
+// and the horizontal sums are rare even for 3x3 planes.
 template <typename T>
-inline void plane_sums(const T* __restrict__ x, int64_t n, T k, double& s1, double& s2) {
+struct Sums {
+  static constexpr int64_t kFlush = 256;
+  VT<T> a1{}, a2{};
+  int64_t pending = 0;
+  double s1 = 0, s2 = 0;
+  inline void add(VT<T> u, VT<T> v) {
+    a1 += u;
+    a2 += v;
+    if (++pending == kFlush) flush();
+  }
+  inline void flush() {
+    s1 += double(Vec<T>::sum(a1));
+    s2 += double(Vec<T>::sum(a2));
+    a1 = a2 = VT<T>{};
+    pending = 0;
+  }
+};
+
+// acc += (sum (x - k), sum (x - k)^2) over x[0:n].
+template <typename T>
+inline void plane_sums(const T* __restrict__ x, int64_t n, T k, Sums<T>& acc) {
   using V = Vec<T>;
   const VT<T> kv = V::broadcast(k);
-  VT<T> a1{}, a2{}, b1{}, b2{};
   int64_t i = 0;
   for (; i + 2 * V::size <= n; i += 2 * V::size) {
     const VT<T> d = V::load(x + i) - kv, e = V::load(x + i + V::size) - kv;
-    a1 += d; a2 += d * d; b1 += e; b2 += e * e;
+    acc.add(d + e, d * d + e * e);
   }
   for (; i < n; i += V::size) {
     const VT<T> d = ld<T>(x + i, std::min<int64_t>(V::size, n - i), kv) - kv;
-    a1 += d; a2 += d * d;
+    acc.add(d, d * d);
   }
-  s1 += double(V::sum(a1 + b1));
-  s2 += double(V::sum(a2 + b2));
 }
 
 // y[0:n] = (x - mean) * scale + shift, then relu.
@@ -130,23 +149,19 @@ inline void plane_normalize(const T* __restrict__ x, T* __restrict__ y, int64_t 
   }
 }
 
-// s1 += sum gy', s2 += sum gy' (x - mean), gy' = gy masked by (x - mean) * scale + shift > 0 if RELU.
+// acc += (sum gy', sum gy' (x - mean)), gy' = gy masked by (x - mean) * scale + shift > 0 if RELU.
 template <typename T, bool RELU>
 inline void plane_grad_sums(const T* __restrict__ gy, const T* __restrict__ x, int64_t n, T mean, T scale, T shift,
-                            double& s1, double& s2) {
+                            Sums<T>& acc) {
   using V = Vec<T>;
   const VT<T> mv = V::broadcast(mean), sv = V::broadcast(scale), bv = V::broadcast(shift);
-  VT<T> a1{}, a2{};
   for (int64_t i = 0; i < n; i += V::size) {
     const int64_t len = std::min<int64_t>(V::size, n - i);
     const VT<T> xmu = ld<T>(x + i, len, mv) - mv;
     VT<T> g = ld<T>(gy + i, len, VT<T>{});
     if constexpr (RELU) g = xmu * sv + bv > VT<T>{} ? g : VT<T>{};
-    a1 += g;
-    a2 += g * xmu;
+    acc.add(g, g * xmu);
   }
-  s1 += double(V::sum(a1));
-  s2 += double(V::sum(a2));
 }
 
 // gx[0:n] = gy' * a + (x - mean) * bc + cc.
@@ -218,9 +233,10 @@ void forward_planes(const T* x, T* y, Affine<T> af, T* rmean, T* rvar, T* mean, 
     at::parallel_for(0, C, 1, [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
         const T k = x[c * S];
-        double s1 = 0, s2 = 0;
-        for (int64_t n = 0; n < N; ++n) plane_sums<T>(x + (n * C + c) * S, S, k, s1, s2);
-        finalize<T>(c, M, k, s1, s2, mean, invstd, rmean, rvar, momentum, eps);
+        Sums<T> acc;
+        for (int64_t n = 0; n < N; ++n) plane_sums<T>(x + (n * C + c) * S, S, k, acc);
+        acc.flush();
+        finalize<T>(c, M, k, acc.s1, acc.s2, mean, invstd, rmean, rvar, momentum, eps);
         for (int64_t n = 0; n < N; ++n) normalize_plane(n, c);
       }
     });
@@ -230,10 +246,11 @@ void forward_planes(const T* x, T* y, Affine<T> af, T* rmean, T* rvar, T* mean, 
   at::parallel_for(0, C * K, 1, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t c = i / K, k = i % K;
-      double s1 = 0, s2 = 0;
-      for (int64_t n = k * N / K; n < (k + 1) * N / K; ++n) plane_sums<T>(x + (n * C + c) * S, S, x[c * S], s1, s2);
-      part[2 * i] = s1;
-      part[2 * i + 1] = s2;
+      Sums<T> acc;
+      for (int64_t n = k * N / K; n < (k + 1) * N / K; ++n) plane_sums<T>(x + (n * C + c) * S, S, x[c * S], acc);
+      acc.flush();
+      part[2 * i] = acc.s1;
+      part[2 * i + 1] = acc.s2;
     }
   });
   for (int64_t c = 0; c < C; ++c) {
@@ -265,10 +282,13 @@ void backward_planes(const T* gy, const T* x, Affine<T> af, const T* mean, const
   const int64_t M = N * S;
   auto sums = [&](int64_t c, int64_t n0, int64_t n1, double& s1, double& s2) {
     const T sc = af.scale(invstd, c), sh = af.shift(c);
+    Sums<T> acc;
     for (int64_t n = n0; n < n1; ++n) {
       const int64_t off = (n * C + c) * S;
-      plane_grad_sums<T, RELU>(gy + off, x + off, S, mean[c], sc, sh, s1, s2);
+      plane_grad_sums<T, RELU>(gy + off, x + off, S, mean[c], sc, sh, acc);
     }
+    acc.flush();
+    s1 = acc.s1, s2 = acc.s2;
   };
   auto grad_plane = [&](int64_t n, int64_t c, const GradCoef<T>& k) {
     const int64_t off = (n * C + c) * S;
