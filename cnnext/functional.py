@@ -12,3 +12,7 @@ __all__ = ["corr2d"]
 from .ops.avg_pool2d import avg_pool2d  # noqa: E402
 from .ops.adaptive_avg_pool2d import adaptive_avg_pool2d  # noqa: E402
 __all__ += ["avg_pool2d", "adaptive_avg_pool2d"]
+from .ops.batch_norm import batch_norm, batch_norm_relu
+from .ops.corr2d import corr2d
+
+__all__ = ["corr2d", "batch_norm", "batch_norm_relu"]

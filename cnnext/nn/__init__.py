@@ -9,3 +9,7 @@ from .corr2d import Corr2d
 __all__ = ["Corr2d"]
 from .avg_pooling import AvgPool2d, AdaptiveAvgPool2d  # noqa: E402
 __all__ += ["AvgPool2d", "AdaptiveAvgPool2d"]
+from .batchnorm import BatchNorm1d, BatchNorm2d, BatchNormReLU1d, BatchNormReLU2d
+from .corr2d import Corr2d
+
+__all__ = ["Corr2d", "BatchNorm1d", "BatchNorm2d", "BatchNormReLU1d", "BatchNormReLU2d"]
