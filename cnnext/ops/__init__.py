@@ -3,3 +3,4 @@
 One module per op, like csrc/ops/<op>.cpp. Importing this package registers every fake kernel.
 """
 from . import corr2d  # noqa: F401
+from . import conv2d  # noqa: F401
