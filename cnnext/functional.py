@@ -16,3 +16,7 @@ from .ops.batch_norm import batch_norm, batch_norm_relu
 from .ops.corr2d import corr2d
 
 __all__ = ["corr2d", "batch_norm", "batch_norm_relu"]
+from .ops.conv2d import conv2d
+from .ops.corr2d import corr2d
+
+__all__ = ["conv2d", "corr2d"]

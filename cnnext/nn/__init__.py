@@ -13,3 +13,7 @@ from .batchnorm import BatchNorm1d, BatchNorm2d, BatchNormReLU1d, BatchNormReLU2
 from .corr2d import Corr2d
 
 __all__ = ["Corr2d", "BatchNorm1d", "BatchNorm2d", "BatchNormReLU1d", "BatchNormReLU2d"]
+from .conv import Conv2d
+from .corr2d import Corr2d
+
+__all__ = ["Conv2d", "Corr2d"]
