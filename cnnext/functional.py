@@ -6,17 +6,3 @@ from .ops.cat import cat  # noqa: F401
 from .ops.conv2d import conv2d  # noqa: F401
 from .ops.corr2d import corr2d  # noqa: F401
 from .ops.max_pool2d import max_pool2d  # noqa: F401
-from .ops.corr2d import corr2d
-
-__all__ = ["corr2d"]
-from .ops.avg_pool2d import avg_pool2d  # noqa: E402
-from .ops.adaptive_avg_pool2d import adaptive_avg_pool2d  # noqa: E402
-__all__ += ["avg_pool2d", "adaptive_avg_pool2d"]
-from .ops.batch_norm import batch_norm, batch_norm_relu
-from .ops.corr2d import corr2d
-
-__all__ = ["corr2d", "batch_norm", "batch_norm_relu"]
-from .ops.conv2d import conv2d
-from .ops.corr2d import corr2d
-
-__all__ = ["conv2d", "corr2d"]
