@@ -5,7 +5,7 @@
 // Global (1, 1), the head of ResNet, GoogLeNet, NiN and DenseNet: each plane is one contiguous
 // run of HW values, so
 //   forward   y[p] = sum(x[p, :]) / HW   threads over planes; a vector sum when HW fills a vector,
-//                                        else a block of V planes at a time, one plane per lane
+//                                        else a scalar sum
 //   backward  gx[p, :] = gy[p] / HW      threads over planes; a fill
 // Every output is one fixed-order sum by one thread: deterministic.
 #include "adaptive_avg_pool2d.h"
@@ -46,18 +46,14 @@ void global_avg_pool2d_forward(const T* x, T* y, int64_t planes, int64_t HW) {
   const int64_t grain = std::max<int64_t>(N, 32768 / HW);
   at::parallel_for(0, planes, grain, [&](int64_t p0, int64_t p1) {
     int64_t p = p0;
-    if (HW < N) {
-      // N planes at a time, plane j in lane j: lane sums stride through memory by HW
-      for (; p + N <= p1; p += N) {
+    if (HW < N) {  // a scalar sum per plane (faster than gathers or lane inserts for tiny planes)
+      for (; p < p1; ++p) {
         const T* xp = x + p * HW;
-        typename V::type acc{};
-        for (int64_t k = 0; k < HW; ++k) {
-          typename V::type v;
-          for (int j = 0; j < N; ++j) v[j] = xp[j * HW + k];
-          acc += v;
-        }
-        V::store(y + p, acc * V::broadcast(inv));
+        T s = 0;
+        for (int64_t k = 0; k < HW; ++k) s += xp[k];
+        y[p] = s * inv;
       }
+      return;
     }
     for (; p < p1; ++p) {
       const T* xp = x + p * HW;
