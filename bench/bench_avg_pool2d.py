@@ -3,7 +3,8 @@
 Run from the repository root: python -m bench.bench_avg_pool2d [--threads 2]
 
 GB/s counts the bytes an ideal kernel moves: forward reads the input and writes the output;
-forward+backward also reads grad_output and writes grad_input (y.backward(g) with a ready g).
+forward+backward also reads grad_output and writes grad_input (torch.autograd.grad(y, x, g) with a
+ready g, so no gradient accumulation).
 The %copy columns put them beside harness.copy_bandwidth(), torch's copy_ of 256 MiB.
 """
 import torch
@@ -35,8 +36,9 @@ def _cases(op, name, x, torch_f, cnnext_f, out_numel):
                         group=f"{op} forward")]
     xg = x.clone().requires_grad_()
     g = torch.randn(torch_f(x).shape)
-    out.append(harness.Case(f"{name} {tuple(x.shape)}", lambda: torch_f(xg).backward(g),
-                            lambda: cnnext_f(xg).backward(g), bytes=2 * nbytes, group=f"{op} forward+backward"))
+    out.append(harness.Case(f"{name} {tuple(x.shape)}", lambda: torch.autograd.grad(torch_f(xg), xg, g),
+                            lambda: torch.autograd.grad(cnnext_f(xg), xg, g), bytes=2 * nbytes,
+                            group=f"{op} forward+backward"))
     return out
 
 
