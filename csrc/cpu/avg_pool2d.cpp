@@ -25,9 +25,6 @@
 
 #include "vec.h"
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 namespace cnnext::cpu {
 namespace {
@@ -44,34 +41,6 @@ template <typename V, size_t... I>
 inline V dup_low(V a, std::index_sequence<I...>) { return __builtin_shufflevector(a, a, (I / 2)...); }
 template <typename V, size_t N, size_t... I>
 inline V dup_high(V a, std::index_sequence<I...>) { return __builtin_shufflevector(a, a, (N / 2 + I / 2)...); }
-
-// The first n lanes (0 <= n <= N) of a vector at p, the others zero / stored back only to p[0:n]:
-// the tail of a row in one vector operation.  AVX-512 masked loads and stores never touch memory
-// past p[n-1]; elsewhere a copy through a zeroed vector does the same.
-template <typename T>
-inline typename Vec<T>::type load_n(const T* p, int64_t n) {
-#if defined(__AVX512F__)
-  if constexpr (sizeof(T) == 4)
-    return (typename Vec<T>::type)_mm512_maskz_loadu_ps(__mmask16((1u << n) - 1), p);
-  else
-    return (typename Vec<T>::type)_mm512_maskz_loadu_pd(__mmask8((1u << n) - 1), p);
-#else
-  typename Vec<T>::type v{};
-  std::memcpy(&v, p, n * sizeof(T));
-  return v;
-#endif
-}
-template <typename T>
-inline void store_n(T* p, typename Vec<T>::type v, int64_t n) {
-#if defined(__AVX512F__)
-  if constexpr (sizeof(T) == 4)
-    _mm512_mask_storeu_ps(p, __mmask16((1u << n) - 1), (__m512)v);
-  else
-    _mm512_mask_storeu_pd(p, __mmask8((1u << n) - 1), (__m512d)v);
-#else
-  std::memcpy(p, &v, n * sizeof(T));
-#endif
-}
 
 // out[i] = scale[i] * (a[2i] + a[2i+1] (+ b[2i] + b[2i+1])) for i < n.
 template <bool TWO, typename T>
@@ -150,6 +119,65 @@ CNNEXT_ROW_OP(fma_row, (int64_t n, const T* __restrict__ a, const T* __restrict_
               ld(out) + ld(a) * ld(b))
 #undef CNNEXT_ROW_OP
 
+// out[o] = scale[o] * sum_{i in [lo[o], hi[o])} in[i] (+ in2[i]) for o in [o0, o1), N outputs at a
+// time: for every input i that a chunk's windows touch, one masked vector add of in[i] into the
+// lanes whose window holds i (lo and hi nondecreasing, as all pooling windows are).
+template <typename T>
+class WindowSums {
+ public:
+  WindowSums(const std::vector<int64_t>& lo, const std::vector<int64_t>& hi, int64_t o0, int64_t o1) {
+    for (int64_t o = o0; o < o1; o += N) {
+      const int64_t m = std::min<int64_t>(N, o1 - o), i0 = lo[o], i1 = std::max(i0, hi[o + m - 1]);
+      chunks_.push_back({o, m, i0, i1, masks_.size()});
+      for (int64_t i = i0; i < i1; ++i) {
+        uint32_t mask = 0;
+        for (int64_t j = 0; j < m; ++j) mask |= uint32_t(lo[o + j] <= i && i < hi[o + j]) << j;
+        masks_.push_back(mask);
+      }
+    }
+  }
+  template <bool kTwo>
+  void apply(const T* __restrict__ in, const T* __restrict__ in2, const T* __restrict__ scale,
+             T* __restrict__ out) const {
+    for (const Chunk& c : chunks_) {
+      typename V::type a0{}, a1{};  // two chains of dependent adds: even and odd inputs
+      const uint32_t* mask = masks_.data() + c.mask0;
+      int64_t i = c.i0;
+      for (; i + 1 < c.i1; i += 2, mask += 2) {
+        a0 = masked_add(a0, mask[0], kTwo ? in[i] + in2[i] : in[i]);
+        a1 = masked_add(a1, mask[1], kTwo ? in[i + 1] + in2[i + 1] : in[i + 1]);
+      }
+      if (i < c.i1) a0 = masked_add(a0, mask[0], kTwo ? in[i] + in2[i] : in[i]);
+      typename V::type acc = a0 + a1;
+      if (scale) acc *= load_n(scale + c.o, c.m);
+      store_n(out + c.o, acc, c.m);
+    }
+  }
+
+ private:
+  using V = Vec<T>;
+  static constexpr int N = V::size;
+  // acc + v in the lanes of mask
+  static typename V::type masked_add(typename V::type acc, uint32_t mask, T v) {
+#if defined(__AVX512F__)
+    if constexpr (sizeof(T) == 4)
+      return (typename V::type)_mm512_mask_add_ps((__m512)acc, __mmask16(mask), (__m512)acc, _mm512_set1_ps(v));
+    else
+      return (typename V::type)_mm512_mask_add_pd((__m512d)acc, __mmask8(mask), (__m512d)acc, _mm512_set1_pd(v));
+#else
+    for (int j = 0; j < N; ++j)
+      if (mask >> j & 1) acc[j] += v;
+    return acc;
+#endif
+  }
+  struct Chunk {
+    int64_t o, m, i0, i1;
+    size_t mask0;
+  };
+  std::vector<Chunk> chunks_;
+  std::vector<uint32_t> masks_;
+};
+
 template <typename T>
 int64_t padded_size(int64_t n) { return (n + Vec<T>::size - 1) / Vec<T>::size * Vec<T>::size; }
 
@@ -222,7 +250,8 @@ void forward_2x2(const T* x, T* y, const AvgPoolPlan<T>& P, int64_t r0, int64_t 
 
 // Output rows [r0, r1), any windows.
 template <typename T>
-void forward_rows(const T* x, T* y, const AvgPoolPlan<T>& P, int64_t npair, int64_t r0, int64_t r1) {
+void forward_rows(const T* x, T* y, const AvgPoolPlan<T>& P, int64_t npair, const WindowSums<T>& columns,
+                  int64_t r0, int64_t r1) {
   const int64_t H = P.H, W = P.W, OH = P.OH, OW = P.OW;
   std::vector<T> buf(padded_size<T>(W));
   int64_t p = r0 / OH, oh = r0 % OH;
@@ -246,11 +275,8 @@ void forward_rows(const T* x, T* y, const AvgPoolPlan<T>& P, int64_t npair, int6
     // horizontal
     if (rb) pair_sums<true>(ra, rb, sc, yr, npair);
     else pair_sums<false>(ra, rb, sc, yr, npair);
-    for (int64_t ow = npair; ow < OW; ++ow) {
-      T s = 0;
-      for (int64_t w = P.w0[ow]; w < P.w1[ow]; ++w) s += rb ? ra[w] + rb[w] : ra[w];
-      yr[ow] = s * sc[ow];
-    }
+    if (rb) columns.template apply<true>(ra, rb, sc, yr);
+    else columns.template apply<false>(ra, rb, sc, yr);
   }
 }
 
@@ -259,12 +285,13 @@ void avg_pool2d_forward(const T* x, T* y, int64_t planes, const AvgPoolPlan<T>& 
   const int64_t W = P.W, OH = P.OH, OW = P.OW;
   const int64_t npair = std::min(leading_pairs(P.w0, P.w1), OW);
   const bool two_by_two = npair == OW && leading_pairs(P.h0, P.h1) == OH;
+  const WindowSums<T> columns(P.w0, P.w1, npair, OW);  // the columns after the leading pairs
   int64_t kmax = 1;
   for (int64_t oh = 0; oh < OH; ++oh) kmax = std::max(kmax, P.h1[oh] - P.h0[oh]);
   const int64_t grain = std::max<int64_t>(1, 32768 / (kmax * W + OW));
   at::parallel_for(0, planes * OH, grain, [&](int64_t r0, int64_t r1) {
     if (two_by_two) forward_2x2(x, y, P, r0, r1);
-    else forward_rows(x, y, P, npair, r0, r1);
+    else forward_rows(x, y, P, npair, columns, r0, r1);
   });
 }
 
@@ -298,8 +325,7 @@ void backward_2x2(const T* gy, T* gx, const AvgPoolPlan<T>& P, int64_t p0, int64
 // Input rows [r0, r1), any windows.
 template <typename T>
 void backward_rows(const T* gy, T* gx, const AvgPoolPlan<T>& P, const std::vector<int64_t>& oh_lo,
-                   const std::vector<int64_t>& oh_hi, const std::vector<int64_t>& ow_lo,
-                   const std::vector<int64_t>& ow_hi, int64_t npair, int64_t r0, int64_t r1) {
+                   const std::vector<int64_t>& oh_hi, int64_t npair, const WindowSums<T>& columns, int64_t r0, int64_t r1) {
   const int64_t H = P.H, W = P.W, OH = P.OH, OW = P.OW;
   std::vector<T> g(padded_size<T>(OW));
   int64_t p = r0 / H, h = r0 % H;
@@ -321,11 +347,7 @@ void backward_rows(const T* gy, T* gx, const AvgPoolPlan<T>& P, const std::vecto
     for (int64_t oh = a + 1; oh < b; ++oh) fma_row<true>(OW, gyp + oh * OW, P.scale.data() + oh * OW, g.data());
     // horizontal
     duplicate_pairs(g.data(), gxr, npair);
-    for (int64_t w = 2 * npair; w < W; ++w) {
-      T s = 0;
-      for (int64_t ow = ow_lo[w]; ow < ow_hi[w]; ++ow) s += g[ow];
-      gxr[w] = s;
-    }
+    columns.template apply<false>(g.data(), nullptr, nullptr, gxr);
   }
 }
 
@@ -345,11 +367,12 @@ void avg_pool2d_backward(const T* gy, T* gx, int64_t planes, const AvgPoolPlan<T
   while (npair < OW && 2 * npair + 1 < W && ow_lo[2 * npair] == npair && ow_hi[2 * npair] == npair + 1 &&
          ow_lo[2 * npair + 1] == npair && ow_hi[2 * npair + 1] == npair + 1)
     ++npair;
+  const WindowSums<T> columns(ow_lo, ow_hi, 2 * npair, W);  // input column w sums g over [ow_lo[w], ow_hi[w])
   int64_t kmax = 1;
   for (int64_t h = 0; h < H; ++h) kmax = std::max(kmax, oh_hi[h] - oh_lo[h]);
   const int64_t grain = std::max<int64_t>(1, 32768 / (kmax * OW + W));
   at::parallel_for(0, planes * H, grain, [&](int64_t r0, int64_t r1) {
-    backward_rows(gy, gx, P, oh_lo, oh_hi, ow_lo, ow_hi, npair, r0, r1);
+    backward_rows(gy, gx, P, oh_lo, oh_hi, npair, columns, r0, r1);
   });
 }
 
