@@ -76,9 +76,8 @@ def _output_size(input, output_size):
                                               f"(entries may be None), got {output_size}")
     if len(size) == 1:
         size = size * 2
-    if input.dim() >= 2:  # None: keep the input's size on that axis
-        size = [input.shape[i - 2] if s is None else s for i, s in enumerate(size)]
-    return size
+    # None: keep the input's size on that axis (1 for an input of the wrong rank, which the op rejects)
+    return [s if s is not None else input.shape[i - 2] if input.dim() >= 2 else 1 for i, s in enumerate(size)]
 
 
 def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
