@@ -7,13 +7,15 @@
 //   forward   y[p] = sum(x[p, :]) / HW   threads over planes; per plane a vector of partial sums
 //                                        (masked tail), N planes' vectors folded into one vector
 //                                        of N sums with shuffles (a transposing reduction)
-//   backward  gx[p, :] = gy[p] / HW      threads over planes; a fill
+//   backward  gx[p, :] = gy[p] / HW      threads over planes; a fill (for HW < N: N planes are
+//                                        HW vectors, each a lane permutation of N gradients)
 // Every output is one fixed-order sum by one thread: deterministic.
 #include "adaptive_avg_pool2d.h"
 
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <utility>
 
 #include "vec.h"
@@ -43,6 +45,11 @@ AvgPoolPlan<T> adaptive_avg_pool2d_plan(int64_t H, int64_t W, int64_t OH, int64_
 namespace {
 
 using std::size_t;
+
+#if defined(__GNUC__) && !defined(__clang__)
+typedef int32_t IndexVec32 __attribute__((vector_size(kVecBytes)));  // lane indices for __builtin_shuffle
+typedef int64_t IndexVec64 __attribute__((vector_size(kVecBytes)));
+#endif
 
 // fold(a, b) at level L: a and b each hold 2^L planes' partial sums, plane q in lanes
 // [q*bs, (q+1)*bs), bs = N / 2^L.  The result holds the 2^(L+1) planes of a then b, each
@@ -105,10 +112,29 @@ void global_avg_pool2d_forward(const T* x, T* y, int64_t planes, int64_t HW) {
 
 template <typename T>
 void global_avg_pool2d_backward(const T* gy, T* gx, int64_t planes, int64_t HW) {
+  using V = Vec<T>;
+  constexpr int N = V::size;
   const T inv = T(1) / T(HW);
-  const int64_t grain = std::max<int64_t>(1, 32768 / HW);
+  const int64_t grain = std::max<int64_t>(N, 32768 / HW);
+#if defined(__GNUC__) && !defined(__clang__)
+  // N planes of HW < N values are HW whole vectors; vector q, lane l holds plane (q*N + l) / HW:
+  // a lane permutation of the N gradients (GCC's __builtin_shuffle with a runtime index vector).
+  using I = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+  using Index = std::conditional_t<sizeof(T) == 4, IndexVec32, IndexVec64>;
+  std::vector<Index> lanes(HW < N ? HW : 0);
+  for (int64_t q = 0; q < int64_t(lanes.size()); ++q)
+    for (int l = 0; l < N; ++l) lanes[q][l] = I((q * N + l) / HW);
+#endif
   at::parallel_for(0, planes, grain, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) std::fill(gx + p * HW, gx + (p + 1) * HW, gy[p] * inv);
+    int64_t p = p0;
+#if defined(__GNUC__) && !defined(__clang__)
+    if (HW < N)
+      for (; p + N <= p1; p += N) {
+        const typename V::type g = V::load(gy + p) * V::broadcast(inv);
+        for (int64_t q = 0; q < HW; ++q) V::store(gx + p * HW + q * N, __builtin_shuffle(g, lanes[q]));
+      }
+#endif
+    for (; p < p1; ++p) std::fill(gx + p * HW, gx + (p + 1) * HW, gy[p] * inv);
   });
 }
 
