@@ -4,7 +4,8 @@
 //
 // Both directions work on whole rows of an NCHW plane, split in two passes:
 //   forward   (threads: output rows)  vertical: add the input rows h0..h1-1 with vector adds
-//             (one or two rows are read in place); horizontal: sum each column window.
+//             (one or two rows are read in place); horizontal: sum each column window
+//             (WindowSums: one masked vector add per input column into the outputs that hold it).
 //   backward  (threads: input rows, a gather, no scatter)  vertical: g[ow] = sum over the output
 //             rows oh whose window holds input row h of gy[oh, ow] * scale[oh, ow] (vector FMAs);
 //             horizontal: gx[h, w] = sum of g over the output columns whose window holds w.
@@ -13,8 +14,9 @@
 // forward deinterleaves even and odd columns and adds them, backward duplicates each value
 // into two lanes (vec.h vectors, __builtin_shufflevector); the 2x2 stride-2 pooling itself has
 // its own loops (forward_2x2, backward_2x2: one output row <-> two input rows, nothing else).
-// Rows shorter than a vector (LeNet's 28, DenseNet's 24 and 12) end in one masked vector op.  Every output is one fixed-order sum
-// computed by one thread: results do not depend on the thread count.
+// Rows shorter than a vector (LeNet's 28, DenseNet's 24 and 12) end in one masked vector op.
+// Every output is one fixed-order sum computed by one thread: results do not depend on the
+// thread count.
 #include "avg_pool2d.h"
 
 #include <ATen/Parallel.h>
@@ -24,7 +26,6 @@
 #include <utility>
 
 #include "vec.h"
-
 
 namespace cnnext::cpu {
 namespace {
