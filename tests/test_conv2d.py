@@ -42,6 +42,8 @@ D2L_CASES = [
     ("batch1_1x1_1x1", (1, 1, 1, 1), (1, 1, 1), 1, 0, 1, 1),
     ("1x1_over_tiles", (2, 40, 9, 9), (70, 1, 1), 1, 0, 1, 1),
     ("3x3_over_tiles", (1, 9, 10, 9), (67, 3, 3), 1, 1, 1, 1),
+    ("grid_stride_columns", (1, 1, 66, 66), (1, 1, 1), 1, 0, 1, 1),  # > 64 column tiles: the emulator's grid cap
+    ("grid_stride_groups", (1, 65, 3, 3), (65, 3, 3), 1, 1, 1, 65),  # > 64 groups
 ]
 
 
