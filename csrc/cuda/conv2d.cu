@@ -20,7 +20,8 @@
 //                       im2col index math happens here, with per-thread mixed-radix counters instead of
 //                       divisions), stores them to shared memory, and, while the next step's loads are in
 //                       flight, accumulates a 4x4 register tile: thread (ty, tx) = (tid/16, tid%16) owns
-//                       rows ty + 16i and columns tx + 16j of the block tile.
+//                       rows 4ty..4ty+3 and columns 4tx..4tx+3 of the block tile (read from shared memory
+//                       with one 16-byte load per operand and step).
 //                       The 1x1 / stride 1 / no padding case (PW = true) is a plain GEMM: no (r, s) math.
 //   conv2d_sum_splits   one thread per gW element (grid-stride): sums the split partials in order
 //   conv2d_bias_grad    one block per output channel k (grid-stride): threads stride over (n, p, q),
@@ -94,12 +95,30 @@ struct Geom {
   int64_t C, K, Ncols, red, tiles_n, chunk, wrow;  // wrow = Cg*R*S: length of a weight row
 };
 
+// Four consecutive shared-memory values (16-byte aligned) into registers: one or two vector loads.
+__device__ __forceinline__ void load4(float* r, const float* p) {
+#if defined(__CUDACC__)
+  const float4 v = *reinterpret_cast<const float4*>(p);
+  r[0] = v.x, r[1] = v.y, r[2] = v.z, r[3] = v.w;
+#else
+  for (int i = 0; i < 4; ++i) r[i] = p[i];
+#endif
+}
+__device__ __forceinline__ void load4(double* r, const double* p) {
+#if defined(__CUDACC__)
+  const double2 u = *reinterpret_cast<const double2*>(p), v = *reinterpret_cast<const double2*>(p + 2);
+  r[0] = u.x, r[1] = u.y, r[2] = v.x, r[3] = v.y;
+#else
+  for (int i = 0; i < 4; ++i) r[i] = p[i];
+#endif
+}
+
 template <typename T, int KIND, bool PW>
 __global__ void __launch_bounds__(kBlock)
 conv2d_igemm(const Geom gm, const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ gy,
              const T* __restrict__ bias, T* __restrict__ out) {
-  __shared__ T As[BK][BM + kPad];
-  __shared__ T Bs[BK][BN + kPad];
+  __align__(16) __shared__ T As[BK][BM + kPad];
+  __align__(16) __shared__ T Bs[BK][BN + kPad];
   __shared__ int64_t s_col_base[BN];
   __shared__ int s_col_h[BN], s_col_w[BN];
 
@@ -246,10 +265,8 @@ UNROLL
 UNROLL
           for (int kk = 0; kk < BK; ++kk) {
             T a[4], b[4];
-UNROLL
-            for (int i = 0; i < 4; ++i) a[i] = As[kk][ty + 16 * i];
-UNROLL
-            for (int j = 0; j < 4; ++j) b[j] = Bs[kk][tx + 16 * j];
+            load4(a, &As[kk][ty * 4]);
+            load4(b, &Bs[kk][tx * 4]);
 UNROLL
             for (int i = 0; i < 4; ++i)
 UNROLL
@@ -258,14 +275,14 @@ UNROLL
           __syncthreads();
         }
 
-        // ---- epilogue: thread (ty, tx) writes rows m0 + ty + 16i, columns n0 + tx + 16j ----
+        // ---- epilogue: thread (ty, tx) writes rows m0 + 4ty + i, columns n0 + 4tx + j ----
 UNROLL
         for (int j = 0; j < 4; ++j) {
-          const int64_t col = n0 + tx + 16 * j;
+          const int64_t col = n0 + tx * 4 + j;
           if (col >= Ncols) continue;
 UNROLL
           for (int i = 0; i < 4; ++i) {
-            const int m = m0 + ty + 16 * i;
+            const int m = m0 + ty * 4 + i;
             if (m >= M) continue;
             if constexpr (KIND == kFwd) {
               const int64_t n = col / PQ, pq = col - n * PQ;
