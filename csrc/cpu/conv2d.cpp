@@ -154,23 +154,24 @@ void gemm_block(int64_t Mpad, int64_t ncpad, int64_t Kd, const T* Apack, PackB&&
   }
 }
 
-// A(i, kd) = src[i*ld_i + kd*ld_k] for i < M (0 for M <= i < Mpad), packed as gemm_block wants.
-template <typename T>
-void pack_a(T* dst, const T* src, int64_t ld_i, int64_t ld_k, int64_t M, int64_t Mpad, int64_t Kd) {
-  for (int64_t pc = 0; pc < Kd; pc += KC) {
-    const int64_t kc = std::min(KC, Kd - pc);
-    for (int64_t ir = 0; ir < Mpad; ir += MR) {
-      T* d = dst + pc * Mpad + ir * kc;
-      for (int64_t i = 0; i < MR; ++i) {
-        if (ir + i < M) {
-          const T* s = src + (ir + i) * ld_i + pc * ld_k;
-          for (int64_t k = 0; k < kc; ++k) d[k * MR + i] = s[k * ld_k];
-        } else {
-          for (int64_t k = 0; k < kc; ++k) d[k * MR + i] = T(0);
+// A(i, kd) = src(i, kd) for i < M (0 for M <= i < Mpad), packed as gemm_block wants; threads over panels.
+template <typename T, typename Src>
+void pack_a(T* dst, Src&& src, int64_t M, int64_t Mpad, int64_t Kd) {
+  at::parallel_for(0, Mpad / MR, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t pc = 0; pc < Kd; pc += KC) {
+      const int64_t kc = std::min(KC, Kd - pc);
+      for (int64_t ir = p0 * MR; ir < p1 * MR; ir += MR) {
+        T* d = dst + pc * Mpad + ir * kc;
+        for (int64_t i = 0; i < MR; ++i) {
+          if (ir + i < M) {
+            for (int64_t k = 0; k < kc; ++k) d[k * MR + i] = src(ir + i, pc + k);
+          } else {
+            for (int64_t k = 0; k < kc; ++k) d[k * MR + i] = T(0);
+          }
         }
       }
     }
-  }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -201,8 +202,16 @@ RowTab im2col_rows(const Conv2dShape& s, int64_t Cg, int64_t pad_to) {
 struct ColTab {
   std::vector<int32_t> base, h0, w0;
   std::vector<char> contig;  // per panel of NR: the valid columns' bases are consecutive
+  // per group of 16 columns: the runs of consecutive bases (lane mask, base - first lane), for the
+  // AVX-512 packing: one masked load per run instead of a gather
+  std::vector<uint16_t> smask;
+  std::vector<int32_t> soff;
+  std::vector<uint8_t> nseg;
   int64_t n0 = 0;            // first image of the block
-  void resize(int64_t n) { base.resize(n); h0.resize(n); w0.resize(n); contig.resize(n); }
+  void resize(int64_t n) {
+    base.resize(n); h0.resize(n); w0.resize(n); contig.resize(n);
+    smask.resize(n + 16); soff.resize(n + 16); nseg.resize(n / 16 + 1);
+  }
 };
 
 // Columns j0 .. j0+nc of the whole batch, padded to ncpad.  img: element stride of one image.
@@ -236,6 +245,19 @@ void fill_cols(ColTab& t, const Conv2dShape& s, int64_t j0, int64_t nc, int64_t 
     for (int64_t l = 1; l < nr && jr + l < nc; ++l) c &= t.base[jr + l] == t.base[jr] + l;
     t.contig[jr / nr] = c;
   }
+  for (int64_t v = 0; v * 16 < ncpad; ++v) {
+    int ns = 0;
+    for (int64_t l = 0; l < 16 && v * 16 + l < ncpad; ++l) {
+      const int64_t j = v * 16 + l;
+      if (l == 0 || (j < nc && t.base[j] != t.base[j - 1] + 1)) {
+        t.smask[v * 16 + ns] = 0;
+        t.soff[v * 16 + ns] = int32_t(t.base[j] - l);
+        ++ns;
+      }
+      t.smask[v * 16 + ns - 1] |= uint16_t(1u << l);
+    }
+    t.nseg[v] = uint8_t(ns);
+  }
 }
 
 // B panel [kc][NR] of rows r0..r0+kc (RowTab) and columns jr..jr+NR (ColTab) of the unrolled X.
@@ -259,6 +281,23 @@ void pack_b_cols(T* __restrict__ out, const T* X, const ColTab& ct, int64_t jr, 
         const float* src = xb + rt.off[r0 + k];
         _mm512_store_ps(out + k * nr, _mm512_maskz_loadu_ps(ma, src));
         _mm512_store_ps(out + k * nr + 16, _mm512_maskz_loadu_ps(mb, src + 16));
+      }
+    } else if (ct.nseg[jr / 16] <= 8 && ct.nseg[jr / 16 + 1] <= 8) {  // a few runs: masked loads
+      const int na = ct.nseg[jr / 16], nb = ct.nseg[jr / 16 + 1];
+      const uint16_t* sma = ct.smask.data() + jr;
+      const int32_t* soa = ct.soff.data() + jr;
+      for (int64_t k = 0; k < kc; ++k) {
+        const __m512i rh = _mm512_set1_epi32(rt.rh[r0 + k]), rs = _mm512_set1_epi32(rt.rs[r0 + k]);
+        const __mmask16 ma = _mm512_cmplt_epu32_mask(_mm512_add_epi32(h0a, rh), Hv) &
+                             _mm512_cmplt_epu32_mask(_mm512_add_epi32(w0a, rs), Wv);
+        const __mmask16 mb = _mm512_cmplt_epu32_mask(_mm512_add_epi32(h0b, rh), Hv) &
+                             _mm512_cmplt_epu32_mask(_mm512_add_epi32(w0b, rs), Wv);
+        const float* src = X + rt.off[r0 + k];
+        __m512 va = _mm512_setzero_ps(), vb = _mm512_setzero_ps();
+        for (int i = 0; i < na; ++i) va = _mm512_mask_loadu_ps(va, ma & sma[i], src + soa[i]);
+        for (int i = 0; i < nb; ++i) vb = _mm512_mask_loadu_ps(vb, mb & sma[16 + i], src + soa[16 + i]);
+        _mm512_store_ps(out + k * nr, va);
+        _mm512_store_ps(out + k * nr + 16, vb);
       }
     } else {
       const __m512i ba = _mm512_loadu_si512(ct.base.data() + jr), bb = _mm512_loadu_si512(ct.base.data() + jr + 16);
@@ -365,15 +404,11 @@ inline bool fits_i32(int64_t n) { return n < (int64_t(1) << 31) - 1; }
 }  // namespace
 
 // =============================================================================================
+// The forward with the weights already packed: Ap holds, per group, the Mpad x CRS A of gemm_block.
 template <typename T>
-void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y) {
+void forward_impl(const Conv2dShape& s, const T* x, const T* Ap, const T* b, T* y) {
   const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, HW = s.H * s.W, PQ = s.P * s.Q;
   const int64_t CRS = Cg * s.R * s.S, L = s.N * PQ, Mpad = round_up(Kg, MR);
-  if (L == 0 || s.K == 0) return;
-  Buf<T> Ap(G * Mpad * CRS);
-  at::parallel_for(0, G, 1, [&](int64_t g0, int64_t g1) {
-    for (int64_t g = g0; g < g1; ++g) pack_a(Ap.p + g * Mpad * CRS, w + g * Kg * CRS, CRS, 1, Kg, Mpad, CRS);
-  });
   const RowTab rt = im2col_rows(s, Cg, CRS);
   const int64_t ncb = column_block<T>(L, 2 * at::get_num_threads());
   const int64_t nblocks = ceil_div(L, ncb);
@@ -386,7 +421,7 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T*
       fill_cols<NR<T>>(ct, s, j0, nc, ncpad, s.C * HW, true);
       for (int64_t g = 0; g < G; ++g) {
         const T* Xg = x + (ct.n0 * s.C + g * Cg) * HW;
-        gemm_block(Mpad, ncpad, CRS, Ap.p + g * Mpad * CRS,
+        gemm_block(Mpad, ncpad, CRS, Ap + g * Mpad * CRS,
                    [&](int64_t pc, int64_t kc, T* Bb) {
                      for (int64_t jr = 0; jr < ncpad; jr += NR<T>)
                        pack_b_cols(Bb + jr * kc, Xg, ct, jr, rt, pc, kc, s.H, s.W);
@@ -406,6 +441,18 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T*
 }
 
 template <typename T>
+void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y) {
+  const int64_t G = s.groups, Kg = s.K / G, CRS = s.C / G * s.R * s.S, Mpad = round_up(Kg, MR);
+  if (s.N * s.P * s.Q == 0 || s.K == 0) return;
+  Buf<T> Ap(G * Mpad * CRS);
+  for (int64_t g = 0; g < G; ++g) {
+    const T* wg = w + g * Kg * CRS;
+    pack_a(Ap.p + g * Mpad * CRS, [&](int64_t i, int64_t kd) { return wg[i * CRS + kd]; }, Kg, Mpad, CRS);
+  }
+  forward_impl(s, x, Ap.p, b, y);
+}
+
+template <typename T>
 void conv2d_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx) {
   const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, HW = s.H * s.W, PQ = s.P * s.Q;
   const int64_t CRS = Cg * s.R * s.S, L = s.N * PQ, Mpad = round_up(CRS, MR);
@@ -414,18 +461,46 @@ void conv2d_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx)
     std::fill(gx, gx + s.N * s.C * HW, T(0));
     return;
   }
+  if (s.stride_h == 1 && s.stride_w == 1) {
+    // Stride 1: grad input is the forward conv of gY with the flipped, transposed kernel
+    //   gx[n, c, h, w] = sum_{k, r', s'} gy[n, k, h - ph' + r'*dh, w - pw' + s'*dw] * w[k, c, R-1-r', S-1-s']
+    // with ph' = dh*(R-1) - ph: the fast forward path, no col2im.
+    Conv2dShape t = s;
+    t.C = s.K, t.H = s.P, t.W = s.Q, t.K = s.C, t.P = s.H, t.Q = s.W;
+    t.pad_h = s.dil_h * (s.R - 1) - s.pad_h, t.pad_w = s.dil_w * (s.S - 1) - s.pad_w;
+    const int64_t RS = s.R * s.S, KRS = Kg * RS, Mp = round_up(Cg, MR);
+    // A(c, (k, r', s')) = w[k, c, R-1-r', S-1-s'] per group: transposed into wt (read w in order), then packed
+    std::vector<T> wt(s.C * KRS);
+    at::parallel_for(0, s.C, 16, [&](int64_t c0, int64_t c1) {
+      for (int64_t k = 0; k < s.K; ++k) {
+        const int64_t g = k / Kg, kl = k % Kg;
+        for (int64_t c = std::max(c0, g * Cg); c < std::min(c1, (g + 1) * Cg); ++c) {
+          const T* src = w + (k * Cg + c - g * Cg) * RS;
+          T* dst = wt.data() + c * KRS + kl * RS;
+          for (int64_t i = 0; i < RS; ++i) dst[i] = src[RS - 1 - i];
+        }
+      }
+    });
+    Buf<T> Ap(G * Mp * KRS);
+    for (int64_t g = 0; g < G; ++g) {
+      const T* wg = wt.data() + g * Cg * KRS;
+      pack_a(Ap.p + g * Mp * KRS, [&](int64_t c, int64_t kd) { return wg[c * KRS + kd]; }, Cg, Mp, KRS);
+    }
+    forward_impl(t, gy, Ap.p, (const T*)nullptr, gx);
+    return;
+  }
   // A = W^T per group: A(crs, k) = w[(g*Kg + k)*CRS + crs]
   Buf<T> Ap(G * Mpad * Kg);
-  at::parallel_for(0, G, 1, [&](int64_t g0, int64_t g1) {
-    for (int64_t g = g0; g < g1; ++g) pack_a(Ap.p + g * Mpad * Kg, w + g * Kg * CRS, 1, CRS, CRS, Mpad, Kg);
-  });
+  for (int64_t g = 0; g < G; ++g) {
+    const T* wg = w + g * Kg * CRS;
+    pack_a(Ap.p + g * Mpad * Kg, [&](int64_t i, int64_t kd) { return wg[kd * CRS + i]; }, CRS, Mpad, Kg);
+  }
   // B rows are gY's channels k: offset k*PQ, always in bounds
   RowTab rt;
   rt.off.resize(Kg);
   rt.rh.assign(Kg, 0);
   rt.rs.assign(Kg, 0);
   for (int64_t k = 0; k < Kg; ++k) rt.off[k] = int32_t(k * PQ);
-  const bool pointwise = s.R == 1 && s.S == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0;
   const int64_t nthreads = at::get_num_threads();
 
   // one block of columns j0..j0+nc: gcol (Mpad x ncpad) into Cbuf, then written or scattered to gx
@@ -439,12 +514,7 @@ void conv2d_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx)
                    for (int64_t jr = 0; jr < ncpad; jr += NR<T>) pack_b_cols(Bb + jr * kc, Yg, ct, jr, rt, pc, kc, 1, 1);
                  },
                  Bbuf, Cbuf, ncpad, false);
-      if (pointwise) {
-        for_each_image_run(s, j0, nc, [&](int64_t n, int64_t pq0, int64_t pq1, int64_t jj) {
-          for (int64_t c = 0; c < Cg; ++c)
-            std::memcpy(gx + (n * s.C + g * Cg + c) * HW + pq0, Cbuf + c * ncpad + jj, (pq1 - pq0) * sizeof(T));
-        });
-      } else {
+      {
         for_each_row_run(s, j0, nc, [&](int64_t n, int64_t p, int64_t q0, int64_t q1, int64_t jj) {
           for (int64_t crs = 0; crs < CRS; ++crs) {
             const int64_t c = crs / (s.R * s.S), r = (crs / s.S) % s.R, t = crs % s.S;
@@ -468,16 +538,6 @@ void conv2d_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx)
     }
   };
 
-  if (pointwise) {  // columns are independent: blocks like the forward
-    const int64_t ncb = column_block<T>(L, 2 * nthreads), nblocks = ceil_div(L, ncb);
-    at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
-      const int64_t ncbpad = round_up(ncb, NR<T>);
-      Buf<T> Bbuf(KC * ncbpad), Cbuf(Mpad * ncbpad);
-      ColTab ct;
-      for (int64_t blk = b0; blk < b1; ++blk) block(blk * ncb, std::min(ncb, L - blk * ncb), ct, Bbuf.p, Cbuf.p);
-    });
-    return;
-  }
   // col2im scatters inside an image: a thread owns whole images (several when images are small)
   const int64_t ipc = std::max<int64_t>(1, std::min(ceil_div(NC<T>, PQ), ceil_div(s.N, 2 * nthreads)));
   const int64_t nchunks = ceil_div(s.N, ipc);
@@ -517,7 +577,34 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw
     });
   }
   if (s.K * CRS == 0) return;
-  const RowTab rt = im2col_rows(s, Cg, CRSpad);
+  // Two ways to pack B = col^T ([j][crs] panels):
+  //  * channels-last (Cg a multiple of the vector width): x is copied to NHWC once and the crs axis is
+  //    ordered (r, s, c), so a vector of lanes is VS consecutive channels of one pixel: one load.
+  //  * otherwise the crs axis is (c, r, s) and each vector of lanes is one masked gather from NCHW x.
+  constexpr int64_t VS = Vec<T>::size;
+  const bool nhwc = Cg % VS == 0;
+  RowTab rt;
+  std::vector<T> xt;
+  if (nhwc) {
+    rt.off.assign(CRSpad / VS, 0);
+    rt.rh.assign(CRSpad / VS, kInvalid);
+    rt.rs.assign(CRSpad / VS, kInvalid);
+    for (int64_t v = 0; v < CRS / VS; ++v) {
+      const int64_t rs = v * VS / Cg, c = v * VS % Cg, r = rs / s.S, t = rs % s.S;
+      rt.off[v] = int32_t((r * s.dil_h * s.W + t * s.dil_w) * s.C + c);
+      rt.rh[v] = int32_t(r * s.dil_h);
+      rt.rs[v] = int32_t(t * s.dil_w);
+    }
+    xt.resize(s.N * s.C * HW);
+    at::parallel_for(0, s.N, 1, [&](int64_t n0, int64_t n1) {
+      for (int64_t n = n0; n < n1; ++n)
+        for (int64_t i0 = 0; i0 < HW; i0 += 16)
+          for (int64_t c = 0; c < s.C; ++c)
+            for (int64_t i = i0; i < std::min(HW, i0 + 16); ++i) xt[(n * HW + i) * s.C + c] = x[(n * s.C + c) * HW + i];
+    });
+  } else {
+    rt = im2col_rows(s, Cg, CRSpad);
+  }
   // Split the work into parts: over gW's columns when gW is large next to the batch (each element owned
   // by one part), else over ranges of the batch's columns whose partial sums are added in part order.
   const bool split_cols = CRSpad >= 2 * nthreads * NR<T> && L <= 8 * CRS;
@@ -540,43 +627,80 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw
         for (int64_t pc = l0; pc < l1; pc += KC) {
           const int64_t kc = std::min(KC, l1 - pc);
           // A = gY (Kg x kc) of these columns, packed [kc][MR] per panel of MR channels
-          fill_cols<NR<T>>(ct, s, pc, kc, kc, s.K * PQ, false);
-          const T* Yg = gy + (ct.n0 * s.K + g * Kg) * PQ;
           for (int64_t ir = 0; ir < Mpad; ir += MR) {
             T* d = Abuf.p + ir * kc;
-            for (int64_t i = 0; i < MR; ++i) {
-              if (ir + i < Kg) {
-                const T* src = Yg + (ir + i) * PQ;
-                for (int64_t k = 0; k < kc; ++k) d[k * MR + i] = src[ct.base[k]];
-              } else {
-                for (int64_t k = 0; k < kc; ++k) d[k * MR + i] = T(0);
+            for_each_image_run(s, pc, kc, [&](int64_t n, int64_t pq0, int64_t pq1, int64_t jj) {
+              for (int64_t i = 0; i < MR; ++i) {
+                T* di = d + jj * MR + i;
+                if (ir + i < Kg) {
+                  const T* src = gy + (n * s.K + g * Kg + ir + i) * PQ + pq0;
+                  for (int64_t t = 0; t < pq1 - pq0; ++t) di[t * MR] = src[t];
+                } else {
+                  for (int64_t t = 0; t < pq1 - pq0; ++t) di[t * MR] = T(0);
+                }
               }
-            }
+            });
           }
           // B = col^T (kc x CRS), built from x's receptive fields of the same columns
-          fill_cols<NR<T>>(ct, s, pc, kc, kc, s.C * HW, true);
-          const T* Xg = x + (ct.n0 * s.C + g * Cg) * HW;
-          for (int64_t jc = c0; jc < c1; jc += NC<T>) {
-            const int64_t nc = std::min(NC<T>, c1 - jc);
-            gemm_block(Mpad, nc, kc, Abuf.p,
-                       [&](int64_t, int64_t kc_, T* Bb) {
-                         for (int64_t jr = 0; jr < nc; jr += NR<T>) pack_b_rows(Bb + jr * kc_, Xg, ct, 0, kc_, rt, jc + jr, s.H, s.W);
-                       },
-                       Bbuf.p, C + jc, CRSpad, true);
+          if (nhwc) {
+            fill_cols<NR<T>>(ct, s, pc, kc, kc, s.C * HW, true);
+            const T* Xg = xt.data() + ct.n0 * s.C * HW + g * Cg;
+            for (int64_t j = 0; j < kc; ++j)  // base in NHWC: ((n - n0)*HW + h0*W + w0)*C
+              ct.base[j] = int32_t(((pc + j) / PQ - ct.n0) * HW * s.C + (int64_t(ct.h0[j]) * s.W + ct.w0[j]) * s.C);
+            for (int64_t jc = c0; jc < c1; jc += NC<T>) {
+              const int64_t nc = std::min(NC<T>, c1 - jc);
+              gemm_block(Mpad, nc, kc, Abuf.p,
+                         [&](int64_t, int64_t kc_, T* Bb) {
+                           using V = Vec<T>;
+                           for (int64_t jr = 0; jr < nc; jr += NR<T>) {
+                             T* out = Bb + jr * kc_;
+                             const int64_t v0 = (jc + jr) / VS;
+                             for (int64_t j = 0; j < kc_; ++j)
+                               for (int64_t v = 0; v < 2; ++v) {
+                                 const bool ok = uint32_t(ct.h0[j] + rt.rh[v0 + v]) < uint32_t(s.H) &&
+                                                 uint32_t(ct.w0[j] + rt.rs[v0 + v]) < uint32_t(s.W);
+                                 V::store(out + j * NR<T> + v * VS,
+                                          ok ? V::load(Xg + int64_t(ct.base[j]) + rt.off[v0 + v]) : typename V::type{});
+                               }
+                           }
+                         },
+                         Bbuf.p, C + jc, CRSpad, true);
+            }
+          } else {
+            fill_cols<NR<T>>(ct, s, pc, kc, kc, s.C * HW, true);
+            const T* Xg = x + (ct.n0 * s.C + g * Cg) * HW;
+            for (int64_t jc = c0; jc < c1; jc += NC<T>) {
+              const int64_t nc = std::min(NC<T>, c1 - jc);
+              gemm_block(Mpad, nc, kc, Abuf.p,
+                         [&](int64_t, int64_t kc_, T* Bb) {
+                           for (int64_t jr = 0; jr < nc; jr += NR<T>)
+                             pack_b_rows(Bb + jr * kc_, Xg, ct, 0, kc_, rt, jc + jr, s.H, s.W);
+                         },
+                         Bbuf.p, C + jc, CRSpad, true);
+            }
           }
         }
       }
     }
   });
+  // gw = sum of the parts, in part order; the nhwc layout maps (r, s, c) back to (c, r, s)
+  const int64_t RS = s.R * s.S;
   at::parallel_for(0, s.K, 1, [&](int64_t k0, int64_t k1) {
+    std::vector<T> row(CRS);
     for (int64_t k = k0; k < k1; ++k) {
       const int64_t g = k / Kg, kl = k % Kg;
-      T* dst = gw + k * CRS;
       const T* src0 = P.data() + (g * Mpad + kl) * CRSpad;
-      std::memcpy(dst, src0, CRS * sizeof(T));
+      std::memcpy(row.data(), src0, CRS * sizeof(T));
       for (int64_t part = 1; part < nbuf; ++part) {
         const T* src = P.data() + ((part * G + g) * Mpad + kl) * CRSpad;
-        for (int64_t i = 0; i < CRS; ++i) dst[i] += src[i];
+        for (int64_t i = 0; i < CRS; ++i) row[i] += src[i];
+      }
+      T* dst = gw + k * CRS;
+      if (nhwc) {
+        for (int64_t rs = 0; rs < RS; ++rs)
+          for (int64_t c = 0; c < Cg; ++c) dst[c * RS + rs] = row[rs * Cg + c];
+      } else {
+        std::memcpy(dst, row.data(), CRS * sizeof(T));
       }
     }
   });
