@@ -134,6 +134,19 @@ def test_gradcheck(backend, xs, ws, kw):
     assert torch.autograd.gradcheck(lambda x, w, b: conv2d(x, w, b, **kw), args)
 
 
+@pytest.mark.parametrize(
+    "xs,ws,kw",
+    [
+        ((1, 4, 4, 3), (2, 2, 2), dict(stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2)),
+        ((2, 3, 3), (2, 1, 2), dict(padding="same")),
+    ],
+)
+def test_gradgradcheck(backend, xs, ws, kw):
+    x, w, b = _make(xs, ws, kw.get("groups", 1), torch.float64)
+    args = [t.requires_grad_() for t in (x, w, b)]
+    assert torch.autograd.gradgradcheck(lambda x, w, b: conv2d(x, w, b, **kw), args)
+
+
 def test_opcheck(backend):
     cfgs = [  # (input shape, weight shape, bias, stride, padding, dilation, groups)
         ((2, 4, 7, 6), (6, 2, 3, 2), True, [2, 1], [1, 2], [1, 2], 2),
