@@ -104,6 +104,33 @@ def test_many_groups(backend):
     _check_against_torch(x, w, b, padding=1, groups=65)
 
 
+@pytest.mark.parametrize("name", ["lenet_c1_5x5_pad2", "alexnet_11x11_s4", "groups2", "dilation_2x3", "asym_5x1_s2x1",
+                                  "depthwise_x2", "nin_googlenet_1x1"])
+def test_direct_fallback_kernels(name, monkeypatch):
+    """The CUDA launchers fall back to 64-bit direct kernels for images over 2^31 elements; run them here."""
+    _, xs, ws, stride, padding, dilation, groups = next(c for c in CASES if c[0] == name)
+    monkeypatch.setenv("CNNEXT_CONV2D_DIRECT", "1")
+    x, w, b = _make(xs, ws, groups, torch.float64)
+    with on("emu"):
+        _check_against_torch(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+@pytest.mark.parametrize(
+    "xs,ws,kw",
+    [
+        ((1, 6, 7, 9), (130, 3, 3), dict(padding=1)),  # 130 rows: a full and a partial 128-row tile
+        ((2, 130, 5, 4), (3, 1, 1), dict()),  # 1x1 (plain GEMM); grad input has 130 rows
+        ((1, 20, 9, 8), (132, 2, 3), dict(stride=(2, 1), padding=(1, 2), dilation=(2, 1), groups=2)),
+    ],
+)
+def test_128_tiles(xs, ws, kw, monkeypatch):
+    """float GEMMs with enough rows and columns run 128x128 tiles on a GPU; force them for small shapes."""
+    monkeypatch.setenv("CNNEXT_CONV2D_TILE", "128")
+    x, w, b = _make(xs, ws, kw.get("groups", 1), torch.float32)
+    with on("emu"):
+        _check_against_torch(x, w, b, **kw)
+
+
 def test_no_bias_and_partial_grads(backend):
     x, w, b = _make((2, 4, 7, 6), (6, 3, 3), 2, torch.float64)
     _check_against_torch(x, w, None, padding=1, groups=2)

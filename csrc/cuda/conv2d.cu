@@ -30,6 +30,7 @@
 //                       plain loops of the formulas, fully 64-bit, one output element per thread
 // Offsets: within one image 32-bit (checked by the launchers), across the batch 64-bit.
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -424,6 +425,14 @@ bool fits_int32(const Conv2dShape& s) {
          s.W + 2 * s.pad_w < kInt32Max / 2;
 }
 
+// The launchers take the direct kernels when the tiled ones cannot index the sizes in 32 bits, or when
+// CNNEXT_CONV2D_DIRECT=1 is set (so that the tests exercise the fallbacks on small shapes).
+bool use_direct(const Conv2dShape& s) {
+  if (!fits_int32(s)) return true;
+  const char* e = std::getenv("CNNEXT_CONV2D_DIRECT");
+  return e && e[0] == '1';
+}
+
 bool pointwise(const Conv2dShape& s) {
   return s.R == 1 && s.S == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0;
 }
@@ -473,7 +482,7 @@ namespace cnnext::CNNEXT_DEVICE_NS {
 
 template <typename T>
 void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, cudaStream_t stream) {
-  if (!fits_int32(s)) {
+  if (use_direct(s)) {
     launch(conv2d_forward_direct<T>, dim3(grid_size(s.N * s.K * s.P * s.Q, kBlock)), dim3(kBlock), 0, stream, s, x,
            w, b, y);
     return;
@@ -487,7 +496,7 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T*
 
 template <typename T>
 void conv2d_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx, cudaStream_t stream) {
-  if (!fits_int32(s)) {
+  if (use_direct(s)) {
     launch(conv2d_backward_input_direct<T>, dim3(grid_size(s.N * s.C * s.H * s.W, kBlock)), dim3(kBlock), 0, stream,
            s, gy, w, gx);
     return;
@@ -502,7 +511,7 @@ void conv2d_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx,
 template <typename T>
 void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb, cudaStream_t stream) {
   if (gb) launch(conv2d_bias_grad<T>, dim3(grid_size(s.K, 1)), dim3(kBlock), 0, stream, s, gy, gb);
-  if (!fits_int32(s)) {
+  if (use_direct(s)) {
     launch(conv2d_backward_weight_direct<T>, dim3(grid_size(s.K * (s.C / s.groups) * s.R * s.S, 1)), dim3(kBlock), 0,
            stream, s, x, gy, gw);
     return;
