@@ -401,6 +401,112 @@ int64_t column_block(int64_t L, int64_t min_blocks) {
 // the int32 offsets of a block stay below 2^31 (else the scalar packing is not the issue: refuse)
 inline bool fits_i32(int64_t n) { return n < (int64_t(1) << 31) - 1; }
 
+// ---------------------------------------------------------------------------------------------
+// Direct loops, used only for tensors so large that the packing's 32-bit offsets could overflow
+// (an image of more than ~5M elements next to tiny outputs): correct and parallel, not fast.
+template <typename T>
+void direct_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y) {
+  const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, PQ = s.P * s.Q;
+  at::parallel_for(0, s.N * s.K, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t n = i / s.K, k = i % s.K, g = k / Kg;
+      T* yp = y + i * PQ;
+      std::fill(yp, yp + PQ, b ? b[k] : T(0));
+      for (int64_t c = 0; c < Cg; ++c) {
+        const T* xp = x + (n * s.C + g * Cg + c) * s.H * s.W;
+        for (int64_t r = 0; r < s.R; ++r)
+          for (int64_t t = 0; t < s.S; ++t) {
+            const T wv = w[((k * Cg + c) * s.R + r) * s.S + t];
+            for (int64_t p = 0; p < s.P; ++p) {
+              const int64_t h = p * s.stride_h - s.pad_h + r * s.dil_h;
+              if (h < 0 || h >= s.H) continue;
+              for (int64_t q = 0; q < s.Q; ++q) {
+                const int64_t ww = q * s.stride_w - s.pad_w + t * s.dil_w;
+                if (ww >= 0 && ww < s.W) yp[p * s.Q + q] += wv * xp[h * s.W + ww];
+              }
+            }
+          }
+      }
+    }
+  });
+}
+
+template <typename T>
+void direct_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx) {
+  const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, PQ = s.P * s.Q;
+  at::parallel_for(0, s.N * s.C, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t n = i / s.C, c = i % s.C, g = c / Cg, cl = c % Cg;
+      T* gxp = gx + i * s.H * s.W;
+      std::fill(gxp, gxp + s.H * s.W, T(0));
+      for (int64_t kl = 0; kl < Kg; ++kl) {
+        const int64_t k = g * Kg + kl;
+        const T* gyp = gy + (n * s.K + k) * PQ;
+        for (int64_t r = 0; r < s.R; ++r)
+          for (int64_t t = 0; t < s.S; ++t) {
+            const T wv = w[((k * Cg + cl) * s.R + r) * s.S + t];
+            for (int64_t p = 0; p < s.P; ++p) {
+              const int64_t h = p * s.stride_h - s.pad_h + r * s.dil_h;
+              if (h < 0 || h >= s.H) continue;
+              for (int64_t q = 0; q < s.Q; ++q) {
+                const int64_t ww = q * s.stride_w - s.pad_w + t * s.dil_w;
+                if (ww >= 0 && ww < s.W) gxp[h * s.W + ww] += wv * gyp[p * s.Q + q];
+              }
+            }
+          }
+      }
+    }
+  });
+}
+
+template <typename T>
+void direct_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb) {
+  const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, PQ = s.P * s.Q;
+  at::parallel_for(0, s.K * Cg, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t k = i / Cg, c = i % Cg, g = k / Kg;
+      for (int64_t r = 0; r < s.R; ++r)
+        for (int64_t t = 0; t < s.S; ++t) {
+          T acc = 0;
+          for (int64_t n = 0; n < s.N; ++n) {
+            const T* xp = x + (n * s.C + g * Cg + c) * s.H * s.W;
+            const T* gyp = gy + (n * s.K + k) * PQ;
+            for (int64_t p = 0; p < s.P; ++p) {
+              const int64_t h = p * s.stride_h - s.pad_h + r * s.dil_h;
+              if (h < 0 || h >= s.H) continue;
+              for (int64_t q = 0; q < s.Q; ++q) {
+                const int64_t ww = q * s.stride_w - s.pad_w + t * s.dil_w;
+                if (ww >= 0 && ww < s.W) acc += gyp[p * s.Q + q] * xp[h * s.W + ww];
+              }
+            }
+          }
+          gw[(i * s.R + r) * s.S + t] = acc;
+        }
+    }
+  });
+  if (gb) {
+    at::parallel_for(0, s.K, 1, [&](int64_t k0, int64_t k1) {
+      for (int64_t k = k0; k < k1; ++k) {
+        T acc = 0;
+        for (int64_t n = 0; n < s.N; ++n) {
+          const T* gyp = gy + (n * s.K + k) * PQ;
+          for (int64_t j = 0; j < PQ; ++j) acc += gyp[j];
+        }
+        gb[k] = acc;
+      }
+    });
+  }
+}
+
+
+// The packed paths address a block of columns with 32-bit offsets relative to its first image: a block
+// spans at most NC columns, so at most NC / min(PQ, HW) + 2 images of x, gy or gx.
+inline bool offsets_fit(const Conv2dShape& s) {
+  const int64_t img = std::max(s.C * s.H * s.W, s.K * s.P * s.Q);
+  const int64_t span = 384 / std::max<int64_t>(1, std::min(s.P * s.Q, s.H * s.W)) + 2;
+  return img * span < (int64_t(1) << 31) - 1;
+}
+
 }  // namespace
 
 // =============================================================================================
@@ -444,6 +550,7 @@ template <typename T>
 void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y) {
   const int64_t G = s.groups, Kg = s.K / G, CRS = s.C / G * s.R * s.S, Mpad = round_up(Kg, MR);
   if (s.N * s.P * s.Q == 0 || s.K == 0) return;
+  if (!offsets_fit(s)) return direct_forward(s, x, w, b, y);
   Buf<T> Ap(G * Mpad * CRS);
   for (int64_t g = 0; g < G; ++g) {
     const T* wg = w + g * Kg * CRS;
@@ -461,6 +568,7 @@ void conv2d_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx)
     std::fill(gx, gx + s.N * s.C * HW, T(0));
     return;
   }
+  if (!offsets_fit(s)) return direct_backward_input(s, gy, w, gx);
   if (s.stride_h == 1 && s.stride_w == 1) {
     // Stride 1: grad input is the forward conv of gY with the flipped, transposed kernel
     //   gx[n, c, h, w] = sum_{k, r', s'} gy[n, k, h - ph' + r'*dh, w - pw' + s'*dw] * w[k, c, R-1-r', S-1-s']
@@ -696,6 +804,7 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw
   const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, HW = s.H * s.W, PQ = s.P * s.Q;
   const int64_t CRS = Cg * s.R * s.S, L = s.N * PQ, Mpad = round_up(Kg, MR), CRSpad = round_up(CRS, NR<T>);
   const int64_t nthreads = at::get_num_threads();
+  if (!offsets_fit(s)) return direct_backward_weight(s, x, gy, gw, gb);
   if (gb) {
     at::parallel_for(0, s.K, 1, [&](int64_t k0, int64_t k1) {
       for (int64_t k = k0; k < k1; ++k) {
