@@ -99,7 +99,12 @@ def _verify_batch_size(size):
 def _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, relu):
     if training:
         _verify_batch_size(input.size())
-    return BatchNormFunction.apply(input, running_mean, running_var, weight, bias, training, momentum, eps, relu)[0]
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, weight, bias)):
+        return BatchNormFunction.apply(input, running_mean, running_var, weight, bias, training, momentum, eps,
+                                       relu)[0]
+    # nothing to differentiate: skip the autograd.Function
+    return torch.ops.cnnext.batch_norm_forward(input, weight, bias, running_mean, running_var, training, momentum,
+                                               eps, relu)[0]
 
 
 def batch_norm(input: Tensor, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
