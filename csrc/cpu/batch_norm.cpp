@@ -17,17 +17,23 @@
 // inputs and channels_last (N*H*W, C) -- a native path, no copy).
 //
 // Threads and passes over memory, (N, C, S) layout:
-//   * C >= kItems: a work item is a block of channels (threads split the blocks),
-//     sized to stay in L2.  The item reads its channels once for the sums (for
-//     each n, x[n, c0:c1, :] is one contiguous stream), then normalises them while
-//     they are still in L2: training forward = 1 read pass from memory + 1 write
-//     pass (its reads hit L2); backward = 1 read pass of x and gy for the two sums
-//     + 1 pass writing gx (its reads of x and gy hit L2).
+//   * C >= kItems: a work item is a block of channels (threads split the blocks)
+//     holding about 1 MiB of input (channel_block).  The item reads its channels
+//     once for the sums (for each n, x[n, c0:c1, :] is one contiguous stream),
+//     then normalises them while they are still in L2/L3:
+//       training forward = 1 read pass from memory + 1 write pass (whose reads
+//       hit the cache); backward = 1 read pass of x and gy for the two sums +
+//       1 pass writing gx (whose reads of x and gy hit the cache).
 //   * C < kItems: each channel is split into a fixed number of batch chunks (a
 //     function of N and C only), partial sums are added in chunk order, then a
-//     second parallel pass over planes normalises: 2 read passes + 1 write.
+//     second parallel pass over planes normalises: 2 read passes + 1 write
+//     (backward: 2 read passes of x and gy + 1 write of gx).
+//   * eval forward: 1 read + 1 write pass (parallel over planes).
+// The fused ReLU costs no pass: the forward clamps before the store, the
+// backward recomputes the pre-activation from x (already being read) for its mask.
 // Rows layout: fixed chunks of rows accumulate per-channel partials (vectors over
-// channels), added in chunk order; then a parallel pass over rows writes.
+// channels), added in chunk order; then a parallel pass over rows writes:
+// 2 read passes + 1 write, forward and backward.
 // Every partition is independent of the thread count, so results are
 // bit-identical for any torch.set_num_threads.
 #include "batch_norm.h"
@@ -232,7 +238,7 @@ inline void finalize(int64_t c, int64_t M, T k, double s1, double s2, T* mean, T
 }
 
 // Channels per work item when every channel is one item's: as many as keep the
-// item's `streams` arrays (N*S values each per channel) within ~256 KiB of L2, at
+// item's `streams` input arrays (N*S values each per channel) within ~1 MiB, at
 // most C/8 (work for every thread).  Per-channel arithmetic does not depend on it.
 inline int64_t channel_block(int64_t N, int64_t C, int64_t S, size_t elem, int streams) {
   const int64_t per_channel = N * S * int64_t(elem) * streams;

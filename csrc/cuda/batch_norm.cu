@@ -23,7 +23,12 @@
 //                          gx = w invstd (gy' - gb/M - (x - mean) invstd gw/M)  (training)
 //                          gx = w invstd gy'                                    (eval)
 // Per-thread accumulation is in T (float for float, double for double); the
-// per-channel finish is in double.  Offsets are 64-bit.
+// per-channel finish is in double.  Offsets are 64-bit.  Passes: training forward
+// = stats (read x) + normalize (read x, write y); backward = sums (read x, gy) +
+// grad input (read x, gy, write gx); the relu mask costs no extra pass.  One block
+// per channel keeps the reductions simple and deterministic; with few channels
+// and large N*H*W it leaves SMs idle (a split, fixed-order two-stage reduction
+// would be the next step).
 #include "batch_norm.h"
 #include "compat.h"
 
