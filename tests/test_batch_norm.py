@@ -370,3 +370,10 @@ def test_torch_compile_fullgraph():
     torch.sigmoid(torch_bn_relu(x2, rm2, rv2, w2, b2, True, 0.1, 1e-5)).sum().backward()
     for a, e in [(xs.grad, x2.grad), (ws.grad, w2.grad), (bs.grad, b2.grad), (rm1, rm2), (rv1, rv2)]:
         assert_rel_close(a, e)
+
+
+def test_double_backward_is_refused():
+    x = torch.randn(4, 3, 2, 2, dtype=torch.float64, requires_grad=True)
+    (gx,) = torch.autograd.grad(batch_norm(x, None, None, training=True).pow(3).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad"):
+        gx.sum().backward()

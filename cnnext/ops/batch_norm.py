@@ -1,6 +1,7 @@
 """batch_norm and the fused batch_norm + ReLU (d2l 8.5; the BN -> ReLU of ResNet and DenseNet)."""
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from ._checks import same_device
 
@@ -79,6 +80,7 @@ class BatchNormFunction(torch.autograd.Function):
         ctx.mark_non_differentiable(mean, invstd)
 
     @staticmethod
+    @once_differentiable  # no double backward: a clear error instead of a silently detached gradient
     def backward(ctx, grad_output, _grad_mean, _grad_invstd):
         input, weight, bias, mean, invstd = ctx.saved_tensors
         gx, gw, gb = torch.ops.cnnext.batch_norm_backward(grad_output, input, weight, bias, mean, invstd,
