@@ -69,7 +69,7 @@ __device__ __forceinline__ void warp_welford(T& n, T& mean, T& m2) {
   }
 }
 
-template <typename T>
+template <typename T, typename I>
 __global__ void __launch_bounds__(kBlock)
 bn_stats_kernel(const T* __restrict__ x, T* __restrict__ mean_out, T* __restrict__ invstd_out, T* __restrict__ rmean,
                 T* __restrict__ rvar, int64_t N, int64_t C, int64_t S, double momentum, double eps) {
@@ -78,7 +78,8 @@ bn_stats_kernel(const T* __restrict__ x, T* __restrict__ mean_out, T* __restrict
   const T k = x[c * S];  // shift
   T n = 0, mean = 0, m2 = 0;
   for (int64_t i = threadIdx.x; i < M; i += blockDim.x) {
-    const T d = x[(i / S * C + c) * S + i % S] - k;
+    const I n_ = I(i) / I(S), s_ = I(i) - n_ * I(S);  // 32-bit division when it fits
+    const T d = x[(int64_t(n_) * C + c) * S + s_] - k;
     n += T(1);
     const T delta = d - mean;
     mean += delta / n;
@@ -151,12 +152,12 @@ __global__ void bn_eval_stats_kernel(const T* __restrict__ rmean, const T* __res
   }
 }
 
-template <typename T>
+template <typename T, typename I>
 __global__ void bn_normalize_kernel(const T* __restrict__ x, T* __restrict__ y, const T* __restrict__ w,
                                     const T* __restrict__ b, const T* __restrict__ mean, const T* __restrict__ invstd,
                                     int64_t C, int64_t S, int64_t total, bool relu) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(blockDim.x) * gridDim.x) {
-    const int64_t c = i / S % C;
+    const int64_t c = int64_t(I(i) / I(S) % I(C));
     T v = bn_pre(x[i], mean[c], channel_scale(invstd, w, c), b ? b[c] : T(0));
     if (relu) v = v > T(0) ? v : T(0);
     y[i] = v;
@@ -185,7 +186,7 @@ __device__ __forceinline__ void block_sum2(T& a, T& b) {
   }
 }
 
-template <typename T>
+template <typename T, typename I>
 __global__ void __launch_bounds__(kBlock)
 bn_grad_sums_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* __restrict__ w,
                     const T* __restrict__ b, const T* __restrict__ mean, const T* __restrict__ invstd,
@@ -194,7 +195,8 @@ bn_grad_sums_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* 
   const T m = mean[c], sc = channel_scale(invstd, w, c), sh = b ? b[c] : T(0);
   T s1 = 0, s2 = 0;
   for (int64_t i = threadIdx.x; i < M; i += blockDim.x) {
-    const int64_t off = (i / S * C + c) * S + i % S;
+    const I n_ = I(i) / I(S), s_ = I(i) - n_ * I(S);
+    const int64_t off = (int64_t(n_) * C + c) * S + s_;
     const T xv = x[off];
     T g = gy[off];
     if (relu && !(bn_pre(xv, m, sc, sh) > T(0))) g = T(0);
@@ -237,14 +239,14 @@ bn_grad_sums_rows_kernel(const T* __restrict__ gy, const T* __restrict__ x, cons
   }
 }
 
-template <typename T>
+template <typename T, typename I>
 __global__ void bn_grad_input_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* __restrict__ w,
                                      const T* __restrict__ b, const T* __restrict__ mean,
                                      const T* __restrict__ invstd, const T* __restrict__ gw,
                                      const T* __restrict__ gb, T* __restrict__ gx, int64_t C, int64_t S,
                                      int64_t total, int64_t M, bool training, bool relu) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(blockDim.x) * gridDim.x) {
-    const int64_t c = i / S % C;
+    const int64_t c = int64_t(I(i) / I(S) % I(C));
     const T m = mean[c], is = invstd[c], sc = channel_scale(invstd, w, c);
     const T xv = x[i];
     T g = gy[i];
@@ -258,37 +260,43 @@ __global__ void bn_grad_input_kernel(const T* __restrict__ gy, const T* __restri
 
 namespace cnnext::CNNEXT_DEVICE_NS {
 
+// Index arithmetic in 32 bits when every flat index fits (64-bit division is slow on GPUs).
+inline bool fits32(int64_t n) { return n < (int64_t(1) << 31); }
+
 template <typename T>
 void batch_norm_forward(const T* x, T* y, const T* w, const T* b, T* rmean, T* rvar, T* mean, T* invstd, int64_t N,
                         int64_t C, int64_t S, bool training, double momentum, double eps, bool relu,
                         cudaStream_t stream) {
+  const int64_t total = N * C * S;
+  const bool i32 = fits32(total);
   if (training && S == 1)
     launch(bn_stats_rows_kernel<T>, dim3(unsigned((C + 31) / 32)), dim3(32, kRowsY), 0, stream, x, mean, invstd,
            rmean, rvar, N, C, momentum, eps);
   else if (training)
-    launch(bn_stats_kernel<T>, dim3(unsigned(C)), dim3(kBlock), 0, stream, x, mean, invstd, rmean, rvar, N, C, S,
-           momentum, eps);
+    launch(i32 ? bn_stats_kernel<T, uint32_t> : bn_stats_kernel<T, uint64_t>, dim3(unsigned(C)), dim3(kBlock), 0,
+           stream, x, mean, invstd, rmean, rvar, N, C, S, momentum, eps);
   else
     launch(bn_eval_stats_kernel<T>, dim3(grid_size(C, kBlock)), dim3(kBlock), 0, stream, (const T*)rmean,
            (const T*)rvar, mean, invstd, C, eps);
-  const int64_t total = N * C * S;
-  launch(bn_normalize_kernel<T>, dim3(grid_size(total, kBlock)), dim3(kBlock), 0, stream, x, y, w, b,
-         (const T*)mean, (const T*)invstd, C, S, total, relu);
+  launch(i32 ? bn_normalize_kernel<T, uint32_t> : bn_normalize_kernel<T, uint64_t>, dim3(grid_size(total, kBlock)),
+         dim3(kBlock), 0, stream, x, y, w, b, (const T*)mean, (const T*)invstd, C, S, total, relu);
 }
 
 template <typename T>
 void batch_norm_backward(const T* gy, const T* x, const T* w, const T* b, const T* mean, const T* invstd, T* gx,
                          T* gw, T* gb, int64_t N, int64_t C, int64_t S, bool training, bool relu,
                          cudaStream_t stream) {
+  const int64_t total = N * C * S;
+  const bool i32 = fits32(total);
   if (S == 1)
     launch(bn_grad_sums_rows_kernel<T>, dim3(unsigned((C + 31) / 32)), dim3(32, kRowsY), 0, stream, gy, x, w, b, mean,
            invstd, gw, gb, N, C, relu);
   else
-    launch(bn_grad_sums_kernel<T>, dim3(unsigned(C)), dim3(kBlock), 0, stream, gy, x, w, b, mean, invstd, gw, gb, N,
-           C, S, relu);
-  const int64_t total = N * C * S;
-  launch(bn_grad_input_kernel<T>, dim3(grid_size(total, kBlock)), dim3(kBlock), 0, stream, gy, x, w, b, mean,
-         invstd, (const T*)gw, (const T*)gb, gx, C, S, total, N * S, training, relu);
+    launch(i32 ? bn_grad_sums_kernel<T, uint32_t> : bn_grad_sums_kernel<T, uint64_t>, dim3(unsigned(C)),
+           dim3(kBlock), 0, stream, gy, x, w, b, mean, invstd, gw, gb, N, C, S, relu);
+  launch(i32 ? bn_grad_input_kernel<T, uint32_t> : bn_grad_input_kernel<T, uint64_t>, dim3(grid_size(total, kBlock)),
+         dim3(kBlock), 0, stream, gy, x, w, b, mean, invstd, (const T*)gw, (const T*)gb, gx, C, S, total, N * S,
+         training, relu);
 }
 
 #define CNNEXT_INSTANTIATE(T)                                                                                  \
