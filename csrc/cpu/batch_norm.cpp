@@ -184,6 +184,23 @@ inline void plane_normalize(const T* __restrict__ x, T* __restrict__ y, int64_t 
   }
 }
 
+// Small planes (S < 2 vectors) waste most of every masked vector: normalise a run
+// x[n, c0:c1, :] (contiguous) in full vectors instead, with the per-channel
+// mean, scale and shift spread to per-element arrays me, se, be of the run's
+// length.  Same arithmetic per element as plane_normalize.
+template <typename T, bool RELU>
+inline void run_normalize(const T* __restrict__ x, T* __restrict__ y, int64_t n, const T* me, const T* se,
+                          const T* be) {
+  using V = Vec<T>;
+  for (int64_t i = 0; i < n; i += V::size) {
+    const int64_t len = std::min<int64_t>(V::size, n - i);
+    VT<T> v = (ld<T>(x + i, len, VT<T>{}) - ld<T>(me + i, len, VT<T>{})) * ld<T>(se + i, len, VT<T>{}) +
+              ld<T>(be + i, len, VT<T>{});
+    if constexpr (RELU) v = vrelu<T>(v);
+    st<T>(y + i, v, len);
+  }
+}
+
 // acc += (sum gy', sum gy' (x - mean)), gy' = gy masked by (x - mean) * scale + shift > 0 if RELU.
 template <typename T, bool RELU>
 inline void plane_grad_sums(const T* __restrict__ gy, const T* __restrict__ x, int64_t n, T mean, T scale, T shift,
@@ -260,7 +277,26 @@ void forward_planes(const T* x, T* y, Affine<T> af, T* rmean, T* rvar, T* mean, 
     const int64_t off = (n * C + c) * S;
     plane_normalize<T, RELU>(x + off, y + off, S, mean[c], af.scale(invstd, c), af.shift(c));
   };
+  const bool small = S < 2 * Vec<T>::size;
+  // per-element mean, scale, shift of channels [c0, c1) (small planes)
+  auto spread = [&](int64_t c0, int64_t c1, std::vector<T>& me, std::vector<T>& se, std::vector<T>& be) {
+    me.resize(static_cast<size_t>((c1 - c0) * S)), se.resize(me.size()), be.resize(me.size());
+    for (int64_t c = c0; c < c1; ++c)
+      for (int64_t s = 0; s < S; ++s) {
+        const size_t e = static_cast<size_t>((c - c0) * S + s);
+        me[e] = mean[c], se[e] = af.scale(invstd, c), be[e] = af.shift(c);
+      }
+  };
   auto normalize_all = [&] {
+    if (small) {
+      std::vector<T> me, se, be;
+      spread(0, C, me, se, be);
+      at::parallel_for(0, N, std::max<int64_t>(1, 16384 / (C * S)), [&](int64_t n0, int64_t n1) {
+        for (int64_t n = n0; n < n1; ++n)
+          run_normalize<T, RELU>(x + n * C * S, y + n * C * S, C * S, me.data(), se.data(), be.data());
+      });
+      return;
+    }
     at::parallel_for(0, N * C, std::max<int64_t>(1, 16384 / S), [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) normalize_plane(p / C, p % C);
     });
@@ -278,6 +314,7 @@ void forward_planes(const T* x, T* y, Affine<T> af, T* rmean, T* rvar, T* mean, 
     const int64_t cb = channel_block(N, C, S, sizeof(T), 1);
     at::parallel_for(0, (C + cb - 1) / cb, 1, [&](int64_t b0, int64_t b1) {
       std::vector<Sums<T>> acc(static_cast<size_t>(cb));
+      std::vector<T> me, se, be;
       for (int64_t blk = b0; blk < b1; ++blk) {
         const int64_t c0 = blk * cb, c1 = std::min(C, c0 + cb);
         std::fill(acc.begin(), acc.end(), Sums<T>{});
@@ -287,8 +324,15 @@ void forward_planes(const T* x, T* y, Affine<T> af, T* rmean, T* rvar, T* mean, 
           acc[c - c0].flush();
           finalize<T>(c, M, x[c * S], acc[c - c0].s1, acc[c - c0].s2, mean, invstd, rmean, rvar, momentum, eps);
         }
-        for (int64_t n = 0; n < N; ++n)
-          for (int64_t c = c0; c < c1; ++c) normalize_plane(n, c);
+        if (small) {
+          spread(c0, c1, me, se, be);
+          for (int64_t n = 0; n < N; ++n)
+            run_normalize<T, RELU>(x + (n * C + c0) * S, y + (n * C + c0) * S, (c1 - c0) * S, me.data(), se.data(),
+                                   be.data());
+        } else {
+          for (int64_t n = 0; n < N; ++n)
+            for (int64_t c = c0; c < c1; ++c) normalize_plane(n, c);
+        }
       }
     });
     return;
