@@ -42,6 +42,10 @@ def check_against_torch(x, k, s, p, d, ceil, what=""):
     assert y.shape == y2.shape and y.dtype == y2.dtype, what
     assert torch.equal(y.nan_to_num(), y2.nan_to_num()) and torch.equal(y.isnan(), y2.isnan()), f"{what}: output"
     assert i.dtype == torch.int64 and torch.equal(i, i2), f"{what}: indices differ at {(i != i2).sum()} places"
+    for t, t2 in ((y, y2), (i, i2)):  # same memory layout as torch's (channels_last stays channels_last)
+        assert t.is_contiguous() == t2.is_contiguous(), f"{what}: layout"
+        assert t.is_contiguous(memory_format=torch.channels_last) == t2.is_contiguous(
+            memory_format=torch.channels_last), f"{what}: layout"
     g = torch.randn_like(y2)
     y.backward(g)
     y2.backward(g)
@@ -79,6 +83,20 @@ def test_noncontiguous_channels_last_unbatched(backend):
     x_u = base[1]  # unbatched (C, H, W)
     for x, what in [(x_t, "transposed"), (x_s, "sliced"), (x_cl, "channels_last"), (x_u, "unbatched")]:
         check_against_torch(x, 3, 2, 1, 1, True, what=what)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kind", ["randn", "ties", "nan"])
+@pytest.mark.parametrize("cfg", [((2, 35, 9, 10), 3, 2, 1, 1, True), ((1, 16, 7, 7), (2, 3), 1, (1, 0), (2, 1), False),
+                                 ((2, 5, 6, 6), 2, 2, 0, 1, False)], ids=ids)
+def test_channels_last(backend, cfg, kind, dtype):
+    """channels_last input: vectors across channels (full vectors and the leftover channels)."""
+    torch.manual_seed(4)
+    shape, k, s, p, d, ceil = cfg
+    x = torch.randn(shape, dtype=dtype) if kind == "randn" else torch.randint(0, 3, shape).to(dtype)
+    if kind == "nan":
+        x[torch.rand(shape) < 0.15] = float("nan")
+    check_against_torch(x.contiguous(memory_format=torch.channels_last), k, s, p, d, ceil, what=f"{ids(cfg)} {kind}")
 
 
 def test_return_indices_not_differentiable(backend):
@@ -120,6 +138,8 @@ def test_opcheck(backend):
     torch.library.opcheck(torch.ops.cnnext.max_pool2d_forward.default, (x, *args))
     torch.library.opcheck(torch.ops.cnnext.max_pool2d_forward.default, (x[0].float(), [2, 3], [], [1, 0], [1, 1], False))
     torch.library.opcheck(torch.ops.cnnext.max_pool2d_backward.default, (gy, i, list(x.shape), *args))
+    x_cl = torch.randn(2, 17, 5, 6).contiguous(memory_format=torch.channels_last)
+    torch.library.opcheck(torch.ops.cnnext.max_pool2d_forward.default, (x_cl, [3, 2], [1, 2], [1, 1], [1, 1], True))
 
 
 def test_backward_deterministic_and_thread_independent():

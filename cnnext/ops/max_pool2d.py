@@ -51,7 +51,11 @@ def _max_pool2d_forward_fake(input, kernel_size, stride=(), padding=0, dilation=
     torch._check(input.dtype in (torch.float32, torch.float64),
                  lambda: f"max_pool2d: input must be float32 or float64, got {input.dtype}")
     shape = _output_shape("max_pool2d", input.shape, kernel_size, stride, padding, dilation, ceil_mode)
-    return input.new_empty(shape), input.new_empty(shape, dtype=torch.int64)
+    channels_last = input.dim() == 4 and not input.is_contiguous() and input.is_contiguous(
+        memory_format=torch.channels_last)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return (torch.empty(shape, dtype=input.dtype, device=input.device, memory_format=fmt),
+            torch.empty(shape, dtype=torch.int64, device=input.device, memory_format=fmt))
 
 
 @torch.library.register_fake("cnnext::max_pool2d_backward")

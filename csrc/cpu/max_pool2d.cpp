@@ -14,6 +14,10 @@
 // indices. The columns at the padded edges (and every column of float64, or builds without
 // AVX-512) go through the scalar loop, which is the same scan one output at a time.
 //
+// channels_last input (N, H, W, C) has its own forward: threads take output pixels (n, oh, ow) and
+// a vector holds consecutive channels, so every tap is one contiguous load (vec.h) and the same
+// compare-and-select; channels left over after the last full vector go one by one.
+//
 // Backward: threads take whole planes; a plane's gx is zeroed and then gy is added at ind in
 // output order. One thread owns a plane, so overlapping windows accumulate in a fixed order
 // and the result does not depend on the thread count.
@@ -26,6 +30,8 @@
 #include <cmath>
 #include <limits>
 #include <type_traits>
+
+#include "vec.h"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -201,6 +207,53 @@ void max_pool2d_forward(const MaxPool2dShape& s, const T* x, T* y, int64_t* ind)
 }
 
 template <typename T>
+void max_pool2d_forward_nhwc(const MaxPool2dShape& s, int64_t C, const T* x, T* y, int64_t* ind) {
+  using V = Vec<T>;
+  using I = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;  // index lanes as wide as the values
+  typedef I IV __attribute__((vector_size(kVecBytes)));
+  const int64_t HW = s.H * s.W, OHW = s.OH * s.OW, C_vec = HW <= std::numeric_limits<I>::max() ? C : 0;
+  at::parallel_for(0, s.NC / C * OHW, std::max<int64_t>(1, 4096 / (C * s.kh * s.kw + 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {  // output pixel (n, oh, ow): C channels
+      const int64_t n = r / OHW, oh = r % OHW / s.OW, ow = r % s.OW;
+      int64_t h0 = oh * s.stride_h - s.pad_h, w0 = ow * s.stride_w - s.pad_w;
+      const int64_t h1 = std::min(h0 + (s.kh - 1) * s.dil_h + 1, s.H), w1 = std::min(w0 + (s.kw - 1) * s.dil_w + 1, s.W);
+      while (h0 < 0) h0 += s.dil_h;
+      while (w0 < 0) w0 += s.dil_w;
+      const T* xn = x + n * HW * C;
+      int64_t c = 0;
+      for (; c + V::size <= C_vec; c += V::size) {  // V::size channels at once
+        typename V::type best = V::broadcast(-std::numeric_limits<T>::infinity());
+        IV best_i = IV{} + I(h0 * s.W + w0);
+        for (int64_t h = h0; h < h1; h += s.dil_h)
+          for (int64_t w = w0; w < w1; w += s.dil_w) {
+            const I i = I(h * s.W + w);
+            const typename V::type v = V::load(xn + i * C + c);
+            const auto take = (v > best) | (v != v);  // (v > max || isnan(v))
+            best = take ? v : best;
+            best_i = take ? IV{} + i : best_i;
+          }
+        V::store(y + r * C + c, best);
+        for (int l = 0; l < V::size; ++l) ind[r * C + c + l] = best_i[l];
+      }
+      for (; c < C; ++c) {  // the remaining channels one by one
+        T best = -std::numeric_limits<T>::infinity();
+        int64_t best_i = h0 * s.W + w0;
+        for (int64_t h = h0; h < h1; h += s.dil_h)
+          for (int64_t w = w0; w < w1; w += s.dil_w) {
+            const T v = xn[(h * s.W + w) * C + c];
+            if (v > best || std::isnan(v)) {
+              best = v;
+              best_i = h * s.W + w;
+            }
+          }
+        y[r * C + c] = best;
+        ind[r * C + c] = best_i;
+      }
+    }
+  });
+}
+
+template <typename T>
 bool max_pool2d_backward(const MaxPool2dShape& s, const T* gy, const int64_t* ind, T* gx) {
   const int64_t HW = s.H * s.W, OHW = s.OH * s.OW;
   std::atomic<bool> ok{true};
@@ -224,6 +277,7 @@ bool max_pool2d_backward(const MaxPool2dShape& s, const T* gy, const int64_t* in
 
 #define CNNEXT_INSTANTIATE(T)                                                                  \
   template void max_pool2d_forward<T>(const MaxPool2dShape&, const T*, T*, int64_t*);          \
+  template void max_pool2d_forward_nhwc<T>(const MaxPool2dShape&, int64_t, const T*, T*, int64_t*); \
   template bool max_pool2d_backward<T>(const MaxPool2dShape&, const T*, const int64_t*, T*);
 CNNEXT_INSTANTIATE(float)
 CNNEXT_INSTANTIATE(double)

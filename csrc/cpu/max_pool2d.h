@@ -12,6 +12,9 @@
 namespace cnnext::cpu {
 template <typename T>
 void max_pool2d_forward(const MaxPool2dShape& s, const T* x, T* y, int64_t* ind);
+// channels_last: x (N, H, W, C) physically, y and ind (N, OH, OW, C); NC = N*C planes as above.
+template <typename T>
+void max_pool2d_forward_nhwc(const MaxPool2dShape& s, int64_t C, const T* x, T* y, int64_t* ind);
 template <typename T>
 bool max_pool2d_backward(const MaxPool2dShape& s, const T* gy, const int64_t* ind, T* gx);
 }  // namespace cnnext::cpu

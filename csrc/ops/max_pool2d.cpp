@@ -8,7 +8,8 @@
 // input (N, C, H, W) or unbatched (C, H, W); output and indices (int64, h*W + w inside each plane)
 // (..., OH, OW) with torch's output size: OH = floor_or_ceil((H + 2*pad - dil*(k-1) - 1) / stride) + 1,
 // and with ceil_mode the last window must start inside the input or the left padding.
-// Both ops work on contiguous NCHW planes; outputs are contiguous.
+// A channels_last 4-D input gives channels_last output and indices (the CPU has a kernel for that
+// layout); everything else works on contiguous NCHW planes. grad_input is contiguous.
 #include <torch/library.h>
 
 #include "../cpu/max_pool2d.h"
@@ -82,19 +83,36 @@ std::tuple<at::Tensor, at::Tensor> max_pool2d_forward(const at::Tensor& input, a
   check_float(kOp, "input", input);
   const MaxPool2dShape s = make_shape(input.sizes(), kernel_size, stride, padding, dilation, ceil_mode);
   const auto shape = out_shape(input.sizes(), s);
-  at::Tensor y = at::empty(shape, input.options());
-  at::Tensor ind = at::empty(shape, input.options().dtype(at::kLong));
+  // channels_last input -> channels_last output and indices, as torch does
+  const bool cl = input.dim() == 4 && !input.is_contiguous() && input.is_contiguous(at::MemoryFormat::ChannelsLast);
+  const auto fmt = cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  at::Tensor y = at::empty(shape, input.options().memory_format(fmt));
+  at::Tensor ind = at::empty(shape, input.options().dtype(at::kLong).memory_format(fmt));
   if (y.numel() == 0) return {y, ind};
   const at::DeviceGuard guard(input.device());
+  const Backend be = backend_for(input);
+  if (cl && be == Backend::CPU) {  // the CPU kernel for (N, H, W, C) memory: vectors across channels
+    AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "max_pool2d_forward", [&] {
+      cpu::max_pool2d_forward_nhwc<scalar_t>(s, input.size(1), input.const_data_ptr<scalar_t>(),
+                                             y.mutable_data_ptr<scalar_t>(), ind.mutable_data_ptr<int64_t>());
+    });
+    return {y, ind};
+  }
+  // NCHW kernels: contiguous planes in, contiguous planes out (copied into channels_last outputs)
   const at::Tensor x = input.contiguous();
-  const Backend be = backend_for(x);
+  at::Tensor yc = cl ? at::empty(shape, y.options().memory_format(at::MemoryFormat::Contiguous)) : y;
+  at::Tensor ic = cl ? at::empty(shape, ind.options().memory_format(at::MemoryFormat::Contiguous)) : ind;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "max_pool2d_forward", [&] {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
-    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-    int64_t* ip = ind.mutable_data_ptr<int64_t>();
+    scalar_t* yp = yc.mutable_data_ptr<scalar_t>();
+    int64_t* ip = ic.mutable_data_ptr<int64_t>();
     if (be == Backend::CPU) cpu::max_pool2d_forward<scalar_t>(s, xp, yp, ip);
     else CNNEXT_DEVICE_CALL(be, max_pool2d_forward<scalar_t>, s, xp, yp, ip);
   });
+  if (cl) {
+    y.copy_(yc);
+    ind.copy_(ic);
+  }
   return {y, ind};
 }
 
