@@ -99,6 +99,23 @@ def test_channels_last(backend, cfg, kind, dtype):
     check_against_torch(x.contiguous(memory_format=torch.channels_last), k, s, p, d, ceil, what=f"{ids(cfg)} {kind}")
 
 
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=ids)
+def test_values_only_inference(backend, cfg, layout):
+    """No grad, no return_indices: cnnext::max_pool2d computes the values without indices."""
+    torch.manual_seed(5)
+    shape, k, s, p, d, ceil = cfg
+    x = torch.randint(0, 4, shape).float()
+    x[torch.rand(shape) < 0.05] = float("nan")
+    x[torch.rand(shape) < 0.3] = float("-inf")
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        y, y2 = max_pool2d(x, k, s, p, d, ceil), F.max_pool2d(x, k, s, p, d, ceil)
+    assert torch.equal(y.nan_to_num(), y2.nan_to_num()) and torch.equal(y.isnan(), y2.isnan())
+    assert y.is_contiguous(memory_format=torch.channels_last) == y2.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_return_indices_not_differentiable(backend):
     x = torch.randn(1, 2, 6, 6, requires_grad=True)
     y, i = max_pool2d(x, 2, return_indices=True)
@@ -140,6 +157,8 @@ def test_opcheck(backend):
     torch.library.opcheck(torch.ops.cnnext.max_pool2d_backward.default, (gy, i, list(x.shape), *args))
     x_cl = torch.randn(2, 17, 5, 6).contiguous(memory_format=torch.channels_last)
     torch.library.opcheck(torch.ops.cnnext.max_pool2d_forward.default, (x_cl, [3, 2], [1, 2], [1, 1], [1, 1], True))
+    torch.library.opcheck(torch.ops.cnnext.max_pool2d.default, (x, *args))
+    torch.library.opcheck(torch.ops.cnnext.max_pool2d.default, (x_cl, [3, 2], [1, 2], [1, 1], [1, 1], True))
 
 
 def test_backward_deterministic_and_thread_independent():

@@ -58,6 +58,11 @@ def _max_pool2d_forward_fake(input, kernel_size, stride=(), padding=0, dilation=
             torch.empty(shape, dtype=torch.int64, device=input.device, memory_format=fmt))
 
 
+@torch.library.register_fake("cnnext::max_pool2d")
+def _max_pool2d_fake(input, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):
+    return _max_pool2d_forward_fake(input, kernel_size, stride, padding, dilation, ceil_mode)[0]
+
+
 @torch.library.register_fake("cnnext::max_pool2d_backward")
 def _max_pool2d_backward_fake(grad_output, indices, input_shape, kernel_size, stride=(), padding=0, dilation=1,
                               ceil_mode=False):
@@ -106,6 +111,8 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, c
     """
     k = _pair("kernel_size", kernel_size)
     s = k if stride is None or (not isinstance(stride, int) and len(stride) == 0) else _pair("stride", stride)
-    out, indices = MaxPool2dFunction.apply(input, k, s, _pair("padding", padding), _pair("dilation", dilation),
-                                           bool(ceil_mode))
+    args = (k, s, _pair("padding", padding), _pair("dilation", dilation), bool(ceil_mode))
+    if not return_indices and not (torch.is_grad_enabled() and input.requires_grad):
+        return torch.ops.cnnext.max_pool2d(input, *args)  # inference: the values only, no indices to write
+    out, indices = MaxPool2dFunction.apply(input, *args)
     return (out, indices) if return_indices else out

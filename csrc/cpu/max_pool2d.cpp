@@ -58,7 +58,7 @@ inline void pool_one(const MaxPool2dShape& s, const T* xp, int64_t h0, int64_t h
       }
     }
   *y = best;
-  *ind = best_i;
+  if (ind) *ind = best_i;
 }
 
 #if defined(__AVX512F__)
@@ -102,7 +102,7 @@ __attribute__((always_inline)) inline __m512 load_lanes(const float* p, Tap t, _
 // EDGE = false: every tap of every lane lies inside the input columns.
 // EDGE = true: taps outside are masked off per lane, and a lane takes its first valid tap
 // unconditionally (that is PyTorch's initial index; its value replaces the initial -inf).
-template <int SW, bool EDGE>
+template <int SW, bool EDGE, bool IND>
 __attribute__((always_inline)) inline void pool_block(const MaxPool2dShape& s, const float* xp, int64_t h0,
                                                       int64_t h1, int64_t ow, int64_t n, const Tap* taps,
                                                       __m512i lane_off, float* y, int64_t* ind) {
@@ -123,10 +123,12 @@ __attribute__((always_inline)) inline void pool_block(const MaxPool2dShape& s, c
         seen |= t.lanes;
       }
       best = _mm512_mask_mov_ps(best, take, v);
-      best_i = _mm512_mask_mov_epi32(best_i, take, _mm512_add_epi32(_mm512_set1_epi32(int32_t(h * s.W + c)), lane_off));
+      if constexpr (IND)
+        best_i = _mm512_mask_mov_epi32(best_i, take, _mm512_add_epi32(_mm512_set1_epi32(int32_t(h * s.W + c)), lane_off));
     }
   }
   _mm512_mask_storeu_ps(y + ow, all, best);
+  if constexpr (!IND) return;
   // widen the int32 indices to int64 (vector extensions: GCC 12's cvtepi32_epi64 warns spuriously)
   typedef int32_t i32x16 __attribute__((vector_size(64)));
   typedef int32_t i32x8 __attribute__((vector_size(32)));
@@ -143,7 +145,7 @@ constexpr int64_t kMaxTaps = 64;  // edge blocks of wider kernels take the scala
 // One output row in blocks of 16 lanes; a last partial block is shifted left to overlap the
 // previous one (recomputing a few outputs) rather than run short. Blocks inside the interior
 // columns [a, b) (whole window inside the input) skip the per-lane edge masks.
-template <int SW>
+template <int SW, bool IND>
 void pool_row_avx512(const MaxPool2dShape& s, const float* xp, int64_t h0, int64_t h1, float* y, int64_t* ind) {
   const int64_t sw = SW ? SW : s.stride_w;
   const __m512i lane_off = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
@@ -157,16 +159,16 @@ void pool_row_avx512(const MaxPool2dShape& s, const float* xp, int64_t h0, int64
   for (int64_t ow = 0;; ow += 16) {
     ow = std::min(ow, s.OW - n);
     if (ow >= a && ow + n <= b) {
-      pool_block<SW, false>(s, xp, h0, h1, ow, n, &inner, lane_off, y, ind);
+      pool_block<SW, false, IND>(s, xp, h0, h1, ow, n, &inner, lane_off, y, ind);
     } else if (s.kw <= kMaxTaps) {
       for (int64_t j = 0; j < s.kw; ++j) {  // lanes l < n with 0 <= c + l*sw < W
         const int64_t c = ow * sw - s.pad_w + j * s.dil_w;
         const int64_t lo = c < 0 ? (-c + sw - 1) / sw : 0, hi = c < s.W ? (s.W - 1 - c) / sw + 1 : 0;
         taps[j] = make_tap<SW>(__mmask16(bit_range(lo, std::min(hi, n))));
       }
-      pool_block<SW, true>(s, xp, h0, h1, ow, n, taps, lane_off, y, ind);
+      pool_block<SW, true, IND>(s, xp, h0, h1, ow, n, taps, lane_off, y, ind);
     } else {
-      for (int64_t o = ow; o < ow + n; ++o) pool_one(s, xp, h0, h1, o, y + o, ind + o);
+      for (int64_t o = ow; o < ow + n; ++o) pool_one(s, xp, h0, h1, o, y + o, IND ? ind + o : nullptr);
     }
     if (ow + n >= s.OW) break;
   }
@@ -183,14 +185,14 @@ void pool_row(const MaxPool2dShape& s, const T* xp, int64_t oh, T* y, int64_t* i
   if constexpr (std::is_same_v<T, float>) {
     // lanes hold int32 indices and column offsets
     if (s.H * s.W <= std::numeric_limits<int32_t>::max() && 16 * s.stride_w <= std::numeric_limits<int32_t>::max()) {
-      if (s.stride_w == 1) pool_row_avx512<1>(s, xp, h0, h1, y, ind);
-      else if (s.stride_w == 2) pool_row_avx512<2>(s, xp, h0, h1, y, ind);
-      else pool_row_avx512<0>(s, xp, h0, h1, y, ind);
+      if (s.stride_w == 1) ind ? pool_row_avx512<1, true>(s, xp, h0, h1, y, ind) : pool_row_avx512<1, false>(s, xp, h0, h1, y, ind);
+      else if (s.stride_w == 2) ind ? pool_row_avx512<2, true>(s, xp, h0, h1, y, ind) : pool_row_avx512<2, false>(s, xp, h0, h1, y, ind);
+      else ind ? pool_row_avx512<0, true>(s, xp, h0, h1, y, ind) : pool_row_avx512<0, false>(s, xp, h0, h1, y, ind);
       return;
     }
   }
 #endif
-  for (int64_t ow = 0; ow < s.OW; ++ow) pool_one(s, xp, h0, h1, ow, y + ow, ind + ow);
+  for (int64_t ow = 0; ow < s.OW; ++ow) pool_one(s, xp, h0, h1, ow, y + ow, ind ? ind + ow : nullptr);
 }
 
 }  // namespace
@@ -201,7 +203,7 @@ void max_pool2d_forward(const MaxPool2dShape& s, const T* x, T* y, int64_t* ind)
   at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t p = r / s.OH, oh = r % s.OH;
-      pool_row(s, x + p * s.H * s.W, oh, y + r * s.OW, ind + r * s.OW);
+      pool_row(s, x + p * s.H * s.W, oh, y + r * s.OW, ind ? ind + r * s.OW : nullptr);
     }
   });
 }
@@ -233,7 +235,8 @@ void max_pool2d_forward_nhwc(const MaxPool2dShape& s, int64_t C, const T* x, T* 
             best_i = take ? IV{} + i : best_i;
           }
         V::store(y + r * C + c, best);
-        for (int l = 0; l < V::size; ++l) ind[r * C + c + l] = best_i[l];
+        if (ind)
+          for (int l = 0; l < V::size; ++l) ind[r * C + c + l] = best_i[l];
       }
       for (; c < C; ++c) {  // the remaining channels one by one
         T best = -std::numeric_limits<T>::infinity();
@@ -247,7 +250,7 @@ void max_pool2d_forward_nhwc(const MaxPool2dShape& s, int64_t C, const T* x, T* 
             }
           }
         y[r * C + c] = best;
-        ind[r * C + c] = best_i;
+        if (ind) ind[r * C + c] = best_i;
       }
     }
   });

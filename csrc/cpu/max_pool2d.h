@@ -3,6 +3,7 @@
 //   forward   x (NC, H, W) -> y, ind (NC, OH, OW); ind[p, oh, ow] = h*W + w of the max in plane p
 //   backward  gx (NC, H, W) = scatter-add of gy into ind, fully written; returns false (and skips
 //             them) if some index lies outside [0, H*W)
+// ind may be nullptr (forward): the values only.
 // Ties and NaN as PyTorch: scan the window row by row, replace when (v > max || isnan(v)).
 #pragma once
 #include <cstdint>
