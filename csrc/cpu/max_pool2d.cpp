@@ -1,18 +1,20 @@
 // max_pool2d on the CPU.  x: (NC, H, W) planes; y, ind: (NC, OH, OW); contiguous.
 //
 //   y[p, oh, ow]   = max over the window rows h = oh*sh - ph + i*dh, columns w = ow*sw - pw + j*dw
-//                    (taps outside the input skipped)
+//                    (taps outside the input skipped; ind == nullptr: the values only)
 //   ind[p, oh, ow] = h*W + w of that max. The window is scanned row by row and a tap replaces the
 //                    running max when (v > max || isnan(v)), PyTorch's rule: the first max wins
 //                    ties, the last NaN wins over everything.
 //
-// Forward: threads take output rows (p, oh). Within a row, the columns whose whole window lies
-// inside the input ("interior") are done 16 outputs at a time with AVX-512: lane l holds output
-// ow + l, and each tap (i, j) loads x[h, c + l*sw] for all lanes at once -- a plain load for
-// stride 1, two loads and a two-source permute (vpermt2ps, even elements) for stride 2, a
-// gather otherwise -- then one compare-and-blend updates the 16 running maxima and their
-// indices. The columns at the padded edges (and every column of float64, or builds without
-// AVX-512) go through the scalar loop, which is the same scan one output at a time.
+// Forward (float32, AVX-512): threads take output rows (p, oh); a row is done 16 outputs at a
+// time, lane l holding output ow + l. Each tap (i, j) loads x[h, c + l*sw] for all lanes at once
+// -- one load for stride 1, two loads and a two-source permute (vpermt2ps, even elements) for
+// stride 2, a gather otherwise -- then a masked compare-and-blend updates the 16 running maxima
+// and their int32 indices (widened to int64 on the store). Which lanes each tap may load (its
+// column inside the input) and each lane's initial index are the same for every row: they are
+// planned once per call (RowPlan), so the padded edges cost no more than the interior. Without
+// indices (inference) the index blend is skipped. float64, and builds without AVX-512, use the
+// scalar loop: the same scan, one output at a time.
 //
 // channels_last input (N, H, W, C) has its own forward: threads take output pixels (n, oh, ow) and
 // a vector holds consecutive channels, so every tap is one contiguous load (vec.h) and the same
