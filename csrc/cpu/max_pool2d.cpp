@@ -17,8 +17,9 @@
 // scalar loop: the same scan, one output at a time.
 //
 // channels_last input (N, H, W, C) has its own forward: threads take output pixels (n, oh, ow) and
-// a vector holds consecutive channels, so every tap is one contiguous load (vec.h) and the same
-// compare-and-select; channels left over after the last full vector go one by one.
+// a vector holds consecutive channels, so every tap is one contiguous load and the same
+// compare-and-select (AVX-512 for float32 with a masked last vector; vec.h otherwise, with the
+// channels left over after the last full vector one by one).
 //
 // Backward: threads take whole planes; a plane's gx is zeroed and then gy is added at ind in
 // output order. One thread owns a plane, so overlapping windows accumulate in a fixed order
@@ -72,31 +73,52 @@ inline uint32_t bit_range(int64_t lo, int64_t hi) {
 }
 
 // What one tap loads: the lanes whose column lies inside the input, and for stride 2 the elements
-// p[2*lo .. 2*(hi-1)] spanning the lowest to the highest of those lanes.
+// p[2*lo .. min(32, room)) from the lowest of those lanes on, as far as the input row goes (room
+// elements), so that taps well inside the row load all 32 and need no mask.
 struct Tap {
   __mmask16 lanes;
   uint32_t elems;
 };
 
 template <int SW>
-inline Tap make_tap(__mmask16 lanes) {
+inline Tap make_tap(__mmask16 lanes, int64_t room) {
   uint32_t e = lanes;
-  if (SW == 2 && lanes) e = bit_range(2 * __builtin_ctz(lanes), 2 * (32 - __builtin_clz(uint32_t(lanes))) - 1);
+  if (SW == 2) e = lanes ? bit_range(2 * __builtin_ctz(lanes), room) : 0u;
   return {lanes, e};
 }
 
 // Lane l in t.lanes gets p[l * stride] (SW = 1 or 2: the stride; SW = 0: any stride, by gather);
-// the other lanes get 0 or garbage, and no memory outside the wanted elements is touched.
+// the other lanes get 0 or garbage, and no memory outside the row's wanted elements is touched.
+// Full loads go unmasked: masked loads and stores are slower on Zen 4 even with all bits set.
 template <int SW>
 __attribute__((always_inline)) inline __m512 load_lanes(const float* p, Tap t, __m512i lane_off) {
   if constexpr (SW == 1) {
-    return _mm512_maskz_loadu_ps(t.lanes, p);
+    return t.lanes == 0xffff ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(t.lanes, p);
   } else if constexpr (SW == 2) {
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    if (t.elems == 0xffffffffu) return _mm512_permutex2var_ps(_mm512_loadu_ps(p), even, _mm512_loadu_ps(p + 16));
     return _mm512_permutex2var_ps(_mm512_maskz_loadu_ps(__mmask16(t.elems), p), even,
                                   _mm512_maskz_loadu_ps(__mmask16(t.elems >> 16), p + 16));
   } else {
     return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), t.lanes, lane_off, p, 4);
+  }
+}
+
+// p[l] = v[l] widened to int64, for the lanes in m (vector extensions: GCC 12's
+// _mm512_cvtepi32_epi64 warns spuriously).
+inline void store_indices(int64_t* p, __m512i v, __mmask16 m) {
+  typedef int32_t i32x16 __attribute__((vector_size(64)));
+  typedef int32_t i32x8 __attribute__((vector_size(32)));
+  typedef int64_t i64x8 __attribute__((vector_size(64)));
+  const i32x16 bi = i32x16(v);
+  const i64x8 lo = __builtin_convertvector(i32x8(__builtin_shufflevector(bi, bi, 0, 1, 2, 3, 4, 5, 6, 7)), i64x8);
+  const i64x8 hi = __builtin_convertvector(i32x8(__builtin_shufflevector(bi, bi, 8, 9, 10, 11, 12, 13, 14, 15)), i64x8);
+  if (m == 0xffff) {
+    _mm512_storeu_si512(p, __m512i(lo));
+    _mm512_storeu_si512(p + 8, __m512i(hi));
+  } else {
+    _mm512_mask_storeu_epi64(p, __mmask8(m & 0xff), __m512i(lo));
+    _mm512_mask_storeu_epi64(p + 8, __mmask8(m >> 8), __m512i(hi));
   }
 }
 
@@ -123,7 +145,7 @@ RowPlan plan_row(const MaxPool2dShape& s) {
       const int64_t c = ow * s.stride_w - s.pad_w + j * s.dil_w;
       const int64_t lo = c < 0 ? (-c + s.stride_w - 1) / s.stride_w : 0;
       const int64_t hi = c < s.W ? (s.W - 1 - c) / s.stride_w + 1 : 0;
-      plan.taps.push_back(make_tap<SW>(__mmask16(bit_range(lo, std::min(hi, plan.n)))));
+      plan.taps.push_back(make_tap<SW>(__mmask16(bit_range(lo, std::min(hi, plan.n))), s.W - c));
     }
     for (int64_t l = 0; l < 16; ++l) {
       int64_t w0 = (ow + l) * s.stride_w - s.pad_w;
@@ -161,17 +183,9 @@ __attribute__((always_inline)) inline void pool_block(const MaxPool2dShape& s, c
     }
   }
   const __mmask16 all = __mmask16(bit_range(0, plan.n));
-  _mm512_mask_storeu_ps(y + ow, all, best);
-  if constexpr (!IND) return;
-  // widen the int32 indices to int64 (vector extensions: GCC 12's cvtepi32_epi64 warns spuriously)
-  typedef int32_t i32x16 __attribute__((vector_size(64)));
-  typedef int32_t i32x8 __attribute__((vector_size(32)));
-  typedef int64_t i64x8 __attribute__((vector_size(64)));
-  const i32x16 bi = i32x16(best_i);
-  const i64x8 lo = __builtin_convertvector(i32x8(__builtin_shufflevector(bi, bi, 0, 1, 2, 3, 4, 5, 6, 7)), i64x8);
-  const i64x8 hi = __builtin_convertvector(i32x8(__builtin_shufflevector(bi, bi, 8, 9, 10, 11, 12, 13, 14, 15)), i64x8);
-  _mm512_mask_storeu_epi64(ind + ow, __mmask8(all & 0xff), __m512i(lo));
-  _mm512_mask_storeu_epi64(ind + ow + 8, __mmask8(all >> 8), __m512i(hi));
+  if (all == 0xffff) _mm512_storeu_ps(y + ow, best);
+  else _mm512_mask_storeu_ps(y + ow, all, best);
+  if constexpr (IND) store_indices(ind + ow, best_i, all);
 }
 
 template <int SW, bool IND>
@@ -231,8 +245,51 @@ void max_pool2d_forward(const MaxPool2dShape& s, const T* x, T* y, int64_t* ind)
   forward_scalar(s, x, y, ind);
 }
 
+#if defined(__AVX512F__)
+// channels_last, float32: 16 channels per vector, the last partial vector masked.
+template <bool IND>
+void forward_nhwc_avx512(const MaxPool2dShape& s, int64_t C, const float* x, float* y, int64_t* ind) {
+  const int64_t HW = s.H * s.W, OHW = s.OH * s.OW;
+  at::parallel_for(0, s.NC / C * OHW, std::max<int64_t>(1, 4096 / (C * s.kh * s.kw + 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {  // output pixel (n, oh, ow): C channels
+      const int64_t n = r / OHW, oh = r % OHW / s.OW, ow = r % s.OW;
+      int64_t h0 = oh * s.stride_h - s.pad_h, w0 = ow * s.stride_w - s.pad_w;
+      const int64_t h1 = std::min(h0 + (s.kh - 1) * s.dil_h + 1, s.H), w1 = std::min(w0 + (s.kw - 1) * s.dil_w + 1, s.W);
+      while (h0 < 0) h0 += s.dil_h;
+      while (w0 < 0) w0 += s.dil_w;
+      const float* xn = x + n * HW * C;
+      for (int64_t c = 0; c < C; c += 16) {
+        const bool full = c + 16 <= C;
+        const __mmask16 m = __mmask16(bit_range(0, C - c));
+        __m512 best = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+        __m512i best_i = _mm512_set1_epi32(int32_t(h0 * s.W + w0));
+        for (int64_t h = h0; h < h1; h += s.dil_h)
+          for (int64_t w = w0; w < w1; w += s.dil_w) {
+            const int64_t i = h * s.W + w;
+            const __m512 v = full ? _mm512_loadu_ps(xn + i * C + c) : _mm512_maskz_loadu_ps(m, xn + i * C + c);
+            const __mmask16 take = _kor_mask16(_mm512_cmp_ps_mask(v, best, _CMP_GT_OQ), _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q));
+            best = _mm512_mask_mov_ps(best, take, v);
+            if constexpr (IND) best_i = _mm512_mask_mov_epi32(best_i, take, _mm512_set1_epi32(int32_t(i)));
+          }
+        if (full) _mm512_storeu_ps(y + r * C + c, best);
+        else _mm512_mask_storeu_ps(y + r * C + c, m, best);
+        if constexpr (IND) store_indices(ind + r * C + c, best_i, m);
+      }
+    }
+  });
+}
+#endif
+
 template <typename T>
 void max_pool2d_forward_nhwc(const MaxPool2dShape& s, int64_t C, const T* x, T* y, int64_t* ind) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    if (s.H * s.W <= std::numeric_limits<int32_t>::max()) {  // int32 index lanes
+      ind ? forward_nhwc_avx512<true>(s, C, x, y, ind) : forward_nhwc_avx512<false>(s, C, x, y, ind);
+      return;
+    }
+  }
+#endif
   using V = Vec<T>;
   using I = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;  // index lanes as wide as the values
   typedef I IV __attribute__((vector_size(kVecBytes)));
