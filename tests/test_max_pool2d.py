@@ -161,23 +161,29 @@ def test_opcheck(backend):
     torch.library.opcheck(torch.ops.cnnext.max_pool2d.default, (x_cl, [3, 2], [1, 2], [1, 1], [1, 1], True))
 
 
-def test_backward_deterministic_and_thread_independent():
+def test_threads_deterministic():
+    """Large enough to be split across threads: same results with 1 and 2 threads, and as torch's."""
     torch.manual_seed(3)
-    x = torch.randn(4, 8, 21, 21)
-    y, i = torch.ops.cnnext.max_pool2d_forward(x, [3, 3], [1, 1], [1, 1], [1, 1], False)
-    gy = torch.randn_like(y)
-    args = (gy, i, list(x.shape), [3, 3], [1, 1], [1, 1], [1, 1], False)
+    x = torch.randn(4, 64, 21, 21)
+    fwd_args = ([3, 3], [1, 1], [1, 1], [1, 1], False)
     n = torch.get_num_threads()
+    out = {}
     try:
-        torch.set_num_threads(1)
-        g1 = torch.ops.cnnext.max_pool2d_backward(*args)
-        torch.set_num_threads(2)
-        g2 = torch.ops.cnnext.max_pool2d_backward(*args)
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            y, i = torch.ops.cnnext.max_pool2d_forward(x, *fwd_args)
+            gy = torch.linspace(-1, 1, y.numel()).reshape(y.shape)
+            out[t] = (y, i, torch.ops.cnnext.max_pool2d_backward(gy, i, list(x.shape), *fwd_args),
+                      torch.ops.cnnext.max_pool2d(x.contiguous(memory_format=torch.channels_last), *fwd_args))
     finally:
         torch.set_num_threads(n)
-    assert torch.equal(g1, g2)
+    for a, b in zip(out[1], out[2]):
+        assert torch.equal(a, b)
+    y2, i2 = F.max_pool2d(x, 3, 1, 1, return_indices=True)
+    assert torch.equal(out[2][0], y2) and torch.equal(out[2][1], i2) and torch.equal(out[2][3], y2)
     with on("emu"):
-        assert_rel_close(torch.ops.cnnext.max_pool2d_backward(*args), g1)
+        gy = torch.linspace(-1, 1, y2.numel()).reshape(y2.shape)
+        assert_rel_close(torch.ops.cnnext.max_pool2d_backward(gy, i2, list(x.shape), *fwd_args), out[2][2])
 
 
 def test_torch_compile_fullgraph():

@@ -44,6 +44,10 @@
 namespace cnnext::cpu {
 namespace {
 
+// Work per task of at::parallel_for, in window taps (or elements): enough that small tensors run on
+// one thread, where waking the others would cost more than it saves.
+constexpr int64_t kGrain = 65536;
+
 // One output's window scan: PyTorch's loop (the first valid tap is the initial index).
 template <typename T>
 inline void pool_one(const MaxPool2dShape& s, const T* xp, int64_t h0, int64_t h1, int64_t ow, T* y,
@@ -191,7 +195,7 @@ __attribute__((always_inline)) inline void pool_block(const MaxPool2dShape& s, c
 template <int SW, bool IND>
 void forward_avx512(const MaxPool2dShape& s, const float* x, float* y, int64_t* ind) {
   const RowPlan plan = plan_row<SW>(s);
-  const int64_t rows = s.NC * s.OH, grain = std::max<int64_t>(1, 16384 / (s.OW * s.kh * s.kw + 1));
+  const int64_t rows = s.NC * s.OH, grain = std::max<int64_t>(1, kGrain / (s.OW * s.kh * s.kw + 1));
   at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
     const __m512i lane_off = _mm512_mullo_epi32(
         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(int32_t(s.stride_w)));
@@ -214,7 +218,7 @@ void forward_avx512(const MaxPool2dShape& s, const float* x, float* y, int64_t* 
 // The scalar loop, output row by output row.
 template <typename T>
 void forward_scalar(const MaxPool2dShape& s, const T* x, T* y, int64_t* ind) {
-  const int64_t rows = s.NC * s.OH, grain = std::max<int64_t>(1, 16384 / (s.OW * s.kh * s.kw + 1));
+  const int64_t rows = s.NC * s.OH, grain = std::max<int64_t>(1, kGrain / (s.OW * s.kh * s.kw + 1));
   at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t p = r / s.OH, oh = r % s.OH;
@@ -250,7 +254,7 @@ void max_pool2d_forward(const MaxPool2dShape& s, const T* x, T* y, int64_t* ind)
 template <bool IND>
 void forward_nhwc_avx512(const MaxPool2dShape& s, int64_t C, const float* x, float* y, int64_t* ind) {
   const int64_t HW = s.H * s.W, OHW = s.OH * s.OW;
-  at::parallel_for(0, s.NC / C * OHW, std::max<int64_t>(1, 4096 / (C * s.kh * s.kw + 1)), [&](int64_t r0, int64_t r1) {
+  at::parallel_for(0, s.NC / C * OHW, std::max<int64_t>(1, kGrain / (C * s.kh * s.kw + 1)), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {  // output pixel (n, oh, ow): C channels
       const int64_t n = r / OHW, oh = r % OHW / s.OW, ow = r % s.OW;
       int64_t h0 = oh * s.stride_h - s.pad_h, w0 = ow * s.stride_w - s.pad_w;
@@ -294,7 +298,7 @@ void max_pool2d_forward_nhwc(const MaxPool2dShape& s, int64_t C, const T* x, T* 
   using I = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;  // index lanes as wide as the values
   typedef I IV __attribute__((vector_size(kVecBytes)));
   const int64_t HW = s.H * s.W, OHW = s.OH * s.OW, C_vec = HW <= std::numeric_limits<I>::max() ? C : 0;
-  at::parallel_for(0, s.NC / C * OHW, std::max<int64_t>(1, 4096 / (C * s.kh * s.kw + 1)), [&](int64_t r0, int64_t r1) {
+  at::parallel_for(0, s.NC / C * OHW, std::max<int64_t>(1, kGrain / (C * s.kh * s.kw + 1)), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {  // output pixel (n, oh, ow): C channels
       const int64_t n = r / OHW, oh = r % OHW / s.OW, ow = r % s.OW;
       int64_t h0 = oh * s.stride_h - s.pad_h, w0 = ow * s.stride_w - s.pad_w;
@@ -340,7 +344,7 @@ template <typename T>
 bool max_pool2d_backward(const MaxPool2dShape& s, const T* gy, const int64_t* ind, T* gx) {
   const int64_t HW = s.H * s.W, OHW = s.OH * s.OW;
   std::atomic<bool> ok{true};
-  at::parallel_for(0, s.NC, std::max<int64_t>(1, 32768 / (HW + 2 * OHW)), [&](int64_t p0, int64_t p1) {
+  at::parallel_for(0, s.NC, std::max<int64_t>(1, kGrain / (HW + OHW)), [&](int64_t p0, int64_t p1) {
     bool good = true;
     for (int64_t p = p0; p < p1; ++p) {
       T* g = gx + p * HW;
