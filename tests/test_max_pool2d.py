@@ -153,7 +153,8 @@ def test_opcheck(backend):
     y, i = torch.ops.cnnext.max_pool2d_forward(x, *args)
     gy = torch.randn_like(y)
     torch.library.opcheck(torch.ops.cnnext.max_pool2d_forward.default, (x, *args))
-    torch.library.opcheck(torch.ops.cnnext.max_pool2d_forward.default, (x[0].float(), [2, 3], [], [1, 0], [1, 1], False))
+    unbatched = (x[0].float(), [2, 3], [], [1, 0], [1, 1], False)
+    torch.library.opcheck(torch.ops.cnnext.max_pool2d_forward.default, unbatched)
     torch.library.opcheck(torch.ops.cnnext.max_pool2d_backward.default, (gy, i, list(x.shape), *args))
     x_cl = torch.randn(2, 17, 5, 6).contiguous(memory_format=torch.channels_last)
     torch.library.opcheck(torch.ops.cnnext.max_pool2d_forward.default, (x_cl, [3, 2], [1, 2], [1, 1], [1, 1], True))
@@ -237,7 +238,7 @@ def test_empty_batch(backend):
         (torch.ones(1, 1, 5, 5), dict(kernel_size=2, stride=(1, -2)), r"max_pool2d: stride must be positive"),
         (torch.ones(1, 1, 5, 5), dict(kernel_size=2, dilation=0), r"max_pool2d: dilation must be positive"),
         (torch.ones(1, 1, 5, 5), dict(kernel_size=2, padding=-1), r"max_pool2d: padding must be non-negative"),
-        (torch.ones(1, 1, 5, 5), dict(kernel_size=(2, 2, 2)), r"max_pool2d: kernel_size must be a single int or a pair"),
+        (torch.ones(1, 1, 5, 5), dict(kernel_size=(2, 2, 2)), r"max_pool2d: kernel_size must be a single int or"),
         (torch.ones(5, 5), dict(kernel_size=2), r"max_pool2d: input must be 3-D \(C, H, W\) or 4-D .* got 2-D"),
         (torch.ones(1, 1, 1, 5, 5), dict(kernel_size=2), r"max_pool2d: input must be 3-D .* got 5-D"),
         (torch.ones(1, 0, 5, 5), dict(kernel_size=2), r"max_pool2d: input must have non-zero C, H and W"),

@@ -171,7 +171,8 @@ __attribute__((always_inline)) inline void pool_block(const MaxPool2dShape& s, c
   const int64_t ow = plan.ow[b], c0 = ow * s.stride_w - s.pad_w;  // lane 0's first window column
   const Tap* taps = plan.taps.data() + b * s.kw;
   __m512 best = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-  __m512i best_i = _mm512_add_epi32(_mm512_set1_epi32(int32_t(h0 * s.W)), _mm512_loadu_si512(plan.first.data() + b * 16));
+  __m512i best_i =
+      _mm512_add_epi32(_mm512_set1_epi32(int32_t(h0 * s.W)), _mm512_loadu_si512(plan.first.data() + b * 16));
   for (int64_t h = h0; h < h1; h += s.dil_h) {
     const float* row = xp + h * s.W;
     for (int64_t j = 0; j < s.kw; ++j) {
@@ -198,7 +199,8 @@ void forward_avx512(const MaxPool2dShape& s, const float* x, float* y, int64_t* 
   const int64_t rows = s.NC * s.OH, grain = std::max<int64_t>(1, kGrain / (s.OW * s.kh * s.kw + 1));
   at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
     const __m512i lane_off = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(int32_t(s.stride_w)));
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(int32_t(s.stride_w)));
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t p = r / s.OH, oh = r % s.OH;
       const float* xp = x + p * s.H * s.W;
@@ -254,11 +256,13 @@ void max_pool2d_forward(const MaxPool2dShape& s, const T* x, T* y, int64_t* ind)
 template <bool IND>
 void forward_nhwc_avx512(const MaxPool2dShape& s, int64_t C, const float* x, float* y, int64_t* ind) {
   const int64_t HW = s.H * s.W, OHW = s.OH * s.OW;
-  at::parallel_for(0, s.NC / C * OHW, std::max<int64_t>(1, kGrain / (C * s.kh * s.kw + 1)), [&](int64_t r0, int64_t r1) {
+  const int64_t grain = std::max<int64_t>(1, kGrain / (C * s.kh * s.kw + 1));
+  at::parallel_for(0, s.NC / C * OHW, grain, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {  // output pixel (n, oh, ow): C channels
       const int64_t n = r / OHW, oh = r % OHW / s.OW, ow = r % s.OW;
       int64_t h0 = oh * s.stride_h - s.pad_h, w0 = ow * s.stride_w - s.pad_w;
-      const int64_t h1 = std::min(h0 + (s.kh - 1) * s.dil_h + 1, s.H), w1 = std::min(w0 + (s.kw - 1) * s.dil_w + 1, s.W);
+      const int64_t h1 = std::min(h0 + (s.kh - 1) * s.dil_h + 1, s.H);
+      const int64_t w1 = std::min(w0 + (s.kw - 1) * s.dil_w + 1, s.W);
       while (h0 < 0) h0 += s.dil_h;
       while (w0 < 0) w0 += s.dil_w;
       const float* xn = x + n * HW * C;
@@ -271,7 +275,8 @@ void forward_nhwc_avx512(const MaxPool2dShape& s, int64_t C, const float* x, flo
           for (int64_t w = w0; w < w1; w += s.dil_w) {
             const int64_t i = h * s.W + w;
             const __m512 v = full ? _mm512_loadu_ps(xn + i * C + c) : _mm512_maskz_loadu_ps(m, xn + i * C + c);
-            const __mmask16 take = _kor_mask16(_mm512_cmp_ps_mask(v, best, _CMP_GT_OQ), _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q));
+            const __mmask16 take =
+                _kor_mask16(_mm512_cmp_ps_mask(v, best, _CMP_GT_OQ), _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q));
             best = _mm512_mask_mov_ps(best, take, v);
             if constexpr (IND) best_i = _mm512_mask_mov_epi32(best_i, take, _mm512_set1_epi32(int32_t(i)));
           }
@@ -298,11 +303,13 @@ void max_pool2d_forward_nhwc(const MaxPool2dShape& s, int64_t C, const T* x, T* 
   using I = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;  // index lanes as wide as the values
   typedef I IV __attribute__((vector_size(kVecBytes)));
   const int64_t HW = s.H * s.W, OHW = s.OH * s.OW, C_vec = HW <= std::numeric_limits<I>::max() ? C : 0;
-  at::parallel_for(0, s.NC / C * OHW, std::max<int64_t>(1, kGrain / (C * s.kh * s.kw + 1)), [&](int64_t r0, int64_t r1) {
+  const int64_t grain = std::max<int64_t>(1, kGrain / (C * s.kh * s.kw + 1));
+  at::parallel_for(0, s.NC / C * OHW, grain, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {  // output pixel (n, oh, ow): C channels
       const int64_t n = r / OHW, oh = r % OHW / s.OW, ow = r % s.OW;
       int64_t h0 = oh * s.stride_h - s.pad_h, w0 = ow * s.stride_w - s.pad_w;
-      const int64_t h1 = std::min(h0 + (s.kh - 1) * s.dil_h + 1, s.H), w1 = std::min(w0 + (s.kw - 1) * s.dil_w + 1, s.W);
+      const int64_t h1 = std::min(h0 + (s.kh - 1) * s.dil_h + 1, s.H);
+      const int64_t w1 = std::min(w0 + (s.kw - 1) * s.dil_w + 1, s.W);
       while (h0 < 0) h0 += s.dil_h;
       while (w0 < 0) w0 += s.dil_w;
       const T* xn = x + n * HW * C;
