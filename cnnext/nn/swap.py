@@ -67,6 +67,16 @@ def _ctor_kwargs(m, base):
     raise TypeError(type(m))
 
 
+def _option_reason(m, base, new_cls):
+    """Arguments the cnnext layer does not take even if its constructor accepts them."""
+    if base is nn.Conv2d and m.padding_mode != "zeros" and \
+            m.padding_mode not in getattr(new_cls, "supported_padding_modes", ("zeros",)):
+        return f"padding_mode={m.padding_mode!r} is not supported (only 'zeros')"
+    if base is nn.MaxPool2d and m.return_indices and not getattr(new_cls, "supports_return_indices", False):
+        return "return_indices=True is not supported"
+    return None
+
+
 def _tensor_reason(m, cnnext_cuda):
     for name, t in list(m.named_parameters(recurse=False)) + list(m.named_buffers(recurse=False)):
         if t is None or not t.is_floating_point():
@@ -125,7 +135,7 @@ def swap(model, back=False, report=False):
                 elif base not in cx:
                     reason = f"cnnext.nn.{SWAPPABLE[base]} is not in this build"
                 else:
-                    reason = _tensor_reason(m, cnnext_cuda)
+                    reason = _option_reason(m, base, cx[base]) or _tensor_reason(m, cnnext_cuda)
                 if reason is None:
                     try:
                         new = _rebuild(m, cx[base], base)

@@ -1,0 +1,155 @@
+"""cnnext.models: every d2l CNN built from cnnext's layers computes what its torch.nn twin computes."""
+import pytest
+import torch
+from torch import nn
+
+import cnnext
+from cnnext import models
+from conftest import assert_rel_close
+
+RTOL = 1e-4  # a whole network: fp32 rel err of logits and of every parameter's gradient
+
+# reduced input sizes where the architecture allows (AlexNet's Linear(6400) needs 224)
+CASES = {
+    "lenet": (models.lenet, {}, 28),
+    "lenet_bn": (models.lenet_bn, {}, 28),
+    "alexnet": (models.alexnet, {}, 224),
+    "vgg11": (models.vgg11, {"ratio": 16}, 224),
+    "nin": (models.nin, {}, 67),
+    "googlenet": (models.googlenet, {}, 32),
+    "resnet18": (models.resnet18, {}, 32),
+    "densenet": (models.densenet, {}, 32),
+}
+
+
+def twins(build, kwargs, seed=0):
+    torch.manual_seed(seed)
+    cx = build(layers="cnnext", **kwargs)
+    tw = build(layers="torch", **kwargs)
+    tw.load_state_dict(cx.state_dict())
+    return cx, tw
+
+
+def fwd_bwd(net, x, seed=1):
+    torch.manual_seed(seed)  # same dropout masks in both runs
+    net.zero_grad(set_to_none=True)
+    out = net(x)
+    (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward()
+    return out.detach(), {n: p.grad.detach().clone() for n, p in net.named_parameters()}
+
+
+def assert_twins_agree(cx, tw, x):
+    out_c, g_c = fwd_bwd(cx, x)
+    out_t, g_t = fwd_bwd(tw, x)
+    assert_rel_close(out_c, out_t, RTOL, "logits")
+    assert g_c.keys() == g_t.keys()
+    for n in g_t:
+        assert_rel_close(g_c[n], g_t[n], RTOL, f"grad {n}")
+    for (n, b_c), (_, b_t) in zip(cx.named_buffers(), tw.named_buffers()):
+        if b_t.is_floating_point():
+            assert_rel_close(b_c, b_t, RTOL, f"buffer {n}")
+    cx.eval(), tw.eval()
+    with torch.no_grad():
+        assert_rel_close(cx(x), tw(x), RTOL, "eval logits")
+
+
+def test_torch_variant_shapes():
+    """The chapter's shape walk: AlexNet on 1x1x224x224."""
+    rows = models.summary(models.alexnet(layers="torch"), (1, 1, 224, 224), print_fn=None)
+    shapes = [r[2] for r in rows]
+    assert shapes[0] == (1, 96, 54, 54)
+    assert shapes[2] == (1, 96, 26, 26)
+    assert (1, 256, 5, 5) in shapes and (1, 6400) in shapes
+    assert shapes[-1] == (1, 10)
+    assert [r[1] for r in rows][:3] == ["Conv2d", "ReLU", "MaxPool2d"]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_torch_variant_builds(name):
+    build, kw, size = CASES[name]
+    net = build(layers="torch", in_channels=3, num_classes=7, **kw)
+    assert net(torch.randn(2, 3, size, size)).shape == (2, 7)
+
+
+def test_unknown_layers_argument():
+    with pytest.raises(ValueError, match="layers"):
+        models.lenet(layers="numpy")
+    with pytest.raises(ValueError, match="unknown model"):
+        models.get_model("lenet7")
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_same_module_tree(name):
+    build, kw, _ = CASES[name]
+    cx, tw = twins(build, kw)
+    assert list(cx.state_dict()) == list(tw.state_dict())
+    assert [n for n, _ in cx.named_modules()] == [n for n, _ in tw.named_modules()]
+    kinds = {type(m).__module__.split(".")[0] for m in cx.modules()
+             if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.BatchNorm2d,
+                               nn.BatchNorm1d)) or type(m).__name__ in models.layers.NAMES}
+    assert kinds == {"cnnext"}, f"{name}: layers from {kinds}"
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_twin_cpu(name):
+    build, kw, size = CASES[name]
+    cx, tw = twins(build, kw)
+    x = torch.randn(2, 1, size, size)
+    assert_twins_agree(cx, tw, x)
+
+
+def _small_pieces(layers):
+    torch.manual_seed(0)
+    L = models.layer_namespace(layers)
+    return {
+        "lenet": (models.lenet(layers=layers), (2, 1, 28, 28)),
+        "lenet_bn": (models.lenet_bn(layers=layers), (2, 1, 28, 28)),
+        "nin_blocks": (nn.Sequential(models.nin_block(1, 4, 5, 2, 1, L), L.MaxPool2d(3, stride=2),
+                                     models.nin_block(4, 3, 3, 1, 1, L), L.AdaptiveAvgPool2d((1, 1)),
+                                     nn.Flatten()), (2, 1, 15, 15)),
+        "inception": (models.Inception(4, 2, (2, 3), (2, 3), 2, layers=layers), (2, 4, 6, 6)),
+        "residual": (nn.Sequential(models.Residual(3, 4, use_1x1conv=True, strides=2, layers=layers),
+                                   models.Residual(4, 4, layers=layers)), (2, 3, 7, 7)),
+        "dense_transition": (nn.Sequential(models.DenseBlock(2, 3, 2, layers=layers),
+                                           models.transition_block(7, 3, L)), (2, 3, 6, 6)),
+    }
+
+
+@pytest.mark.parametrize("piece", ["lenet", "lenet_bn", "nin_blocks", "inception", "residual", "dense_transition"])
+def test_twin_emulated_cuda(piece):
+    cx, shape = _small_pieces("cnnext")[piece]
+    tw, _ = _small_pieces("torch")[piece]
+    tw.load_state_dict(cx.state_dict())
+    x = torch.randn(shape)
+    with cnnext.emulate_cuda():
+        out_c, g_c = fwd_bwd(cx, x)
+    out_t, g_t = fwd_bwd(tw, x)
+    assert_rel_close(out_c, out_t, RTOL, "logits")
+    for n in g_t:
+        assert_rel_close(g_c[n], g_t[n], RTOL, f"grad {n}")
+
+
+@pytest.mark.parametrize("name,size", [("lenet", 28), ("resnet18", 32)])
+def test_compile_fullgraph(name, size):
+    build = CASES[name][0]
+    torch._dynamo.reset()
+    cx, tw = twins(build, {})
+    x = torch.randn(2, 1, size, size)
+    compiled = torch.compile(cx, fullgraph=True, backend="aot_eager")
+    out_c, g_c = fwd_bwd(compiled, x)
+    out_t, g_t = fwd_bwd(tw, x)
+    assert_rel_close(out_c, out_t, RTOL, "compiled logits")
+    for n in g_t:
+        assert_rel_close(g_c[n.removeprefix("_orig_mod.")] if n in g_c else g_c["_orig_mod." + n], g_t[n], RTOL,
+                         f"compiled grad {n}")
+
+
+def test_summary_restores_mode_and_returns_rows():
+    net = models.lenet_bn(layers="torch")
+    net.train()
+    rows = models.summary(net, (1, 1, 28, 28), print_fn=None)  # batch 1 through BatchNorm1d: eval mode
+    assert net.training
+    assert rows[0] == ("0", "Conv2d", (1, 6, 24, 24)) and rows[-1][2] == (1, 10)
+    lines = []
+    models.summary(models.lenet(layers="torch"), (1, 1, 28, 28), print_fn=lines.append)
+    assert lines[0].startswith("Conv2d output shape:") and lines[0].endswith("(1, 6, 28, 28)")
