@@ -7,7 +7,16 @@ import cnnext
 from cnnext import models
 from conftest import assert_rel_close
 
-RTOL = 1e-4  # a whole network: fp32 rel err of logits and of every parameter's gradient
+RTOL = 1e-4
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # several processes share 2 cores here; one thread each avoids spinning thread pools
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)  # a whole network: fp32 rel err of logits and of every parameter's gradient
 
 # reduced input sizes where the architecture allows (AlexNet's Linear(6400) needs 224)
 CASES = {

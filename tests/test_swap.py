@@ -12,6 +12,15 @@ from conftest import assert_rel_close
 
 RTOL = 1e-4
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # several processes share 2 cores here; one thread each avoids spinning thread pools
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
 TV = {
     "resnet18": lambda: torchvision.models.resnet18(weights=None),
     "googlenet": lambda: torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True),
