@@ -109,17 +109,33 @@ def test_report_lists_what_it_left_and_why():
     class MyConv(nn.Conv2d):
         pass
 
+    torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect"), MyConv(2, 2, 1),
-                        nn.BatchNorm2d(2).half(), nn.MaxPool2d(2, return_indices=False), nn.Conv2d(2, 2, 1))
+                        nn.BatchNorm2d(2).half(), nn.MaxPool2d(2, return_indices=True), nn.LazyConv2d(2, 1),
+                        nn.Conv2d(2, 2, 1).to(torch.bfloat16))
+    x = torch.randn(1, 1, 6, 6)
+    ref0 = net[0](x)
+    ref3 = net[3](ref0)
     net, rep = swap(net, report=True)
     left = {p: (c, why) for p, c, why in rep.left}
-    assert "padding_mode" in left["0"][1]
     assert left["1"][0] == "MyConv" and "subclass" in left["1"][1]
-    assert "float16" in left["2"][1]
-    assert [p for p, _, _ in rep.replaced] == ["3", "4"]
-    assert type(net[0]) is nn.Conv2d and type(net[1]) is MyConv and type(net[2]) is nn.BatchNorm2d
+    assert "float16" in left["2"][1] and "bfloat16" in left["5"][1]
+    assert left["4"][0] == "LazyConv2d"
+    assert [p for p, _, _ in rep.replaced] == ["0", "3"]
+    assert type(net[0]) is cnnext.nn.Conv2d and type(net[3]) is cnnext.nn.MaxPool2d
+    assert type(net[1]) is MyConv and type(net[2]) is nn.BatchNorm2d
+    assert_rel_close(net[0](x), ref0, RTOL, "reflect-padded conv")
+    out, idx = net[3](ref0)
+    assert_rel_close(out, ref3[0], RTOL, "max pool") and torch.equal(idx, ref3[1])
     text = str(rep)
-    assert "replaced 2, left 3" in text and "padding_mode" in text
+    assert "replaced 2, left 4" in text and "subclass" in text
+
+
+def test_back_leaves_fused_batchnorm_relu():
+    net = nn.Sequential(cnnext.nn.BatchNormReLU2d(3), cnnext.nn.Conv2d(3, 3, 1))
+    net, rep = swap(net, back=True, report=True)
+    assert type(net[0]) is cnnext.nn.BatchNormReLU2d and type(net[1]) is nn.Conv2d
+    assert rep.left[0][0] == "0" and "fused" in rep.left[0][2]
 
 
 def test_root_module_and_shared_modules():

@@ -8,9 +8,12 @@
 A replaced module keeps everything the old one had: its Parameter objects (the very same objects,
 so an optimizer built before the swap still updates them), buffers, training flag, hooks and any
 attribute set on it; only its class changes (to the cnnext drop-in, a subclass of the torch.nn
-class, or back). A layer is left as it is, with the reason in the report, when its class is a
-subclass swap does not know, when cnnext lacks the layer, or when the cnnext layer rejects one
-of its arguments (e.g. a padding_mode other than 'zeros').
+class, or back). Every torch.nn argument carries over (cnnext's Conv2d takes every padding_mode,
+its MaxPool2d return_indices and ceil_mode). A layer is left as it is, with the reason in the
+report, when its class is a subclass swap does not know (e.g. LazyConv2d, or a user's subclass
+whose forward may differ), when its tensors have a dtype cnnext has no kernels for (half,
+bfloat16) or sit on a device it has no kernels on, when cnnext lacks the layer, or when the cnnext
+constructor rejects one of its arguments. swap(back=True) leaves the fused BatchNormReLU layers.
 """
 from dataclasses import dataclass, field
 
@@ -21,7 +24,8 @@ from torch import nn
 SWAPPABLE = {nn.Conv2d: "Conv2d", nn.MaxPool2d: "MaxPool2d", nn.AvgPool2d: "AvgPool2d",
              nn.AdaptiveAvgPool2d: "AdaptiveAvgPool2d", nn.BatchNorm1d: "BatchNorm1d", nn.BatchNorm2d: "BatchNorm2d"}
 # cnnext classes that have no single torch.nn counterpart (swap(back=True) leaves them)
-NO_TORCH_TWIN = {"BatchNormReLU2d": "a fused BatchNorm2d + ReLU has no single torch.nn layer"}
+NO_TORCH_TWIN = {"BatchNormReLU1d": "a fused BatchNorm1d + ReLU has no single torch.nn layer",
+                 "BatchNormReLU2d": "a fused BatchNorm2d + ReLU has no single torch.nn layer"}
 _DTYPES = (torch.float32, torch.float64)
 
 
@@ -65,16 +69,6 @@ def _ctor_kwargs(m, base):
         return dict(num_features=m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine,
                     track_running_stats=m.track_running_stats, device="meta")
     raise TypeError(type(m))
-
-
-def _option_reason(m, base, new_cls):
-    """Arguments the cnnext layer does not take even if its constructor accepts them."""
-    if base is nn.Conv2d and m.padding_mode != "zeros" and \
-            m.padding_mode not in getattr(new_cls, "supported_padding_modes", ("zeros",)):
-        return f"padding_mode={m.padding_mode!r} is not supported (only 'zeros')"
-    if base is nn.MaxPool2d and m.return_indices and not getattr(new_cls, "supports_return_indices", False):
-        return "return_indices=True is not supported"
-    return None
 
 
 def _tensor_reason(m, cnnext_cuda):
@@ -135,7 +129,7 @@ def swap(model, back=False, report=False):
                 elif base not in cx:
                     reason = f"cnnext.nn.{SWAPPABLE[base]} is not in this build"
                 else:
-                    reason = _option_reason(m, base, cx[base]) or _tensor_reason(m, cnnext_cuda)
+                    reason = _tensor_reason(m, cnnext_cuda)
                 if reason is None:
                     try:
                         new = _rebuild(m, cx[base], base)
