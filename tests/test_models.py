@@ -27,8 +27,8 @@ def one_thread():
 CASES = {
     "lenet": (models.lenet, {}, 28, 2),
     "lenet_bn": (models.lenet_bn, {}, 28, 8),
-    "alexnet": (models.alexnet, {}, 224, 2),
-    "vgg11": (models.vgg11, {"ratio": 16}, 224, 2),
+    "alexnet": (models.alexnet, {}, 224, 1),
+    "vgg11": (models.vgg11, {"ratio": 16}, 224, 1),
     "nin": (models.nin, {}, 67, 2),
     "googlenet": (models.googlenet, {}, 32, 2),
     "resnet18": (models.resnet18, {}, 64, 2),
