@@ -4,3 +4,4 @@ from .batchnorm import BatchNorm1d, BatchNorm2d, BatchNormReLU1d, BatchNormReLU2
 from .conv import Conv2d  # noqa: F401
 from .corr2d import Corr2d  # noqa: F401
 from .max_pooling import MaxPool2d  # noqa: F401
+from .swap import swap  # noqa: F401

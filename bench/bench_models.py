@@ -1,0 +1,59 @@
+"""One training step (forward, cross-entropy, backward, SGD step) of each d2l CNN: cnnext layers vs
+the same network (same weights, same input) on torch.nn layers.
+
+Run from the repository root: python -m bench.bench_models [--models lenet,resnet18] [--batch 32]
+Input sizes are the book's: LeNet 28, AlexNet/VGG/NiN 224, GoogLeNet/ResNet/DenseNet 96 (--size
+overrides them all). VGG-11 uses d2l's training width (--vgg-ratio 4: channels / 4).
+"""
+import torch
+from torch import nn
+
+from bench import harness
+from cnnext import models
+
+
+def step_fn(net, x, y):
+    opt = torch.optim.SGD(net.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss_fn(net(x), y).backward()
+        opt.step()
+    return step
+
+
+def cases(names, batch, size=None, vgg_ratio=4):
+    out = []
+    for name in names:
+        build, d2l_size = models.MODELS[name]
+        s = size or d2l_size
+        kw = {"ratio": vgg_ratio} if name == "vgg11" else {}
+        torch.manual_seed(0)
+        cx = build(layers="cnnext", **kw)
+        tw = build(layers="torch", **kw)
+        tw.load_state_dict(cx.state_dict())
+        x, y = torch.randn(batch, 1, s, s), torch.randint(0, 10, (batch,))
+        label = f"{name}{f' ratio {vgg_ratio}' if kw else ''} B={batch} {s}x{s}"
+        c = harness.Case(label, step_fn(tw, x, y), step_fn(cx, x, y), group="train step")
+        c.batch = batch
+        out.append(c)
+    return out
+
+
+if __name__ == "__main__":
+    p = harness.parser(__doc__)
+    p.add_argument("--models", default=",".join(models.MODELS), help="comma-separated, from " + ", ".join(models.MODELS))
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--size", type=int, default=None, help="input size for every model (default: the book's)")
+    p.add_argument("--vgg-ratio", type=int, default=4)
+    args = p.parse_args()
+    names = [n for n in args.models.split(",") if n]
+    for n in names:
+        if n not in models.MODELS:
+            p.error(f"unknown model {n!r}")
+    harness.run(cases(names, args.batch, args.size, args.vgg_ratio), threads=args.threads,
+                repeats=3 if args.quick else args.repeats, min_time=args.min_time,
+                title="d2l CNNs, one SGD training step, CPU", json_path=args.json,
+                extra_columns={"torch_img_s": lambda r, c: c.batch / (r["torch_ms"] / 1e3),
+                               "cnnext_img_s": lambda r, c: c.batch / (r["cnnext_ms"] / 1e3)})

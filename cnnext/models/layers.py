@@ -1,0 +1,31 @@
+"""The layer namespace a model builder draws from: torch.nn's layers or cnnext's drop-ins.
+
+Every builder in cnnext.models takes `layers="cnnext"|"torch"` and builds the same module tree from
+`layer_namespace(layers)`, so the two variants have the same state_dict keys and can be compared
+weight for weight. Only the layers cnnext implements differ; Linear, ReLU, Sigmoid, Dropout and
+Flatten are torch.nn's in both.
+"""
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+
+NAMES = ("Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d")
+
+
+def layer_namespace(layers="cnnext"):
+    """SimpleNamespace(Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, BatchNorm1d, BatchNorm2d, cat)."""
+    if layers == "torch":
+        return SimpleNamespace(**{n: getattr(nn, n) for n in NAMES}, cat=torch.cat)
+    if layers == "cnnext":
+        import cnnext.functional as cf
+        import cnnext.nn as cnn
+
+        missing = [f"cnnext.nn.{n}" for n in NAMES if not hasattr(cnn, n)]
+        if not hasattr(cf, "cat"):
+            missing.append("cnnext.functional.cat")
+        if missing:
+            raise NotImplementedError(f"layers='cnnext': this build of cnnext lacks {', '.join(missing)}; "
+                                      "use layers='torch'")
+        return SimpleNamespace(**{n: getattr(cnn, n) for n in NAMES}, cat=cf.cat)
+    raise ValueError(f"layers must be 'cnnext' or 'torch', got {layers!r}")
