@@ -14,6 +14,7 @@ _LIBRARY = _load()
 from ._emulate import emulate_cuda, emulating_cuda  # noqa: E402
 from . import ops  # noqa: E402,F401  (registers fake kernels)
 from . import functional, nn  # noqa: E402
+from . import models  # noqa: E402
 from .info import info  # noqa: E402
 
-__all__ = ["functional", "nn", "emulate_cuda", "emulating_cuda", "info", "__version__"]
+__all__ = ["functional", "nn", "models", "emulate_cuda", "emulating_cuda", "info", "__version__"]
