@@ -34,7 +34,7 @@ for _p in (HERE, os.path.dirname(HERE)):  # tests/ (the spec registry) and the r
 import torch  # noqa: E402
 
 import test_robustness_specs as specs  # noqa: E402
-from test_robustness_specs import SPECS, Case, HypothesisDrawer, T  # noqa: E402
+from test_robustness_specs import SPECS, Case, HypothesisDrawer, T, float_outputs  # noqa: E402
 
 N_VALID = int(os.environ.get("ROBUSTNESS_VALID_EXAMPLES", 30))
 N_EMU = int(os.environ.get("ROBUSTNESS_EMU_EXAMPLES", 4))
@@ -87,48 +87,12 @@ def compare(got, want, what):
     return None if err <= tol else f"{what}: relative error {err:.3g} > {tol:.0e}"
 
 
-def float_outputs(out):
-    outs = list(out) if isinstance(out, (tuple, list)) else [out]
-    return [o for o in outs if isinstance(o, torch.Tensor) and o.is_floating_point()]
-
-
-def grad_leaves(spec, args, kwargs):
-    leaves = []
-    for g in spec.grads:
-        v = args[g] if isinstance(g, int) and g < len(args) else kwargs.get(g) if isinstance(g, str) else None
-        if g == "tensors":
-            v = args[0]
-        for t in v if isinstance(v, list) else [v]:
-            if isinstance(t, torch.Tensor) and t.is_floating_point():
-                leaves.append(t)
-    return leaves
-
-
 def run_valid(spec, case, emulate):
     """Forward + backward of cnnext vs torch on one valid case; returns None or a failure message."""
-    results = []
-    for side in ("torch", "cnnext"):
-        args, kwargs = case.build()
-        leaves = grad_leaves(spec, args, kwargs)
-        for t in leaves:
-            t.requires_grad_(True)
-        fn = spec.ref if side == "torch" else spec.fn
-        with specs.cnnext.emulate_cuda(emulate and side == "cnnext"):
-            out = fn(*args, **kwargs)
-            fo = [o for o in float_outputs(out) if o.requires_grad]
-            grads = []
-            if fo and leaves:
-                gen = torch.Generator().manual_seed(99)
-                gouts = [torch.randn(o.shape, generator=gen, dtype=torch.float64).to(o.dtype) for o in fo]
-                grads = torch.autograd.grad(fo, leaves, gouts, allow_unused=True)
-        state = [a for a in args[1:] if isinstance(a, torch.Tensor)]  # batch_norm's running stats (in place)
-        results.append((out, list(grads), state))
-    (o_t, g_t, s_t), (o_c, g_c, s_c) = results
-    for got, want, what in ((o_c, o_t, "output"), (g_c, g_t, "grads"), (s_c, s_t, "in-place state")):
-        m = compare([x.detach() if isinstance(x, torch.Tensor) else x for x in got] if isinstance(got, list) else
-                    (got.detach() if isinstance(got, torch.Tensor) else got),
-                    [x.detach() if isinstance(x, torch.Tensor) else x for x in want] if isinstance(want, list) else
-                    (want.detach() if isinstance(want, torch.Tensor) else want), what)
+    want = specs.evaluate(spec, case, False, fn=spec.ref)
+    got = specs.evaluate(spec, case, emulate)
+    for g, w, what in zip(got, want, ("output", "grads", "in-place state")):
+        m = compare(g, w, what)
         if m:
             return m
     return None

@@ -110,6 +110,7 @@ class OpSpec:
     params: dict = dataclasses.field(default_factory=dict)  # kwarg -> list of invalid values
     mutations: list = dataclasses.field(default_factory=list)  # (draw, Case) -> Case | None
     bit_identical_threads: bool = True  # promised identical results across torch.set_num_threads
+    medium: Callable | None = None  # () -> Case: a fixed case of ~64K elements (memory, thread-count tests)
 
     impl: Callable | None = None  # stands in for cnnext.functional.<name> (self tests of the checks)
 
@@ -486,27 +487,37 @@ def register(spec: OpSpec):
 
 
 POOL_PARAMS = {"kernel_size": BAD_SIZE, "stride": BAD_STRIDE, "padding": BAD_PAD}
+F32 = torch.float32
 register(OpSpec("corr2d", corr2d_ref, corr2d_valid, grads=(0, 1), input_names=("input", "kernel"),
+                medium=lambda: Case([T((4, 3, 64, 64), F32, 1), T((3, 3), F32, 2)], {}),
                 mutations=[corr2d_kernel_too_big, corr2d_kernel_rank]))
 register(OpSpec("conv2d", F.conv2d, conv2d_valid, grads=(0, 1, 2), input_names=("input", "weight", "bias"),
+                medium=lambda: Case([T((2, 8, 32, 32), F32, 1), T((16, 8, 3, 3), F32, 2), T((16,), F32, 3)],
+                                    {"padding": 1}),
                 params={"stride": BAD_STRIDE, "padding": BAD_PAD + ["full", "SAME"], "dilation": BAD_DIL,
                         "groups": [0, -1, 2**31, 2**62, 1.5, "1"]},
                 mutations=[conv2d_bad_groups, conv2d_channel_mismatch, conv2d_bias_len, conv2d_kernel_too_big,
                            conv2d_weight_rank]))
 register(OpSpec("max_pool2d", F.max_pool2d, max_pool2d_valid, grads=(0,),
+                medium=lambda: Case([T((4, 16, 32, 32), F32, 1)], {"kernel_size": 3, "stride": 2, "padding": 1}),
                 params={**POOL_PARAMS, "dilation": BAD_DIL}, mutations=[pool_pad_too_big, pool_kernel_too_big]))
 register(OpSpec("avg_pool2d", F.avg_pool2d, avg_pool2d_valid, grads=(0,),
+                medium=lambda: Case([T((4, 16, 32, 32), F32, 1)], {"kernel_size": 3, "stride": 2, "padding": 1}),
                 params={**POOL_PARAMS, "divisor_override": [0, -1, 2**62, 1.5, "2"]},
                 mutations=[pool_pad_too_big, pool_kernel_too_big]))
 register(OpSpec("adaptive_avg_pool2d", F.adaptive_avg_pool2d, adaptive_avg_pool2d_valid, grads=(0,),
+                medium=lambda: Case([T((4, 16, 32, 32), F32, 1)], {"output_size": (5, 7)}),
                 params={"output_size": [0, -1, (0, 2), (2, -1), 2**62, 2.5, "3", (1, 2, 3), (), None]}))
 register(OpSpec("cat", torch.cat, cat_valid, grads=("tensors",), input_names=("tensors",),
+                medium=lambda: Case([[T((4, 16, 32, 32), F32, 1), T((4, 8, 32, 32), F32, 2)]], {"dim": 1}),
                 mutations=[cat_dim_out_of_range, cat_shape_mismatch, cat_rank_mismatch, cat_dtype_mismatch,
                            cat_device_mismatch, cat_empty_list, cat_not_a_list]))
 BN = dict(grads=(0, "weight", "bias"), input_names=("input", "running_mean", "running_var"),
           params={"momentum": [math.nan, "0.1", None], "training": ["yes", 2.5]},
           mutations=[bn_stat_len, bn_single_value_training, bn_no_stats_eval, bn_negative_var, bn_eps],
-          bit_identical_threads=False)
+          bit_identical_threads=False,
+          medium=lambda: Case([T((8, 16, 16, 16), F32, 1), T((16,), F32, 2), T((16,), F32, 3, positive=True)],
+                              {"weight": T((16,), F32, 4), "bias": T((16,), F32, 5), "training": True}))
 register(OpSpec("batch_norm", F.batch_norm, batch_norm_valid, **BN))
 register(OpSpec("batch_norm_relu", batch_norm_relu_ref, batch_norm_valid, **BN))
 
@@ -532,10 +543,50 @@ def draw_valid(spec, seed, small=False):
 # ----------------------------------------------------------------------------- running a case
 
 
-def call(spec, case, emulate=False, fn=None):
+def float_outputs(out):
+    outs = list(out) if isinstance(out, (tuple, list)) else [out]
+    return [o for o in outs if isinstance(o, torch.Tensor) and o.is_floating_point()]
+
+
+def grad_leaves(spec, args, kwargs):
+    leaves = []
+    for g in spec.grads:
+        v = args[g] if isinstance(g, int) and g < len(args) else kwargs.get(g) if isinstance(g, str) else None
+        if g == "tensors":
+            v = args[0]
+        for t in v if isinstance(v, list) else [v]:
+            if isinstance(t, torch.Tensor) and t.is_floating_point():
+                leaves.append(t)
+    return leaves
+
+
+def evaluate(spec, case, emulate=False, fn=None, backward=True):
+    """Forward (+ backward with a fixed random grad_output) of `fn` (default: the cnnext op) on `case`.
+    Returns (output, grads, in-place state) as detached tensors; the state is every tensor argument
+    after the first (batch_norm's running statistics, updated in place in training)."""
     args, kwargs = case.build()
+    leaves = grad_leaves(spec, args, kwargs) if backward else []
+    for t in leaves:
+        t.requires_grad_(True)
     with cnnext.emulate_cuda(emulate):
-        return (fn or spec.fn)(*args, **kwargs)
+        out = (fn or spec.fn)(*args, **kwargs)
+        fo = [o for o in float_outputs(out) if o.requires_grad]
+        grads = []
+        if fo and leaves:
+            gen = torch.Generator().manual_seed(99)
+            gouts = [torch.randn(o.shape, generator=gen, dtype=torch.float64).to(o.dtype) for o in fo]
+            grads = list(torch.autograd.grad(fo, leaves, gouts, allow_unused=True))
+    det = lambda x: x.detach() if isinstance(x, torch.Tensor) else x  # noqa: E731
+    out = tuple(det(o) for o in out) if isinstance(out, (tuple, list)) else det(out)
+    state = [a.detach() for a in args[1:] if isinstance(a, torch.Tensor)]
+    return out, [det(g) for g in grads], state
+
+
+def flat_tensors(result):
+    """Every tensor of an evaluate() result, in a fixed order."""
+    out, grads, state = result
+    outs = list(out) if isinstance(out, tuple) else [out]
+    return [t for t in outs + grads + state if isinstance(t, torch.Tensor)]
 
 
 # ----------------------------------------------------------------------------- tests of the registry
@@ -555,3 +606,7 @@ def test_plain_draws_give_valid_cases():
             case = draw_valid(spec, seed, small=seed % 2 == 0)
             args, kwargs = case.build()
             spec.ref(*args, **kwargs)
+        args, kwargs = spec.medium().build()
+        assert sum(t.numel() for t in args if isinstance(t, torch.Tensor)) + sum(
+            t.numel() for a in args if isinstance(a, list) for t in a) >= 16384, spec.name
+        spec.ref(*args, **kwargs)
