@@ -564,7 +564,11 @@ def evaluate(spec, case, emulate=False, fn=None, backward=True):
     """Forward (+ backward with a fixed random grad_output) of `fn` (default: the cnnext op) on `case`.
     Returns (output, grads, in-place state) as detached tensors; the state is every tensor argument
     after the first (batch_norm's running statistics, updated in place in training)."""
-    args, kwargs = case.build()
+    return evaluate_built(spec, *case.build(), emulate=emulate, fn=fn, backward=backward)
+
+
+def evaluate_built(spec, args, kwargs, emulate=False, fn=None, backward=True):
+    """evaluate() on arguments already built (tensors are reused: the memory test's loop)."""
     leaves = grad_leaves(spec, args, kwargs) if backward else []
     for t in leaves:
         t.requires_grad_(True)
