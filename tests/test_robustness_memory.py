@@ -32,7 +32,14 @@ def measure(name, backend, iters):
     import torch
 
     torch.set_num_threads(1)  # a loaded machine makes 2-thread OpenMP barriers slow; leaks don't care
-    spec = specs.SPECS[name]
+    if name == "leaky-selftest":  # corr2d, keeping every output alive: a leak the test must see
+        import dataclasses
+
+        kept = []
+        base = specs.SPECS["corr2d"]
+        spec = dataclasses.replace(base, impl=lambda *a, **k: kept.append(base.fn(*a, **k)) or kept[-1])
+    else:
+        spec = specs.SPECS[name]
     # the spec's medium case (CPU; >= 16K input elements), or the smallest of a few tiny draws (emulator)
     cands = [specs.draw_valid(spec, s, small=True) for s in range(30)]
     size = lambda c: sum(t.numel() for t in specs.flat_tensors(specs.evaluate(spec, c, fn=spec.ref, backward=False)))  # noqa: E731
@@ -63,6 +70,17 @@ def test_no_leak(name, backend):
     growth = r["rss1_mb"] - r["rss0_mb"]
     assert growth < TOLERANCE_MB, (f"{name} on {backend}: RSS grew {growth:.1f} MB over {r['iters']} forward+backward "
                                    f"calls ({r['rss0_mb']:.0f} -> {r['rss1_mb']:.0f} MB) on {r['case']}")
+
+
+def test_leak_is_detected():
+    """The measurement is not vacuous: an op that keeps every output (46K floats) alive grows past it."""
+    if not specs.SPECS["corr2d"].available:
+        pytest.skip("needs corr2d")
+    p = subprocess.run([sys.executable, os.path.abspath(__file__), "leaky-selftest", "cpu", "200"],
+                       capture_output=True, text=True, timeout=300, cwd=os.path.dirname(HERE))
+    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    assert r["rss1_mb"] - r["rss0_mb"] > TOLERANCE_MB, r
 
 
 if __name__ == "__main__":
