@@ -1,0 +1,92 @@
+"""adaptive_avg_pool2d: average pooling to a given output size, torch.nn.functional.adaptive_avg_pool2d's
+semantics (the global (1, 1) average of ResNet, GoogLeNet, NiN and DenseNet heads)."""
+import torch
+from torch import Tensor
+
+
+def _check_shapes(shape, output_size, what):
+    """The checks of csrc/ops/adaptive_avg_pool2d.cpp (same messages), for the fake kernels."""
+    torch._check(len(shape) in (3, 4),
+                 lambda: f"adaptive_avg_pool2d: {what} must be 3-D (C, H, W) or 4-D (N, C, H, W), got {len(shape)}-D")
+    torch._check(shape[-3] > 0 and shape[-2] > 0 and shape[-1] > 0,
+                 lambda: f"adaptive_avg_pool2d: {what} must have nonzero C, H and W (only the batch may be empty), "
+                         f"got shape {list(shape)}")
+    torch._check(len(output_size) == 2,
+                 lambda: f"adaptive_avg_pool2d: output_size must have 2 elements (OH, OW), got {list(output_size)}")
+    torch._check(output_size[0] > 0 and output_size[1] > 0,
+                 lambda: f"adaptive_avg_pool2d: output_size must be positive, got {list(output_size)}")
+
+
+@torch.library.register_fake("cnnext::adaptive_avg_pool2d_forward")
+def _adaptive_avg_pool2d_forward_fake(input, output_size):
+    torch._check(input.dtype in (torch.float32, torch.float64),
+                 lambda: f"adaptive_avg_pool2d: input must be float32 or float64, got {input.dtype}")
+    _check_shapes(input.shape, output_size, "input")
+    return input.new_empty((*input.shape[:-2], *output_size))
+
+
+@torch.library.register_fake("cnnext::adaptive_avg_pool2d_backward")
+def _adaptive_avg_pool2d_backward_fake(grad_output, input_shape):
+    torch._check(grad_output.dim() == len(input_shape) and grad_output.dim() >= 2
+                 and tuple(grad_output.shape[:-2]) == tuple(input_shape[:-2]),
+                 lambda: f"adaptive_avg_pool2d: grad_output has shape {list(grad_output.shape)}, which does not "
+                         f"match input_shape {list(input_shape)}")
+    _check_shapes(input_shape, grad_output.shape[-2:], "input_shape")
+    return grad_output.new_empty(input_shape)
+
+
+def _adaptive_avg_pool2d_backward_backward(ctx, grad_grad_input):
+    # the backward op is linear in grad_output and its adjoint is the forward op
+    return torch.ops.cnnext.adaptive_avg_pool2d_forward(grad_grad_input, ctx.output_size), None
+
+
+def _adaptive_avg_pool2d_backward_setup(ctx, inputs, output):
+    ctx.output_size = list(inputs[0].shape[-2:])
+
+
+# double backward (gradgradcheck, Hessian-vector products) through the backward op
+torch.library.register_autograd("cnnext::adaptive_avg_pool2d_backward", _adaptive_avg_pool2d_backward_backward,
+                                setup_context=_adaptive_avg_pool2d_backward_setup)
+
+
+class AdaptiveAvgPool2dFunction(torch.autograd.Function):
+    """y[i, j] = mean of x over rows [floor(i H/OH), ceil((i+1) H/OH)) and the like columns;
+    dL/dx[h, w] = sum over the windows holding (h, w) of dL/dy / window area."""
+
+    @staticmethod
+    def forward(input, output_size):
+        return torch.ops.cnnext.adaptive_avg_pool2d_forward(input, output_size)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.input_shape = inputs[0].shape
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return torch.ops.cnnext.adaptive_avg_pool2d_backward(grad_output, ctx.input_shape), None
+
+
+def _output_size(input, output_size):
+    size = [output_size, output_size] if isinstance(output_size, int) else list(output_size)
+    torch._check(len(size) in (1, 2), lambda: "adaptive_avg_pool2d: output_size must be an int or a pair "
+                                              f"(entries may be None), got {output_size}")
+    if len(size) == 1:
+        size = size * 2
+    if input.dim() >= 2:  # None: keep the input's size on that axis
+        size = [input.shape[i - 2] if s is None else s for i, s in enumerate(size)]
+    return size
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
+    r"""Average pooling of `input` (N, C, H, W) or (C, H, W) to `output_size` (OH, OW), as
+    torch.nn.functional.adaptive_avg_pool2d:
+
+    .. math:: y[n, c, i, j] = \operatorname{mean}\, x[n, c, \lfloor iH/O_H \rfloor : \lceil (i+1)H/O_H \rceil,
+              \lfloor jW/O_W \rfloor : \lceil (j+1)W/O_W \rceil]
+
+    `output_size`: an int or a pair; a None entry keeps the input's size. float32 or float64.
+    """
+    size = _output_size(input, output_size)
+    if torch.is_grad_enabled() and input.requires_grad:
+        return AdaptiveAvgPool2dFunction.apply(input, size)
+    return torch.ops.cnnext.adaptive_avg_pool2d_forward(input, size)

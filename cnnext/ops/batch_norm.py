@@ -1,0 +1,124 @@
+"""batch_norm and the fused batch_norm + ReLU (d2l 8.5; the BN -> ReLU of ResNet and DenseNet)."""
+import torch
+from torch import Tensor
+
+from ._checks import same_device
+
+_OP = "batch_norm"
+
+
+def _is_channels_last(input):
+    # the C++ op's choice: a 4-D channels_last input keeps its layout, anything else is made contiguous
+    return input.dim() == 4 and not input.is_contiguous() and input.is_contiguous(memory_format=torch.channels_last)
+
+
+def _like_input(input):
+    fmt = torch.channels_last if _is_channels_last(input) else torch.contiguous_format
+    return torch.empty_like(input, memory_format=fmt)
+
+
+def _check_channel_arg(arg, t, input):
+    same_device(_OP, arg, t, "input", input)
+    torch._check(t.dtype == input.dtype,
+                 lambda: f"{_OP}: {arg} has dtype {t.dtype} but input has dtype {input.dtype}; they must match")
+    torch._check(t.dim() == 1 and t.shape[0] == input.shape[1],
+                 lambda: f"{_OP}: {arg} must have shape (C,) = ({input.shape[1]},) for input of shape "
+                         f"{list(input.shape)}, got {list(t.shape)}")
+
+
+def _check_input(input):
+    torch._check(input.dtype in (torch.float32, torch.float64),
+                 lambda: f"{_OP}: input must be float32 or float64, got {input.dtype}")
+    torch._check(input.dim() >= 2, lambda: f"{_OP}: input must have at least 2 dims (N, C, *), got {input.dim()}-D")
+
+
+@torch.library.register_fake("cnnext::batch_norm_forward")
+def _batch_norm_forward_fake(input, weight, bias, running_mean, running_var, training, momentum, eps, relu):
+    _check_input(input)
+    for arg, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
+        if t is not None:
+            _check_channel_arg(arg, t, input)
+    torch._check((running_mean is None) == (running_var is None),
+                 lambda: f"{_OP}: running_mean and running_var must both be given or both be None")
+    torch._check(training or running_mean is not None,
+                 lambda: f"{_OP}: running_mean and running_var must be given in evaluation mode (training=False)")
+    C = input.shape[1]
+    return _like_input(input), input.new_empty(C), input.new_empty(C)
+
+
+@torch.library.register_fake("cnnext::batch_norm_backward")
+def _batch_norm_backward_fake(grad_output, input, weight, bias, save_mean, save_invstd, training, relu):
+    _check_input(input)
+    same_device(_OP, "grad_output", grad_output, "input", input)
+    for arg, t in (("weight", weight), ("bias", bias), ("save_mean", save_mean), ("save_invstd", save_invstd)):
+        if t is not None:
+            _check_channel_arg(arg, t, input)
+    C = input.shape[1]
+    return _like_input(input), input.new_empty(C), input.new_empty(C)
+
+
+class BatchNormFunction(torch.autograd.Function):
+    r"""y = (x - mean) / sqrt(var + eps) * w + b per channel (relu: y = max(y, 0)).
+
+    Backward, with xhat = (x - mean) * invstd, gy' = gy * [y > 0] for relu and sums over (N, *):
+    gb = sum gy',  gw = sum gy' xhat,  gx = w invstd (gy' - gb/M - xhat gw/M) in training,
+    gx = w invstd gy' in evaluation.
+    """
+
+    @staticmethod
+    def forward(input, running_mean, running_var, weight, bias, training, momentum, eps, relu):
+        return torch.ops.cnnext.batch_norm_forward(input, weight, bias, running_mean, running_var, training,
+                                                   momentum, eps, relu)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        input, _, _, weight, bias, training, _, _, relu = inputs
+        _, mean, invstd = output
+        ctx.save_for_backward(input, weight, bias, mean, invstd)
+        ctx.training, ctx.relu = training, relu
+        ctx.mark_non_differentiable(mean, invstd)
+
+    @staticmethod
+    def backward(ctx, grad_output, _grad_mean, _grad_invstd):
+        input, weight, bias, mean, invstd = ctx.saved_tensors
+        gx, gw, gb = torch.ops.cnnext.batch_norm_backward(grad_output, input, weight, bias, mean, invstd,
+                                                          ctx.training, ctx.relu)
+        return (gx if ctx.needs_input_grad[0] else None, None, None, gw if ctx.needs_input_grad[3] else None,
+                gb if ctx.needs_input_grad[4] else None, None, None, None, None)
+
+
+def _verify_batch_size(size):
+    # torch.nn.functional's check, same message
+    size_prods = size[0]
+    for i in range(len(size) - 2):
+        size_prods *= size[i + 2]
+    if size_prods == 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size {size}")
+
+
+def _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, relu):
+    if training:
+        _verify_batch_size(input.size())
+    return BatchNormFunction.apply(input, running_mean, running_var, weight, bias, training, momentum, eps, relu)[0]
+
+
+def batch_norm(input: Tensor, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+               eps=1e-5) -> Tensor:
+    r"""Batch normalisation over every dim but the channel dim 1 of `input` (N, C, *), as F.batch_norm:
+
+    .. math:: y = \frac{x - \mathrm{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}} \, w + b
+
+    training: batch statistics (biased variance), and running_mean / running_var (if given) are
+    updated in place: running = (1 - momentum) running + momentum batch (unbiased variance).
+    Otherwise the running statistics are used. float32 or float64.
+    """
+    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, False)
+
+
+def batch_norm_relu(input: Tensor, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+                    eps=1e-5) -> Tensor:
+    r"""relu(batch_norm(...)) in one pass, forward and backward (the backward masks with output > 0):
+
+    .. math:: y = \max\left(0,\ \frac{x - \mathrm{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}} \, w + b\right)
+    """
+    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, True)

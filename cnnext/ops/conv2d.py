@@ -1,0 +1,147 @@
+"""conv2d: multi-channel 2-D convolution (d2l 6.3-6.4), the workhorse of every model in ch. 7."""
+from typing import Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._checks import same_device
+
+_OP = "conv2d"
+
+
+def _out_size(size, k, stride, pad, dil):
+    return (size + 2 * pad - dil * (k - 1) - 1) // stride + 1
+
+
+def _check_fake(input, weight, stride, padding, dilation, groups, in_arg="input"):
+    """The shape checks of csrc/ops/conv2d.cpp, for fake tensors; returns the output shape."""
+    torch._check(
+        len(input) in (3, 4), lambda: f"conv2d: {in_arg} must be 3-D (C, H, W) or 4-D (N, C, H, W), got {len(input)}-D"
+    )
+    torch._check(len(weight) == 4, lambda: f"conv2d: weight must be 4-D (out, in/groups, kh, kw), got {len(weight)}-D")
+    sh, sw = (stride[0], stride[0]) if len(stride) == 1 else stride
+    ph, pw = (padding[0], padding[0]) if len(padding) == 1 else padding
+    dh, dw = (dilation[0], dilation[0]) if len(dilation) == 1 else dilation
+    torch._check(sh > 0 and sw > 0, lambda: f"conv2d: stride must be positive, got {list(stride)}")
+    torch._check(ph >= 0 and pw >= 0, lambda: f"conv2d: padding must be non-negative, got {list(padding)}")
+    torch._check(dh > 0 and dw > 0, lambda: f"conv2d: dilation must be positive, got {list(dilation)}")
+    torch._check(groups > 0, lambda: f"conv2d: groups must be positive, got {groups}")
+    *lead, C, H, W = input
+    K, Cg, R, S = weight
+    torch._check(C % groups == 0, lambda: f"conv2d: {in_arg} channels ({C}) must be divisible by groups ({groups})")
+    torch._check(K % groups == 0, lambda: f"conv2d: weight out channels ({K}) must be divisible by groups ({groups})")
+    torch._check(Cg * groups == C, lambda: f"conv2d: weight must have shape (out, in/groups, kh, kw), got {weight}")
+    P, Q = _out_size(H, R, sh, ph, dh), _out_size(W, S, sw, pw, dw)
+    torch._check(P >= 1 and Q >= 1, lambda: f"conv2d: weight's kernel is larger than the padded {in_arg}")
+    return (*lead, K, P, Q)
+
+
+@torch.library.register_fake("cnnext::conv2d_forward")
+def _conv2d_forward_fake(input, weight, bias, stride, padding, dilation, groups):
+    same_device(_OP, "weight", weight, "input", input)
+    if bias is not None:
+        same_device(_OP, "bias", bias, "input", input)
+    shape = _check_fake(input.shape, weight.shape, stride, padding, dilation, groups)
+    return input.new_empty(shape)
+
+
+@torch.library.register_fake("cnnext::conv2d_backward_input")
+def _conv2d_backward_input_fake(grad_output, weight, input_shape, stride, padding, dilation, groups):
+    same_device(_OP, "weight", weight, "grad_output", grad_output)
+    _check_fake(input_shape, weight.shape, stride, padding, dilation, groups)
+    return grad_output.new_empty(input_shape)
+
+
+@torch.library.register_fake("cnnext::conv2d_backward_weight")
+def _conv2d_backward_weight_fake(grad_output, input, weight_shape, stride, padding, dilation, groups, bias):
+    same_device(_OP, "grad_output", grad_output, "input", input)
+    _check_fake(input.shape, weight_shape, stride, padding, dilation, groups)
+    return input.new_empty(weight_shape), input.new_empty((weight_shape[0] if bias else 0,))
+
+
+class Conv2dFunction(torch.autograd.Function):
+    r"""y[n, k] = b[k] + sum_c x[n, c] \star w[k, c] (strided, padded, dilated, grouped cross-correlation).
+
+    dL/dx = transposed conv of dL/dy with w; dL/dw[k, c, r, s] = sum_{n, p, q} dL/dy[n, k, p, q] x[n, c, ...];
+    dL/db[k] = sum_{n, p, q} dL/dy[n, k, p, q].
+    """
+
+    @staticmethod
+    def forward(input, weight, bias, stride, padding, dilation, groups):
+        return torch.ops.cnnext.conv2d_forward(input, weight, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        input, weight, bias, stride, padding, dilation, groups = inputs
+        ctx.save_for_backward(input, weight)
+        ctx.conv = (stride, padding, dilation, groups)
+        ctx.has_bias = bias is not None
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, weight = ctx.saved_tensors
+        grad_input = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_input = torch.ops.cnnext.conv2d_backward_input(grad_output, weight, input.shape, *ctx.conv)
+        want_bias = ctx.has_bias and ctx.needs_input_grad[2]
+        if ctx.needs_input_grad[1] or want_bias:
+            gw, gb = torch.ops.cnnext.conv2d_backward_weight(grad_output, input, weight.shape, *ctx.conv, want_bias)
+            grad_weight = gw if ctx.needs_input_grad[1] else None
+            grad_bias = gb if want_bias else None
+        return grad_input, grad_weight, grad_bias, None, None, None, None
+
+
+def _pair(v, name):
+    if isinstance(v, int):
+        return (v, v)
+    v = tuple(v)
+    if len(v) == 1:
+        return (v[0], v[0])
+    if len(v) != 2:
+        raise ValueError(f"conv2d: {name} must be an int or a pair of ints, got {v}")
+    return v
+
+
+def conv2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor] = None,
+    stride=1,
+    padding: Union[str, int, tuple] = 0,
+    dilation=1,
+    groups: int = 1,
+) -> Tensor:
+    r"""2-D convolution (cross-correlation), exactly as :func:`torch.nn.functional.conv2d`:
+
+    .. math:: y[n, k, p, q] = b[k] + \sum_{c, r, s} x[n, g C_g + c,\ p s_h - p_h + r d_h,\ q s_w - p_w + s d_w]\,
+              w[k, c, r, s]
+
+    with g = k // (K / groups), C_g = C / groups, out of range x taken as 0.
+    input (N, C, H, W) or (C, H, W); weight (K, C/groups, kh, kw); bias (K) or None; stride, padding,
+    dilation an int or a pair; padding also 'valid' (0) or 'same' (output size = input size, stride 1;
+    for an even dilated kernel the extra row/column of zeros goes on the bottom/right, as in torch).
+    Output (N, K, P, Q), P = (H + 2 p_h - d_h (kh - 1) - 1) // s_h + 1. float32 or float64.
+    """
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = (0, 0)
+        elif padding == "same":
+            if any(s != 1 for s in stride):
+                raise ValueError("conv2d: padding='same' is not supported for strided convolutions (stride "
+                                 f"{stride})")
+            if input.dim() not in (3, 4):
+                raise ValueError(f"conv2d: input must be 3-D (C, H, W) or 4-D (N, C, H, W), got {input.dim()}-D")
+            if weight.dim() != 4:
+                raise ValueError(f"conv2d: weight must be 4-D (out, in/groups, kh, kw), got {weight.dim()}-D")
+            totals = [d * (k - 1) for d, k in zip(dilation, weight.shape[2:])]
+            padding = tuple(t // 2 for t in totals)
+            extra = [t - 2 * (t // 2) for t in totals]  # 1 where the total padding is odd
+            if any(extra):
+                input = F.pad(input, (0, extra[1], 0, extra[0]))
+        else:
+            raise ValueError(f"conv2d: padding must be 'valid', 'same', an int or a pair, got '{padding}'")
+    else:
+        padding = _pair(padding, "padding")
+    return Conv2dFunction.apply(input, weight, bias, list(stride), list(padding), list(dilation), groups)

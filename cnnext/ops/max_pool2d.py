@@ -1,0 +1,107 @@
+"""max_pool2d: 2-D max pooling with PyTorch's semantics (d2l 7.5), returning argmax indices."""
+import torch
+from torch import Tensor
+
+from ._checks import same_device
+
+
+def _pair(name, v):
+    if isinstance(v, int):
+        return (v, v)
+    v = tuple(v)
+    torch._check(len(v) in (1, 2), lambda: f"max_pool2d: {name} must be a single int or a pair of ints, got {v}")
+    return (v[0], v[-1])
+
+
+def _out_size(n, k, s, p, d, ceil_mode):
+    o = (n + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (o - 1) * s >= n + p:  # the last window must start inside the input or the left padding
+        o -= 1
+    return o
+
+
+def _output_shape(op, shape, kernel_size, stride, padding, dilation, ceil_mode):
+    """The output shape (..., OH, OW) for `shape`, after the same argument checks as csrc/ops/max_pool2d.cpp."""
+    k = _pair("kernel_size", kernel_size)
+    s = k if stride is None or len(stride) == 0 else _pair("stride", stride)
+    p, d = _pair("padding", padding), _pair("dilation", dilation)
+    torch._check(min(k) > 0, lambda: f"{op}: kernel_size must be positive, got {k}")
+    torch._check(min(s) > 0, lambda: f"{op}: stride must be positive, got {s}")
+    torch._check(min(d) > 0, lambda: f"{op}: dilation must be positive, got {d}")
+    torch._check(min(p) >= 0, lambda: f"{op}: padding must be non-negative, got {p}")
+    torch._check(
+        p[0] <= k[0] // 2 and p[1] <= k[1] // 2,
+        lambda: f"{op}: padding {p} is too large for kernel_size {k}: pad should be at most half of effective "
+        "kernel size and of kernel_size",
+    )
+    torch._check(len(shape) in (3, 4), lambda: f"{op}: input must be 3-D (C, H, W) or 4-D (N, C, H, W), got "
+                 f"{len(shape)}-D")
+    torch._check(shape[-3] > 0 and shape[-2] > 0 and shape[-1] > 0,
+                 lambda: f"{op}: input must have non-zero C, H and W (only the batch may be empty), got shape "
+                 f"{tuple(shape)}")
+    oh = _out_size(shape[-2], k[0], s[0], p[0], d[0], ceil_mode)
+    ow = _out_size(shape[-1], k[1], s[1], p[1], d[1], ceil_mode)
+    torch._check(oh > 0 and ow > 0, lambda: f"{op}: kernel_size {k} with dilation {d} does not fit the input "
+                 f"(H, W) = {tuple(shape[-2:])} with padding {p}: calculated output size ({oh}, {ow}) is too small")
+    return (*shape[:-2], oh, ow)
+
+
+@torch.library.register_fake("cnnext::max_pool2d_forward")
+def _max_pool2d_forward_fake(input, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):
+    torch._check(input.dtype in (torch.float32, torch.float64),
+                 lambda: f"max_pool2d: input must be float32 or float64, got {input.dtype}")
+    shape = _output_shape("max_pool2d", input.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    return input.new_empty(shape), input.new_empty(shape, dtype=torch.int64)
+
+
+@torch.library.register_fake("cnnext::max_pool2d_backward")
+def _max_pool2d_backward_fake(grad_output, indices, input_shape, kernel_size, stride=(), padding=0, dilation=1,
+                              ceil_mode=False):
+    torch._check(indices.dtype == torch.int64, lambda: f"max_pool2d: indices must be int64, got {indices.dtype}")
+    same_device("max_pool2d", "indices", indices, "grad_output", grad_output)
+    shape = _output_shape("max_pool2d", input_shape, kernel_size, stride, padding, dilation, ceil_mode)
+    torch._check(tuple(grad_output.shape) == tuple(shape), lambda: f"max_pool2d: grad_output has shape "
+                 f"{tuple(grad_output.shape)} but the output for input shape {tuple(input_shape)} is {tuple(shape)}")
+    torch._check(indices.shape == grad_output.shape, lambda: f"max_pool2d: indices has shape "
+                 f"{tuple(indices.shape)} but grad_output has shape {tuple(grad_output.shape)}")
+    return grad_output.new_empty(input_shape)
+
+
+class MaxPool2dFunction(torch.autograd.Function):
+    """(y, ind) = max_pool2d(x); dL/dx[p, ind[p, o]] += dL/dy[p, o]. The indices are not differentiable."""
+
+    @staticmethod
+    def forward(input, kernel_size, stride, padding, dilation, ceil_mode):
+        return torch.ops.cnnext.max_pool2d_forward(input, kernel_size, stride, padding, dilation, ceil_mode)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        input, ctx.kernel_size, ctx.stride, ctx.padding, ctx.dilation, ctx.ceil_mode = inputs
+        ctx.input_shape = input.shape
+        ctx.mark_non_differentiable(output[1])
+        ctx.save_for_backward(output[1])
+
+    @staticmethod
+    def backward(ctx, grad_output, _grad_indices):
+        (indices,) = ctx.saved_tensors
+        grad_input = torch.ops.cnnext.max_pool2d_backward(grad_output, indices, ctx.input_shape, ctx.kernel_size,
+                                                          ctx.stride, ctx.padding, ctx.dilation, ctx.ceil_mode)
+        return grad_input, None, None, None, None, None
+
+
+def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    r"""2-D max pooling of `input` (N, C, H, W) or (C, H, W), as :func:`torch.nn.functional.max_pool2d`:
+
+    .. math:: y[n, c, i, j] = \max_{u < k_h,\, v < k_w} x[n, c,\, i s_h - p_h + u d_h,\, j s_w - p_w + v d_w]
+
+    taps in the padding skipped. OH = floor((H + 2 p_h - d_h (k_h - 1) - 1) / s_h) + 1 (ceil with
+    ceil_mode, where a last window starting in the right padding is dropped), OW likewise; stride
+    defaults to kernel_size; padding at most kernel_size / 2. With return_indices, also the int64
+    flat index h * W + w of each max inside its plane (the first max wins ties, a NaN wins).
+    """
+    k = _pair("kernel_size", kernel_size)
+    s = k if stride is None or (not isinstance(stride, int) and len(stride) == 0) else _pair("stride", stride)
+    out, indices = MaxPool2dFunction.apply(input, k, s, _pair("padding", padding), _pair("dilation", dilation),
+                                           bool(ceil_mode))
+    return (out, indices) if return_indices else out

@@ -1,0 +1,20 @@
+// CPU kernels of adaptive_avg_pool2d (see adaptive_avg_pool2d.cpp): the window tables for the
+// shared average-pooling kernels of avg_pool2d.h, and the global (1, 1) case.
+#pragma once
+#include <cstdint>
+
+#include "avg_pool2d.h"
+
+namespace cnnext::cpu {
+
+// Output i of a length-n axis pools the input [floor(i*n/on), ceil((i+1)*n/on)); divisor = window area.
+template <typename T>
+AvgPoolPlan<T> adaptive_avg_pool2d_plan(int64_t H, int64_t W, int64_t OH, int64_t OW);
+
+// The global (1, 1) case, x: (planes, HW) contiguous: y[p] = mean(x[p, :]); gx[p, :] = gy[p] / HW.
+template <typename T>
+void global_avg_pool2d_forward(const T* x, T* y, int64_t planes, int64_t HW);
+template <typename T>
+void global_avg_pool2d_backward(const T* gy, T* gx, int64_t planes, int64_t HW);
+
+}  // namespace cnnext::cpu

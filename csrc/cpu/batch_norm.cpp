@@ -1,0 +1,473 @@
+// batch_norm on the CPU (d2l 8.5), per channel c over its M = N*S values:
+//   training:  mean = sum x / M,  var = sum (x - mean)^2 / M  (biased, normalises),
+//              running_mean = (1-m) running_mean + m mean,
+//              running_var  = (1-m) running_var  + m var * M/(M-1)  (unbiased);
+//   eval:      mean, var = running_mean, running_var;
+//   y = (x - mean) * invstd * w + b,  invstd = 1/sqrt(var + eps);  relu: y = max(y, 0).
+//   backward (gy' = gy masked by y > 0 for relu; xmu = x - mean):
+//   gb = sum gy',  gw = invstd * sum gy' xmu,
+//   gx = w invstd (gy' - sum gy'/M - xmu invstd^2 sum gy' xmu / M)   (training)
+//   gx = w invstd gy'                                                (eval)
+//
+// Statistics are shifted sums: d = x - K_c with K_c = the channel's first value,
+// sum d and sum d^2, so 1e4 + randn loses nothing to cancellation.  The sums run
+// in vector lanes of T, flushed into double every 256 vectors (Sums below).
+//
+// Layouts: (N, C, S) planes (S > 1), and rows of C channels (S == 1: (N, C)
+// inputs and channels_last (N*H*W, C) -- a native path, no copy).
+//
+// Threads and passes over memory, (N, C, S) layout:
+//   * C >= kItems: one work item per channel (threads split the channels).  The
+//     item reads the channel once for the sums, then normalises it while it is
+//     still in L1/L2: training forward = 1 read pass from memory + (re-read from
+//     cache) 1 write pass; backward = 1 read pass of x and gy for the two sums +
+//     1 pass (cache re-read) writing gx.
+//   * C < kItems: each channel is split into a fixed number of batch chunks (a
+//     function of N and C only), partial sums are added in chunk order, then a
+//     second parallel pass over planes normalises: 2 read passes + 1 write.
+// Rows layout: fixed chunks of rows accumulate per-channel partials (vectors over
+// channels), added in chunk order; then a parallel pass over rows writes.
+// Every partition is independent of the thread count, so results are
+// bit-identical for any torch.set_num_threads.
+#include "batch_norm.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+#include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "vec.h"
+
+namespace cnnext::cpu {
+namespace {
+
+constexpr int64_t kItems = 32;       // work items wanted for the statistics (fixed: determinism)
+constexpr int64_t kRowChunk = 128;   // rows per partial sum in the rows layout
+
+template <typename T>
+using VT = typename Vec<T>::type;
+
+// Load n < Vec<T>::size elements; lanes >= n get `fill`.  Masked AVX-512 loads
+// do not touch memory past p[n-1].
+template <typename T>
+inline VT<T> load_part(const T* p, int64_t n, VT<T> fill) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>)
+    return (VT<T>)_mm512_mask_loadu_ps((__m512)fill, (__mmask16)((1u << n) - 1), p);
+  else
+    return (VT<T>)_mm512_mask_loadu_pd((__m512d)fill, (__mmask8)((1u << n) - 1), p);
+#else
+  T buf[Vec<T>::size];
+  std::memcpy(buf, &fill, sizeof(buf));
+  std::memcpy(buf, p, size_t(n) * sizeof(T));
+  return Vec<T>::load(buf);
+#endif
+}
+
+template <typename T>
+inline void store_part(T* p, VT<T> v, int64_t n) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>)
+    _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), (__m512)v);
+  else
+    _mm512_mask_storeu_pd(p, (__mmask8)((1u << n) - 1), (__m512d)v);
+#else
+  T buf[Vec<T>::size];
+  Vec<T>::store(buf, v);
+  std::memcpy(p, buf, size_t(n) * sizeof(T));
+#endif
+}
+
+template <typename T>
+inline VT<T> ld(const T* p, int64_t len, VT<T> fill) {
+  return len == Vec<T>::size ? Vec<T>::load(p) : load_part<T>(p, len, fill);
+}
+template <typename T>
+inline void st(T* p, VT<T> v, int64_t len) {
+  if (len == Vec<T>::size) Vec<T>::store(p, v);
+  else store_part<T>(p, v, len);
+}
+
+// relu(v) and the mask "v > 0" (NaN -> 0, like y > 0 on the output).
+template <typename T>
+inline VT<T> vrelu(VT<T> v) { return v > VT<T>{} ? v : VT<T>{}; }
+
+// Two running sums of one channel: vector lanes of T, added into double every
+// kFlush vectors (and at the end), so a lane never adds up more than kFlush values
+// and the horizontal sums are rare even for 3x3 planes.
+template <typename T>
+struct Sums {
+  static constexpr int64_t kFlush = 256;
+  VT<T> a1{}, a2{};
+  int64_t pending = 0;
+  double s1 = 0, s2 = 0;
+  inline void add(VT<T> u, VT<T> v) {
+    a1 += u;
+    a2 += v;
+    if (++pending == kFlush) flush();
+  }
+  inline void flush() {
+    s1 += double(Vec<T>::sum(a1));
+    s2 += double(Vec<T>::sum(a2));
+    a1 = a2 = VT<T>{};
+    pending = 0;
+  }
+};
+
+// acc += (sum (x - k), sum (x - k)^2) over x[0:n].
+template <typename T>
+inline void plane_sums(const T* __restrict__ x, int64_t n, T k, Sums<T>& acc) {
+  using V = Vec<T>;
+  const VT<T> kv = V::broadcast(k);
+  int64_t i = 0;
+  for (; i + 2 * V::size <= n; i += 2 * V::size) {
+    const VT<T> d = V::load(x + i) - kv, e = V::load(x + i + V::size) - kv;
+    acc.add(d + e, d * d + e * e);
+  }
+  for (; i < n; i += V::size) {
+    const VT<T> d = ld<T>(x + i, std::min<int64_t>(V::size, n - i), kv) - kv;
+    acc.add(d, d * d);
+  }
+}
+
+// y[0:n] = (x - mean) * scale + shift, then relu.
+template <typename T, bool RELU>
+inline void plane_normalize(const T* __restrict__ x, T* __restrict__ y, int64_t n, T mean, T scale, T shift) {
+  using V = Vec<T>;
+  const VT<T> mv = V::broadcast(mean), sv = V::broadcast(scale), bv = V::broadcast(shift);
+  for (int64_t i = 0; i < n; i += V::size) {
+    const int64_t len = std::min<int64_t>(V::size, n - i);
+    VT<T> v = (ld<T>(x + i, len, mv) - mv) * sv + bv;
+    if constexpr (RELU) v = vrelu<T>(v);
+    st<T>(y + i, v, len);
+  }
+}
+
+// acc += (sum gy', sum gy' (x - mean)), gy' = gy masked by (x - mean) * scale + shift > 0 if RELU.
+template <typename T, bool RELU>
+inline void plane_grad_sums(const T* __restrict__ gy, const T* __restrict__ x, int64_t n, T mean, T scale, T shift,
+                            Sums<T>& acc) {
+  using V = Vec<T>;
+  const VT<T> mv = V::broadcast(mean), sv = V::broadcast(scale), bv = V::broadcast(shift);
+  for (int64_t i = 0; i < n; i += V::size) {
+    const int64_t len = std::min<int64_t>(V::size, n - i);
+    const VT<T> xmu = ld<T>(x + i, len, mv) - mv;
+    VT<T> g = ld<T>(gy + i, len, VT<T>{});
+    if constexpr (RELU) g = xmu * sv + bv > VT<T>{} ? g : VT<T>{};
+    acc.add(g, g * xmu);
+  }
+}
+
+// gx[0:n] = gy' * a + (x - mean) * bc + cc.
+template <typename T, bool RELU>
+inline void plane_grad_input(const T* __restrict__ gy, const T* __restrict__ x, T* __restrict__ gx, int64_t n,
+                             T mean, T scale, T shift, T a, T bc, T cc) {
+  using V = Vec<T>;
+  const VT<T> mv = V::broadcast(mean), sv = V::broadcast(scale), bv = V::broadcast(shift);
+  const VT<T> av = V::broadcast(a), bcv = V::broadcast(bc), ccv = V::broadcast(cc);
+  for (int64_t i = 0; i < n; i += V::size) {
+    const int64_t len = std::min<int64_t>(V::size, n - i);
+    const VT<T> xmu = ld<T>(x + i, len, mv) - mv;
+    VT<T> g = ld<T>(gy + i, len, VT<T>{});
+    if constexpr (RELU) g = xmu * sv + bv > VT<T>{} ? g : VT<T>{};
+    st<T>(gx + i, g * av + xmu * bcv + ccv, len);
+  }
+}
+
+// Per-channel affine terms of the forward: scale = invstd * w, shift = b.
+template <typename T>
+struct Affine {
+  const T *w, *b;
+  T scale(const T* invstd, int64_t c) const { return w ? invstd[c] * w[c] : invstd[c]; }
+  T shift(int64_t c) const { return b ? b[c] : T(0); }
+};
+
+// mean, invstd and the running statistics of channel c from its shifted sums.
+template <typename T>
+inline void finalize(int64_t c, int64_t M, T k, double s1, double s2, T* mean, T* invstd, T* rmean, T* rvar,
+                     double momentum, double eps) {
+  const double mu = s1 / double(M), m = double(k) + mu;
+  const double var_sum = std::max(s2 - s1 * mu, 0.0);
+  mean[c] = T(m);
+  invstd[c] = T(1.0 / std::sqrt(var_sum / double(M) + eps));
+  if (rmean) rmean[c] = T((1 - momentum) * double(rmean[c]) + momentum * m);
+  if (rvar) rvar[c] = T((1 - momentum) * double(rvar[c]) + momentum * var_sum / double(M - 1));
+}
+
+// Batch chunks per channel for the (N, C, S) statistics: a function of N and C only.
+inline int64_t chunks_per_channel(int64_t N, int64_t C) {
+  return C >= kItems ? 1 : std::min(N, (kItems + C - 1) / C);
+}
+
+// ------------------------------- (N, C, S) layout -------------------------------
+
+template <typename T, bool RELU>
+void forward_planes(const T* x, T* y, Affine<T> af, T* rmean, T* rvar, T* mean, T* invstd, int64_t N, int64_t C,
+                    int64_t S, bool training, double momentum, double eps) {
+  const int64_t M = N * S;
+  auto normalize_plane = [&](int64_t n, int64_t c) {
+    const int64_t off = (n * C + c) * S;
+    plane_normalize<T, RELU>(x + off, y + off, S, mean[c], af.scale(invstd, c), af.shift(c));
+  };
+  auto normalize_all = [&] {
+    at::parallel_for(0, N * C, std::max<int64_t>(1, 16384 / S), [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) normalize_plane(p / C, p % C);
+    });
+  };
+  if (!training) {
+    for (int64_t c = 0; c < C; ++c) {
+      mean[c] = rmean[c];
+      invstd[c] = T(1.0 / std::sqrt(double(rvar[c]) + eps));
+    }
+    normalize_all();
+    return;
+  }
+  const int64_t K = chunks_per_channel(N, C);
+  if (K == 1) {  // one item per channel: sums, then normalise from cache
+    at::parallel_for(0, C, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        const T k = x[c * S];
+        Sums<T> acc;
+        for (int64_t n = 0; n < N; ++n) plane_sums<T>(x + (n * C + c) * S, S, k, acc);
+        acc.flush();
+        finalize<T>(c, M, k, acc.s1, acc.s2, mean, invstd, rmean, rvar, momentum, eps);
+        for (int64_t n = 0; n < N; ++n) normalize_plane(n, c);
+      }
+    });
+    return;
+  }
+  std::vector<double> part(static_cast<size_t>(C * K * 2));
+  at::parallel_for(0, C * K, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t c = i / K, k = i % K;
+      Sums<T> acc;
+      for (int64_t n = k * N / K; n < (k + 1) * N / K; ++n) plane_sums<T>(x + (n * C + c) * S, S, x[c * S], acc);
+      acc.flush();
+      part[2 * i] = acc.s1;
+      part[2 * i + 1] = acc.s2;
+    }
+  });
+  for (int64_t c = 0; c < C; ++c) {
+    double s1 = 0, s2 = 0;
+    for (int64_t k = 0; k < K; ++k) s1 += part[2 * (c * K + k)], s2 += part[2 * (c * K + k) + 1];
+    finalize<T>(c, M, x[c * S], s1, s2, mean, invstd, rmean, rvar, momentum, eps);
+  }
+  normalize_all();
+}
+
+// Coefficients of gx = gy' a + xmu bc + cc for channel c from the sums s1 = sum gy', s2 = sum gy' xmu.
+template <typename T>
+struct GradCoef {
+  T a, bc, cc;
+};
+template <typename T>
+inline GradCoef<T> grad_coef(int64_t c, int64_t M, double s1, double s2, const T* w, const T* invstd, T* gw, T* gb,
+                             bool training) {
+  const double is = double(invstd[c]), ww = w ? double(w[c]) : 1.0;
+  gb[c] = T(s1);
+  gw[c] = T(s2 * is);
+  if (!training) return {T(ww * is), T(0), T(0)};
+  return {T(ww * is), T(-ww * is * is * is * s2 / double(M)), T(-ww * is * s1 / double(M))};
+}
+
+template <typename T, bool RELU>
+void backward_planes(const T* gy, const T* x, Affine<T> af, const T* mean, const T* invstd, T* gx, T* gw, T* gb,
+                     int64_t N, int64_t C, int64_t S, bool training) {
+  const int64_t M = N * S;
+  auto sums = [&](int64_t c, int64_t n0, int64_t n1, double& s1, double& s2) {
+    const T sc = af.scale(invstd, c), sh = af.shift(c);
+    Sums<T> acc;
+    for (int64_t n = n0; n < n1; ++n) {
+      const int64_t off = (n * C + c) * S;
+      plane_grad_sums<T, RELU>(gy + off, x + off, S, mean[c], sc, sh, acc);
+    }
+    acc.flush();
+    s1 = acc.s1, s2 = acc.s2;
+  };
+  auto grad_plane = [&](int64_t n, int64_t c, const GradCoef<T>& k) {
+    const int64_t off = (n * C + c) * S;
+    plane_grad_input<T, RELU>(gy + off, x + off, gx + off, S, mean[c], af.scale(invstd, c), af.shift(c), k.a, k.bc,
+                              k.cc);
+  };
+  const int64_t K = chunks_per_channel(N, C);
+  if (K == 1) {
+    at::parallel_for(0, C, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        double s1 = 0, s2 = 0;
+        sums(c, 0, N, s1, s2);
+        const GradCoef<T> k = grad_coef<T>(c, M, s1, s2, af.w, invstd, gw, gb, training);
+        for (int64_t n = 0; n < N; ++n) grad_plane(n, c, k);
+      }
+    });
+    return;
+  }
+  std::vector<double> part(static_cast<size_t>(C * K * 2));
+  at::parallel_for(0, C * K, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t c = i / K, k = i % K;
+      double s1 = 0, s2 = 0;
+      sums(c, k * N / K, (k + 1) * N / K, s1, s2);
+      part[2 * i] = s1;
+      part[2 * i + 1] = s2;
+    }
+  });
+  std::vector<GradCoef<T>> coef(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c) {
+    double s1 = 0, s2 = 0;
+    for (int64_t k = 0; k < K; ++k) s1 += part[2 * (c * K + k)], s2 += part[2 * (c * K + k) + 1];
+    coef[c] = grad_coef<T>(c, M, s1, s2, af.w, invstd, gw, gb, training);
+  }
+  at::parallel_for(0, N * C, std::max<int64_t>(1, 16384 / S), [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) grad_plane(p / C, p % C, coef[p % C]);
+  });
+}
+
+// ------------------------------- rows layout (S == 1) -------------------------------
+// x: (R, C) rows.  Per-channel parameters live in arrays, vectors run across channels.
+
+// Per-channel sums over fixed chunks of rows, added in chunk order: `row(r, acc1, acc2)`
+// adds row r's contribution to the T accumulators of the chunk.
+template <typename T, typename RowFn>
+void row_sums(int64_t R, int64_t C, std::vector<double>& s1, std::vector<double>& s2, RowFn row) {
+  const int64_t nchunks = (R + kRowChunk - 1) / kRowChunk;
+  std::vector<double> part(static_cast<size_t>(nchunks * 2 * C));
+  at::parallel_for(0, nchunks, 1, [&](int64_t k0, int64_t k1) {
+    std::vector<T> a1(static_cast<size_t>(C)), a2(static_cast<size_t>(C));
+    for (int64_t k = k0; k < k1; ++k) {
+      std::fill(a1.begin(), a1.end(), T(0));
+      std::fill(a2.begin(), a2.end(), T(0));
+      for (int64_t r = k * kRowChunk; r < std::min(R, (k + 1) * kRowChunk); ++r) row(r, a1.data(), a2.data());
+      double* p = part.data() + k * 2 * C;
+      for (int64_t c = 0; c < C; ++c) p[c] = double(a1[c]), p[C + c] = double(a2[c]);
+    }
+  });
+  s1.assign(size_t(C), 0.0);
+  s2.assign(size_t(C), 0.0);
+  for (int64_t k = 0; k < nchunks; ++k)
+    for (int64_t c = 0; c < C; ++c) s1[c] += part[k * 2 * C + c], s2[c] += part[k * 2 * C + C + c];
+}
+
+template <typename T, bool RELU>
+void forward_rows(const T* x, T* y, Affine<T> af, T* rmean, T* rvar, T* mean, T* invstd, int64_t R, int64_t C,
+                  bool training, double momentum, double eps) {
+  using V = Vec<T>;
+  if (training) {
+    std::vector<double> s1, s2;
+    row_sums<T>(R, C, s1, s2, [&](int64_t r, T* a1, T* a2) {
+      const T* xr = x + r * C;
+      for (int64_t c = 0; c < C; c += V::size) {
+        const int64_t len = std::min<int64_t>(V::size, C - c);
+        const VT<T> k = ld<T>(x + c, len, VT<T>{});  // shift: row 0
+        const VT<T> d = ld<T>(xr + c, len, VT<T>{}) - k;
+        st<T>(a1 + c, ld<T>(a1 + c, len, VT<T>{}) + d, len);
+        st<T>(a2 + c, ld<T>(a2 + c, len, VT<T>{}) + d * d, len);
+      }
+    });
+    for (int64_t c = 0; c < C; ++c) finalize<T>(c, R, x[c], s1[c], s2[c], mean, invstd, rmean, rvar, momentum, eps);
+  } else {
+    for (int64_t c = 0; c < C; ++c) {
+      mean[c] = rmean[c];
+      invstd[c] = T(1.0 / std::sqrt(double(rvar[c]) + eps));
+    }
+  }
+  std::vector<T> sc(static_cast<size_t>(C)), sh(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c) sc[c] = af.scale(invstd, c), sh[c] = af.shift(c);
+  at::parallel_for(0, R, std::max<int64_t>(1, 16384 / C), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t c = 0; c < C; c += V::size) {
+        const int64_t len = std::min<int64_t>(V::size, C - c);
+        const VT<T> m = ld<T>(mean + c, len, VT<T>{});
+        VT<T> v = (ld<T>(x + r * C + c, len, VT<T>{}) - m) * ld<T>(sc.data() + c, len, VT<T>{}) +
+                  ld<T>(sh.data() + c, len, VT<T>{});
+        if constexpr (RELU) v = vrelu<T>(v);
+        st<T>(y + r * C + c, v, len);
+      }
+  });
+}
+
+template <typename T, bool RELU>
+void backward_rows(const T* gy, const T* x, Affine<T> af, const T* mean, const T* invstd, T* gx, T* gw, T* gb,
+                   int64_t R, int64_t C, bool training) {
+  using V = Vec<T>;
+  std::vector<T> sc(static_cast<size_t>(C)), sh(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c) sc[c] = af.scale(invstd, c), sh[c] = af.shift(c);
+  // gy' and x - mean of row r, channels [c, c+len)
+  auto load = [&](int64_t r, int64_t c, int64_t len, VT<T>& g, VT<T>& xmu) {
+    xmu = ld<T>(x + r * C + c, len, VT<T>{}) - ld<T>(mean + c, len, VT<T>{});
+    g = ld<T>(gy + r * C + c, len, VT<T>{});
+    if constexpr (RELU)
+      g = xmu * ld<T>(sc.data() + c, len, VT<T>{}) + ld<T>(sh.data() + c, len, VT<T>{}) > VT<T>{} ? g : VT<T>{};
+  };
+  std::vector<double> s1, s2;
+  row_sums<T>(R, C, s1, s2, [&](int64_t r, T* a1, T* a2) {
+    for (int64_t c = 0; c < C; c += V::size) {
+      const int64_t len = std::min<int64_t>(V::size, C - c);
+      VT<T> g, xmu;
+      load(r, c, len, g, xmu);
+      st<T>(a1 + c, ld<T>(a1 + c, len, VT<T>{}) + g, len);
+      st<T>(a2 + c, ld<T>(a2 + c, len, VT<T>{}) + g * xmu, len);
+    }
+  });
+  std::vector<T> ka(static_cast<size_t>(C)), kb(static_cast<size_t>(C)), kc(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c) {
+    const GradCoef<T> k = grad_coef<T>(c, R, s1[c], s2[c], af.w, invstd, gw, gb, training);
+    ka[c] = k.a, kb[c] = k.bc, kc[c] = k.cc;
+  }
+  at::parallel_for(0, R, std::max<int64_t>(1, 16384 / C), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t c = 0; c < C; c += V::size) {
+        const int64_t len = std::min<int64_t>(V::size, C - c);
+        VT<T> g, xmu;
+        load(r, c, len, g, xmu);
+        st<T>(gx + r * C + c,
+              g * ld<T>(ka.data() + c, len, VT<T>{}) + xmu * ld<T>(kb.data() + c, len, VT<T>{}) +
+                  ld<T>(kc.data() + c, len, VT<T>{}),
+              len);
+      }
+  });
+}
+
+}  // namespace
+
+template <typename T>
+void batch_norm_forward(const T* x, T* y, const T* w, const T* b, T* rmean, T* rvar, T* mean, T* invstd, int64_t N,
+                        int64_t C, int64_t S, bool training, double momentum, double eps, bool relu) {
+  const Affine<T> af{w, b};
+  if (S == 1) {
+    if (relu) forward_rows<T, true>(x, y, af, rmean, rvar, mean, invstd, N, C, training, momentum, eps);
+    else forward_rows<T, false>(x, y, af, rmean, rvar, mean, invstd, N, C, training, momentum, eps);
+  } else {
+    if (relu) forward_planes<T, true>(x, y, af, rmean, rvar, mean, invstd, N, C, S, training, momentum, eps);
+    else forward_planes<T, false>(x, y, af, rmean, rvar, mean, invstd, N, C, S, training, momentum, eps);
+  }
+}
+
+template <typename T>
+void batch_norm_backward(const T* gy, const T* x, const T* w, const T* b, const T* mean, const T* invstd, T* gx,
+                         T* gw, T* gb, int64_t N, int64_t C, int64_t S, bool training, bool relu) {
+  const Affine<T> af{w, b};
+  if (S == 1) {
+    if (relu) backward_rows<T, true>(gy, x, af, mean, invstd, gx, gw, gb, N, C, training);
+    else backward_rows<T, false>(gy, x, af, mean, invstd, gx, gw, gb, N, C, training);
+  } else {
+    if (relu) backward_planes<T, true>(gy, x, af, mean, invstd, gx, gw, gb, N, C, S, training);
+    else backward_planes<T, false>(gy, x, af, mean, invstd, gx, gw, gb, N, C, S, training);
+  }
+}
+
+#define CNNEXT_INSTANTIATE(T)                                                                                  \
+  template void batch_norm_forward<T>(const T*, T*, const T*, const T*, T*, T*, T*, T*, int64_t, int64_t, int64_t, \
+                                      bool, double, double, bool);                                             \
+  template void batch_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*,    \
+                                       int64_t, int64_t, int64_t, bool, bool);
+CNNEXT_INSTANTIATE(float)
+CNNEXT_INSTANTIATE(double)
+#undef CNNEXT_INSTANTIATE
+
+}  // namespace cnnext::cpu

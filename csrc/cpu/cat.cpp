@@ -1,0 +1,66 @@
+// cat on the CPU: byte copies between the inputs' rows and the rows of the
+// concatenated tensor (any dtype).  With off_i = bytes_0 + ... + bytes_{i-1} and
+// row = off_n:
+//   forward    out[o*row + off_i + c]  = in_i[o*bytes_i + c]
+//   backward   g_i[o*bytes_i + c]      = gout[o*row + off_i + c]
+// Threads: the concatenated tensor's outer*row bytes are split into equal
+// contiguous ranges (at::parallel_for, one range per thread), so the work is
+// balanced whatever the inputs' sizes, and each thread streams through its part
+// of the big tensor in order.  A range is walked as (row o, piece i, column c):
+// every step is one std::memcpy of the part of piece i's row o inside the range.
+#include "cat.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace cnnext::cpu {
+namespace {
+
+// Bytes per thread at least: below this one thread copies everything.
+constexpr int64_t kGrainBytes = 128 << 10;
+
+// kToPieces: false = forward (pieces -> big), true = backward (big -> pieces).
+template <bool kToPieces>
+void cat_copy(char* big, int64_t outer, char* const* pieces, const int64_t* bytes, int64_t n) {
+  std::vector<int64_t> off(n + 1, 0);
+  for (int64_t i = 0; i < n; ++i) off[i + 1] = off[i] + bytes[i];
+  const int64_t row = off[n], total = outer * row;
+  if (total == 0) return;
+  const int64_t first = std::upper_bound(off.begin(), off.end(), int64_t(0)) - off.begin() - 1;
+  at::parallel_for(0, total, kGrainBytes, [&](int64_t b0, int64_t b1) {
+    int64_t o = b0 / row, c = b0 % row;
+    // the piece holding column c: the last i with off[i] <= c (skips zero-width pieces)
+    int64_t i = std::upper_bound(off.begin(), off.end(), c) - off.begin() - 1;
+    for (int64_t pos = b0; pos < b1;) {
+      const int64_t len = std::min(off[i + 1] - c, b1 - pos);
+      char* p = pieces[i] + o * bytes[i] + (c - off[i]);
+      if (kToPieces) std::memcpy(p, big + pos, len);
+      else std::memcpy(big + pos, p, len);
+      pos += len;
+      c += len;
+      while (i < n && c == off[i + 1]) ++i;  // next non-empty piece
+      if (i == n) {  // end of row o
+        ++o;
+        c = 0;
+        i = first;
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void cat_forward(const void* const* inputs, const int64_t* bytes, int64_t n, void* out, int64_t outer) {
+  cat_copy<false>(static_cast<char*>(out), outer, const_cast<char* const*>(reinterpret_cast<const char* const*>(inputs)),
+                  bytes, n);
+}
+
+void cat_backward(const void* grad_out, int64_t outer, void* const* grads, const int64_t* bytes, int64_t n) {
+  cat_copy<true>(const_cast<char*>(static_cast<const char*>(grad_out)), outer,
+                 reinterpret_cast<char* const*>(grads), bytes, n);
+}
+
+}  // namespace cnnext::cpu

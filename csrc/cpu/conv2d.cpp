@@ -1,0 +1,717 @@
+// conv2d on the CPU: every pass is a GEMM with a packed-panel, register-blocked micro-kernel
+// (BLIS style), with the im2col folded into the packing of the panels -- no col buffer is built.
+//
+// Notation: per group g, Cg = C/groups input channels, Kg = K/groups output channels,
+// CRS = Cg*R*S (one row of the unrolled input per (c, r, s)), and the GEMM columns j = (n, p, q)
+// run over every output pixel of the whole batch, L = N*P*Q of them.
+//
+//   forward        Y[k, j]    = sum_crs  W[k, crs]   * col[crs, j]      M = Kg,  N = L (blocks), Kd = CRS
+//   grad input     gcol[crs,j]= sum_k    W[k, crs]   * gY[k, j]         M = CRS, N = L (blocks), Kd = Kg
+//                  then col2im: gx[n, c, h, w] += gcol[crs, j]  (scatter, whole images owned by one thread)
+//   grad weight    gW[k, crs] = sum_j    gY[k, j]    * col[crs, j]      M = Kg,  N = CRS,        Kd = L
+//   grad bias      gb[k]      = sum_j    gY[k, j]
+// where col[(c, r, s), (n, p, q)] = x[n, c, p*sh - ph + r*dh, q*sw - pw + s*dw] (0 in the padding).
+//
+// The GEMM C[M, N] = A[M, Kd] * B[Kd, N]:
+//   * A is packed into micro-panels of MR = 8 rows, [kc][MR]; B into micro-panels of NR = 2 SIMD
+//     vectors (32 floats with AVX-512), [kc][NR]; both zero-padded, so the micro-kernel only ever
+//     sees full tiles.  Kd is cut into blocks of KC = 256 (a B micro-panel is 32 KiB, an A
+//     micro-panel 8 KiB), columns into blocks of at most NC.
+//   * micro-kernel: an 8 x 32 tile of C in 16 zmm accumulators; per step of the reduction it loads
+//     two vectors of B and broadcasts eight scalars of A: 16 FMAs (AVX-512 intrinsics for float
+//     under __AVX512F__, vec.h GCC vectors otherwise and for double).
+//   * loops per block of columns:  for kc block: pack B (im2col on the fly) -> for each A panel
+//     (L1-resident) -> for each B panel (L2-resident) -> micro-kernel into a C buffer.
+//   * packing B is the im2col: for each panel of 32 columns the per-column (image, h0, w0) are
+//     tabulated once, then each row (c, r, s) is one masked AVX-512 load (columns contiguous in x) or
+//     one masked gather; the padding is the mask.  grad weight packs col transposed ([j][crs]) with
+//     gathers whose lanes are (c, r, s).
+//   * 1x1 convs (stride 1, no padding) need no im2col: the packing degenerates to contiguous loads of
+//     x (forward) and the grad input is a plain GEMM written straight to gx (no col2im).
+// Threads (at::parallel_for): forward and 1x1 grad input over blocks of columns (independent); grad
+// input over whole images (col2im scatters stay inside an image); grad weight either over ranges of
+// gW columns (each element owned by one thread) or, when gW is small next to the batch, over fixed
+// ranges of the batch whose partial gW are added in part order afterwards.  Every sum is therefore
+// done in an order that depends only on the shape and the thread count: bit-identical across runs.
+#include "conv2d.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "vec.h"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace cnnext::cpu {
+namespace {
+
+constexpr int64_t MR = 8;
+template <typename T>
+constexpr int64_t NR = 2 * Vec<T>::size;
+constexpr int64_t KC = 256;
+template <typename T>
+constexpr int64_t NC = 12 * NR<T>;
+constexpr int32_t kInvalid = -(1 << 30);  // h0 / w0 of a padding column: every bounds test fails
+
+inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+template <typename T>
+struct Buf {  // 64-byte aligned scratch
+  T* p;
+  explicit Buf(int64_t n) {
+    p = static_cast<T*>(std::aligned_alloc(64, round_up(std::max<int64_t>(n, 1) * int64_t(sizeof(T)), 64)));
+  }
+  ~Buf() { std::free(p); }
+  Buf(const Buf&) = delete;
+  Buf& operator=(const Buf&) = delete;
+};
+
+// ---------------------------------------------------------------------------------------------
+// micro-kernel: C[MR x NR] (row stride ldc) = (acc ? C : 0) + A[kc][MR] * B[kc][NR]
+template <typename T>
+inline void micro_kernel(int64_t kc, const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C,
+                         int64_t ldc, bool acc) {
+  using V = Vec<T>;
+  using vt = typename V::type;
+  constexpr int VS = V::size;
+  vt c0[MR], c1[MR];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+    c0[i] = acc ? V::load(C + i * ldc) : vt{};
+    c1[i] = acc ? V::load(C + i * ldc + VS) : vt{};
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    const vt b0 = V::load(B), b1 = V::load(B + VS);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const vt a = V::broadcast(A[i]);
+      c0[i] += a * b0;
+      c1[i] += a * b1;
+    }
+    A += MR;
+    B += 2 * VS;
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+    V::store(C + i * ldc, c0[i]);
+    V::store(C + i * ldc + VS, c1[i]);
+  }
+}
+
+#if defined(__AVX512F__)
+template <>
+inline void micro_kernel<float>(int64_t kc, const float* __restrict__ A, const float* __restrict__ B,
+                                float* __restrict__ C, int64_t ldc, bool acc) {
+  __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
+  if (acc) {
+#define L(i) c##i##0 = _mm512_loadu_ps(C + i * ldc); c##i##1 = _mm512_loadu_ps(C + i * ldc + 16);
+    L(0) L(1) L(2) L(3) L(4) L(5) L(6) L(7)
+#undef L
+  } else {
+#define Z(i) c##i##0 = _mm512_setzero_ps(); c##i##1 = _mm512_setzero_ps();
+    Z(0) Z(1) Z(2) Z(3) Z(4) Z(5) Z(6) Z(7)
+#undef Z
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m512 b0 = _mm512_load_ps(B), b1 = _mm512_load_ps(B + 16);
+#define F(i)                                         \
+  {                                                  \
+    const __m512 a = _mm512_set1_ps(A[i]);           \
+    c##i##0 = _mm512_fmadd_ps(a, b0, c##i##0);       \
+    c##i##1 = _mm512_fmadd_ps(a, b1, c##i##1);       \
+  }
+    F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7)
+#undef F
+    A += 8;
+    B += 32;
+  }
+#define S(i) _mm512_storeu_ps(C + i * ldc, c##i##0); _mm512_storeu_ps(C + i * ldc + 16, c##i##1);
+  S(0) S(1) S(2) S(3) S(4) S(5) S(6) S(7)
+#undef S
+}
+#endif
+
+// C[Mpad x ncpad] (+)= A * B for one block of columns.  Apack: the A blocks of Kd, block pc at
+// Apack + pc*Mpad, its panel ir at + ir*kc, each [kc][MR].  pack_b(pc, kc, Bbuf) writes the
+// ncpad/NR panels of rows pc..pc+kc, panel jr at Bbuf + jr*kc.
+template <typename T, typename PackB>
+void gemm_block(int64_t Mpad, int64_t ncpad, int64_t Kd, const T* Apack, PackB&& pack_b, T* Bbuf, T* C,
+                int64_t ldc, bool acc) {
+  for (int64_t pc = 0; pc < Kd; pc += KC) {
+    const int64_t kc = std::min(KC, Kd - pc);
+    pack_b(pc, kc, Bbuf);
+    const T* Ablk = Apack + pc * Mpad;
+    for (int64_t ir = 0; ir < Mpad; ir += MR)
+      for (int64_t jr = 0; jr < ncpad; jr += NR<T>)
+        micro_kernel<T>(kc, Ablk + ir * kc, Bbuf + jr * kc, C + ir * ldc + jr, ldc, acc || pc > 0);
+  }
+}
+
+// A(i, kd) = src(i, kd) for i < M (0 for M <= i < Mpad), packed as gemm_block wants; threads over panels.
+template <typename T, typename Src>
+void pack_a(T* dst, Src&& src, int64_t M, int64_t Mpad, int64_t Kd) {
+  at::parallel_for(0, Mpad / MR, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t pc = 0; pc < Kd; pc += KC) {
+      const int64_t kc = std::min(KC, Kd - pc);
+      for (int64_t ir = p0 * MR; ir < p1 * MR; ir += MR) {
+        T* d = dst + pc * Mpad + ir * kc;
+        for (int64_t i = 0; i < MR; ++i) {
+          if (ir + i < M) {
+            for (int64_t k = 0; k < kc; ++k) d[k * MR + i] = src(ir + i, pc + k);
+          } else {
+            for (int64_t k = 0; k < kc; ++k) d[k * MR + i] = T(0);
+          }
+        }
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tables for the on-the-fly im2col.  A "row" is (c, r, s): offset c*HW + r*dh*W + s*dw and the
+// shifts rh = r*dh, rs = s*dw.  A "column" is an output pixel (n, p, q) of a block that starts at
+// image n0: base = (n - n0)*img + h0*W + w0 with h0 = p*sh - ph, w0 = q*sw - pw.  Element (row, col)
+// is X[base + off] when 0 <= h0 + rh < H and 0 <= w0 + rs < W, else 0.
+struct RowTab {
+  std::vector<int32_t> off, rh, rs;
+};
+
+// rows (c, r, s) of the unrolled input; `pad` extra rows that are always out of bounds.
+RowTab im2col_rows(const Conv2dShape& s, int64_t Cg, int64_t pad_to) {
+  RowTab t;
+  const int64_t CRS = Cg * s.R * s.S;
+  t.off.assign(pad_to, 0);
+  t.rh.assign(pad_to, kInvalid);
+  t.rs.assign(pad_to, kInvalid);
+  for (int64_t i = 0; i < CRS; ++i) {
+    const int64_t c = i / (s.R * s.S), r = (i / s.S) % s.R, q = i % s.S;
+    t.off[i] = int32_t(c * s.H * s.W + r * s.dil_h * s.W + q * s.dil_w);
+    t.rh[i] = int32_t(r * s.dil_h);
+    t.rs[i] = int32_t(q * s.dil_w);
+  }
+  return t;
+}
+
+struct ColTab {
+  std::vector<int32_t> base, h0, w0;
+  std::vector<char> contig;  // per panel of NR: the valid columns' bases are consecutive
+  // per group of 16 columns: the runs of consecutive bases (lane mask, base - first lane), for the
+  // AVX-512 packing: one masked load per run instead of a gather
+  std::vector<uint16_t> smask;
+  std::vector<int32_t> soff;
+  std::vector<uint8_t> nseg;
+  int64_t n0 = 0;            // first image of the block
+  void resize(int64_t n) {
+    base.resize(n); h0.resize(n); w0.resize(n); contig.resize(n);
+    smask.resize(n + 16); soff.resize(n + 16); nseg.resize(n / 16 + 1);
+  }
+};
+
+// Columns j0 .. j0+nc of the whole batch, padded to ncpad.  img: element stride of one image.
+// conv = true: (h0, w0) of the receptive field; false: columns address a (K, P*Q) plane directly
+// (base = (n - n0)*img + p*Q + q, always in bounds).
+template <int64_t nr>
+void fill_cols(ColTab& t, const Conv2dShape& s, int64_t j0, int64_t nc, int64_t ncpad, int64_t img, bool conv) {
+  const int64_t PQ = s.P * s.Q;
+  t.resize(ncpad);
+  t.n0 = j0 / PQ;
+  int64_t n = t.n0, pq = j0 - t.n0 * PQ;
+  for (int64_t j = 0; j < ncpad; ++j) {
+    if (j < nc) {
+      const int64_t p = pq / s.Q, q = pq % s.Q;
+      if (conv) {
+        t.h0[j] = int32_t(p * s.stride_h - s.pad_h);
+        t.w0[j] = int32_t(q * s.stride_w - s.pad_w);
+        t.base[j] = int32_t((n - t.n0) * img + int64_t(t.h0[j]) * s.W + t.w0[j]);
+      } else {
+        t.h0[j] = t.w0[j] = 0;
+        t.base[j] = int32_t((n - t.n0) * img + pq);
+      }
+      if (++pq == PQ) pq = 0, ++n;
+    } else {
+      t.h0[j] = t.w0[j] = kInvalid;
+      t.base[j] = 0;
+    }
+  }
+  for (int64_t jr = 0; jr < ncpad; jr += nr) {
+    bool c = true;
+    for (int64_t l = 1; l < nr && jr + l < nc; ++l) c &= t.base[jr + l] == t.base[jr] + l;
+    t.contig[jr / nr] = c;
+  }
+  for (int64_t v = 0; v * 16 < ncpad; ++v) {
+    int ns = 0;
+    for (int64_t l = 0; l < 16 && v * 16 + l < ncpad; ++l) {
+      const int64_t j = v * 16 + l;
+      if (l == 0 || (j < nc && t.base[j] != t.base[j - 1] + 1)) {
+        t.smask[v * 16 + ns] = 0;
+        t.soff[v * 16 + ns] = int32_t(t.base[j] - l);
+        ++ns;
+      }
+      t.smask[v * 16 + ns - 1] |= uint16_t(1u << l);
+    }
+    t.nseg[v] = uint8_t(ns);
+  }
+}
+
+// B panel [kc][NR] of rows r0..r0+kc (RowTab) and columns jr..jr+NR (ColTab) of the unrolled X.
+template <typename T>
+void pack_b_cols(T* __restrict__ out, const T* X, const ColTab& ct, int64_t jr, const RowTab& rt, int64_t r0,
+                 int64_t kc, int64_t H, int64_t W) {
+  constexpr int64_t nr = NR<T>;
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    const __m512i Hv = _mm512_set1_epi32(int32_t(H)), Wv = _mm512_set1_epi32(int32_t(W));
+    const __m512i h0a = _mm512_loadu_si512(ct.h0.data() + jr), h0b = _mm512_loadu_si512(ct.h0.data() + jr + 16);
+    const __m512i w0a = _mm512_loadu_si512(ct.w0.data() + jr), w0b = _mm512_loadu_si512(ct.w0.data() + jr + 16);
+    if (ct.contig[jr / nr]) {
+      const float* xb = X + ct.base[jr];
+      for (int64_t k = 0; k < kc; ++k) {
+        const __m512i rh = _mm512_set1_epi32(rt.rh[r0 + k]), rs = _mm512_set1_epi32(rt.rs[r0 + k]);
+        const __mmask16 ma = _mm512_cmplt_epu32_mask(_mm512_add_epi32(h0a, rh), Hv) &
+                             _mm512_cmplt_epu32_mask(_mm512_add_epi32(w0a, rs), Wv);
+        const __mmask16 mb = _mm512_cmplt_epu32_mask(_mm512_add_epi32(h0b, rh), Hv) &
+                             _mm512_cmplt_epu32_mask(_mm512_add_epi32(w0b, rs), Wv);
+        const float* src = xb + rt.off[r0 + k];
+        _mm512_store_ps(out + k * nr, _mm512_maskz_loadu_ps(ma, src));
+        _mm512_store_ps(out + k * nr + 16, _mm512_maskz_loadu_ps(mb, src + 16));
+      }
+    } else if (ct.nseg[jr / 16] <= 8 && ct.nseg[jr / 16 + 1] <= 8) {  // a few runs: masked loads
+      const int na = ct.nseg[jr / 16], nb = ct.nseg[jr / 16 + 1];
+      const uint16_t* sma = ct.smask.data() + jr;
+      const int32_t* soa = ct.soff.data() + jr;
+      for (int64_t k = 0; k < kc; ++k) {
+        const __m512i rh = _mm512_set1_epi32(rt.rh[r0 + k]), rs = _mm512_set1_epi32(rt.rs[r0 + k]);
+        const __mmask16 ma = _mm512_cmplt_epu32_mask(_mm512_add_epi32(h0a, rh), Hv) &
+                             _mm512_cmplt_epu32_mask(_mm512_add_epi32(w0a, rs), Wv);
+        const __mmask16 mb = _mm512_cmplt_epu32_mask(_mm512_add_epi32(h0b, rh), Hv) &
+                             _mm512_cmplt_epu32_mask(_mm512_add_epi32(w0b, rs), Wv);
+        const float* src = X + rt.off[r0 + k];
+        __m512 va = _mm512_setzero_ps(), vb = _mm512_setzero_ps();
+        for (int i = 0; i < na; ++i) va = _mm512_mask_loadu_ps(va, ma & sma[i], src + soa[i]);
+        for (int i = 0; i < nb; ++i) vb = _mm512_mask_loadu_ps(vb, mb & sma[16 + i], src + soa[16 + i]);
+        _mm512_store_ps(out + k * nr, va);
+        _mm512_store_ps(out + k * nr + 16, vb);
+      }
+    } else {
+      const __m512i ba = _mm512_loadu_si512(ct.base.data() + jr), bb = _mm512_loadu_si512(ct.base.data() + jr + 16);
+      for (int64_t k = 0; k < kc; ++k) {
+        const __m512i rh = _mm512_set1_epi32(rt.rh[r0 + k]), rs = _mm512_set1_epi32(rt.rs[r0 + k]);
+        const __m512i off = _mm512_set1_epi32(rt.off[r0 + k]);
+        const __mmask16 ma = _mm512_cmplt_epu32_mask(_mm512_add_epi32(h0a, rh), Hv) &
+                             _mm512_cmplt_epu32_mask(_mm512_add_epi32(w0a, rs), Wv);
+        const __mmask16 mb = _mm512_cmplt_epu32_mask(_mm512_add_epi32(h0b, rh), Hv) &
+                             _mm512_cmplt_epu32_mask(_mm512_add_epi32(w0b, rs), Wv);
+        _mm512_store_ps(out + k * nr,
+                        _mm512_mask_i32gather_ps(_mm512_setzero_ps(), ma, _mm512_add_epi32(ba, off), X, 4));
+        _mm512_store_ps(out + k * nr + 16,
+                        _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mb, _mm512_add_epi32(bb, off), X, 4));
+      }
+    }
+    return;
+  }
+#endif
+  for (int64_t k = 0; k < kc; ++k) {
+    const int32_t rh = rt.rh[r0 + k], rs = rt.rs[r0 + k];
+    const int64_t off = rt.off[r0 + k];
+    T* o = out + k * nr;
+    for (int64_t l = 0; l < nr; ++l) {
+      const int64_t j = jr + l;
+      const bool ok = uint32_t(ct.h0[j] + rh) < uint32_t(H) && uint32_t(ct.w0[j] + rs) < uint32_t(W);
+      o[l] = ok ? X[ct.base[j] + off] : T(0);
+    }
+  }
+}
+
+// B panel [kc][NR] of the transposed unrolled X: rows are columns j (ColTab, jrow0..jrow0+kc), lanes
+// are rows (c, r, s) lane0..lane0+NR of the RowTab.
+template <typename T>
+void pack_b_rows(T* __restrict__ out, const T* X, const ColTab& ct, int64_t jrow0, int64_t kc, const RowTab& rt,
+                 int64_t lane0, int64_t H, int64_t W) {
+  constexpr int64_t nr = NR<T>;
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    const __m512i Hv = _mm512_set1_epi32(int32_t(H)), Wv = _mm512_set1_epi32(int32_t(W));
+    const __m512i rha = _mm512_loadu_si512(rt.rh.data() + lane0), rhb = _mm512_loadu_si512(rt.rh.data() + lane0 + 16);
+    const __m512i rsa = _mm512_loadu_si512(rt.rs.data() + lane0), rsb = _mm512_loadu_si512(rt.rs.data() + lane0 + 16);
+    const __m512i oa = _mm512_loadu_si512(rt.off.data() + lane0), ob = _mm512_loadu_si512(rt.off.data() + lane0 + 16);
+    for (int64_t k = 0; k < kc; ++k) {
+      const int64_t j = jrow0 + k;
+      const __m512i h0 = _mm512_set1_epi32(ct.h0[j]), w0 = _mm512_set1_epi32(ct.w0[j]);
+      const __m512i b = _mm512_set1_epi32(ct.base[j]);
+      const __mmask16 ma = _mm512_cmplt_epu32_mask(_mm512_add_epi32(h0, rha), Hv) &
+                           _mm512_cmplt_epu32_mask(_mm512_add_epi32(w0, rsa), Wv);
+      const __mmask16 mb = _mm512_cmplt_epu32_mask(_mm512_add_epi32(h0, rhb), Hv) &
+                           _mm512_cmplt_epu32_mask(_mm512_add_epi32(w0, rsb), Wv);
+      _mm512_store_ps(out + k * nr, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), ma, _mm512_add_epi32(b, oa), X, 4));
+      _mm512_store_ps(out + k * nr + 16,
+                      _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mb, _mm512_add_epi32(b, ob), X, 4));
+    }
+    return;
+  }
+#endif
+  for (int64_t k = 0; k < kc; ++k) {
+    const int64_t j = jrow0 + k;
+    T* o = out + k * nr;
+    for (int64_t l = 0; l < nr; ++l) {
+      const int64_t i = lane0 + l;
+      const bool ok = uint32_t(ct.h0[j] + rt.rh[i]) < uint32_t(H) && uint32_t(ct.w0[j] + rt.rs[i]) < uint32_t(W);
+      o[l] = ok ? X[int64_t(ct.base[j]) + rt.off[i]] : T(0);
+    }
+  }
+}
+
+// Visit the columns j0 .. j0+nc as runs inside one image row: f(n, p, q0, q1, jj) with jj = j - j0 of q0.
+template <typename F>
+void for_each_row_run(const Conv2dShape& s, int64_t j0, int64_t nc, F&& f) {
+  const int64_t PQ = s.P * s.Q;
+  int64_t j = j0;
+  while (j < j0 + nc) {
+    const int64_t n = j / PQ, pq = j % PQ, p = pq / s.Q, q0 = pq % s.Q;
+    const int64_t q1 = std::min(s.Q, q0 + (j0 + nc - j));
+    f(n, p, q0, q1, j - j0);
+    j += q1 - q0;
+  }
+}
+
+// Columns j0 .. j0+nc as runs inside one image: f(n, pq0, pq1, jj).
+template <typename F>
+void for_each_image_run(const Conv2dShape& s, int64_t j0, int64_t nc, F&& f) {
+  const int64_t PQ = s.P * s.Q;
+  int64_t j = j0;
+  while (j < j0 + nc) {
+    const int64_t n = j / PQ, pq0 = j % PQ, pq1 = std::min(PQ, pq0 + (j0 + nc - j));
+    f(n, pq0, pq1, j - j0);
+    j += pq1 - pq0;
+  }
+}
+
+// Split L columns into blocks of a multiple of NR, at most NC, at least `min_blocks` of them if possible.
+template <typename T>
+int64_t column_block(int64_t L, int64_t min_blocks) {
+  return std::max<int64_t>(NR<T>, std::min<int64_t>(NC<T>, round_up(ceil_div(L, min_blocks), NR<T>)));
+}
+
+// the int32 offsets of a block stay below 2^31 (else the scalar packing is not the issue: refuse)
+inline bool fits_i32(int64_t n) { return n < (int64_t(1) << 31) - 1; }
+
+}  // namespace
+
+// =============================================================================================
+// The forward with the weights already packed: Ap holds, per group, the Mpad x CRS A of gemm_block.
+template <typename T>
+void forward_impl(const Conv2dShape& s, const T* x, const T* Ap, const T* b, T* y) {
+  const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, HW = s.H * s.W, PQ = s.P * s.Q;
+  const int64_t CRS = Cg * s.R * s.S, L = s.N * PQ, Mpad = round_up(Kg, MR);
+  const RowTab rt = im2col_rows(s, Cg, CRS);
+  const int64_t ncb = column_block<T>(L, 2 * at::get_num_threads());
+  const int64_t nblocks = ceil_div(L, ncb);
+  at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
+    const int64_t ncbpad = round_up(ncb, NR<T>);
+    Buf<T> Bbuf(KC * ncbpad), Cbuf(Mpad * ncbpad);
+    ColTab ct;
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t j0 = blk * ncb, nc = std::min(ncb, L - j0), ncpad = round_up(nc, NR<T>);
+      fill_cols<NR<T>>(ct, s, j0, nc, ncpad, s.C * HW, true);
+      for (int64_t g = 0; g < G; ++g) {
+        const T* Xg = x + (ct.n0 * s.C + g * Cg) * HW;
+        gemm_block(Mpad, ncpad, CRS, Ap + g * Mpad * CRS,
+                   [&](int64_t pc, int64_t kc, T* Bb) {
+                     for (int64_t jr = 0; jr < ncpad; jr += NR<T>)
+                       pack_b_cols(Bb + jr * kc, Xg, ct, jr, rt, pc, kc, s.H, s.W);
+                   },
+                   Bbuf.p, Cbuf.p, ncpad, false);
+        for_each_image_run(s, j0, nc, [&](int64_t n, int64_t pq0, int64_t pq1, int64_t jj) {
+          for (int64_t k = 0; k < Kg; ++k) {
+            const T bias = b ? b[g * Kg + k] : T(0);
+            const T* src = Cbuf.p + k * ncpad + jj;
+            T* dst = y + (n * s.K + g * Kg + k) * PQ + pq0;
+            for (int64_t i = 0; i < pq1 - pq0; ++i) dst[i] = src[i] + bias;
+          }
+        });
+      }
+    }
+  });
+}
+
+template <typename T>
+void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y) {
+  const int64_t G = s.groups, Kg = s.K / G, CRS = s.C / G * s.R * s.S, Mpad = round_up(Kg, MR);
+  if (s.N * s.P * s.Q == 0 || s.K == 0) return;
+  Buf<T> Ap(G * Mpad * CRS);
+  for (int64_t g = 0; g < G; ++g) {
+    const T* wg = w + g * Kg * CRS;
+    pack_a(Ap.p + g * Mpad * CRS, [&](int64_t i, int64_t kd) { return wg[i * CRS + kd]; }, Kg, Mpad, CRS);
+  }
+  forward_impl(s, x, Ap.p, b, y);
+}
+
+template <typename T>
+void conv2d_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx) {
+  const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, HW = s.H * s.W, PQ = s.P * s.Q;
+  const int64_t CRS = Cg * s.R * s.S, L = s.N * PQ, Mpad = round_up(CRS, MR);
+  if (s.N * s.C * HW == 0) return;
+  if (L == 0 || s.K == 0) {
+    std::fill(gx, gx + s.N * s.C * HW, T(0));
+    return;
+  }
+  if (s.stride_h == 1 && s.stride_w == 1) {
+    // Stride 1: grad input is the forward conv of gY with the flipped, transposed kernel
+    //   gx[n, c, h, w] = sum_{k, r', s'} gy[n, k, h - ph' + r'*dh, w - pw' + s'*dw] * w[k, c, R-1-r', S-1-s']
+    // with ph' = dh*(R-1) - ph: the fast forward path, no col2im.
+    Conv2dShape t = s;
+    t.C = s.K, t.H = s.P, t.W = s.Q, t.K = s.C, t.P = s.H, t.Q = s.W;
+    t.pad_h = s.dil_h * (s.R - 1) - s.pad_h, t.pad_w = s.dil_w * (s.S - 1) - s.pad_w;
+    const int64_t RS = s.R * s.S, KRS = Kg * RS, Mp = round_up(Cg, MR);
+    // A(c, (k, r', s')) = w[k, c, R-1-r', S-1-s'] per group: transposed into wt (read w in order), then packed
+    std::vector<T> wt(s.C * KRS);
+    at::parallel_for(0, s.C, 16, [&](int64_t c0, int64_t c1) {
+      for (int64_t k = 0; k < s.K; ++k) {
+        const int64_t g = k / Kg, kl = k % Kg;
+        for (int64_t c = std::max(c0, g * Cg); c < std::min(c1, (g + 1) * Cg); ++c) {
+          const T* src = w + (k * Cg + c - g * Cg) * RS;
+          T* dst = wt.data() + c * KRS + kl * RS;
+          for (int64_t i = 0; i < RS; ++i) dst[i] = src[RS - 1 - i];
+        }
+      }
+    });
+    Buf<T> Ap(G * Mp * KRS);
+    for (int64_t g = 0; g < G; ++g) {
+      const T* wg = wt.data() + g * Cg * KRS;
+      pack_a(Ap.p + g * Mp * KRS, [&](int64_t c, int64_t kd) { return wg[c * KRS + kd]; }, Cg, Mp, KRS);
+    }
+    forward_impl(t, gy, Ap.p, (const T*)nullptr, gx);
+    return;
+  }
+  // A = W^T per group: A(crs, k) = w[(g*Kg + k)*CRS + crs]
+  Buf<T> Ap(G * Mpad * Kg);
+  for (int64_t g = 0; g < G; ++g) {
+    const T* wg = w + g * Kg * CRS;
+    pack_a(Ap.p + g * Mpad * Kg, [&](int64_t i, int64_t kd) { return wg[kd * CRS + i]; }, CRS, Mpad, Kg);
+  }
+  // B rows are gY's channels k: offset k*PQ, always in bounds
+  RowTab rt;
+  rt.off.resize(Kg);
+  rt.rh.assign(Kg, 0);
+  rt.rs.assign(Kg, 0);
+  for (int64_t k = 0; k < Kg; ++k) rt.off[k] = int32_t(k * PQ);
+  const int64_t nthreads = at::get_num_threads();
+
+  // one block of columns j0..j0+nc: gcol (Mpad x ncpad) into Cbuf, then written or scattered to gx
+  auto block = [&](int64_t j0, int64_t nc, ColTab& ct, T* Bbuf, T* Cbuf) {
+    const int64_t ncpad = round_up(nc, NR<T>);
+    fill_cols<NR<T>>(ct, s, j0, nc, ncpad, s.K * PQ, false);
+    for (int64_t g = 0; g < G; ++g) {
+      const T* Yg = gy + (ct.n0 * s.K + g * Kg) * PQ;
+      gemm_block(Mpad, ncpad, Kg, Ap.p + g * Mpad * Kg,
+                 [&](int64_t pc, int64_t kc, T* Bb) {
+                   for (int64_t jr = 0; jr < ncpad; jr += NR<T>) pack_b_cols(Bb + jr * kc, Yg, ct, jr, rt, pc, kc, 1, 1);
+                 },
+                 Bbuf, Cbuf, ncpad, false);
+      {
+        for_each_row_run(s, j0, nc, [&](int64_t n, int64_t p, int64_t q0, int64_t q1, int64_t jj) {
+          for (int64_t crs = 0; crs < CRS; ++crs) {
+            const int64_t c = crs / (s.R * s.S), r = (crs / s.S) % s.R, t = crs % s.S;
+            const int64_t h = p * s.stride_h - s.pad_h + r * s.dil_h;
+            if (h < 0 || h >= s.H) continue;
+            const int64_t wofs = -s.pad_w + t * s.dil_w;  // w = q*sw + wofs
+            // valid q: 0 <= q*sw + wofs < W
+            const int64_t qa = std::max(q0, wofs >= 0 ? int64_t(0) : ceil_div(-wofs, s.stride_w));
+            const int64_t qb = std::min(q1, s.W - 1 - wofs < 0 ? int64_t(0) : (s.W - 1 - wofs) / s.stride_w + 1);
+            if (qa >= qb) continue;
+            T* dst = gx + ((n * s.C + g * Cg + c) * s.H + h) * s.W + wofs;
+            const T* src = Cbuf + crs * ncpad + jj - q0;
+            if (s.stride_w == 1) {
+              for (int64_t q = qa; q < qb; ++q) dst[q] += src[q];
+            } else {
+              for (int64_t q = qa; q < qb; ++q) dst[q * s.stride_w] += src[q];
+            }
+          }
+        });
+      }
+    }
+  };
+
+  // col2im scatters inside an image: a thread owns whole images (several when images are small)
+  const int64_t ipc = std::max<int64_t>(1, std::min(ceil_div(NC<T>, PQ), ceil_div(s.N, 2 * nthreads)));
+  const int64_t nchunks = ceil_div(s.N, ipc);
+  const int64_t ncb = std::min<int64_t>(NC<T>, round_up(ipc * PQ, NR<T>));
+  at::parallel_for(0, nchunks, 1, [&](int64_t c0, int64_t c1) {
+    Buf<T> Bbuf(KC * ncb), Cbuf(Mpad * ncb);
+    ColTab ct;
+    for (int64_t ch = c0; ch < c1; ++ch) {
+      const int64_t n0 = ch * ipc, n1 = std::min(s.N, n0 + ipc);
+      std::fill(gx + n0 * s.C * HW, gx + n1 * s.C * HW, T(0));
+      for (int64_t j0 = n0 * PQ; j0 < n1 * PQ; j0 += ncb) block(j0, std::min(ncb, n1 * PQ - j0), ct, Bbuf.p, Cbuf.p);
+    }
+  });
+}
+
+template <typename T>
+void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb) {
+  const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, HW = s.H * s.W, PQ = s.P * s.Q;
+  const int64_t CRS = Cg * s.R * s.S, L = s.N * PQ, Mpad = round_up(Kg, MR), CRSpad = round_up(CRS, NR<T>);
+  const int64_t nthreads = at::get_num_threads();
+  if (gb) {
+    at::parallel_for(0, s.K, 1, [&](int64_t k0, int64_t k1) {
+      for (int64_t k = k0; k < k1; ++k) {
+        T acc = 0;
+        for (int64_t n = 0; n < s.N; ++n) {
+          const T* r = gy + (n * s.K + k) * PQ;
+          using V = Vec<T>;
+          typename V::type v{};
+          int64_t i = 0;
+          for (; i + V::size <= PQ; i += V::size) v += V::load(r + i);
+          T t = V::sum(v);
+          for (; i < PQ; ++i) t += r[i];
+          acc += t;
+        }
+        gb[k] = acc;
+      }
+    });
+  }
+  if (s.K * CRS == 0) return;
+  // Two ways to pack B = col^T ([j][crs] panels):
+  //  * channels-last (Cg a multiple of the vector width): x is copied to NHWC once and the crs axis is
+  //    ordered (r, s, c), so a vector of lanes is VS consecutive channels of one pixel: one load.
+  //  * otherwise the crs axis is (c, r, s) and each vector of lanes is one masked gather from NCHW x.
+  constexpr int64_t VS = Vec<T>::size;
+  const bool nhwc = Cg % VS == 0;
+  RowTab rt;
+  std::vector<T> xt;
+  if (nhwc) {
+    rt.off.assign(CRSpad / VS, 0);
+    rt.rh.assign(CRSpad / VS, kInvalid);
+    rt.rs.assign(CRSpad / VS, kInvalid);
+    for (int64_t v = 0; v < CRS / VS; ++v) {
+      const int64_t rs = v * VS / Cg, c = v * VS % Cg, r = rs / s.S, t = rs % s.S;
+      rt.off[v] = int32_t((r * s.dil_h * s.W + t * s.dil_w) * s.C + c);
+      rt.rh[v] = int32_t(r * s.dil_h);
+      rt.rs[v] = int32_t(t * s.dil_w);
+    }
+    xt.resize(s.N * s.C * HW);
+    at::parallel_for(0, s.N, 1, [&](int64_t n0, int64_t n1) {
+      for (int64_t n = n0; n < n1; ++n)
+        for (int64_t i0 = 0; i0 < HW; i0 += 16)
+          for (int64_t c = 0; c < s.C; ++c)
+            for (int64_t i = i0; i < std::min(HW, i0 + 16); ++i) xt[(n * HW + i) * s.C + c] = x[(n * s.C + c) * HW + i];
+    });
+  } else {
+    rt = im2col_rows(s, Cg, CRSpad);
+  }
+  // Split the work into parts: over gW's columns when gW is large next to the batch (each element owned
+  // by one part), else over ranges of the batch's columns whose partial sums are added in part order.
+  const bool split_cols = CRSpad >= 2 * nthreads * NR<T> && L <= 8 * CRS;
+  const int64_t nparts = split_cols ? std::min(nthreads, CRSpad / NR<T>) : std::max<int64_t>(1, std::min(nthreads, L));
+  const int64_t nbuf = split_cols ? 1 : nparts;
+  std::vector<T> P(nbuf * G * Mpad * CRSpad, T(0));
+  at::parallel_for(0, nparts, 1, [&](int64_t t0, int64_t t1) {
+    Buf<T> Abuf(Mpad * KC), Bbuf(KC * NC<T>);
+    ColTab ct;
+    for (int64_t part = t0; part < t1; ++part) {
+      int64_t l0 = 0, l1 = L, c0 = 0, c1 = CRSpad;
+      if (split_cols) {
+        const int64_t np = CRSpad / NR<T>;
+        c0 = np * part / nparts * NR<T>, c1 = np * (part + 1) / nparts * NR<T>;
+      } else {
+        l0 = L * part / nparts, l1 = L * (part + 1) / nparts;
+      }
+      for (int64_t g = 0; g < G; ++g) {
+        T* C = P.data() + ((split_cols ? 0 : part) * G + g) * Mpad * CRSpad;
+        for (int64_t pc = l0; pc < l1; pc += KC) {
+          const int64_t kc = std::min(KC, l1 - pc);
+          // A = gY (Kg x kc) of these columns, packed [kc][MR] per panel of MR channels
+          for (int64_t ir = 0; ir < Mpad; ir += MR) {
+            T* d = Abuf.p + ir * kc;
+            for_each_image_run(s, pc, kc, [&](int64_t n, int64_t pq0, int64_t pq1, int64_t jj) {
+              for (int64_t i = 0; i < MR; ++i) {
+                T* di = d + jj * MR + i;
+                if (ir + i < Kg) {
+                  const T* src = gy + (n * s.K + g * Kg + ir + i) * PQ + pq0;
+                  for (int64_t t = 0; t < pq1 - pq0; ++t) di[t * MR] = src[t];
+                } else {
+                  for (int64_t t = 0; t < pq1 - pq0; ++t) di[t * MR] = T(0);
+                }
+              }
+            });
+          }
+          // B = col^T (kc x CRS), built from x's receptive fields of the same columns
+          if (nhwc) {
+            fill_cols<NR<T>>(ct, s, pc, kc, kc, s.C * HW, true);
+            const T* Xg = xt.data() + ct.n0 * s.C * HW + g * Cg;
+            for (int64_t j = 0; j < kc; ++j)  // base in NHWC: ((n - n0)*HW + h0*W + w0)*C
+              ct.base[j] = int32_t(((pc + j) / PQ - ct.n0) * HW * s.C + (int64_t(ct.h0[j]) * s.W + ct.w0[j]) * s.C);
+            for (int64_t jc = c0; jc < c1; jc += NC<T>) {
+              const int64_t nc = std::min(NC<T>, c1 - jc);
+              gemm_block(Mpad, nc, kc, Abuf.p,
+                         [&](int64_t, int64_t kc_, T* Bb) {
+                           using V = Vec<T>;
+                           for (int64_t jr = 0; jr < nc; jr += NR<T>) {
+                             T* out = Bb + jr * kc_;
+                             const int64_t v0 = (jc + jr) / VS;
+                             for (int64_t j = 0; j < kc_; ++j)
+                               for (int64_t v = 0; v < 2; ++v) {
+                                 const bool ok = uint32_t(ct.h0[j] + rt.rh[v0 + v]) < uint32_t(s.H) &&
+                                                 uint32_t(ct.w0[j] + rt.rs[v0 + v]) < uint32_t(s.W);
+                                 V::store(out + j * NR<T> + v * VS,
+                                          ok ? V::load(Xg + int64_t(ct.base[j]) + rt.off[v0 + v]) : typename V::type{});
+                               }
+                           }
+                         },
+                         Bbuf.p, C + jc, CRSpad, true);
+            }
+          } else {
+            fill_cols<NR<T>>(ct, s, pc, kc, kc, s.C * HW, true);
+            const T* Xg = x + (ct.n0 * s.C + g * Cg) * HW;
+            for (int64_t jc = c0; jc < c1; jc += NC<T>) {
+              const int64_t nc = std::min(NC<T>, c1 - jc);
+              gemm_block(Mpad, nc, kc, Abuf.p,
+                         [&](int64_t, int64_t kc_, T* Bb) {
+                           for (int64_t jr = 0; jr < nc; jr += NR<T>)
+                             pack_b_rows(Bb + jr * kc_, Xg, ct, 0, kc_, rt, jc + jr, s.H, s.W);
+                         },
+                         Bbuf.p, C + jc, CRSpad, true);
+            }
+          }
+        }
+      }
+    }
+  });
+  // gw = sum of the parts, in part order; the nhwc layout maps (r, s, c) back to (c, r, s)
+  const int64_t RS = s.R * s.S;
+  at::parallel_for(0, s.K, 1, [&](int64_t k0, int64_t k1) {
+    std::vector<T> row(CRS);
+    for (int64_t k = k0; k < k1; ++k) {
+      const int64_t g = k / Kg, kl = k % Kg;
+      const T* src0 = P.data() + (g * Mpad + kl) * CRSpad;
+      std::memcpy(row.data(), src0, CRS * sizeof(T));
+      for (int64_t part = 1; part < nbuf; ++part) {
+        const T* src = P.data() + ((part * G + g) * Mpad + kl) * CRSpad;
+        for (int64_t i = 0; i < CRS; ++i) row[i] += src[i];
+      }
+      T* dst = gw + k * CRS;
+      if (nhwc) {
+        for (int64_t rs = 0; rs < RS; ++rs)
+          for (int64_t c = 0; c < Cg; ++c) dst[c * RS + rs] = row[rs * Cg + c];
+      } else {
+        std::memcpy(dst, row.data(), CRS * sizeof(T));
+      }
+    }
+  });
+}
+
+#define CNNEXT_INSTANTIATE(T)                                                            \
+  template void conv2d_forward<T>(const Conv2dShape&, const T*, const T*, const T*, T*); \
+  template void conv2d_backward_input<T>(const Conv2dShape&, const T*, const T*, T*);    \
+  template void conv2d_backward_weight<T>(const Conv2dShape&, const T*, const T*, T*, T*);
+CNNEXT_INSTANTIATE(float)
+CNNEXT_INSTANTIATE(double)
+#undef CNNEXT_INSTANTIATE
+
+}  // namespace cnnext::cpu

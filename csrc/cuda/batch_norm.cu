@@ -1,0 +1,223 @@
+// batch_norm on the GPU (d2l 8.5).  x: (N, C, S) contiguous, S = prod(spatial);
+// channel c's M = N*S values are x[(n*C + c)*S + s]; channels_last arrives as
+// (N*H*W, C, 1).  Formulas: see csrc/cpu/batch_norm.cpp.
+//
+// Five kernels:
+//   bn_stats_kernel        one block per channel c.  Thread t runs Welford over the
+//                          channel's values t, t+blockDim, ... (shifted by K_c, the
+//                          channel's first value, so 1e4 + randn keeps its digits),
+//                          then the block merges the (count, mean, M2) triples with
+//                          warp shuffles and, across warps, through shared memory,
+//                          always in the same order: deterministic, no atomics.
+//                          Thread 0 writes mean, invstd and the running statistics.
+//   bn_eval_stats_kernel   one thread per channel: mean = running_mean,
+//                          invstd = 1/sqrt(running_var + eps).
+//   bn_normalize_kernel    one thread per element (grid-stride):
+//                          y = (x - mean) * invstd * w + b, optionally relu.
+//   bn_grad_sums_kernel    one block per channel: sum gy' and sum gy' (x - mean)
+//                          (gy' = gy masked by y > 0 for relu, y recomputed from x the
+//                          same way as the forward), block-reduced as above;
+//                          thread 0 writes gb = sum gy', gw = invstd * sum gy' (x - mean).
+//   bn_grad_input_kernel   one thread per element (grid-stride):
+//                          gx = w invstd (gy' - gb/M - (x - mean) invstd gw/M)  (training)
+//                          gx = w invstd gy'                                    (eval)
+// Per-thread accumulation is in T (float for float, double for double); the
+// per-channel finish is in double.  Offsets are 64-bit.
+#include "batch_norm.h"
+#include "compat.h"
+
+namespace {
+
+constexpr int kBlock = 256;
+
+// The forward's pre-activation; the relu backward recomputes it with the very same
+// expression, so its mask is exactly y > 0.
+template <typename T>
+__device__ __forceinline__ T bn_pre(T x, T mean, T scale, T shift) {
+  return (x - mean) * scale + shift;
+}
+
+template <typename T>
+__device__ __forceinline__ T channel_scale(const T* invstd, const T* w, int64_t c) {
+  return w ? invstd[c] * w[c] : invstd[c];
+}
+
+// (n, mean, m2) <- merge with (nb, mb, m2b) (Chan et al.); counts are in T.
+template <typename T>
+__device__ __forceinline__ void welford_merge(T& n, T& mean, T& m2, T nb, T mb, T m2b) {
+  const T nn = n + nb;
+  if (nn == T(0)) return;
+  const T delta = mb - mean, f = nb / nn;
+  mean += delta * f;
+  m2 += m2b + delta * delta * n * f;
+  n = nn;
+}
+
+template <typename T>
+__device__ __forceinline__ void warp_welford(T& n, T& mean, T& m2) {
+  for (int o = 16; o > 0; o >>= 1) {
+    const T nb = __shfl_down_sync(EMU_FULL_MASK, n, o);
+    const T mb = __shfl_down_sync(EMU_FULL_MASK, mean, o);
+    const T m2b = __shfl_down_sync(EMU_FULL_MASK, m2, o);
+    welford_merge(n, mean, m2, nb, mb, m2b);
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kBlock)
+bn_stats_kernel(const T* __restrict__ x, T* __restrict__ mean_out, T* __restrict__ invstd_out, T* __restrict__ rmean,
+                T* __restrict__ rvar, int64_t N, int64_t C, int64_t S, double momentum, double eps) {
+  __shared__ T sh_n[kBlock / 32], sh_mean[kBlock / 32], sh_m2[kBlock / 32];
+  const int64_t c = blockIdx.x, M = N * S;
+  const T k = x[c * S];  // shift
+  T n = 0, mean = 0, m2 = 0;
+  for (int64_t i = threadIdx.x; i < M; i += blockDim.x) {
+    const T d = x[(i / S * C + c) * S + i % S] - k;
+    n += T(1);
+    const T delta = d - mean;
+    mean += delta / n;
+    m2 += delta * (d - mean);
+  }
+  warp_welford(n, mean, m2);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (lane == 0) sh_n[warp] = n, sh_mean[warp] = mean, sh_m2[warp] = m2;
+  __syncthreads();
+  if (warp == 0) {
+    const bool have = lane < int(blockDim.x / 32);
+    n = have ? sh_n[lane] : T(0);
+    mean = have ? sh_mean[lane] : T(0);
+    m2 = have ? sh_m2[lane] : T(0);
+    warp_welford(n, mean, m2);
+    if (lane == 0) {
+      const double m = double(k) + double(mean), var_sum = m2 > T(0) ? double(m2) : 0.0;
+      mean_out[c] = T(m);
+      invstd_out[c] = T(1.0 / sqrt(var_sum / double(M) + eps));
+      if (rmean) rmean[c] = T((1 - momentum) * double(rmean[c]) + momentum * m);
+      if (rvar) rvar[c] = T((1 - momentum) * double(rvar[c]) + momentum * var_sum / double(M - 1));
+    }
+  }
+}
+
+template <typename T>
+__global__ void bn_eval_stats_kernel(const T* __restrict__ rmean, const T* __restrict__ rvar, T* __restrict__ mean,
+                                     T* __restrict__ invstd, int64_t C, double eps) {
+  for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < C; c += int64_t(blockDim.x) * gridDim.x) {
+    mean[c] = rmean[c];
+    invstd[c] = T(1.0 / sqrt(double(rvar[c]) + eps));
+  }
+}
+
+template <typename T>
+__global__ void bn_normalize_kernel(const T* __restrict__ x, T* __restrict__ y, const T* __restrict__ w,
+                                    const T* __restrict__ b, const T* __restrict__ mean, const T* __restrict__ invstd,
+                                    int64_t C, int64_t S, int64_t total, bool relu) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(blockDim.x) * gridDim.x) {
+    const int64_t c = i / S % C;
+    T v = bn_pre(x[i], mean[c], channel_scale(invstd, w, c), b ? b[c] : T(0));
+    if (relu) v = v > T(0) ? v : T(0);
+    y[i] = v;
+  }
+}
+
+// Sums of the pair (a, b) over the block, valid in thread 0 (fixed order).
+template <typename T>
+__device__ __forceinline__ void block_sum2(T& a, T& b) {
+  __shared__ T sh_a[kBlock / 32], sh_b[kBlock / 32];
+  for (int o = 16; o > 0; o >>= 1) {
+    a += __shfl_down_sync(EMU_FULL_MASK, a, o);
+    b += __shfl_down_sync(EMU_FULL_MASK, b, o);
+  }
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (lane == 0) sh_a[warp] = a, sh_b[warp] = b;
+  __syncthreads();
+  if (warp == 0) {
+    const bool have = lane < int(blockDim.x / 32);
+    a = have ? sh_a[lane] : T(0);
+    b = have ? sh_b[lane] : T(0);
+    for (int o = 16; o > 0; o >>= 1) {
+      a += __shfl_down_sync(EMU_FULL_MASK, a, o);
+      b += __shfl_down_sync(EMU_FULL_MASK, b, o);
+    }
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kBlock)
+bn_grad_sums_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* __restrict__ w,
+                    const T* __restrict__ b, const T* __restrict__ mean, const T* __restrict__ invstd,
+                    T* __restrict__ gw, T* __restrict__ gb, int64_t N, int64_t C, int64_t S, bool relu) {
+  const int64_t c = blockIdx.x, M = N * S;
+  const T m = mean[c], sc = channel_scale(invstd, w, c), sh = b ? b[c] : T(0);
+  T s1 = 0, s2 = 0;
+  for (int64_t i = threadIdx.x; i < M; i += blockDim.x) {
+    const int64_t off = (i / S * C + c) * S + i % S;
+    const T xv = x[off];
+    T g = gy[off];
+    if (relu && !(bn_pre(xv, m, sc, sh) > T(0))) g = T(0);
+    s1 += g;
+    s2 += g * (xv - m);
+  }
+  block_sum2(s1, s2);
+  if (threadIdx.x == 0) {
+    gb[c] = s1;
+    gw[c] = s2 * invstd[c];
+  }
+}
+
+template <typename T>
+__global__ void bn_grad_input_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* __restrict__ w,
+                                     const T* __restrict__ b, const T* __restrict__ mean,
+                                     const T* __restrict__ invstd, const T* __restrict__ gw,
+                                     const T* __restrict__ gb, T* __restrict__ gx, int64_t C, int64_t S,
+                                     int64_t total, int64_t M, bool training, bool relu) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(blockDim.x) * gridDim.x) {
+    const int64_t c = i / S % C;
+    const T m = mean[c], is = invstd[c], sc = channel_scale(invstd, w, c);
+    const T xv = x[i];
+    T g = gy[i];
+    if (relu && !(bn_pre(xv, m, sc, b ? b[c] : T(0)) > T(0))) g = T(0);
+    if (training) g -= gb[c] / T(M) + (xv - m) * is * gw[c] / T(M);
+    gx[i] = g * sc;
+  }
+}
+
+}  // namespace
+
+namespace cnnext::CNNEXT_DEVICE_NS {
+
+template <typename T>
+void batch_norm_forward(const T* x, T* y, const T* w, const T* b, T* rmean, T* rvar, T* mean, T* invstd, int64_t N,
+                        int64_t C, int64_t S, bool training, double momentum, double eps, bool relu,
+                        cudaStream_t stream) {
+  if (training)
+    launch(bn_stats_kernel<T>, dim3(unsigned(C)), dim3(kBlock), 0, stream, x, mean, invstd, rmean, rvar, N, C, S,
+           momentum, eps);
+  else
+    launch(bn_eval_stats_kernel<T>, dim3(grid_size(C, kBlock)), dim3(kBlock), 0, stream, (const T*)rmean,
+           (const T*)rvar, mean, invstd, C, eps);
+  const int64_t total = N * C * S;
+  launch(bn_normalize_kernel<T>, dim3(grid_size(total, kBlock)), dim3(kBlock), 0, stream, x, y, w, b,
+         (const T*)mean, (const T*)invstd, C, S, total, relu);
+}
+
+template <typename T>
+void batch_norm_backward(const T* gy, const T* x, const T* w, const T* b, const T* mean, const T* invstd, T* gx,
+                         T* gw, T* gb, int64_t N, int64_t C, int64_t S, bool training, bool relu,
+                         cudaStream_t stream) {
+  launch(bn_grad_sums_kernel<T>, dim3(unsigned(C)), dim3(kBlock), 0, stream, gy, x, w, b, mean, invstd, gw, gb, N,
+         C, S, relu);
+  const int64_t total = N * C * S;
+  launch(bn_grad_input_kernel<T>, dim3(grid_size(total, kBlock)), dim3(kBlock), 0, stream, gy, x, w, b, mean,
+         invstd, (const T*)gw, (const T*)gb, gx, C, S, total, N * S, training, relu);
+}
+
+#define CNNEXT_INSTANTIATE(T)                                                                                  \
+  template void batch_norm_forward<T>(const T*, T*, const T*, const T*, T*, T*, T*, T*, int64_t, int64_t, int64_t, \
+                                      bool, double, double, bool, cudaStream_t);                               \
+  template void batch_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*,    \
+                                       int64_t, int64_t, int64_t, bool, bool, cudaStream_t);
+CNNEXT_INSTANTIATE(float)
+CNNEXT_INSTANTIATE(double)
+#undef CNNEXT_INSTANTIATE
+
+}  // namespace cnnext::CNNEXT_DEVICE_NS

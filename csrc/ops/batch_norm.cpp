@@ -1,0 +1,167 @@
+// batch_norm ops: schema, argument checks, output allocation, dispatch.
+//
+//   cnnext::batch_norm_forward(Tensor input, Tensor? weight, Tensor? bias, Tensor(a!)? running_mean,
+//       Tensor(b!)? running_var, bool training, float momentum, float eps, bool relu)
+//       -> (Tensor output, Tensor save_mean, Tensor save_invstd)
+//     training: normalises with the batch statistics and, when given, updates
+//     running_mean / running_var in place; otherwise uses the running statistics.
+//     save_mean / save_invstd (C,) are the statistics used (what the backward needs).
+//   cnnext::batch_norm_backward(Tensor grad_output, Tensor input, Tensor? weight, Tensor? bias,
+//       Tensor save_mean, Tensor save_invstd, bool training, bool relu)
+//       -> (Tensor grad_input, Tensor grad_weight, Tensor grad_bias)
+//     relu: the op is relu(batch_norm(x)); grad_output is masked by output > 0
+//     (the output is recomputed from input, so nothing extra is saved).
+// input (N, C, *) is seen as (N, C, S), S = prod(*).  A 4-D channels_last input
+// is handled natively as (N*H*W, C, 1) and gives a channels_last output; any other
+// non-contiguous input is made contiguous first (one extra copy pass).
+#include <torch/library.h>
+
+#include "../cpu/batch_norm.h"
+#include "../cuda/batch_norm.h"
+#include "dispatch.h"
+
+namespace cnnext {
+namespace {
+
+constexpr const char* kOp = "batch_norm";
+
+void check_input(const at::Tensor& input) {
+  check_float(kOp, "input", input);
+  TORCH_CHECK(input.dim() >= 2, kOp, ": input must have at least 2 dims (N, C, *), got ", input.dim(), "-D");
+}
+
+// A per-channel (C,) tensor: same dtype and device as input, shape (C,).
+void check_channel_arg(const char* arg, const at::Tensor& t, const at::Tensor& input) {
+  check_same_device(kOp, arg, t, "input", input);
+  check_same_dtype(kOp, arg, t, "input", input);
+  TORCH_CHECK(t.dim() == 1 && t.size(0) == input.size(1), kOp, ": ", arg, " must have shape (C,) = (", input.size(1),
+              ",) for input of shape ", input.sizes(), ", got ", t.sizes());
+}
+
+// How the kernels see a tensor: channels_last native, or (made) contiguous.
+struct Layout {
+  bool channels_last;
+  int64_t N, C, S;
+};
+
+Layout layout_of(const at::Tensor& input) {
+  const int64_t N = input.size(0), C = input.size(1), S = input.numel() / std::max<int64_t>(1, N * C);
+  const bool cl = input.dim() == 4 && !input.is_contiguous() &&
+                  input.is_contiguous(at::MemoryFormat::ChannelsLast);
+  if (cl) return {true, N * S, C, 1};
+  return {false, N, C, S};
+}
+
+at::MemoryFormat format_of(const Layout& l) {
+  return l.channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+}
+
+const at::Tensor* opt(const std::optional<at::Tensor>& t) { return t.has_value() && t->defined() ? &*t : nullptr; }
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_forward(
+    const at::Tensor& input, const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,
+    const std::optional<at::Tensor>& running_mean, const std::optional<at::Tensor>& running_var, bool training,
+    double momentum, double eps, bool relu) {
+  check_input(input);
+  const at::Tensor *w = opt(weight), *b = opt(bias), *rm = opt(running_mean), *rv = opt(running_var);
+  if (w) check_channel_arg("weight", *w, input);
+  if (b) check_channel_arg("bias", *b, input);
+  if (rm) check_channel_arg("running_mean", *rm, input);
+  if (rv) check_channel_arg("running_var", *rv, input);
+  TORCH_CHECK((rm == nullptr) == (rv == nullptr), kOp,
+              ": running_mean and running_var must both be given or both be None");
+  TORCH_CHECK(training || rm, kOp, ": running_mean and running_var must be given in evaluation mode (training=False)");
+  TORCH_CHECK(eps >= 0, kOp, ": eps must be >= 0, got ", eps);
+  const Layout l = layout_of(input);
+  const at::Tensor x = input.contiguous(format_of(l));
+  at::Tensor y = at::empty_like(x, format_of(l));
+  at::Tensor mean = at::zeros({l.C}, input.options()), invstd = at::zeros({l.C}, input.options());
+  if (x.numel() == 0) return {y, mean, invstd};
+  const at::DeviceGuard guard(input.device());
+  const at::Tensor wc = w ? w->contiguous() : at::Tensor(), bc = b ? b->contiguous() : at::Tensor();
+  // running statistics are written in place; a non-contiguous one goes through a copy
+  at::Tensor rmc = rm ? rm->contiguous() : at::Tensor(), rvc = rv ? rv->contiguous() : at::Tensor();
+  const Backend be = backend_for(x);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "batch_norm_forward", [&] {
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const scalar_t* wp = w ? wc.const_data_ptr<scalar_t>() : nullptr;
+    const scalar_t* bp = b ? bc.const_data_ptr<scalar_t>() : nullptr;
+    scalar_t* rmp = rm ? rmc.mutable_data_ptr<scalar_t>() : nullptr;
+    scalar_t* rvp = rv ? rvc.mutable_data_ptr<scalar_t>() : nullptr;
+    scalar_t *yp = y.mutable_data_ptr<scalar_t>(), *mp = mean.mutable_data_ptr<scalar_t>(),
+             *ip = invstd.mutable_data_ptr<scalar_t>();
+    if (be == Backend::CPU)
+      cpu::batch_norm_forward<scalar_t>(xp, yp, wp, bp, rmp, rvp, mp, ip, l.N, l.C, l.S, training, momentum, eps,
+                                        relu);
+    else
+      CNNEXT_DEVICE_CALL(be, batch_norm_forward<scalar_t>, xp, yp, wp, bp, rmp, rvp, mp, ip, l.N, l.C, l.S, training,
+                         momentum, eps, relu);
+  });
+  if (training && rm && !rmc.is_same(*rm)) rm->copy_(rmc);
+  if (training && rv && !rvc.is_same(*rv)) rv->copy_(rvc);
+  return {y, mean, invstd};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
+    const at::Tensor& grad_output, const at::Tensor& input, const std::optional<at::Tensor>& weight,
+    const std::optional<at::Tensor>& bias, const at::Tensor& save_mean, const at::Tensor& save_invstd, bool training,
+    bool relu) {
+  check_input(input);
+  check_float(kOp, "grad_output", grad_output);
+  check_same_dtype(kOp, "grad_output", grad_output, "input", input);
+  check_same_device(kOp, "grad_output", grad_output, "input", input);
+  TORCH_CHECK(grad_output.sizes() == input.sizes(), kOp, ": grad_output has shape ", grad_output.sizes(),
+              " but input has shape ", input.sizes(), "; they must match");
+  const at::Tensor *w = opt(weight), *b = opt(bias);
+  if (w) check_channel_arg("weight", *w, input);
+  if (b) check_channel_arg("bias", *b, input);
+  check_channel_arg("save_mean", save_mean, input);
+  check_channel_arg("save_invstd", save_invstd, input);
+  const Layout l = layout_of(input);
+  const at::Tensor x = input.contiguous(format_of(l)), gy = grad_output.contiguous(format_of(l));
+  at::Tensor gx = at::empty_like(x, format_of(l));
+  at::Tensor gw = at::zeros({l.C}, input.options()), gb = at::zeros({l.C}, input.options());
+  if (x.numel() == 0) return {gx, gw, gb};
+  const at::DeviceGuard guard(input.device());
+  const at::Tensor wc = w ? w->contiguous() : at::Tensor(), bc = b ? b->contiguous() : at::Tensor();
+  const at::Tensor mc = save_mean.contiguous(), ic = save_invstd.contiguous();
+  const Backend be = backend_for(x);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "batch_norm_backward", [&] {
+    const scalar_t *gyp = gy.const_data_ptr<scalar_t>(), *xp = x.const_data_ptr<scalar_t>();
+    const scalar_t* wp = w ? wc.const_data_ptr<scalar_t>() : nullptr;
+    const scalar_t* bp = b ? bc.const_data_ptr<scalar_t>() : nullptr;
+    const scalar_t *mp = mc.const_data_ptr<scalar_t>(), *ip = ic.const_data_ptr<scalar_t>();
+    scalar_t *gxp = gx.mutable_data_ptr<scalar_t>(), *gwp = gw.mutable_data_ptr<scalar_t>(),
+             *gbp = gb.mutable_data_ptr<scalar_t>();
+    if (be == Backend::CPU)
+      cpu::batch_norm_backward<scalar_t>(gyp, xp, wp, bp, mp, ip, gxp, gwp, gbp, l.N, l.C, l.S, training, relu);
+    else
+      CNNEXT_DEVICE_CALL(be, batch_norm_backward<scalar_t>, gyp, xp, wp, bp, mp, ip, gxp, gwp, gbp, l.N, l.C, l.S,
+                         training, relu);
+  });
+  return {gx, gw, gb};
+}
+
+}  // namespace
+}  // namespace cnnext
+
+TORCH_LIBRARY_FRAGMENT(cnnext, m) {
+  m.def(
+      "batch_norm_forward(Tensor input, Tensor? weight, Tensor? bias, Tensor(a!)? running_mean, "
+      "Tensor(b!)? running_var, bool training, float momentum, float eps, bool relu) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "batch_norm_backward(Tensor grad_output, Tensor input, Tensor? weight, Tensor? bias, Tensor save_mean, "
+      "Tensor save_invstd, bool training, bool relu) -> (Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(cnnext, CPU, m) {
+  m.impl("batch_norm_forward", &cnnext::batch_norm_forward);
+  m.impl("batch_norm_backward", &cnnext::batch_norm_backward);
+}
+
+#ifdef CNNEXT_WITH_CUDA
+TORCH_LIBRARY_IMPL(cnnext, CUDA, m) {
+  m.impl("batch_norm_forward", &cnnext::batch_norm_forward);
+  m.impl("batch_norm_backward", &cnnext::batch_norm_backward);
+}
+#endif

@@ -1,0 +1,198 @@
+// cat ops: schema, argument checks, output allocation, dispatch.
+//
+//   cnnext::cat_forward(Tensor[] tensors, int dim) -> Tensor
+//       torch.cat(tensors, dim): equal rank (1-D empty tensors of shape (0,) are skipped, as torch.cat
+//       does), dtype and device, any dtype (the kernels copy bytes).
+//   cnnext::cat_backward(Tensor grad_output, int dim, SymInt[] split_sizes) -> Tensor[]
+//       the slices grad_output.narrow(dim, off_i, split_sizes[i]), each a new tensor.
+//
+// Memory layout: like torch.cat, the output is channels_last (channels_last_3d) when every input
+// suggests that format, else contiguous.  The kernels see the tensors in memory order: with the
+// permutation perm of the format (identity, (0,2,3,1) or (0,2,3,4,1)) and q the position of dim
+// in it, outer = prod of the sizes of perm[0..q) and a row of input i holds
+// size_i(dim) * prod of the sizes of perm(q..] elements.  So channels_last inputs are
+// concatenated along C in place, with no extra pass.  An input that is not dense in that format
+// (a transposed / sliced / expanded view) is first made so with .contiguous(format): one extra
+// copy of that input only.  The same holds for grad_output in backward, whose slices get
+// grad_output's suggested format.
+#include <torch/library.h>
+
+#include <string>
+#include <vector>
+
+#include "../cpu/cat.h"
+#include "../cuda/cat.h"
+#include "dispatch.h"
+
+namespace cnnext {
+namespace {
+
+constexpr const char* kOp = "cat";
+
+std::string tname(size_t i) { return "tensors[" + std::to_string(i) + "]"; }
+
+// torch.cat skips these for backward compatibility.
+bool legacy_empty(const at::Tensor& t) { return t.dim() == 1 && t.size(0) == 0; }
+
+// Memory order of the dims of a tensor dense in format `fmt`, outermost first.
+std::vector<int64_t> memory_order(int64_t nd, at::MemoryFormat fmt) {
+  std::vector<int64_t> perm;
+  if ((fmt == at::MemoryFormat::ChannelsLast && nd == 4) || (fmt == at::MemoryFormat::ChannelsLast3d && nd == 5)) {
+    perm.push_back(0);
+    for (int64_t d = 2; d < nd; ++d) perm.push_back(d);
+    perm.push_back(1);
+  } else {
+    for (int64_t d = 0; d < nd; ++d) perm.push_back(d);
+  }
+  return perm;
+}
+
+// (outer, elements of one row) of a tensor of sizes `sizes` in format `fmt`, rows split at `dim`.
+std::pair<int64_t, int64_t> rows_at(at::IntArrayRef sizes, int64_t dim, at::MemoryFormat fmt) {
+  const auto perm = memory_order(int64_t(sizes.size()), fmt);
+  int64_t outer = 1, inner = 1;
+  bool before = true;
+  for (int64_t d : perm) {
+    if (d == dim) before = false;
+    (before ? outer : inner) *= sizes[d];
+  }
+  return {outer, inner};
+}
+
+int64_t wrap_dim(int64_t dim, int64_t nd, const char* what) {
+  TORCH_CHECK_INDEX(dim >= -nd && dim < nd, kOp, ": dim must be in [", -nd, ", ", nd - 1, "] for ", what, " of ",
+                    nd, " dims, got ", dim);
+  return dim < 0 ? dim + nd : dim;
+}
+
+void check_strided(const char* op_arg, const at::Tensor& t) {
+  TORCH_CHECK(t.layout() == at::kStrided && !t.is_quantized(), kOp, ": ", op_arg,
+              " must be a dense (strided) tensor, got layout ", t.layout());
+}
+
+at::Tensor cat_forward(at::TensorList tensors, int64_t dim) {
+  TORCH_CHECK_VALUE(!tensors.empty(), kOp, ": tensors must be a non-empty list of tensors");
+  const at::Tensor& first = tensors[0];
+  int64_t ref = -1;  // the first tensor that is not skipped
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const at::Tensor& t = tensors[i];
+    const std::string arg = tname(i);
+    check_strided(arg.c_str(), t);
+    TORCH_CHECK(t.dim() > 0, kOp, ": ", arg, " is zero-dimensional and cannot be concatenated");
+    if (i > 0) {
+      check_same_dtype(kOp, arg.c_str(), t, "tensors[0]", first);
+      check_same_device(kOp, arg.c_str(), t, "tensors[0]", first);
+    }
+    if (ref < 0 && !legacy_empty(t)) ref = int64_t(i);
+  }
+  if (ref < 0) {  // only (0,)-shaped tensors: torch.cat returns one
+    wrap_dim(dim, 1, "tensors");
+    return at::empty({0}, first.options());
+  }
+  const at::Tensor& r = tensors[ref];
+  const int64_t nd = r.dim();
+  dim = wrap_dim(dim, nd, "tensors");
+  const std::string ref_arg = tname(ref);
+  std::vector<int64_t> out_sizes = r.sizes().vec();
+  out_sizes[dim] = 0;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const at::Tensor& t = tensors[i];
+    if (legacy_empty(t)) continue;
+    TORCH_CHECK(t.dim() == nd, kOp, ": ", tname(i), " is ", t.dim(), "-D but ", ref_arg, " is ", nd,
+                "-D; all tensors must have the same number of dims (only 1-D empty tensors of shape (0,) are "
+                "skipped, as torch.cat does)");
+    for (int64_t d = 0; d < nd; ++d)
+      TORCH_CHECK(d == dim || t.size(d) == r.size(d), kOp, ": sizes of tensors must match except in dim ", dim,
+                  ": ", tname(i), " has size ", t.size(d), " in dim ", d, " but ", ref_arg, " has size ",
+                  r.size(d));
+    out_sizes[dim] += t.size(dim);
+  }
+  // torch.cat's output format: the inputs' common suggested format, else contiguous.
+  at::MemoryFormat fmt = tensors[0].suggest_memory_format();
+  for (const at::Tensor& t : tensors)
+    if (t.suggest_memory_format() != fmt) fmt = at::MemoryFormat::Contiguous;
+  at::Tensor out = at::empty(out_sizes, first.options().memory_format(fmt));
+  if (out.numel() == 0) return out;
+
+  const at::DeviceGuard guard(out.device());
+  const int64_t esize = int64_t(out.element_size());
+  const int64_t outer = rows_at(out_sizes, dim, fmt).first;
+  std::vector<at::Tensor> keep;  // inputs made dense in fmt (the extra pass), kept alive
+  std::vector<const void*> ptrs;
+  std::vector<int64_t> bytes;
+  std::vector<CatPiece> pieces;
+  for (const at::Tensor& t : tensors) {
+    if (legacy_empty(t) || t.numel() == 0) continue;
+    const at::Tensor& c = t.is_contiguous(fmt) ? t : keep.emplace_back(t.contiguous(fmt));
+    ptrs.push_back(c.const_data_ptr());
+    bytes.push_back(rows_at(c.sizes(), dim, fmt).second * esize);
+    pieces.push_back(CatPiece{const_cast<void*>(ptrs.back()), bytes.back()});
+  }
+  const Backend be = backend_for(out);
+  const int64_t n = int64_t(pieces.size());
+  if (be == Backend::CPU) cpu::cat_forward(ptrs.data(), bytes.data(), n, out.mutable_data_ptr(), outer);
+  else CNNEXT_DEVICE_CALL(be, cat_forward, pieces.data(), n, out.mutable_data_ptr(), outer);
+  return out;
+}
+
+std::vector<at::Tensor> cat_backward(const at::Tensor& grad_output, int64_t dim, c10::SymIntArrayRef split_sizes) {
+  const auto splits = C10_AS_INTARRAYREF_SLOW(split_sizes);
+  check_strided("grad_output", grad_output);
+  TORCH_CHECK(grad_output.dim() > 0, kOp, ": grad_output must have at least 1 dim, got a zero-dimensional tensor");
+  dim = wrap_dim(dim, grad_output.dim(), "grad_output");
+  int64_t sum = 0;
+  for (size_t i = 0; i < splits.size(); ++i) {
+    TORCH_CHECK(splits[i] >= 0, kOp, ": split_sizes[", i, "] must be >= 0, got ", splits[i]);
+    sum += splits[i];
+  }
+  TORCH_CHECK(sum == grad_output.size(dim), kOp, ": split_sizes ", splits, " sum to ", sum,
+              " but grad_output has size ", grad_output.size(dim), " in dim ", dim);
+  const at::MemoryFormat fmt = grad_output.suggest_memory_format();
+  std::vector<at::Tensor> grads;
+  grads.reserve(splits.size());
+  std::vector<int64_t> sizes = grad_output.sizes().vec();
+  for (int64_t s : splits) {
+    sizes[dim] = s;
+    grads.push_back(at::empty(sizes, grad_output.options().memory_format(fmt)));
+  }
+  if (grad_output.numel() == 0) return grads;
+
+  const at::DeviceGuard guard(grad_output.device());
+  const at::Tensor g = grad_output.contiguous(fmt);  // no copy when already dense in fmt
+  const int64_t esize = int64_t(g.element_size());
+  const int64_t outer = rows_at(g.sizes(), dim, fmt).first;
+  std::vector<void*> ptrs;
+  std::vector<int64_t> bytes;
+  std::vector<CatPiece> pieces;
+  for (at::Tensor& t : grads) {
+    if (t.numel() == 0) continue;
+    ptrs.push_back(t.mutable_data_ptr());
+    bytes.push_back(rows_at(t.sizes(), dim, fmt).second * esize);
+    pieces.push_back(CatPiece{ptrs.back(), bytes.back()});
+  }
+  const Backend be = backend_for(g);
+  const int64_t n = int64_t(pieces.size());
+  if (be == Backend::CPU) cpu::cat_backward(g.const_data_ptr(), outer, ptrs.data(), bytes.data(), n);
+  else CNNEXT_DEVICE_CALL(be, cat_backward, g.const_data_ptr(), outer, pieces.data(), n);
+  return grads;
+}
+
+}  // namespace
+}  // namespace cnnext
+
+TORCH_LIBRARY_FRAGMENT(cnnext, m) {
+  m.def("cat_forward(Tensor[] tensors, int dim) -> Tensor");
+  m.def("cat_backward(Tensor grad_output, int dim, SymInt[] split_sizes) -> Tensor[]");
+}
+
+TORCH_LIBRARY_IMPL(cnnext, CPU, m) {
+  m.impl("cat_forward", &cnnext::cat_forward);
+  m.impl("cat_backward", &cnnext::cat_backward);
+}
+
+#ifdef CNNEXT_WITH_CUDA
+TORCH_LIBRARY_IMPL(cnnext, CUDA, m) {
+  m.impl("cat_forward", &cnnext::cat_forward);
+  m.impl("cat_backward", &cnnext::cat_backward);
+}
+#endif

@@ -1,0 +1,210 @@
+// conv2d ops: schema, argument checks, output allocation, dispatch.
+//
+//   cnnext::conv2d_forward(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[2] padding,
+//                          int[2] dilation, int groups) -> Tensor
+//   cnnext::conv2d_backward_input(Tensor grad_output, Tensor weight, SymInt[] input_shape, int[2] stride,
+//                                 int[2] padding, int[2] dilation, int groups) -> Tensor
+//   cnnext::conv2d_backward_weight(Tensor grad_output, Tensor input, SymInt[] weight_shape, int[2] stride,
+//                                  int[2] padding, int[2] dilation, int groups, bool bias) -> (Tensor, Tensor)
+// input (N, C, H, W) or unbatched (C, H, W); weight (K, C/groups, R, S); output (N, K, P, Q) with
+//   P = (H + 2*pad_h - dil_h*(R-1) - 1) / stride_h + 1, Q likewise.
+// conv2d_backward_weight returns (grad_weight, grad_bias); grad_bias is (K) when `bias` is true, else (0).
+// Padding is symmetric here; padding='same' with an even dilated kernel is handled in Python by
+// padding the input's right/bottom edge first, as torch does.
+// Inputs of any strides (channels_last included) are made NCHW-contiguous; outputs are NCHW-contiguous.
+#include <torch/library.h>
+
+#include "../cpu/conv2d.h"
+#include "../cuda/conv2d.h"
+#include "dispatch.h"
+
+namespace cnnext {
+namespace {
+
+constexpr const char* kOp = "conv2d";
+
+// The four conv parameters, checked, as (h, w) pairs.
+struct Params {
+  int64_t sh, sw, ph, pw, dh, dw, groups;
+};
+
+int64_t pick(at::IntArrayRef v, int i) { return v.size() == 1 ? v[0] : v[i]; }
+
+Params check_params(at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  TORCH_CHECK(stride.size() == 1 || stride.size() == 2, kOp, ": stride must have 1 or 2 elements, got ", stride);
+  TORCH_CHECK(padding.size() == 1 || padding.size() == 2, kOp, ": padding must have 1 or 2 elements, got ", padding);
+  TORCH_CHECK(dilation.size() == 1 || dilation.size() == 2, kOp, ": dilation must have 1 or 2 elements, got ",
+              dilation);
+  const Params p{pick(stride, 0), pick(stride, 1), pick(padding, 0), pick(padding, 1),
+                 pick(dilation, 0), pick(dilation, 1), groups};
+  TORCH_CHECK(p.sh > 0 && p.sw > 0, kOp, ": stride must be positive, got ", stride);
+  TORCH_CHECK(p.ph >= 0 && p.pw >= 0, kOp, ": padding must be non-negative, got ", padding);
+  TORCH_CHECK(p.dh > 0 && p.dw > 0, kOp, ": dilation must be positive, got ", dilation);
+  TORCH_CHECK(groups > 0, kOp, ": groups must be positive, got ", groups);
+  return p;
+}
+
+// Checks the input shape (N, C, H, W) (N may be 0) and weight shape against each other and the
+// parameters, and returns the full Conv2dShape.
+Conv2dShape make_shape(at::IntArrayRef in, at::IntArrayRef wt, const Params& p, const char* in_arg) {
+  TORCH_CHECK(in.size() == 3 || in.size() == 4, kOp, ": ", in_arg, " must be 3-D (C, H, W) or 4-D (N, C, H, W), got ",
+              in.size(), "-D");
+  TORCH_CHECK(wt.size() == 4, kOp, ": weight must be 4-D (out, in/groups, kh, kw), got ", wt.size(), "-D");
+  const bool batched = in.size() == 4;
+  Conv2dShape s{};
+  s.N = batched ? in[0] : 1;
+  s.C = in[batched ? 1 : 0];
+  s.H = in[batched ? 2 : 1];
+  s.W = in[batched ? 3 : 2];
+  s.K = wt[0];
+  s.R = wt[2];
+  s.S = wt[3];
+  s.stride_h = p.sh, s.stride_w = p.sw, s.pad_h = p.ph, s.pad_w = p.pw, s.dil_h = p.dh, s.dil_w = p.dw;
+  s.groups = p.groups;
+  TORCH_CHECK(s.C > 0, kOp, ": ", in_arg, " must have at least one channel, got shape ", in);
+  TORCH_CHECK(s.H > 0 && s.W > 0, kOp, ": ", in_arg, " must have non-zero height and width, got shape ", in);
+  TORCH_CHECK(s.K > 0, kOp, ": weight must have at least one output channel, got shape ", wt);
+  TORCH_CHECK(s.R > 0 && s.S > 0, kOp, ": weight must have a non-empty kernel (kh, kw), got shape ", wt);
+  TORCH_CHECK(s.C % s.groups == 0, kOp, ": ", in_arg, " channels (", s.C, ") must be divisible by groups (", s.groups,
+              ")");
+  TORCH_CHECK(s.K % s.groups == 0, kOp, ": weight out channels (", s.K, ") must be divisible by groups (", s.groups,
+              ")");
+  TORCH_CHECK(wt[1] == s.C / s.groups, kOp, ": weight must have shape (out, in/groups, kh, kw) with in/groups = ",
+              s.C / s.groups, " (", in_arg, " channels ", s.C, ", groups ", s.groups, "), got weight of shape ", wt);
+  const int64_t eff_r = s.dil_h * (s.R - 1) + 1, eff_s = s.dil_w * (s.S - 1) + 1;
+  const int64_t hp = s.H + 2 * s.pad_h, wp = s.W + 2 * s.pad_w;
+  TORCH_CHECK(eff_r <= hp && eff_s <= wp, kOp, ": weight's kernel size (", s.R, ", ", s.S, ") with dilation (",
+              s.dil_h, ", ", s.dil_w, ") spans (", eff_r, ", ", eff_s, "), larger than the padded ", in_arg, " (",
+              hp, ", ", wp, ")");
+  s.P = (hp - eff_r) / s.stride_h + 1;
+  s.Q = (wp - eff_s) / s.stride_w + 1;
+  return s;
+}
+
+std::vector<int64_t> out_shape(const Conv2dShape& s, bool batched) {
+  if (batched) return {s.N, s.K, s.P, s.Q};
+  return {s.K, s.P, s.Q};
+}
+
+void check_grad_output(const at::Tensor& gy, const Conv2dShape& s, bool batched) {
+  const auto expect = out_shape(s, batched);
+  TORCH_CHECK(gy.sizes() == at::IntArrayRef(expect), kOp, ": grad_output has shape ", gy.sizes(),
+              ", expected the output shape ", at::IntArrayRef(expect));
+}
+
+at::Tensor conv2d_forward(const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                          at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
+  check_float(kOp, "input", input);
+  check_same_dtype(kOp, "weight", weight, "input", input);
+  check_same_device(kOp, "weight", weight, "input", input);
+  const bool has_bias = bias.has_value() && bias->defined();
+  if (has_bias) {
+    check_same_dtype(kOp, "bias", *bias, "input", input);
+    check_same_device(kOp, "bias", *bias, "input", input);
+  }
+  const Params p = check_params(stride, padding, dilation, groups);
+  const Conv2dShape s = make_shape(input.sizes(), weight.sizes(), p, "input");
+  if (has_bias)
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == s.K, kOp, ": bias must be 1-D of size out_channels (", s.K,
+                "), got shape ", bias->sizes());
+  at::Tensor y = at::empty(out_shape(s, input.dim() == 4), input.options());
+  if (y.numel() == 0) return y;
+  const at::DeviceGuard guard(input.device());
+  const at::Tensor x = input.contiguous(), w = weight.contiguous();
+  const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
+  const Backend be = backend_for(x);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv2d_forward", [&] {
+    const scalar_t *xp = x.const_data_ptr<scalar_t>(), *wp = w.const_data_ptr<scalar_t>();
+    const scalar_t* bp = has_bias ? b.const_data_ptr<scalar_t>() : nullptr;
+    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+    if (be == Backend::CPU) cpu::conv2d_forward<scalar_t>(s, xp, wp, bp, yp);
+    else CNNEXT_DEVICE_CALL(be, conv2d_forward<scalar_t>, s, xp, wp, bp, yp);
+  });
+  return y;
+}
+
+at::Tensor conv2d_backward_input(const at::Tensor& grad_output, const at::Tensor& weight,
+                                 c10::SymIntArrayRef input_shape, at::IntArrayRef stride, at::IntArrayRef padding,
+                                 at::IntArrayRef dilation, int64_t groups) {
+  const auto shape = C10_AS_INTARRAYREF_SLOW(input_shape);
+  check_float(kOp, "grad_output", grad_output);
+  check_same_dtype(kOp, "weight", weight, "grad_output", grad_output);
+  check_same_device(kOp, "weight", weight, "grad_output", grad_output);
+  const Params p = check_params(stride, padding, dilation, groups);
+  const Conv2dShape s = make_shape(shape, weight.sizes(), p, "input");
+  const bool batched = shape.size() == 4;
+  check_grad_output(grad_output, s, batched);
+  at::Tensor gx = at::empty(shape, grad_output.options());
+  if (gx.numel() == 0) return gx;
+  const at::DeviceGuard guard(gx.device());
+  const at::Tensor gy = grad_output.contiguous(), w = weight.contiguous();
+  const Backend be = backend_for(gy);
+  AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "conv2d_backward_input", [&] {
+    const scalar_t *gyp = gy.const_data_ptr<scalar_t>(), *wp = w.const_data_ptr<scalar_t>();
+    scalar_t* gxp = gx.mutable_data_ptr<scalar_t>();
+    if (be == Backend::CPU) cpu::conv2d_backward_input<scalar_t>(s, gyp, wp, gxp);
+    else CNNEXT_DEVICE_CALL(be, conv2d_backward_input<scalar_t>, s, gyp, wp, gxp);
+  });
+  return gx;
+}
+
+std::tuple<at::Tensor, at::Tensor> conv2d_backward_weight(const at::Tensor& grad_output, const at::Tensor& input,
+                                                          c10::SymIntArrayRef weight_shape, at::IntArrayRef stride,
+                                                          at::IntArrayRef padding, at::IntArrayRef dilation,
+                                                          int64_t groups, bool bias) {
+  const auto wshape = C10_AS_INTARRAYREF_SLOW(weight_shape);
+  check_float(kOp, "input", input);
+  check_float(kOp, "grad_output", grad_output);
+  check_same_dtype(kOp, "grad_output", grad_output, "input", input);
+  check_same_device(kOp, "grad_output", grad_output, "input", input);
+  const Params p = check_params(stride, padding, dilation, groups);
+  const Conv2dShape s = make_shape(input.sizes(), wshape, p, "input");
+  check_grad_output(grad_output, s, input.dim() == 4);
+  at::Tensor gw = at::empty(wshape, input.options());
+  at::Tensor gb = at::empty({bias ? s.K : 0}, input.options());
+  if (s.N == 0) {  // empty batch: the sums are empty
+    gw.zero_();
+    gb.zero_();
+    return {gw, gb};
+  }
+  const at::DeviceGuard guard(input.device());
+  const at::Tensor gy = grad_output.contiguous(), x = input.contiguous();
+  const Backend be = backend_for(x);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv2d_backward_weight", [&] {
+    const scalar_t *gyp = gy.const_data_ptr<scalar_t>(), *xp = x.const_data_ptr<scalar_t>();
+    scalar_t* gwp = gw.mutable_data_ptr<scalar_t>();
+    scalar_t* gbp = bias ? gb.mutable_data_ptr<scalar_t>() : nullptr;
+    if (be == Backend::CPU) cpu::conv2d_backward_weight<scalar_t>(s, xp, gyp, gwp, gbp);
+    else CNNEXT_DEVICE_CALL(be, conv2d_backward_weight<scalar_t>, s, xp, gyp, gwp, gbp);
+  });
+  return {gw, gb};
+}
+
+}  // namespace
+}  // namespace cnnext
+
+TORCH_LIBRARY_FRAGMENT(cnnext, m) {
+  m.def(
+      "conv2d_forward(Tensor input, Tensor weight, Tensor? bias, int[2] stride, int[2] padding, int[2] dilation, "
+      "int groups) -> Tensor");
+  m.def(
+      "conv2d_backward_input(Tensor grad_output, Tensor weight, SymInt[] input_shape, int[2] stride, int[2] padding, "
+      "int[2] dilation, int groups) -> Tensor");
+  m.def(
+      "conv2d_backward_weight(Tensor grad_output, Tensor input, SymInt[] weight_shape, int[2] stride, "
+      "int[2] padding, int[2] dilation, int groups, bool bias) -> (Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(cnnext, CPU, m) {
+  m.impl("conv2d_forward", &cnnext::conv2d_forward);
+  m.impl("conv2d_backward_input", &cnnext::conv2d_backward_input);
+  m.impl("conv2d_backward_weight", &cnnext::conv2d_backward_weight);
+}
+
+#ifdef CNNEXT_WITH_CUDA
+TORCH_LIBRARY_IMPL(cnnext, CUDA, m) {
+  m.impl("conv2d_forward", &cnnext::conv2d_forward);
+  m.impl("conv2d_backward_input", &cnnext::conv2d_backward_input);
+  m.impl("conv2d_backward_weight", &cnnext::conv2d_backward_weight);
+}
+#endif

@@ -1,0 +1,154 @@
+// max_pool2d ops: schema, argument checks, output allocation, dispatch.
+//
+//   cnnext::max_pool2d_forward(Tensor input, int[2] kernel_size, int[2] stride=[], int[2] padding=0,
+//                              int[2] dilation=1, bool ceil_mode=False) -> (Tensor output, Tensor indices)
+//   cnnext::max_pool2d_backward(Tensor grad_output, Tensor indices, SymInt[] input_shape, int[2] kernel_size,
+//                               int[2] stride=[], int[2] padding=0, int[2] dilation=1,
+//                               bool ceil_mode=False) -> Tensor
+// input (N, C, H, W) or unbatched (C, H, W); output and indices (int64, h*W + w inside each plane)
+// (..., OH, OW) with torch's output size: OH = floor_or_ceil((H + 2*pad - dil*(k-1) - 1) / stride) + 1,
+// and with ceil_mode the last window must start inside the input or the left padding.
+// Both ops work on contiguous NCHW planes; outputs are contiguous.
+#include <torch/library.h>
+
+#include "../cpu/max_pool2d.h"
+#include "../cuda/max_pool2d.h"
+#include "dispatch.h"
+
+namespace cnnext {
+namespace {
+
+constexpr const char* kOp = "max_pool2d";
+
+// One (h, w) argument: 1 element -> both, 2 -> as given; empty stride -> kernel_size.
+std::array<int64_t, 2> pair_arg(const char* name, at::IntArrayRef v) {
+  TORCH_CHECK(v.size() == 1 || v.size() == 2, kOp, ": ", name, " must be a single int or a pair of ints, got ",
+              v.size(), " values ", v);
+  return {v[0], v.size() == 2 ? v[1] : v[0]};
+}
+
+int64_t out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode) {
+  const int64_t num = in + 2 * p - d * (k - 1) - 1 + (ceil_mode ? s - 1 : 0);
+  // floor division (num may be negative when the kernel is larger than the padded input)
+  int64_t o = (num >= 0 ? num / s : -((-num + s - 1) / s)) + 1;
+  if (ceil_mode && o > 0 && (o - 1) * s >= in + p) --o;  // the last window must start inside input or left pad
+  return o;
+}
+
+// Checks the pooling arguments against an input shape (..., H, W) and returns the sizes.
+MaxPool2dShape make_shape(at::IntArrayRef in, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                          at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode) {
+  const auto k = pair_arg("kernel_size", kernel_size);
+  const auto st = stride.empty() ? k : pair_arg("stride", stride);
+  const auto p = pair_arg("padding", padding);
+  const auto d = pair_arg("dilation", dilation);
+  TORCH_CHECK(k[0] > 0 && k[1] > 0, kOp, ": kernel_size must be positive, got (", k[0], ", ", k[1], ")");
+  TORCH_CHECK(st[0] > 0 && st[1] > 0, kOp, ": stride must be positive, got (", st[0], ", ", st[1], ")");
+  TORCH_CHECK(d[0] > 0 && d[1] > 0, kOp, ": dilation must be positive, got (", d[0], ", ", d[1], ")");
+  TORCH_CHECK(p[0] >= 0 && p[1] >= 0, kOp, ": padding must be non-negative, got (", p[0], ", ", p[1], ")");
+  // torch checks pad <= effective kernel / 2 and pad <= kernel_size / 2; the second implies the first.
+  TORCH_CHECK(p[0] <= k[0] / 2 && p[1] <= k[1] / 2, kOp, ": padding (", p[0], ", ", p[1],
+              ") is too large for kernel_size (", k[0], ", ", k[1], "): pad should be at most half of effective "
+              "kernel size and of kernel_size");
+  TORCH_CHECK(in.size() == 3 || in.size() == 4, kOp, ": input must be 3-D (C, H, W) or 4-D (N, C, H, W), got ",
+              in.size(), "-D");
+  const int64_t C = in[in.size() - 3], H = in[in.size() - 2], W = in[in.size() - 1];
+  TORCH_CHECK(C > 0 && H > 0 && W > 0, kOp, ": input must have non-zero C, H and W (only the batch may be empty), "
+              "got shape ", in);
+  MaxPool2dShape s{};
+  s.NC = (in.size() == 4 ? in[0] : 1) * C;
+  s.H = H;
+  s.W = W;
+  s.kh = k[0], s.kw = k[1], s.stride_h = st[0], s.stride_w = st[1];
+  s.pad_h = p[0], s.pad_w = p[1], s.dil_h = d[0], s.dil_w = d[1];
+  s.OH = out_size(H, s.kh, s.stride_h, s.pad_h, s.dil_h, ceil_mode);
+  s.OW = out_size(W, s.kw, s.stride_w, s.pad_w, s.dil_w, ceil_mode);
+  TORCH_CHECK(s.OH > 0 && s.OW > 0, kOp, ": kernel_size (", s.kh, ", ", s.kw, ") with dilation (", s.dil_h, ", ",
+              s.dil_w, ") does not fit the input (H, W) = (", H, ", ", W, ") with padding (", s.pad_h, ", ", s.pad_w,
+              "): calculated output size (", s.OH, ", ", s.OW, ") is too small");
+  return s;
+}
+
+std::vector<int64_t> out_shape(at::IntArrayRef in, const MaxPool2dShape& s) {
+  std::vector<int64_t> shape = in.vec();
+  shape[shape.size() - 2] = s.OH;
+  shape[shape.size() - 1] = s.OW;
+  return shape;
+}
+
+std::tuple<at::Tensor, at::Tensor> max_pool2d_forward(const at::Tensor& input, at::IntArrayRef kernel_size,
+                                                      at::IntArrayRef stride, at::IntArrayRef padding,
+                                                      at::IntArrayRef dilation, bool ceil_mode) {
+  check_float(kOp, "input", input);
+  const MaxPool2dShape s = make_shape(input.sizes(), kernel_size, stride, padding, dilation, ceil_mode);
+  const auto shape = out_shape(input.sizes(), s);
+  at::Tensor y = at::empty(shape, input.options());
+  at::Tensor ind = at::empty(shape, input.options().dtype(at::kLong));
+  if (y.numel() == 0) return {y, ind};
+  const at::DeviceGuard guard(input.device());
+  const at::Tensor x = input.contiguous();
+  const Backend be = backend_for(x);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "max_pool2d_forward", [&] {
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
+    int64_t* ip = ind.mutable_data_ptr<int64_t>();
+    if (be == Backend::CPU) cpu::max_pool2d_forward<scalar_t>(s, xp, yp, ip);
+    else CNNEXT_DEVICE_CALL(be, max_pool2d_forward<scalar_t>, s, xp, yp, ip);
+  });
+  return {y, ind};
+}
+
+at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& indices,
+                               c10::SymIntArrayRef input_shape, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                               at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode) {
+  const auto in = C10_AS_INTARRAYREF_SLOW(input_shape);
+  check_float(kOp, "grad_output", grad_output);
+  TORCH_CHECK_TYPE(indices.scalar_type() == at::kLong, kOp, ": indices must be int64, got ", indices.scalar_type());
+  check_same_device(kOp, "indices", indices, "grad_output", grad_output);
+  const MaxPool2dShape s = make_shape(in, kernel_size, stride, padding, dilation, ceil_mode);
+  const auto shape = out_shape(in, s);
+  TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(shape), kOp, ": grad_output has shape ", grad_output.sizes(),
+              " but the output for input shape ", in, " is ", at::IntArrayRef(shape));
+  TORCH_CHECK(indices.sizes() == grad_output.sizes(), kOp, ": indices has shape ", indices.sizes(),
+              " but grad_output has shape ", grad_output.sizes());
+  at::Tensor gx = at::empty(in, grad_output.options());
+  if (gx.numel() == 0) return gx;
+  const at::DeviceGuard guard(gx.device());
+  const at::Tensor gy = grad_output.contiguous(), ix = indices.contiguous();
+  const Backend be = backend_for(gy);
+  AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "max_pool2d_backward", [&] {
+    const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
+    const int64_t* ip = ix.const_data_ptr<int64_t>();
+    scalar_t* gxp = gx.mutable_data_ptr<scalar_t>();
+    if (be == Backend::CPU) {
+      TORCH_CHECK(cpu::max_pool2d_backward<scalar_t>(s, gyp, ip, gxp), kOp,
+                  ": indices must lie in [0, H*W) of each input plane, H*W = ", s.H * s.W);
+    } else {
+      // the gather never writes through an index, so out-of-range indices are simply never matched
+      CNNEXT_DEVICE_CALL(be, max_pool2d_backward<scalar_t>, s, gyp, ip, gxp);
+    }
+  });
+  return gx;
+}
+
+}  // namespace
+}  // namespace cnnext
+
+TORCH_LIBRARY_FRAGMENT(cnnext, m) {
+  m.def("max_pool2d_forward(Tensor input, int[2] kernel_size, int[2] stride=[], int[2] padding=0, "
+        "int[2] dilation=1, bool ceil_mode=False) -> (Tensor output, Tensor indices)");
+  m.def("max_pool2d_backward(Tensor grad_output, Tensor indices, SymInt[] input_shape, int[2] kernel_size, "
+        "int[2] stride=[], int[2] padding=0, int[2] dilation=1, bool ceil_mode=False) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(cnnext, CPU, m) {
+  m.impl("max_pool2d_forward", &cnnext::max_pool2d_forward);
+  m.impl("max_pool2d_backward", &cnnext::max_pool2d_backward);
+}
+
+#ifdef CNNEXT_WITH_CUDA
+TORCH_LIBRARY_IMPL(cnnext, CUDA, m) {
+  m.impl("max_pool2d_forward", &cnnext::max_pool2d_forward);
+  m.impl("max_pool2d_backward", &cnnext::max_pool2d_backward);
+}
+#endif

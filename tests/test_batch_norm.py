@@ -1,0 +1,371 @@
+"""batch_norm / batch_norm_relu and the BatchNorm modules against torch: outputs, running statistics,
+gradients, gradcheck, opcheck, modules over several steps, layouts, numerics, bad input."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import cnnext
+from cnnext.functional import batch_norm, batch_norm_relu
+from conftest import assert_rel_close, on
+
+DTYPES = [torch.float32, torch.float64]
+
+# (N, C), (N, C, L), (N, C, H, W): batch 1, C = 1, odd sizes, H*W below and above the vector width
+SHAPES = [(7, 5), (3, 1), (3, 4, 9), (1, 3, 2, 3), (4, 1, 5, 5), (2, 3, 17, 19), (5, 6, 3, 3)]
+# ResNet-18 / DenseNet BN layers, scaled down (channels, spatial) so the emulator stays fast
+NET_SHAPES = [(2, 64, 6, 6), (2, 128, 3, 3), (2, 512, 1, 1), (3, 96, 4, 4)]
+
+
+def make(shape, dtype, affine=True, stats=True, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    C = shape[1]
+    x = torch.randn(shape, dtype=dtype, generator=g) * 2 + 0.5
+    w = torch.randn(C, dtype=dtype, generator=g) if affine else None
+    b = torch.randn(C, dtype=dtype, generator=g) if affine else None
+    rm = torch.randn(C, dtype=dtype, generator=g) if stats else None
+    rv = torch.rand(C, dtype=dtype, generator=g) + 0.5 if stats else None
+    return x, w, b, rm, rv
+
+
+def clone(t, grad=False):
+    if t is None:
+        return None
+    t = t.detach().clone()
+    return t.requires_grad_() if grad else t
+
+
+def run_pair(fn, ref, x, w, b, rm, rv, training, momentum=0.1, eps=1e-5):
+    """Forward + backward of cnnext's fn and torch's ref on copies of the same tensors; returns both sides."""
+    sides = []
+    for f in (fn, ref):
+        xs, ws, bs, rms, rvs = clone(x, True), clone(w, w is not None), clone(b, b is not None), clone(rm), clone(rv)
+        y = f(xs, rms, rvs, ws, bs, training, momentum, eps)
+        gy = torch.randn(y.shape, dtype=y.dtype, generator=torch.Generator().manual_seed(1))
+        y.backward(gy)
+        sides.append((y, rms, rvs, xs.grad, None if ws is None else ws.grad, None if bs is None else bs.grad))
+    return sides
+
+
+def torch_bn_relu(x, rm, rv, w, b, training, momentum, eps):
+    return F.relu(F.batch_norm(x, rm, rv, w, b, training, momentum, eps))
+
+
+def check_pair(sides):
+    names = ["output", "running_mean", "running_var", "grad input", "grad weight", "grad bias"]
+    for what, a, e in zip(names, *sides):
+        if e is None:
+            assert a is None, what
+        else:
+            assert_rel_close(a, e, what=what)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES + NET_SHAPES)
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("relu", [False, True])
+def test_matches_torch(backend, shape, dtype, training, relu):
+    x, w, b, rm, rv = make(shape, dtype)
+    fn, ref = (batch_norm_relu, torch_bn_relu) if relu else (batch_norm, F.batch_norm)
+    check_pair(run_pair(fn, ref, x, w, b, rm, rv, training, momentum=0.3, eps=1e-3))
+
+
+@pytest.mark.parametrize("affine,stats", [(False, True), (True, False), (False, False)])
+def test_affine_and_stats_optional(backend, affine, stats):
+    x, w, b, rm, rv = make((4, 3, 5, 6), torch.float64, affine=affine, stats=stats)
+    check_pair(run_pair(batch_norm, F.batch_norm, x, w, b, rm, rv, True))
+    check_pair(run_pair(batch_norm_relu, torch_bn_relu, x, w, b, rm, rv, True))
+
+
+def test_running_stats_several_steps(backend):
+    rm, rv = torch.zeros(6), torch.ones(6)
+    rm2, rv2 = rm.clone(), rv.clone()
+    for step in range(4):
+        x = torch.randn(3, 6, 4, 5) * (step + 1) + step
+        assert_rel_close(batch_norm(x, rm, rv, training=True, momentum=0.2),
+                         F.batch_norm(x, rm2, rv2, training=True, momentum=0.2))
+        assert_rel_close(rm, rm2, what="running_mean")
+        assert_rel_close(rv, rv2, what="running_var")
+    x = torch.randn(3, 6, 4, 5)
+    assert_rel_close(batch_norm(x, rm, rv), F.batch_norm(x, rm2, rv2), what="eval output")
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("training", [True, False])
+def test_gradcheck(backend, relu, training):
+    x, w, b, rm, rv = make((3, 2, 3, 2), torch.float64)
+    fn = batch_norm_relu if relu else batch_norm
+    args = (x.requires_grad_(), w.requires_grad_(), b.requires_grad_())
+    assert torch.autograd.gradcheck(lambda x, w, b: fn(x, rm.clone(), rv.clone(), w, b, training), args)
+
+
+def test_gradcheck_rows_layout(backend):
+    x, w, b, rm, rv = make((5, 3), torch.float64)
+    args = (x.requires_grad_(), w.requires_grad_(), b.requires_grad_())
+    assert torch.autograd.gradcheck(lambda x, w, b: batch_norm_relu(x, None, None, w, b, True), args)
+
+
+def test_opcheck(backend):
+    x, w, b, rm, rv = make((3, 4, 3, 5), torch.float64)
+    fwd, bwd = torch.ops.cnnext.batch_norm_forward.default, torch.ops.cnnext.batch_norm_backward.default
+    for training, relu in [(True, False), (False, True)]:
+        torch.library.opcheck(fwd, (x, w, b, rm.clone(), rv.clone(), training, 0.1, 1e-5, relu))
+    torch.library.opcheck(fwd, (x, None, None, None, None, True, 0.1, 1e-5, False))
+    _, mean, invstd = fwd(x, w, b, None, None, True, 0.1, 1e-5, True)
+    gy = torch.randn_like(x)
+    torch.library.opcheck(bwd, (gy, x, w, b, mean, invstd, True, True))
+    torch.library.opcheck(bwd, (gy, x, None, None, mean, invstd, False, False))
+    xc = x.to(memory_format=torch.channels_last)
+    torch.library.opcheck(fwd, (xc, w, b, rm.clone(), rv.clone(), True, 0.1, 1e-5, False))
+    torch.library.opcheck(bwd, (gy, xc, w, b, mean, invstd, True, False))
+
+
+def test_forward_returns_saved_stats():
+    x = torch.randn(4, 3, 5, 5, dtype=torch.float64)
+    _, mean, invstd = torch.ops.cnnext.batch_norm_forward(x, None, None, None, None, True, 0.1, 1e-5, False)
+    assert_rel_close(mean, x.mean((0, 2, 3)))
+    assert_rel_close(invstd, (x.var((0, 2, 3), unbiased=False) + 1e-5).rsqrt())
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_large_offset_float32(backend, relu):
+    """1e4 + randn in float32: the statistics are shifted sums / shifted Welford, so nothing cancels.
+    The reference is torch in float64 on the same data. The mean itself is a float32 (as in torch),
+    whose rounding (half an ulp of 1e4 = 5e-4) bounds the output's accuracy; torch's float32 kernel
+    loses more (it folds the mean into a bias), so cnnext must be at least as close as torch."""
+    torch.manual_seed(0)
+    x = 1e4 + torch.randn(4, 3, 7, 7)
+    rm, rv = torch.zeros(3), torch.ones(3)
+    rm64, rv64 = rm.double(), rv.double()
+    fn = batch_norm_relu if relu else batch_norm
+    y = fn(x, rm, rv, training=True)
+    y64 = F.batch_norm(x.double(), rm64, rv64, training=True)
+    y64 = F.relu(y64) if relu else y64
+    assert_rel_close(y, y64.float(), rtol=2e-4, what="output")
+    assert_rel_close(rm, rm64.float(), what="running_mean")
+    assert_rel_close(rv, rv64.float(), what="running_var")
+    y32 = F.batch_norm(x, None, None, training=True)
+    y32 = F.relu(y32) if relu else y32
+    assert (y.double() - y64).abs().max() <= (y32.double() - y64).abs().max()
+    _, mean, invstd = torch.ops.cnnext.batch_norm_forward(x, None, None, None, None, True, 0.1, 1e-5, relu)
+    assert_rel_close(mean, x.double().mean((0, 2, 3)).float(), what="mean")
+    assert_rel_close(invstd, (x.double().var((0, 2, 3), unbiased=False) + 1e-5).rsqrt().float(), what="invstd")
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_channels_last(backend, relu):
+    x, w, b, rm, rv = make((3, 5, 4, 6), torch.float64)
+    xc = x.to(memory_format=torch.channels_last)
+    fn, ref = (batch_norm_relu, torch_bn_relu) if relu else (batch_norm, F.batch_norm)
+    y = fn(xc, rm.clone(), rv.clone(), w, b, True)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    check_pair(run_pair(fn, ref, xc, w, b, rm, rv, True))
+    # channels_last input, contiguous grad_output (and the reverse)
+    xg = clone(xc, True)
+    y = fn(xg, None, None, w, b, True)
+    gy = torch.randn(y.shape, dtype=y.dtype)
+    y.backward(gy)
+    x2 = clone(x, True)
+    ref(x2, None, None, w, b, True, 0.1, 1e-5).backward(gy.to(memory_format=torch.channels_last))
+    assert_rel_close(xg.grad, x2.grad)
+
+
+def test_noncontiguous(backend):
+    x, w, b, rm, rv = make((4, 6, 5, 7), torch.float64)
+    xt = x.transpose(2, 3)  # (4, 6, 7, 5), neither contiguous nor channels_last
+    assert not xt.is_contiguous() and not xt.is_contiguous(memory_format=torch.channels_last)
+    check_pair(run_pair(batch_norm, F.batch_norm, xt, w, b, rm, rv, True))
+    x3 = torch.randn(8, 5, dtype=torch.float64)[::2]  # strided rows
+    check_pair(run_pair(batch_norm_relu, torch_bn_relu, x3, w[:5], b[:5], rm[:5], rv[:5], True))
+    ws = torch.randn(12, dtype=torch.float64)[::2]  # strided weight, running stats written through a copy
+    rms, rms2 = torch.zeros(12, dtype=torch.float64), torch.zeros(12, dtype=torch.float64)
+    assert_rel_close(batch_norm(x, rms[::2], rv.clone(), ws, b, True), F.batch_norm(x, rms2[::2], rv.clone(), ws, b, True))
+    assert_rel_close(rms, rms2)
+
+
+def test_backends_agree():
+    x, w, b, rm, rv = make((3, 5, 6, 7), torch.float32)
+    y_cpu = batch_norm_relu(x, rm.clone(), rv.clone(), w, b, True)
+    with on("emu"):
+        y_emu = batch_norm_relu(x, rm.clone(), rv.clone(), w, b, True)
+    assert_rel_close(y_cpu, y_emu)
+
+
+@pytest.mark.parametrize("shape", [(32, 3, 10, 10), (64, 40, 3, 3), (3000, 7)])
+def test_cpu_deterministic_across_threads(shape):
+    """Fixed partitions: bit-identical results for 1 and 2 threads (few channels split the batch)."""
+    x = torch.randn(shape) * 3 + 1
+    gy = torch.randn(shape)
+    fwd, bwd = torch.ops.cnnext.batch_norm_forward, torch.ops.cnnext.batch_norm_backward
+    C = shape[1]
+    outs = []
+    n0 = torch.get_num_threads()
+    try:
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            rm, rv = torch.zeros(C), torch.ones(C)
+            y, m, i = fwd(x, None, None, rm, rv, True, 0.1, 1e-5, True)
+            outs.append((y, m, i, rm, rv, *bwd(gy, x, None, None, m, i, True, True)))
+    finally:
+        torch.set_num_threads(n0)
+    for a, e in zip(*outs):
+        assert torch.equal(a, e)
+
+
+def test_batch_one_pixel_one_raises_like_torch(backend):
+    x = torch.randn(1, 3, 1, 1)
+    with pytest.raises(ValueError) as ours:
+        batch_norm(x, torch.zeros(3), torch.ones(3), training=True)
+    with pytest.raises(ValueError) as theirs:
+        F.batch_norm(x, torch.zeros(3), torch.ones(3), training=True)
+    assert str(ours.value) == str(theirs.value)
+    assert "Expected more than 1 value per channel when training" in str(ours.value)
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        batch_norm_relu(torch.randn(1, 4), None, None, training=True)
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        cnnext.nn.BatchNorm2d(3)(x)
+    cnnext.nn.BatchNorm2d(3).eval()(x)  # eval mode: fine, as in torch
+
+
+def test_empty_batch(backend):
+    x = torch.randn(0, 3, 4, 4)
+    rm, rv = torch.zeros(3), torch.ones(3)
+    assert batch_norm(x, rm, rv, training=True).shape == x.shape
+    assert torch.equal(rm, torch.zeros(3)) and torch.equal(rv, torch.ones(3))
+
+
+# ---------------------------------------------------------------- modules
+
+
+def module_pair(cls, ref_cls, *args, **kw):
+    torch.manual_seed(0)
+    m, r = cls(*args, **kw), ref_cls(*args, **kw)
+    if getattr(r, "weight", None) is not None:
+        with torch.no_grad():
+            r.weight.uniform_(0.5, 1.5)
+            r.bias.uniform_(-0.5, 0.5)
+    m.load_state_dict(r.state_dict())
+    return m, r
+
+
+def check_modules(m, r, shape, steps=3):
+    for step in range(steps):
+        x = torch.randn(shape) * (1 + step) + step
+        x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+        y1, y2 = m(x1), r(x2)
+        assert_rel_close(y1, y2, what=f"output step {step}")
+        gy = torch.randn(shape)
+        y1.backward(gy)
+        y2.backward(gy)
+        assert_rel_close(x1.grad, x2.grad, what="grad input")
+        for (n, p1), p2 in zip(m.named_parameters(), r.parameters()):
+            assert_rel_close(p1.grad, p2.grad, what=f"grad {n}")
+        for (n, b1), b2 in zip(m.named_buffers(), r.buffers()):
+            assert (b1 == b2).all() if b1.dtype == torch.long else True, n
+            if b1.dtype != torch.long:
+                assert_rel_close(b1, b2, what=n)
+
+
+@pytest.mark.parametrize("kw", [{}, {"momentum": None}, {"affine": False}, {"track_running_stats": False},
+                                {"momentum": 0.5, "eps": 1e-3}])
+def test_batchnorm2d_module(backend, kw):
+    m, r = module_pair(cnnext.nn.BatchNorm2d, nn.BatchNorm2d, 5, **kw)
+    assert isinstance(m, nn.BatchNorm2d)
+    assert repr(m) == repr(r)
+    assert list(m.state_dict()) == list(r.state_dict())
+    check_modules(m, r, (4, 5, 3, 3))
+    m.eval(), r.eval()
+    check_modules(m, r, (2, 5, 3, 3), steps=1)
+
+
+def test_batchnorm1d_module(backend):
+    for shape in [(6, 4), (3, 4, 7)]:
+        m, r = module_pair(cnnext.nn.BatchNorm1d, nn.BatchNorm1d, 4, momentum=None)
+        check_modules(m, r, shape)
+        m.eval(), r.eval()
+        check_modules(m, r, shape, steps=1)
+    with pytest.raises(ValueError, match="expected 2D or 3D input"):
+        cnnext.nn.BatchNorm1d(4)(torch.randn(2, 4, 3, 3))
+
+
+@pytest.mark.parametrize("cls,ref_bn,shape", [(cnnext.nn.BatchNormReLU2d, nn.BatchNorm2d, (3, 6, 4, 4)),
+                                              (cnnext.nn.BatchNormReLU1d, nn.BatchNorm1d, (5, 6))])
+def test_batchnorm_relu_module(backend, cls, ref_bn, shape):
+    m, r = module_pair(cls, ref_bn, 6)
+    assert list(m.state_dict()) == list(r.state_dict())
+    seq = nn.Sequential(r, nn.ReLU())
+
+    class Ref(nn.Module):  # parameters/buffers in BN's order
+        def __init__(self):
+            super().__init__()
+            self.bn = r
+
+        def forward(self, x):
+            return seq(x)
+
+    check_modules(m, Ref(), shape)
+    m.eval(), r.eval()
+    check_modules(m, Ref(), shape, steps=1)
+
+
+def test_module_state_dict_roundtrip():
+    r = nn.BatchNorm2d(3)
+    r(torch.randn(4, 3, 2, 2))
+    m = cnnext.nn.BatchNormReLU2d(3)
+    m.load_state_dict(r.state_dict())
+    assert int(m.num_batches_tracked) == 1
+    r2 = nn.BatchNorm2d(3)
+    r2.load_state_dict(m.state_dict())
+    m.reset_running_stats()
+    assert torch.equal(m.running_mean, torch.zeros(3)) and int(m.num_batches_tracked) == 0
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "make_args,match",
+    [
+        (lambda: (torch.ones(4, 3, dtype=torch.int32), None, None), r"batch_norm: input must be float32 or float64"),
+        (lambda: (torch.ones(4), None, None), r"batch_norm: input must have at least 2 dims"),
+        (lambda: (torch.randn(4, 3), torch.zeros(3, device="meta"), torch.ones(3)),
+         r"batch_norm: running_mean is on meta but input is on cpu"),
+        (lambda: (torch.randn(4, 3), torch.zeros(4), torch.ones(3)),
+         r"batch_norm: running_mean must have shape \(C,\) = \(3,\)"),
+        (lambda: (torch.randn(4, 3), torch.zeros(3), torch.ones(3, 1)),
+         r"batch_norm: running_var must have shape \(C,\)"),
+        (lambda: (torch.randn(4, 3), torch.zeros(3, dtype=torch.float64), torch.ones(3)),
+         r"batch_norm: running_mean has dtype"),
+        (lambda: (torch.randn(4, 3), torch.zeros(3), None), r"batch_norm: running_mean and running_var must both"),
+    ],
+)
+def test_bad_input(backend, make_args, match):
+    x, rm, rv = make_args()
+    with pytest.raises((RuntimeError, TypeError, ValueError), match=match):
+        batch_norm(x, rm, rv, training=True)
+
+
+def test_bad_weight_and_eval_without_stats(backend):
+    x = torch.randn(4, 3, 2, 2)
+    with pytest.raises(RuntimeError, match=r"batch_norm: weight must have shape \(C,\) = \(3,\)"):
+        batch_norm(x, None, None, torch.ones(2), None, True)
+    with pytest.raises(RuntimeError, match=r"batch_norm: bias is on meta"):
+        batch_norm(x, None, None, None, torch.ones(3, device="meta"), True)
+    with pytest.raises(RuntimeError, match=r"batch_norm: running_mean and running_var must be given in evaluation"):
+        batch_norm(x, None, None, training=False)
+
+
+def test_torch_compile_fullgraph():
+    def f(x, rm, rv, w, b):
+        return torch.sigmoid(batch_norm_relu(x, rm, rv, w, b, True)).sum()
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    x, w, b, rm, rv = make((3, 4, 5, 5), torch.float32)
+    xs, ws, bs = clone(x, True), clone(w, True), clone(b, True)
+    rm1, rv1 = rm.clone(), rv.clone()
+    compiled(xs, rm1, rv1, ws, bs).backward()
+    x2, w2, b2 = clone(x, True), clone(w, True), clone(b, True)
+    rm2, rv2 = rm.clone(), rv.clone()
+    torch.sigmoid(torch_bn_relu(x2, rm2, rv2, w2, b2, True, 0.1, 1e-5)).sum().backward()
+    for a, e in [(xs.grad, x2.grad), (ws.grad, w2.grad), (bs.grad, b2.grad), (rm1, rm2), (rv1, rv2)]:
+        assert_rel_close(a, e)

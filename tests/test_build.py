@@ -1,0 +1,46 @@
+"""The build: info(), the version guard, the emulate switch."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import torch
+
+import cnnext
+
+
+def test_info_fields():
+    i = cnnext.info()
+    for key in ["cnnext_version", "torch_version", "torch_version_built", "compiler", "cpu_simd",
+                "cuda_kernels_compiled", "cuda_archs", "gpu_available", "cuda_emulator", "num_threads"]:
+        assert key in i, key
+    assert i["torch_version"] == torch.__version__
+    assert i["cuda_emulator"] is True
+    assert i["num_threads"] == torch.get_num_threads()
+    native = json.loads(torch.ops.cnnext.build_info())
+    assert native["torch_version_compiled"] == torch.__version__.split("+")[0]
+
+
+def test_info_module_prints():
+    out = subprocess.run([sys.executable, "-m", "cnnext.info"], capture_output=True, text=True, check=True).stdout
+    assert "cpu_simd" in out and "torch_version_built" in out
+
+
+def test_torch_version_mismatch_is_a_clear_import_error():
+    # Pretend the running torch is another release: import cnnext must refuse with rebuild advice,
+    # before loading the compiled library (which would fail with undefined symbols).
+    code = textwrap.dedent(
+        """
+        import torch
+        torch.__version__ = "2.99.0"
+        try:
+            import cnnext
+        except ImportError as e:
+            print("IMPORTERROR:", e)
+        else:
+            print("imported")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert "IMPORTERROR:" in out, out
+    assert "2.99.0" in out and "Rebuild cnnext" in out and "--no-build-isolation" in out

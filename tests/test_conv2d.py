@@ -1,0 +1,322 @@
+"""conv2d: against torch.nn.functional.conv2d (outputs, all three gradients), gradcheck, opcheck,
+every conv of the d2l model family (scaled down), 'same'/'valid', unbatched, layouts, nn.Conv2d,
+torch.compile, bad input."""
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cnnext
+from cnnext.functional import conv2d
+from conftest import assert_rel_close, on
+
+# (name, (N, C, H, W), (K, kh, kw), stride, padding, dilation, groups)
+D2L_CASES = [
+    ("lenet_c1_5x5_pad2", (2, 1, 12, 12), (3, 5, 5), 1, 2, 1, 1),
+    ("lenet_c2_5x5", (2, 3, 9, 9), (4, 5, 5), 1, 0, 1, 1),
+    ("alexnet_11x11_s4", (1, 1, 27, 27), (4, 11, 11), 4, 1, 1, 1),
+    ("alexnet_5x5_pad2", (1, 4, 6, 6), (6, 5, 5), 1, 2, 1, 1),
+    ("vgg_resnet_3x3_pad1", (2, 3, 8, 8), (5, 3, 3), 1, 1, 1, 1),
+    ("resnet_3x3_s2", (1, 4, 9, 9), (4, 3, 3), 2, 1, 1, 1),
+    ("resnet_1x1_s2_downsample", (2, 4, 7, 7), (6, 1, 1), 2, 0, 1, 1),
+    ("nin_googlenet_1x1", (2, 6, 5, 5), (4, 1, 1), 1, 0, 1, 1),
+    ("nin_11x11_s4", (1, 1, 23, 23), (3, 11, 11), 4, 0, 1, 1),
+    ("googlenet_7x7_s2_pad3", (1, 3, 16, 16), (4, 7, 7), 2, 3, 1, 1),
+    ("googlenet_5x5_pad2", (1, 3, 7, 7), (2, 5, 5), 1, 2, 1, 1),
+    ("5x5_s2", (1, 3, 11, 11), (4, 5, 5), 2, 2, 1, 1),
+    ("densenet_3x3", (2, 5, 6, 6), (3, 3, 3), 1, 1, 1, 1),
+    ("densenet_1x1_transition", (2, 7, 6, 6), (3, 1, 1), 1, 0, 1, 1),
+    ("groups2", (2, 4, 6, 7), (6, 3, 3), 1, 1, 1, 2),
+    ("groups3_1x1", (1, 6, 5, 4), (9, 1, 1), 1, 0, 1, 3),
+    ("depthwise", (1, 5, 7, 6), (5, 3, 3), 1, 1, 1, 5),
+    ("depthwise_x2", (2, 3, 6, 6), (6, 3, 3), (2, 1), 1, 1, 3),
+    ("dilation2", (1, 3, 9, 10), (4, 3, 3), 1, 2, 2, 1),
+    ("dilation_2x3", (1, 2, 11, 12), (3, 3, 2), 1, (1, 2), (2, 3), 1),
+    ("pad_gt_half_kernel", (1, 2, 4, 5), (3, 3, 3), 1, (3, 2), 1, 1),
+    ("kernel_eq_padded_input", (1, 2, 3, 4), (3, 5, 6), 1, 1, 1, 1),
+    ("stride_gt_kernel", (1, 2, 9, 10), (3, 2, 2), 3, 0, 1, 1),
+    ("asym_1x3", (2, 3, 6, 9), (4, 1, 3), 1, (0, 1), 1, 1),
+    ("asym_5x1_s2x1", (1, 2, 8, 5), (3, 5, 1), (2, 1), (2, 0), 1, 1),
+    ("c1_k1", (1, 1, 5, 5), (1, 3, 3), 1, 1, 1, 1),
+    ("batch1_1x1_1x1", (1, 1, 1, 1), (1, 1, 1), 1, 0, 1, 1),
+    ("1x1_over_tiles", (2, 40, 9, 9), (70, 1, 1), 1, 0, 1, 1),
+    ("3x3_over_tiles", (1, 9, 10, 9), (67, 3, 3), 1, 1, 1, 1),
+]
+
+
+def _random_cases(n, seed=0):
+    rng = random.Random(seed)
+    cases = []
+    for i in range(n):
+        groups = rng.choice([1, 1, 2, 3])
+        C, K = groups * rng.randint(1, 3), groups * rng.randint(1, 3)
+        kh, kw = rng.randint(1, 5), rng.randint(1, 5)
+        sh, sw = rng.randint(1, 3), rng.randint(1, 3)
+        dh, dw = rng.randint(1, 2), rng.randint(1, 2)
+        ph, pw = rng.randint(0, 3), rng.randint(0, 3)
+        H = max(1, dh * (kh - 1) + 1 - 2 * ph) + rng.randint(0, 6)
+        W = max(1, dw * (kw - 1) + 1 - 2 * pw) + rng.randint(0, 6)
+        N = rng.randint(1, 3)
+        cases.append((f"random{i}", (N, C, H, W), (K, kh, kw), (sh, sw), (ph, pw), (dh, dw), groups))
+    return cases
+
+
+CASES = D2L_CASES + _random_cases(10)
+
+
+def _make(xs, ws, groups, dtype, seed=0, bias=True):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(xs, dtype=dtype, generator=g)
+    K, kh, kw = ws
+    w = torch.randn(K, xs[-3] // groups, kh, kw, dtype=dtype, generator=g)
+    b = torch.randn(K, dtype=dtype, generator=g) if bias else None
+    return x, w, b
+
+
+def _check_against_torch(x, w, b, grad_seed=1, **kw):
+    """Output and the gradients of input, weight and bias of conv2d vs F.conv2d."""
+    leaves = [t.detach().clone().requires_grad_() for t in (x, w, b) if t is not None]
+    refs = [t.detach().clone().requires_grad_() for t in (x, w, b) if t is not None]
+    y = conv2d(*leaves, **kw) if b is not None else conv2d(*leaves, None, **kw)
+    y2 = F.conv2d(*refs, **kw) if b is not None else F.conv2d(*refs, None, **kw)
+    assert_rel_close(y, y2, what="output")
+    gy = torch.randn(y2.shape, dtype=y2.dtype, generator=torch.Generator().manual_seed(grad_seed))
+    grads = torch.autograd.grad(y, leaves, gy)
+    grads2 = torch.autograd.grad(y2, refs, gy)
+    for name, a, e in zip(["grad input", "grad weight", "grad bias"], grads, grads2):
+        assert_rel_close(a, e, what=name)
+    return y
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name,xs,ws,stride,padding,dilation,groups", CASES, ids=[c[0] for c in CASES])
+def test_matches_torch(backend, name, xs, ws, stride, padding, dilation, groups, dtype):
+    x, w, b = _make(xs, ws, groups, dtype, seed=sum(map(ord, name)))
+    _check_against_torch(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+def test_no_bias_and_partial_grads(backend):
+    x, w, b = _make((2, 4, 7, 6), (6, 3, 3), 2, torch.float64)
+    _check_against_torch(x, w, None, padding=1, groups=2)
+    # only the weight (and bias) need a gradient; then only the bias
+    w_ = w.clone().requires_grad_()
+    b_ = b.clone().requires_grad_()
+    conv2d(x, w_, b_, padding=1, groups=2).sum().backward()
+    w2, b2 = w.clone().requires_grad_(), b.clone().requires_grad_()
+    F.conv2d(x, w2, b2, padding=1, groups=2).sum().backward()
+    assert_rel_close(w_.grad, w2.grad)
+    assert_rel_close(b_.grad, b2.grad)
+    b_ = b.clone().requires_grad_()
+    (gb,) = torch.autograd.grad(conv2d(x, w, b_, padding=1, groups=2).sum(), [b_])
+    assert_rel_close(gb, b2.grad)
+
+
+@pytest.mark.parametrize(
+    "xs,ws,kw",
+    [
+        ((1, 4, 5, 4), (4, 3, 2), dict(stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=2)),
+        ((2, 3, 4, 3), (2, 1, 1), dict(stride=2)),
+        ((2, 4, 5), (3, 2, 2), dict(padding="same")),
+    ],
+)
+def test_gradcheck(backend, xs, ws, kw):
+    x, w, b = _make(xs, ws, kw.get("groups", 1), torch.float64)
+    args = [t.requires_grad_() for t in (x, w, b)]
+    assert torch.autograd.gradcheck(lambda x, w, b: conv2d(x, w, b, **kw), args)
+
+
+def test_opcheck(backend):
+    cfgs = [  # (input shape, weight shape, bias, stride, padding, dilation, groups)
+        ((2, 4, 7, 6), (6, 2, 3, 2), True, [2, 1], [1, 2], [1, 2], 2),
+        ((3, 5, 5), (2, 3, 1, 1), False, [1, 1], [0, 0], [1, 1], 1),
+    ]
+    for xs, wsh, has_b, stride, padding, dilation, groups in cfgs:
+        x = torch.randn(xs, dtype=torch.float64)
+        w = torch.randn(wsh, dtype=torch.float64)
+        b = torch.randn(wsh[0], dtype=torch.float64) if has_b else None
+        y = F.conv2d(x, w, b, stride, padding, dilation, groups)
+        gy = torch.randn_like(y)
+        conv = (stride, padding, dilation, groups)
+        torch.library.opcheck(torch.ops.cnnext.conv2d_forward.default, (x, w, b, *conv))
+        torch.library.opcheck(torch.ops.cnnext.conv2d_backward_input.default, (gy, w, list(xs), *conv))
+        torch.library.opcheck(torch.ops.cnnext.conv2d_backward_weight.default, (gy, x, list(wsh), *conv, has_b))
+
+
+def test_noncontiguous_and_channels_last(backend):
+    x, w, b = _make((2, 6, 7, 9), (4, 3, 3), 2, torch.float32)
+    xt = x.transpose(2, 3).contiguous().transpose(2, 3)  # same values, H/W strides swapped
+    assert not xt.is_contiguous()
+    _check_against_torch(xt, w, b, padding=1, groups=2)
+    xs = torch.randn(2, 6, 14, 9)[:, :, ::2, :]  # strided view
+    _check_against_torch(xs, w, b, padding=(0, 1), groups=2)
+    x_cl = x.to(memory_format=torch.channels_last)
+    w_cl = w.to(memory_format=torch.channels_last)
+    assert not x_cl.is_contiguous()
+    _check_against_torch(x_cl, w_cl, b, stride=2, groups=2)
+    w_nc = torch.randn(3, 4, 3, 3).transpose(0, 1)  # (4, 3, 3, 3), non-contiguous weight
+    _check_against_torch(x, w_nc, b, groups=2)
+
+
+@pytest.mark.parametrize(
+    "ws,dilation",
+    [((3, 3), 1), ((2, 2), 1), ((4, 3), 1), ((2, 5), (1, 2)), ((3, 2), 2), ((1, 1), 1)],
+)
+def test_same_and_valid(backend, ws, dilation):
+    x, w, b = _make((2, 3, 7, 10), (4, *ws), 1, torch.float64)
+    y = _check_against_torch(x, w, b, padding="same", dilation=dilation)
+    assert y.shape[-2:] == x.shape[-2:]
+    _check_against_torch(x, w, b, padding="valid", dilation=dilation)
+
+
+def test_unbatched(backend):
+    x, w, b = _make((3, 7, 6), (4, 3, 3), 1, torch.float64)
+    y = _check_against_torch(x, w, b, padding=1, stride=(1, 2))
+    assert y.shape == (4, 7, 3)
+    _check_against_torch(x, w, b, padding="same")
+
+
+def test_argument_forms(backend):
+    x, w, b = _make((2, 2, 9, 8), (3, 3, 3), 1, torch.float64)
+    ref = F.conv2d(x, w, b, stride=2, padding=1, dilation=1)
+    for kw in [dict(stride=(2, 2), padding=(1, 1)), dict(stride=[2], padding=[1], dilation=(1,)),
+               dict(stride=2, padding=1, dilation=[1, 1])]:
+        assert_rel_close(conv2d(x, w, b, **kw), ref)
+    assert_rel_close(conv2d(x, w, b, 2, 1, 1, 1), ref)  # positional, as F.conv2d
+
+
+def test_empty_batch(backend):
+    x = torch.randn(0, 3, 6, 6, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, requires_grad=True)
+    b = torch.randn(4, requires_grad=True)
+    y = conv2d(x, w, b, padding=1)
+    assert y.shape == F.conv2d(x, w, b, padding=1).shape == (0, 4, 6, 6)
+    y.sum().backward()
+    assert x.grad.shape == x.shape
+    assert torch.equal(w.grad, torch.zeros_like(w)) and torch.equal(b.grad, torch.zeros_like(b))
+
+
+def test_deterministic_and_backends_agree():
+    x, w, b = _make((2, 6, 9, 8), (5, 3, 3), 1, torch.float32)
+    gy = torch.randn(2, 5, 9, 8)
+    results = {}
+    for be in ["cpu", "emu", "emu"]:
+        with on(be):
+            xs, ws, bs = (t.clone().requires_grad_() for t in (x, w, b))
+            y = conv2d(xs, ws, bs, padding=1)
+            grads = torch.autograd.grad(y, (xs, ws, bs), gy)
+            if be in results:  # the second emulated run: bit-identical
+                for a, e in zip((y, *grads), results[be]):
+                    assert torch.equal(a, e)
+            results[be] = (y, *grads)
+    for a, e in zip(results["cpu"], results["emu"]):
+        assert_rel_close(a, e)
+
+
+def test_nn_conv2d_drop_in(backend):
+    torch.manual_seed(0)
+    for kwargs in [
+        dict(in_channels=4, out_channels=6, kernel_size=3, padding=1),
+        dict(in_channels=4, out_channels=6, kernel_size=(3, 2), stride=(2, 1), padding=(1, 0), dilation=(1, 2),
+             groups=2, bias=False),
+        dict(in_channels=4, out_channels=4, kernel_size=3, padding="same", groups=4),
+        dict(in_channels=4, out_channels=2, kernel_size=3, padding=2, padding_mode="reflect"),
+        dict(in_channels=4, out_channels=2, kernel_size=(3, 5), padding=(1, 2), padding_mode="circular"),
+        dict(in_channels=4, out_channels=2, kernel_size=2, padding=1, padding_mode="replicate", stride=2),
+    ]:
+        ref = torch.nn.Conv2d(**kwargs, dtype=torch.float64)
+        mine = cnnext.nn.Conv2d(**kwargs, dtype=torch.float64)
+        assert isinstance(mine, torch.nn.Conv2d)
+        assert repr(mine) == repr(ref)
+        assert mine.state_dict().keys() == ref.state_dict().keys()
+        mine.load_state_dict(ref.state_dict())
+        x = torch.randn(2, 4, 7, 8, dtype=torch.float64, requires_grad=True)
+        x2 = x.detach().clone().requires_grad_()
+        y, y2 = mine(x), ref(x2)
+        assert_rel_close(y, y2, what=str(kwargs))
+        y.sum().backward()
+        y2.sum().backward()
+        assert_rel_close(x.grad, x2.grad)
+        assert_rel_close(mine.weight.grad, ref.weight.grad)
+        if ref.bias is not None:
+            assert_rel_close(mine.bias.grad, ref.bias.grad)
+    # same initialisation as torch.nn.Conv2d from the same seed
+    torch.manual_seed(3)
+    a = cnnext.nn.Conv2d(3, 5, 3)
+    torch.manual_seed(3)
+    r = torch.nn.Conv2d(3, 5, 3)
+    assert torch.equal(a.weight, r.weight) and torch.equal(a.bias, r.bias)
+
+
+def test_torch_compile_fullgraph():
+    def f(x, w, b):
+        return torch.relu(conv2d(x, w, b, stride=2, padding=1)).sum()
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    x, w, b = (t.requires_grad_() for t in _make((2, 3, 9, 9), (4, 3, 3), 1, torch.float32))
+    out = compiled(x, w, b)
+    out.backward()
+    refs = [t.detach().clone().requires_grad_() for t in (x, w, b)]
+    ref = torch.relu(F.conv2d(*refs, stride=2, padding=1)).sum()
+    ref.backward()
+    assert_rel_close(out, ref)
+    for a, e in zip((x, w, b), refs):
+        assert_rel_close(a.grad, e.grad)
+
+
+def _bad(xs, ws, bs=None, dtype=torch.float32, wdtype=None, bdtype=None, wdevice="cpu", **kw):
+    def make():
+        x = torch.ones(xs, dtype=dtype)
+        w = torch.ones(ws, dtype=wdtype or dtype, device=wdevice)
+        b = None if bs is None else torch.ones(bs, dtype=bdtype or dtype)
+        return x, w, b, kw
+
+    return make
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (_bad((1, 2, 5, 5), (4, 2, 3)), r"conv2d: weight must be 4-D \(out, in/groups, kh, kw\), got 3-D"),
+        (_bad((2, 5, 5), (4, 2, 3, 3, 1)), r"conv2d: weight must be 4-D"),
+        (_bad((5, 5), (4, 2, 3, 3)), r"conv2d: input must be 3-D \(C, H, W\) or 4-D"),
+        (_bad((1, 1, 2, 5, 5), (4, 2, 3, 3)), r"conv2d: input must be 3-D"),
+        (_bad((1, 3, 5, 5), (4, 1, 3, 3), groups=2), r"conv2d: input channels \(3\) must be divisible by groups"),
+        (_bad((1, 4, 5, 5), (3, 2, 3, 3), groups=2), r"conv2d: weight out channels \(3\) must be divisible by groups"),
+        (_bad((1, 3, 5, 5), (4, 2, 3, 3)), r"conv2d: weight must have shape \(out, in/groups, kh, kw\)"),
+        (_bad((1, 2, 5, 5), (4, 2, 3, 3), stride=0), r"conv2d: stride must be positive"),
+        (_bad((1, 2, 5, 5), (4, 2, 3, 3), stride=(1, -1)), r"conv2d: stride must be positive"),
+        (_bad((1, 2, 5, 5), (4, 2, 3, 3), dilation=0), r"conv2d: dilation must be positive"),
+        (_bad((1, 2, 5, 5), (4, 2, 3, 3), padding=-1), r"conv2d: padding must be non-negative"),
+        (_bad((1, 2, 5, 5), (4, 2, 3, 3), groups=0), r"conv2d: groups must be positive"),
+        (_bad((1, 2, 5, 5), (4, 2, 3, 3), stride=(1, 2, 3)), r"conv2d: stride must be an int or a pair"),
+        (_bad((1, 2, 3, 3), (4, 2, 5, 5)), r"conv2d: weight's kernel size .* larger than the padded input"),
+        (_bad((1, 2, 3, 6), (4, 2, 2, 2), dilation=3), r"conv2d: weight's kernel size .* larger than the padded"),
+        (_bad((1, 2, 5, 5), (4, 2, 3, 3), stride=2, padding="same"), r"conv2d: padding='same' is not supported"),
+        (_bad((1, 2, 5, 5), (4, 2, 3, 3), padding="full"), r"conv2d: padding must be 'valid', 'same'"),
+        (_bad((1, 2, 5, 5), (4, 2, 3, 3), dtype=torch.int32), r"conv2d: input must be float32 or float64"),
+        (_bad((1, 2, 5, 5), (4, 2, 3, 3), dtype=torch.float16), r"conv2d: input must be float32 or float64"),
+        (_bad((1, 2, 5, 5), (4, 2, 3, 3), wdtype=torch.float64), r"conv2d: weight has dtype"),
+        (_bad((1, 2, 5, 5), (4, 2, 3, 3), (4,), bdtype=torch.float64), r"conv2d: bias has dtype"),
+        (_bad((1, 2, 5, 5), (4, 2, 3, 3), (3,)), r"conv2d: bias must be 1-D of size out_channels \(4\)"),
+        (_bad((1, 2, 5, 5), (4, 2, 3, 3), (4, 1)), r"conv2d: bias must be 1-D"),
+        (_bad((1, 2, 5, 5), (4, 2, 3, 3), wdevice="meta"), r"conv2d: weight is on meta"),
+        (_bad((1, 0, 5, 5), (4, 0, 3, 3)), r"conv2d: input must have at least one channel"),
+        (_bad((1, 2, 0, 5), (4, 2, 3, 3), padding=2), r"conv2d: input must have non-zero height and width"),
+        (_bad((1, 2, 5, 5), (0, 2, 3, 3)), r"conv2d: weight must have at least one output channel"),
+    ],
+)
+def test_bad_input(backend, make, match):
+    x, w, b, kw = make()
+    with pytest.raises((RuntimeError, TypeError, ValueError), match=match):
+        conv2d(x, w, b, **kw)
+
+
+def test_bad_backward_args():
+    w = torch.randn(4, 2, 3, 3)
+    gy = torch.randn(1, 4, 3, 3)
+    with pytest.raises(RuntimeError, match=r"conv2d: grad_output has shape"):
+        torch.ops.cnnext.conv2d_backward_input(gy, w, [1, 2, 6, 5], [1, 1], [0, 0], [1, 1], 1)
+    with pytest.raises(RuntimeError, match=r"conv2d: grad_output has shape"):
+        torch.ops.cnnext.conv2d_backward_weight(gy, torch.randn(1, 2, 5, 6), [4, 2, 3, 3], [1, 1], [0, 0], [1, 1], 1,
+                                                True)

@@ -1,0 +1,230 @@
+"""max_pool2d: against torch.nn.functional.max_pool2d (values, indices, gradients), ties and NaN,
+gradcheck, opcheck, compile, nn.MaxPool2d, bad input; on the CPU kernels and the emulated CUDA kernels."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cnnext
+from cnnext.functional import max_pool2d
+from conftest import assert_rel_close, on
+
+# (input shape, kernel_size, stride, padding, dilation, ceil_mode)
+CONFIGS = [
+    ((2, 3, 27, 27), 3, 2, 0, 1, False),  # AlexNet / NiN 3x3 s2
+    ((2, 4, 12, 12), 3, 1, 1, 1, False),  # GoogLeNet inception branch 3x3 s1 p1
+    ((2, 4, 12, 12), 3, 2, 1, 1, False),  # GoogLeNet 3x3 s2 p1
+    ((1, 3, 16, 16), 3, 2, 1, 1, False),  # ResNet stem 3x3 s2 p1
+    ((2, 2, 14, 14), 2, 2, 0, 1, False),  # LeNet 2x2 s2
+    ((1, 2, 6, 6), 3, 3, 1, 1, True),  # ceil_mode: an extra last window, partly in the right padding
+    ((1, 2, 5, 5), 2, 2, 1, 1, True),  # ceil_mode: a window starting in the right padding is dropped
+    ((1, 2, 9, 9), 4, 2, 2, 1, False),  # padding = kernel / 2
+    ((1, 2, 11, 13), 2, 3, 0, 1, False),  # stride > kernel
+    ((1, 2, 13, 15), 3, 2, 1, 2, True),  # dilation 2, ceil_mode
+    ((2, 3, 17, 19), (3, 2), (2, 1), (1, 1), (1, 2), False),  # odd sizes, non-square everything
+    ((1, 1, 5, 5), 5, 1, 0, 1, False),  # kernel = input
+    ((1, 1, 3, 4), (3, 4), 1, (1, 2), 1, True),  # kernel = input, padded
+    ((1, 2, 5, 70), 3, 2, 1, 1, False),  # wide rows: several 16-lane blocks, edges, overlap
+    ((1, 1, 4, 67), 3, 1, 1, 1, True),  # stride 1, wide
+    ((1, 2, 6, 80), 3, 3, 1, 1, True),  # stride 3 (gathers), wide
+    ((1, 1, 3, 52), (2, 5), (1, 2), (1, 2), (2, 3), True),  # dilation + stride 2 edges, wide
+    ((1, 1, 2, 70), (1, 65), 1, (0, 32), 1, False),  # a very wide kernel
+]
+
+
+def ids(c):
+    return "x".join(map(str, c[0])) + f"-k{c[1]}-s{c[2]}-p{c[3]}-d{c[4]}" + ("-ceil" if c[5] else "")
+
+
+def check_against_torch(x, k, s, p, d, ceil, what=""):
+    xa, xb = x.detach().clone().requires_grad_(), x.detach().clone().requires_grad_()
+    y, i = max_pool2d(xa, k, s, p, d, ceil, return_indices=True)
+    y2, i2 = F.max_pool2d(xb, k, s, p, d, ceil, return_indices=True)
+    assert y.shape == y2.shape and y.dtype == y2.dtype, what
+    assert torch.equal(y.nan_to_num(), y2.nan_to_num()) and torch.equal(y.isnan(), y2.isnan()), f"{what}: output"
+    assert i.dtype == torch.int64 and torch.equal(i, i2), f"{what}: indices differ at {(i != i2).sum()} places"
+    g = torch.randn_like(y2)
+    y.backward(g)
+    y2.backward(g)
+    assert_rel_close(xa.grad, xb.grad, what=f"{what}: grad input")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=ids)
+def test_matches_torch(backend, cfg, dtype):
+    torch.manual_seed(0)
+    shape, k, s, p, d, ceil = cfg
+    check_against_torch(torch.randn(shape, dtype=dtype), k, s, p, d, ceil, what=ids(cfg))
+
+
+@pytest.mark.parametrize("cfg", [CONFIGS[i] for i in (0, 3, 5, 9, 13, 16)], ids=ids)
+@pytest.mark.parametrize("kind", ["ties", "nan", "-inf"])
+def test_ties_nan_inf(backend, cfg, kind):
+    """Ties: the first max in scan order; NaN: the last NaN of the window; all -inf: the first valid tap."""
+    torch.manual_seed(1)
+    shape, k, s, p, d, ceil = cfg
+    x = torch.randint(0, 3, shape).float()
+    if kind == "nan":
+        x[torch.rand(shape) < 0.15] = float("nan")
+    if kind == "-inf":
+        x[torch.rand(shape) < 0.8] = float("-inf")
+    check_against_torch(x, k, s, p, d, ceil, what=f"{ids(cfg)} {kind}")
+
+
+def test_noncontiguous_channels_last_unbatched(backend):
+    torch.manual_seed(2)
+    base = torch.randn(2, 3, 19, 23, dtype=torch.float64)
+    x_t = base.transpose(-1, -2)  # (2, 3, 23, 19), transposed strides
+    x_s = base[:, :, 1::2, ::3]  # sliced
+    x_cl = base.contiguous(memory_format=torch.channels_last)
+    x_u = base[1]  # unbatched (C, H, W)
+    for x, what in [(x_t, "transposed"), (x_s, "sliced"), (x_cl, "channels_last"), (x_u, "unbatched")]:
+        check_against_torch(x, 3, 2, 1, 1, True, what=what)
+
+
+def test_return_indices_not_differentiable(backend):
+    x = torch.randn(1, 2, 6, 6, requires_grad=True)
+    y, i = max_pool2d(x, 2, return_indices=True)
+    assert y.requires_grad and not i.requires_grad
+    assert max_pool2d(x, 2).shape == (1, 2, 3, 3)
+
+
+def test_stride_default_and_forms(backend):
+    x = torch.randn(2, 3, 10, 11)
+    for kw in [dict(kernel_size=3), dict(kernel_size=(3, 2), stride=None), dict(kernel_size=[2], stride=[]),
+               dict(kernel_size=3, stride=(2, 1), padding=(1, 0), dilation=(1, 2))]:
+        assert torch.equal(max_pool2d(x, **kw), F.max_pool2d(x, **kw)), kw
+
+
+def test_d2l_examples(backend):
+    # d2l 7.5.1: pool2d(X, (2, 2)) on X = 0..8
+    X = torch.arange(9.0).reshape(1, 3, 3)
+    assert torch.equal(max_pool2d(X, 2, 1), torch.tensor([[[4.0, 5.0], [7.0, 8.0]]]))
+    # d2l 7.5.2: a 3x3 window on 0..15 with default stride, then padding 1 and stride 2
+    X = torch.arange(16.0).reshape(1, 1, 4, 4)
+    assert torch.equal(cnnext.nn.MaxPool2d(3)(X), torch.tensor([[[[10.0]]]]))
+    assert torch.equal(cnnext.nn.MaxPool2d(3, padding=1, stride=2)(X), torch.tensor([[[[5.0, 7.0], [13.0, 15.0]]]]))
+
+
+def test_gradcheck(backend):
+    # distinct values (no ties) spaced far apart compared with gradcheck's eps
+    x = (torch.randperm(2 * 2 * 7 * 8, dtype=torch.float64) / 10).reshape(2, 2, 7, 8).requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: max_pool2d(t, 3, 2, 1, 1, True), (x,))
+    assert torch.autograd.gradcheck(lambda t: max_pool2d(t, (2, 3), 1, (1, 0), (2, 1)), (x,))
+
+
+def test_opcheck(backend):
+    x = torch.randn(2, 3, 7, 9, dtype=torch.float64)
+    args = ([3, 3], [2, 2], [1, 1], [1, 1], True)
+    y, i = torch.ops.cnnext.max_pool2d_forward(x, *args)
+    gy = torch.randn_like(y)
+    torch.library.opcheck(torch.ops.cnnext.max_pool2d_forward.default, (x, *args))
+    torch.library.opcheck(torch.ops.cnnext.max_pool2d_forward.default, (x[0].float(), [2, 3], [], [1, 0], [1, 1], False))
+    torch.library.opcheck(torch.ops.cnnext.max_pool2d_backward.default, (gy, i, list(x.shape), *args))
+
+
+def test_backward_deterministic_and_thread_independent():
+    torch.manual_seed(3)
+    x = torch.randn(4, 8, 21, 21)
+    y, i = torch.ops.cnnext.max_pool2d_forward(x, [3, 3], [1, 1], [1, 1], [1, 1], False)
+    gy = torch.randn_like(y)
+    args = (gy, i, list(x.shape), [3, 3], [1, 1], [1, 1], [1, 1], False)
+    n = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        g1 = torch.ops.cnnext.max_pool2d_backward(*args)
+        torch.set_num_threads(2)
+        g2 = torch.ops.cnnext.max_pool2d_backward(*args)
+    finally:
+        torch.set_num_threads(n)
+    assert torch.equal(g1, g2)
+    with on("emu"):
+        assert_rel_close(torch.ops.cnnext.max_pool2d_backward(*args), g1)
+
+
+def test_torch_compile_fullgraph():
+    def f(x):
+        return torch.tanh(max_pool2d(x, 3, 2, 1, ceil_mode=True)).sum()
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    x = torch.randn(2, 3, 11, 10, requires_grad=True)
+    out = compiled(x)
+    out.backward()
+    x2 = x.detach().clone().requires_grad_()
+    ref = torch.tanh(F.max_pool2d(x2, 3, 2, 1, ceil_mode=True)).sum()
+    ref.backward()
+    assert_rel_close(out, ref)
+    assert_rel_close(x.grad, x2.grad)
+
+
+def test_module_drop_in(backend):
+    for kw in [dict(kernel_size=3, stride=2), dict(kernel_size=(3, 2), stride=1, padding=1, dilation=(1, 2),
+                                                    ceil_mode=True, return_indices=True)]:
+        m, ref = cnnext.nn.MaxPool2d(**kw), torch.nn.MaxPool2d(**kw)
+        assert isinstance(m, torch.nn.MaxPool2d)
+        assert repr(m) == repr(ref)
+        assert m.state_dict().keys() == ref.state_dict().keys()
+        x = torch.randn(2, 3, 9, 8)
+        out, expected = m(x), ref(x)
+        if kw.get("return_indices"):
+            assert torch.equal(out[0], expected[0]) and torch.equal(out[1], expected[1])
+        else:
+            assert torch.equal(out, expected)
+
+
+def test_empty_batch(backend):
+    y, i = max_pool2d(torch.randn(0, 3, 6, 6, requires_grad=True), 2, return_indices=True)
+    assert y.shape == i.shape == (0, 3, 3, 3)
+    y.sum().backward()
+
+
+@pytest.mark.parametrize(
+    "x,kw,match",
+    [
+        (torch.ones(1, 1, 5, 5), dict(kernel_size=3, padding=2), r"max_pool2d: padding \(2, 2\) is too large"),
+        (torch.ones(1, 1, 5, 5), dict(kernel_size=(3, 5), padding=(1, 3)), r"pad should be at most half"),
+        (torch.ones(1, 1, 5, 5), dict(kernel_size=6), r"max_pool2d: kernel_size .* does not fit the input"),
+        (torch.ones(1, 1, 5, 5), dict(kernel_size=3, dilation=3), r"max_pool2d: .*output size \(-?\d+, -?\d+\) is too"),
+        (torch.ones(1, 1, 5, 5), dict(kernel_size=0), r"max_pool2d: kernel_size must be positive"),
+        (torch.ones(1, 1, 5, 5), dict(kernel_size=(2, -1)), r"max_pool2d: kernel_size must be positive"),
+        (torch.ones(1, 1, 5, 5), dict(kernel_size=2, stride=0), r"max_pool2d: stride must be positive"),
+        (torch.ones(1, 1, 5, 5), dict(kernel_size=2, stride=(1, -2)), r"max_pool2d: stride must be positive"),
+        (torch.ones(1, 1, 5, 5), dict(kernel_size=2, dilation=0), r"max_pool2d: dilation must be positive"),
+        (torch.ones(1, 1, 5, 5), dict(kernel_size=2, padding=-1), r"max_pool2d: padding must be non-negative"),
+        (torch.ones(1, 1, 5, 5), dict(kernel_size=(2, 2, 2)), r"max_pool2d: kernel_size must be a single int or a pair"),
+        (torch.ones(5, 5), dict(kernel_size=2), r"max_pool2d: input must be 3-D \(C, H, W\) or 4-D .* got 2-D"),
+        (torch.ones(1, 1, 1, 5, 5), dict(kernel_size=2), r"max_pool2d: input must be 3-D .* got 5-D"),
+        (torch.ones(1, 0, 5, 5), dict(kernel_size=2), r"max_pool2d: input must have non-zero C, H and W"),
+        (torch.ones(1, 1, 5, 5, dtype=torch.int32), dict(kernel_size=2), r"max_pool2d: input must be float32 or"),
+        (torch.ones(1, 1, 5, 5, dtype=torch.float16), dict(kernel_size=2), r"max_pool2d: input must be float32 or"),
+    ],
+)
+def test_bad_input(backend, x, kw, match):
+    with pytest.raises((RuntimeError, TypeError, ValueError), match=match):
+        max_pool2d(x, **kw)
+
+
+def test_bad_backward_input(backend):
+    x = torch.randn(1, 2, 6, 6)
+    args = ([2, 2], [2, 2], [0, 0], [1, 1], False)
+    y, i = torch.ops.cnnext.max_pool2d_forward(x, *args)
+    bwd = torch.ops.cnnext.max_pool2d_backward
+    with pytest.raises(TypeError, match=r"max_pool2d: indices must be int64"):
+        bwd(y, i.int(), list(x.shape), *args)
+    with pytest.raises(RuntimeError, match=r"max_pool2d: grad_output has shape"):
+        bwd(y[:, :, :2], i[:, :, :2], list(x.shape), *args)
+    with pytest.raises(RuntimeError, match=r"max_pool2d: indices has shape"):
+        bwd(y, i[:1, :1], list(x.shape), *args)
+    with pytest.raises(TypeError, match=r"max_pool2d: grad_output must be float32 or"):
+        bwd(y.half(), i, list(x.shape), *args)
+
+
+def test_out_of_range_indices_cpu():
+    """The CPU backward scatters through the indices, so it refuses ones outside the plane."""
+    x = torch.randn(1, 2, 6, 6)
+    args = ([2, 2], [2, 2], [0, 0], [1, 1], False)
+    y, i = torch.ops.cnnext.max_pool2d_forward(x, *args)
+    for bad in (36, -1):
+        j = i.clone()
+        j[0, 1, 2, 0] = bad
+        with pytest.raises(RuntimeError, match=r"max_pool2d: indices must lie in \[0, H\*W\)"):
+            torch.ops.cnnext.max_pool2d_backward(y, j, list(x.shape), *args)
