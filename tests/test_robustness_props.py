@@ -201,17 +201,31 @@ def outcome(fn, case, emulate=False):
         return "raised", e
 
 
+def clamp_huge(v):
+    if isinstance(v, bool) or not isinstance(v, (int, tuple, list)):
+        return v
+    if isinstance(v, int):
+        return max(min(v, 2**31 - 1), -(2**31))
+    return type(v)(clamp_huge(x) for x in v)
+
+
 def judge_invalid(spec, case, must_match):
     t_kind, t_val = outcome(spec.ref, case)
     if t_kind == "unbuildable":
         return None
+    if t_kind == "raised" and "without overflow" in str(t_val):
+        # torch's own int32 limit on a huge size / stride / padding: cnnext may take int64 values, so
+        # judge against torch with those values clamped to 2^31-1, which acts the same on these small
+        # inputs (one window per axis for a stride; still larger than the input for a kernel)
+        clamped = Case(case.args, {k: clamp_huge(v) for k, v in case.kwargs.items()}, case.expect, case.what)
+        t_kind, t_val = outcome(spec.ref, clamped)
     c_kind, c_val = outcome(spec.fn, case)
     if c_kind == "raised":
         msg = f"{type(c_val).__name__}: {c_val}"
         low = msg.lower()
         if t_kind == "ok" and must_match:
             return f"raised where torch succeeds: {msg[:300]}"
-        if spec.name.lower() not in low:
+        if not any(n.lower() in low for n in (spec.name, *spec.aliases)):
             return f"error does not name the op '{spec.name}': {msg[:300]}"
         if case.expect and not any(e.lower() in low for e in case.expect):
             return f"error names none of {case.expect}: {msg[:300]}"
