@@ -2,7 +2,8 @@
 set flat.  RSS (from /proc/self/statm) is read after a warm-up and after the loop; growth must stay
 under 20 MB (a leak of one input-sized buffer per call would be several hundred MB; an input here is
 at least 16K elements).  The emulated CUDA kernels get 100 calls on tiny shapes (a leak per launch shows
-there as well).  Each op runs in a fresh subprocess so allocations of other tests do not blur it.
+there as well).  A worker subprocess per backend (allocations of other tests do not blur it) measures the ops one
+after the other.
 """
 import json
 import os
@@ -58,15 +59,29 @@ def measure(name, backend, iters):
             "input_elems": size(case), "case": repr(case)}
 
 
+_RESULTS = {}
+
+
+def results(backend):
+    """One worker process per backend measures every available op (one after the other)."""
+    if backend not in _RESULTS:
+        names = [s.name for s in specs.available_specs()]
+        p = subprocess.run([sys.executable, os.path.abspath(__file__), ",".join(names), backend, str(ITERS[backend])],
+                           capture_output=True, text=True, timeout=600, cwd=os.path.dirname(HERE))
+        _RESULTS[backend] = (p.returncode, (p.stdout + p.stderr)[-3000:],
+                             {r["op"]: r for r in map(json.loads, p.stdout.strip().splitlines()) if "op" in r}
+                             if p.returncode == 0 else {})
+    return _RESULTS[backend]
+
+
 @pytest.mark.parametrize("backend", ["cpu", "emu"])
 @pytest.mark.parametrize("name", list(specs.SPECS))
 def test_no_leak(name, backend):
     if not specs.SPECS[name].available:
         pytest.skip(f"cnnext.functional.{name} does not exist yet")
-    p = subprocess.run([sys.executable, os.path.abspath(__file__), name, backend, str(ITERS[backend])],
-                       capture_output=True, text=True, timeout=300, cwd=os.path.dirname(HERE))
-    assert p.returncode == 0, f"worker failed (exit {p.returncode}):\n{(p.stdout + p.stderr)[-3000:]}"
-    r = json.loads(p.stdout.strip().splitlines()[-1])
+    rc, tail, res = results(backend)
+    assert rc == 0, f"worker failed (exit {rc}):\n{tail}"
+    r = res[name]
     growth = r["rss1_mb"] - r["rss0_mb"]
     assert growth < TOLERANCE_MB, (f"{name} on {backend}: RSS grew {growth:.1f} MB over {r['iters']} forward+backward "
                                    f"calls ({r['rss0_mb']:.0f} -> {r['rss1_mb']:.0f} MB) on {r['case']}")
@@ -84,4 +99,5 @@ def test_leak_is_detected():
 
 
 if __name__ == "__main__":
-    print(json.dumps(measure(sys.argv[1], sys.argv[2], int(sys.argv[3]))))
+    for op in sys.argv[1].split(","):
+        print(json.dumps(measure(op, sys.argv[2], int(sys.argv[3]))), flush=True)
