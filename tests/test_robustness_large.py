@@ -119,7 +119,12 @@ def test_large_cpu():
     free = mem_available_gb()
     assert free >= 19, f"CNNEXT_LARGE_TESTS=1 but only {free:.1f} GB of memory is available (19 GB needed)"
     assert 33600 * 256 * 256 > 2**31
-    print("\n".join(large_check(33600, 256, 256)))
+    # in a subprocess: a crash (e.g. a 32-bit offset) fails this test instead of ending the run
+    p = subprocess.run([sys.executable, os.path.abspath(__file__), "large", "33600", "256", "256"],
+                       capture_output=True, text=True, timeout=1800, cwd=ROOT)
+    out = p.stdout + p.stderr
+    print(out[-5000:])
+    assert p.returncode == 0, f"large worker failed (exit {p.returncode}):\n{out[-3000:]}"
 
 
 def large_check(C, H, W, CF=None):
@@ -228,3 +233,6 @@ def test_index_review_catches_a_32bit_index():
 if __name__ == "__main__":
     if sys.argv[1] == "strided":
         strided_worker(sys.argv[2])
+    elif sys.argv[1] == "large":
+        for line in large_check(*map(int, sys.argv[2:5])):
+            print(line, flush=True)
