@@ -96,16 +96,20 @@ def _emu_sources():
 def make_extension():
     sources = sorted(glob.glob("csrc/cpu/*.cpp")) + sorted(glob.glob("csrc/ops/*.cpp")) + ["csrc/python_module.cpp"]
     sources += _emu_sources()
-    cxx = ["-O3", f"-march={MARCH}", "-ffp-contract=fast", "-fno-math-errno", "-Wall", "-Wno-unused-function",
-           "-Wno-sign-compare"]
+    # -fopenmp: at::parallel_for is an inline OpenMP loop (ATen's ParallelOpenMP.h); without the flag it
+    # runs on one thread.  The loader resolves libgomp to the runtime torch already loaded, so
+    # torch.set_num_threads holds for cnnext's kernels too.
+    cxx = ["-O3", f"-march={MARCH}", "-ffp-contract=fast", "-fno-math-errno", "-fopenmp", "-Wall",
+           "-Wno-unused-function", "-Wno-sign-compare"]
     define_macros = []
     if WITH_CUDA:
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
         define_macros.append(("CNNEXT_WITH_CUDA", "1"))
         nvcc = ["-O3", "-std=c++20", "-Xptxas", "-v", "-lineinfo", "--expt-relaxed-constexpr"]
         return CUDAExtension("cnnext._C", sources, define_macros=define_macros,
-                             extra_compile_args={"cxx": cxx, "nvcc": nvcc})
-    return CppExtension("cnnext._C", sources, define_macros=define_macros, extra_compile_args={"cxx": cxx})
+                             extra_compile_args={"cxx": cxx, "nvcc": nvcc}, extra_link_args=["-fopenmp"])
+    return CppExtension("cnnext._C", sources, define_macros=define_macros, extra_compile_args={"cxx": cxx},
+                        extra_link_args=["-fopenmp"])
 
 
 _write_build_info()

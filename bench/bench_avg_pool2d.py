@@ -3,7 +3,8 @@
 Run from the repository root: python -m bench.bench_avg_pool2d [--threads 2]
 
 GB/s counts the bytes an ideal kernel moves: forward reads the input and writes the output;
-forward+backward also reads grad_output and writes grad_input (y.backward(g) with a ready g).
+forward+backward also reads grad_output and writes grad_input (torch.autograd.grad(y, x, g) with a
+ready g, so no gradient accumulation).
 The %copy columns put them beside harness.copy_bandwidth(), torch's copy_ of 256 MiB.
 """
 import torch
@@ -19,7 +20,7 @@ AVG = [  # (name, shape): 2x2 stride-2 average pooling
     ("DenseNet trans2", (32, 112, 12, 12)),
     ("DenseNet 192x12x12", (32, 192, 12, 12)),
 ]
-ADAPTIVE = [  # (name, shape, output_size)
+ADAPTIVE = [  # (name, shape, output_size); the global (1, 1) heads and, in a group of its own, one general size
     ("ResNet-18 head", (32, 512, 3, 3), (1, 1)),
     ("GoogLeNet head", (32, 1024, 3, 3), (1, 1)),
     ("DenseNet head", (32, 248, 3, 3), (1, 1)),
@@ -35,8 +36,9 @@ def _cases(op, name, x, torch_f, cnnext_f, out_numel):
                         group=f"{op} forward")]
     xg = x.clone().requires_grad_()
     g = torch.randn(torch_f(x).shape)
-    out.append(harness.Case(f"{name} {tuple(x.shape)}", lambda: torch_f(xg).backward(g),
-                            lambda: cnnext_f(xg).backward(g), bytes=2 * nbytes, group=f"{op} forward+backward"))
+    out.append(harness.Case(f"{name} {tuple(x.shape)}", lambda: torch.autograd.grad(torch_f(xg), xg, g),
+                            lambda: torch.autograd.grad(cnnext_f(xg), xg, g), bytes=2 * nbytes,
+                            group=f"{op} forward+backward"))
     return out
 
 
@@ -49,7 +51,8 @@ def cases():
                       lambda t: cnnext.functional.avg_pool2d(t, 2, 2), x.numel() // 4)
     for name, shape, size in ADAPTIVE:
         x = torch.randn(shape)
-        out += _cases("adaptive_avg_pool2d", f"{name} {size}", x, lambda t, s=size: F.adaptive_avg_pool2d(t, s),
+        group = "adaptive_avg_pool2d global" if size == (1, 1) else "adaptive_avg_pool2d general"
+        out += _cases(group, f"{name} {size}", x, lambda t, s=size: F.adaptive_avg_pool2d(t, s),
                       lambda t, s=size: cnnext.functional.adaptive_avg_pool2d(t, s),
                       shape[0] * shape[1] * size[0] * size[1])
     return out

@@ -80,7 +80,6 @@ def test_family_shapes_cpu():
 
 def test_deterministic_across_threads():
     x = torch.randn(4, 16, 24, 24)
-    g = torch.randn(4, 16, 12, 12)
     n = torch.get_num_threads()
     outs = []
     for t in (1, 2):
@@ -91,7 +90,6 @@ def test_deterministic_across_threads():
         outs.append((y.detach(), xg.grad))
     torch.set_num_threads(n)
     assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
-    del g
 
 
 def test_gradcheck(backend):

@@ -44,3 +44,15 @@ def test_torch_version_mismatch_is_a_clear_import_error():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert "IMPORTERROR:" in out, out
     assert "2.99.0" in out and "Rebuild cnnext" in out and "--no-build-isolation" in out
+
+
+def test_cpu_kernels_are_built_with_openmp():
+    # at::parallel_for is an inline OpenMP loop: a build without -fopenmp silently runs every
+    # CPU kernel on one thread. The library must call into the OpenMP runtime.
+    import shutil
+
+    lib = cnnext._LIBRARY
+    nm = shutil.which("nm")
+    assert nm, "binutils' nm is needed for this check"
+    syms = subprocess.run([nm, "-D", "--undefined-only", lib], capture_output=True, text=True, check=True).stdout
+    assert "GOMP_parallel" in syms, "cnnext was compiled without OpenMP: at::parallel_for runs single-threaded"

@@ -119,6 +119,37 @@ def test_noncontiguous_inputs(backend):
         check_against_torch([a, b, c], dim)
 
 
+def copies(fn):
+    """Names of the aten copy ops fn() runs (the ops layer's .contiguous() pass shows up as one)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    return [e.name for e in prof.events() if e.name in ("aten::copy_", "aten::clone", "aten::contiguous")]
+
+
+def test_row_strided_inputs_read_in_place(backend):
+    # dense rows, spaced out or repeated: the kernels take a row stride, no .contiguous() pass
+    torch.manual_seed(0)
+    big = torch.randn(4, 10, 3, 5)
+    views = [big[:, 2:5], big[:, 7:8], torch.randn(1, 2, 3, 5).expand(4, 2, 3, 5), big[::2].repeat(2, 1, 1, 1)[:, :4]]
+    check_against_torch(views, 1)
+    assert copies(lambda: cat(views, 1)) == []
+    cl = big.to(memory_format=torch.channels_last)
+    check_against_torch([cl[:, 1:4], cl[:, 6:7], cl[:, :2]], 1)
+    assert copies(lambda: cat([cl[:, 1:4], cl[:, 6:7]], 1)) == []
+    check_against_torch([big[1:3], big[::3]], 0)  # dim 0: one row each; big[::3] is made dense first
+    check_against_torch([big[:, :, 1:], big[:, :, :1]], 2)
+    g = torch.randn(3, 9, 4)[:, 1:8]  # a sliced grad_output: rows spaced out
+    parts = torch.ops.cnnext.cat_backward(g, 1, [3, 4])
+    assert all(torch.equal(p, r) for p, r in zip(parts, g.split([3, 4], 1)))
+    assert copies(lambda: torch.ops.cnnext.cat_backward(g, 1, [3, 4])) == []
+
+
+def test_transposed_input_copied_once(backend):
+    x = torch.randn(3, 4).t()  # (4, 3), not dense by rows
+    check_against_torch([x, torch.randn(4, 2)], 1)
+    assert len(copies(lambda: cat([x, torch.randn(4, 2)], 1))) >= 1  # the documented extra pass
+
+
 @pytest.mark.parametrize("dim", [0, 1, 2, 3])
 def test_channels_last(backend, dim):
     torch.manual_seed(0)

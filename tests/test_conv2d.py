@@ -42,6 +42,7 @@ D2L_CASES = [
     ("batch1_1x1_1x1", (1, 1, 1, 1), (1, 1, 1), 1, 0, 1, 1),
     ("1x1_over_tiles", (2, 40, 9, 9), (70, 1, 1), 1, 0, 1, 1),
     ("3x3_over_tiles", (1, 9, 10, 9), (67, 3, 3), 1, 1, 1, 1),
+    ("grid_stride_columns", (1, 1, 66, 66), (1, 1, 1), 1, 0, 1, 1),  # > 64 column tiles: the emulator's grid cap
 ]
 
 
@@ -96,6 +97,40 @@ def test_matches_torch(backend, name, xs, ws, stride, padding, dilation, groups,
     _check_against_torch(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
+def test_many_groups(backend):
+    # > 64 groups: the emulator's grid cap, so the kernels' grid-stride loop over groups really loops.
+    # (float32 only: torch's own float64 depthwise conv on the CPU takes seconds here)
+    x, w, b = _make((1, 65, 3, 3), (65, 3, 3), 65, torch.float32)
+    _check_against_torch(x, w, b, padding=1, groups=65)
+
+
+@pytest.mark.parametrize("name", ["lenet_c1_5x5_pad2", "alexnet_11x11_s4", "groups2", "dilation_2x3", "asym_5x1_s2x1",
+                                  "depthwise_x2", "nin_googlenet_1x1"])
+def test_direct_fallback_kernels(name, monkeypatch):
+    """The CUDA launchers fall back to 64-bit direct kernels for images over 2^31 elements; run them here."""
+    _, xs, ws, stride, padding, dilation, groups = next(c for c in CASES if c[0] == name)
+    monkeypatch.setenv("CNNEXT_CONV2D_DIRECT", "1")
+    x, w, b = _make(xs, ws, groups, torch.float64)
+    with on("emu"):
+        _check_against_torch(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+@pytest.mark.parametrize(
+    "xs,ws,kw",
+    [
+        ((1, 6, 7, 9), (130, 3, 3), dict(padding=1)),  # 130 rows: a full and a partial 128-row tile
+        ((2, 130, 5, 4), (3, 1, 1), dict()),  # 1x1 (plain GEMM); grad input has 130 rows
+        ((1, 20, 9, 8), (132, 2, 3), dict(stride=(2, 1), padding=(1, 2), dilation=(2, 1), groups=2)),
+    ],
+)
+def test_128_tiles(xs, ws, kw, monkeypatch):
+    """float GEMMs with enough rows and columns run 128x128 tiles on a GPU; force them for small shapes."""
+    monkeypatch.setenv("CNNEXT_CONV2D_TILE", "128")
+    x, w, b = _make(xs, ws, kw.get("groups", 1), torch.float32)
+    with on("emu"):
+        _check_against_torch(x, w, b, **kw)
+
+
 def test_no_bias_and_partial_grads(backend):
     x, w, b = _make((2, 4, 7, 6), (6, 3, 3), 2, torch.float64)
     _check_against_torch(x, w, None, padding=1, groups=2)
@@ -124,6 +159,19 @@ def test_gradcheck(backend, xs, ws, kw):
     x, w, b = _make(xs, ws, kw.get("groups", 1), torch.float64)
     args = [t.requires_grad_() for t in (x, w, b)]
     assert torch.autograd.gradcheck(lambda x, w, b: conv2d(x, w, b, **kw), args)
+
+
+@pytest.mark.parametrize(
+    "xs,ws,kw",
+    [
+        ((1, 4, 4, 3), (2, 2, 2), dict(stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2)),
+        ((2, 3, 3), (2, 1, 2), dict(padding="same")),
+    ],
+)
+def test_gradgradcheck(backend, xs, ws, kw):
+    x, w, b = _make(xs, ws, kw.get("groups", 1), torch.float64)
+    args = [t.requires_grad_() for t in (x, w, b)]
+    assert torch.autograd.gradgradcheck(lambda x, w, b: conv2d(x, w, b, **kw), args)
 
 
 def test_opcheck(backend):

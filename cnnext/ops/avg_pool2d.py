@@ -66,18 +66,23 @@ def _avg_pool2d_backward_fake(grad_output, input_shape, kernel_size, stride, pad
     return grad_output.new_empty(input_shape)
 
 
-def _avg_pool2d_backward_backward(ctx, grad_grad_input):
-    # the backward op is linear in grad_output and its adjoint is the forward op
-    return (torch.ops.cnnext.avg_pool2d_forward(grad_grad_input, *ctx.args),) + (None,) * 7
+_forward_op = torch.ops.cnnext.avg_pool2d_forward.default
+_backward_op = torch.ops.cnnext.avg_pool2d_backward.default
 
 
-def _avg_pool2d_backward_setup(ctx, inputs, output):
-    ctx.args = inputs[2:]
+# Old-style Functions (ctx in forward): about 10 us less Python per call than setup_context.
+class AvgPool2dBackward(torch.autograd.Function):
+    """The backward op as a function of grad_output, for double backward: it is linear, and its
+    adjoint is the forward op."""
 
+    @staticmethod
+    def forward(ctx, grad_output, input_shape, *args):
+        ctx.args = args
+        return _backward_op(grad_output, input_shape, *args)
 
-# double backward (gradgradcheck, Hessian-vector products) through the backward op
-torch.library.register_autograd("cnnext::avg_pool2d_backward", _avg_pool2d_backward_backward,
-                                setup_context=_avg_pool2d_backward_setup)
+    @staticmethod
+    def backward(ctx, grad_grad_input):
+        return (AvgPool2dFunction.apply(grad_grad_input, *ctx.args),) + (None,) * 7
 
 
 class AvgPool2dFunction(torch.autograd.Function):
@@ -85,18 +90,17 @@ class AvgPool2dFunction(torch.autograd.Function):
     of dL/dy / divisor."""
 
     @staticmethod
-    def forward(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
-        return torch.ops.cnnext.avg_pool2d_forward(input, kernel_size, stride, padding, ceil_mode,
-                                                   count_include_pad, divisor_override)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.input_shape = inputs[0].shape
-        ctx.args = inputs[1:]
+    def forward(ctx, input, *args):
+        ctx.input_shape, ctx.args = input.shape, args
+        return _forward_op(input, *args)
 
     @staticmethod
     def backward(ctx, grad_output):
-        return (torch.ops.cnnext.avg_pool2d_backward(grad_output, ctx.input_shape, *ctx.args),) + (None,) * 6
+        if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
+            grad_input = AvgPool2dBackward.apply(grad_output, ctx.input_shape, *ctx.args)
+        else:
+            grad_input = _backward_op(grad_output, ctx.input_shape, *ctx.args)
+        return (grad_input,) + (None,) * 6
 
 
 def _list(v):
@@ -118,4 +122,4 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
             bool(count_include_pad), divisor_override)
     if torch.is_grad_enabled() and input.requires_grad:
         return AvgPool2dFunction.apply(input, *args)
-    return torch.ops.cnnext.avg_pool2d_forward(input, *args)
+    return _forward_op(input, *args)

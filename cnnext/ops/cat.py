@@ -103,6 +103,8 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     The tensors must have the same rank (1-D tensors of shape (0,) are skipped, as torch.cat does),
     the same sizes off `dim`, the same dtype (any dtype: the kernels copy bytes; no type promotion)
     and the same device. channels_last inputs give a channels_last output, as with torch.cat.
+    Dense inputs, channels_last inputs and slices with dense rows (e.g. ``x[:, 16:48]``) are read
+    in place; other views (transposed, strided within a row) are first copied to a dense tensor.
     """
     if isinstance(tensors, Tensor) or not isinstance(tensors, (list, tuple)):
         raise TypeError(f"cat: tensors must be a list or tuple of tensors, got {type(tensors).__name__}")

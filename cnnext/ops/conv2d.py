@@ -64,7 +64,8 @@ class Conv2dFunction(torch.autograd.Function):
     r"""y[n, k] = b[k] + sum_c x[n, c] \star w[k, c] (strided, padded, dilated, grouped cross-correlation).
 
     dL/dx = transposed conv of dL/dy with w; dL/dw[k, c, r, s] = sum_{n, p, q} dL/dy[n, k, p, q] x[n, c, ...];
-    dL/db[k] = sum_{n, p, q} dL/dy[n, k, p, q].
+    dL/db[k] = sum_{n, p, q} dL/dy[n, k, p, q]. The two backward passes are autograd Functions too, so
+    double backward works (each is bilinear; their derivatives are conv2d and the other backward pass).
     """
 
     @staticmethod
@@ -83,13 +84,66 @@ class Conv2dFunction(torch.autograd.Function):
         input, weight = ctx.saved_tensors
         grad_input = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_input = torch.ops.cnnext.conv2d_backward_input(grad_output, weight, input.shape, *ctx.conv)
+            grad_input = Conv2dBackwardInput.apply(grad_output, weight, input.shape, *ctx.conv)
         want_bias = ctx.has_bias and ctx.needs_input_grad[2]
         if ctx.needs_input_grad[1] or want_bias:
-            gw, gb = torch.ops.cnnext.conv2d_backward_weight(grad_output, input, weight.shape, *ctx.conv, want_bias)
+            gw, gb = Conv2dBackwardWeight.apply(grad_output, input, weight.shape, *ctx.conv, want_bias)
             grad_weight = gw if ctx.needs_input_grad[1] else None
             grad_bias = gb if want_bias else None
         return grad_input, grad_weight, grad_bias, None, None, None, None
+
+
+class Conv2dBackwardInput(torch.autograd.Function):
+    """gx = conv2d_backward_input(gy, w), linear in gy and in w:
+    d<ggx, gx>/dgy = conv2d(ggx, w);  d<ggx, gx>/dw = conv2d_backward_weight(gy, input=ggx)."""
+
+    @staticmethod
+    def forward(grad_output, weight, input_shape, stride, padding, dilation, groups):
+        return torch.ops.cnnext.conv2d_backward_input(grad_output, weight, input_shape, stride, padding, dilation,
+                                                      groups)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        grad_output, weight, input_shape, *conv = inputs
+        ctx.save_for_backward(grad_output, weight)
+        ctx.conv = tuple(conv)
+
+    @staticmethod
+    def backward(ctx, ggx):
+        grad_output, weight = ctx.saved_tensors
+        g_gy = g_w = None
+        if ctx.needs_input_grad[0]:
+            g_gy = Conv2dFunction.apply(ggx, weight, None, *ctx.conv)
+        if ctx.needs_input_grad[1]:
+            g_w, _ = Conv2dBackwardWeight.apply(grad_output, ggx, weight.shape, *ctx.conv, False)
+        return g_gy, g_w, None, None, None, None, None
+
+
+class Conv2dBackwardWeight(torch.autograd.Function):
+    """(gw, gb) = conv2d_backward_weight(gy, x), linear in gy and in x:
+    d<ggw, gw> + <ggb, gb> / dgy = conv2d(x, ggw, bias=ggb);  d<ggw, gw>/dx = conv2d_backward_input(gy, ggw)."""
+
+    @staticmethod
+    def forward(grad_output, input, weight_shape, stride, padding, dilation, groups, bias):
+        return torch.ops.cnnext.conv2d_backward_weight(grad_output, input, weight_shape, stride, padding, dilation,
+                                                       groups, bias)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        grad_output, input, weight_shape, stride, padding, dilation, groups, bias = inputs
+        ctx.save_for_backward(grad_output, input)
+        ctx.conv = (stride, padding, dilation, groups)
+        ctx.bias = bias
+
+    @staticmethod
+    def backward(ctx, ggw, ggb):
+        grad_output, input = ctx.saved_tensors
+        g_gy = g_x = None
+        if ctx.needs_input_grad[0]:
+            g_gy = Conv2dFunction.apply(input, ggw, ggb if ctx.bias else None, *ctx.conv)
+        if ctx.needs_input_grad[1]:
+            g_x = Conv2dBackwardInput.apply(grad_output, ggw, input.shape, *ctx.conv)
+        return g_gy, g_x, None, None, None, None, None, None
 
 
 def _pair(v, name):

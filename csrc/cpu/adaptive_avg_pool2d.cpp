@@ -4,15 +4,19 @@
 // the window tables go to the shared kernels of avg_pool2d.cpp (threads over rows, vector adds).
 // Global (1, 1), the head of ResNet, GoogLeNet, NiN and DenseNet: each plane is one contiguous
 // run of HW values, so
-//   forward   y[p] = sum(x[p, :]) / HW   threads over planes; a vector sum when HW fills a vector,
-//                                        else a block of V planes at a time, one plane per lane
-//   backward  gx[p, :] = gy[p] / HW      threads over planes; a fill
+//   forward   y[p] = sum(x[p, :]) / HW   threads over planes; per plane a vector of partial sums
+//                                        (masked tail), N planes' vectors folded into one vector
+//                                        of N sums with shuffles (a transposing reduction)
+//   backward  gx[p, :] = gy[p] / HW      threads over planes; a fill (for HW < N: N planes are
+//                                        HW vectors, each a lane permutation of N gradients)
 // Every output is one fixed-order sum by one thread: deterministic.
 #include "adaptive_avg_pool2d.h"
 
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <type_traits>
+#include <utility>
 
 #include "vec.h"
 
@@ -38,6 +42,55 @@ AvgPoolPlan<T> adaptive_avg_pool2d_plan(int64_t H, int64_t W, int64_t OH, int64_
   return P;
 }
 
+namespace {
+
+using std::size_t;
+
+#if defined(__GNUC__) && !defined(__clang__)
+typedef int32_t IndexVec32 __attribute__((vector_size(kVecBytes)));  // lane indices for __builtin_shuffle
+typedef int64_t IndexVec64 __attribute__((vector_size(kVecBytes)));
+#endif
+
+// fold(a, b) at level L: a and b each hold 2^L planes' partial sums, plane q in lanes
+// [q*bs, (q+1)*bs), bs = N / 2^L.  The result holds the 2^(L+1) planes of a then b, each
+// block halved by adding its two halves.  log2(N) levels turn N vectors of partial sums
+// (one per plane) into one vector of the N planes' sums: N - 1 folds instead of N
+// horizontal reductions.
+template <int N, int L, bool kSecond>
+constexpr int fold_lane(int n) {
+  const int half_bs = N >> (L + 1), q = n / half_bs, r = n % half_bs, planes = 1 << L;
+  return (q < planes ? q * 2 * half_bs : N + (q - planes) * 2 * half_bs) + r + (kSecond ? half_bs : 0);
+}
+template <int L, typename V, size_t... I>
+inline V fold(V a, V b, std::index_sequence<I...>) {
+  constexpr int N = sizeof...(I);
+  return __builtin_shufflevector(a, b, fold_lane<N, L, false>(I)...) +
+         __builtin_shufflevector(a, b, fold_lane<N, L, true>(I)...);
+}
+// v[0..count) at level L -> v[0..count/2) at level L+1, until one vector is left.
+template <int L, typename V, int N>
+inline void fold_all(V* v) {
+  if constexpr ((1 << L) < N) {
+    constexpr int count = N >> L;
+#pragma GCC unroll 16
+    for (int i = 0; i < count / 2; ++i) v[i] = fold<L>(v[2 * i], v[2 * i + 1], std::make_index_sequence<N>{});
+    fold_all<L + 1, V, N>(v);
+  }
+}
+
+// Sum of x[0:n] as a vector of partial sums (full vectors, then one masked vector).
+template <typename T>
+inline typename Vec<T>::type partial_sums(const T* x, int64_t n) {
+  using V = Vec<T>;
+  typename V::type acc{};
+  int64_t k = 0;
+  for (; k + V::size <= n; k += V::size) acc += V::load(x + k);
+  if (k < n) acc += load_n(x + k, n - k);
+  return acc;
+}
+
+}  // namespace
+
 template <typename T>
 void global_avg_pool2d_forward(const T* x, T* y, int64_t planes, int64_t HW) {
   using V = Vec<T>;
@@ -46,37 +99,42 @@ void global_avg_pool2d_forward(const T* x, T* y, int64_t planes, int64_t HW) {
   const int64_t grain = std::max<int64_t>(N, 32768 / HW);
   at::parallel_for(0, planes, grain, [&](int64_t p0, int64_t p1) {
     int64_t p = p0;
-    if (HW < N) {
-      // N planes at a time, plane j in lane j: lane sums stride through memory by HW
-      for (; p + N <= p1; p += N) {
-        const T* xp = x + p * HW;
-        typename V::type acc{};
-        for (int64_t k = 0; k < HW; ++k) {
-          typename V::type v;
-          for (int j = 0; j < N; ++j) v[j] = xp[j * HW + k];
-          acc += v;
-        }
-        V::store(y + p, acc * V::broadcast(inv));
-      }
+    for (; p + N <= p1; p += N) {  // N planes: partial-sum vectors, folded into one vector of sums
+      typename V::type acc[N];
+#pragma GCC unroll 16
+      for (int j = 0; j < N; ++j) acc[j] = partial_sums(x + (p + j) * HW, HW);
+      fold_all<0, typename V::type, N>(acc);
+      V::store(y + p, acc[0] * V::broadcast(inv));
     }
-    for (; p < p1; ++p) {
-      const T* xp = x + p * HW;
-      typename V::type acc{};
-      int64_t k = 0;
-      for (; k + N <= HW; k += N) acc += V::load(xp + k);
-      T s = V::sum(acc);
-      for (; k < HW; ++k) s += xp[k];
-      y[p] = s * inv;
-    }
+    for (; p < p1; ++p) y[p] = V::sum(partial_sums(x + p * HW, HW)) * inv;
   });
 }
 
 template <typename T>
 void global_avg_pool2d_backward(const T* gy, T* gx, int64_t planes, int64_t HW) {
+  using V = Vec<T>;
+  constexpr int N = V::size;
   const T inv = T(1) / T(HW);
-  const int64_t grain = std::max<int64_t>(1, 32768 / HW);
+  const int64_t grain = std::max<int64_t>(N, 32768 / HW);
+#if defined(__GNUC__) && !defined(__clang__)
+  // N planes of HW < N values are HW whole vectors; vector q, lane l holds plane (q*N + l) / HW:
+  // a lane permutation of the N gradients (GCC's __builtin_shuffle with a runtime index vector).
+  using I = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+  using Index = std::conditional_t<sizeof(T) == 4, IndexVec32, IndexVec64>;
+  std::vector<Index> lanes(HW < N ? HW : 0);
+  for (int64_t q = 0; q < int64_t(lanes.size()); ++q)
+    for (int l = 0; l < N; ++l) lanes[q][l] = I((q * N + l) / HW);
+#endif
   at::parallel_for(0, planes, grain, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) std::fill(gx + p * HW, gx + (p + 1) * HW, gy[p] * inv);
+    int64_t p = p0;
+#if defined(__GNUC__) && !defined(__clang__)
+    if (HW < N)
+      for (; p + N <= p1; p += N) {
+        const typename V::type g = V::load(gy + p) * V::broadcast(inv);
+        for (int64_t q = 0; q < HW; ++q) V::store(gx + p * HW + q * N, __builtin_shuffle(g, lanes[q]));
+      }
+#endif
+    for (; p < p1; ++p) std::fill(gx + p * HW, gx + (p + 1) * HW, gy[p] * inv);
   });
 }
 

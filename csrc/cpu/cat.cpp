@@ -1,8 +1,8 @@
 // cat on the CPU: byte copies between the inputs' rows and the rows of the
-// concatenated tensor (any dtype).  With off_i = bytes_0 + ... + bytes_{i-1} and
-// row = off_n:
-//   forward    out[o*row + off_i + c]  = in_i[o*bytes_i + c]
-//   backward   g_i[o*bytes_i + c]      = gout[o*row + off_i + c]
+// concatenated tensor (any dtype).  With off_i = bytes_0 + ... + bytes_{i-1},
+// row = off_n, and the row strides s_i of the inputs (= bytes_i when dense):
+//   forward    out[o*row + off_i + c]  = in_i[o*s_i + c]
+//   backward   g_i[o*bytes_i + c]      = gout[o*s + off_i + c]   (s: grad_output's row stride)
 // Threads: the concatenated tensor's outer*row bytes are split into equal
 // contiguous ranges (at::parallel_for, one range per thread), so the work is
 // balanced whatever the inputs' sizes, and each thread streams through its part
@@ -23,8 +23,10 @@ namespace {
 constexpr int64_t kGrainBytes = 128 << 10;
 
 // kToPieces: false = forward (pieces -> big), true = backward (big -> pieces).
+// Row o of the big tensor at big + o * big_stride, of piece i at pieces[i] + o * strides[i].
 template <bool kToPieces>
-void cat_copy(char* big, int64_t outer, char* const* pieces, const int64_t* bytes, int64_t n) {
+void cat_copy(char* big, int64_t big_stride, int64_t outer, char* const* pieces, const int64_t* bytes,
+              const int64_t* strides, int64_t n) {
   std::vector<int64_t> off(n + 1, 0);
   for (int64_t i = 0; i < n; ++i) off[i + 1] = off[i] + bytes[i];
   const int64_t row = off[n], total = outer * row;
@@ -36,9 +38,10 @@ void cat_copy(char* big, int64_t outer, char* const* pieces, const int64_t* byte
     int64_t i = std::upper_bound(off.begin(), off.end(), c) - off.begin() - 1;
     for (int64_t pos = b0; pos < b1;) {
       const int64_t len = std::min(off[i + 1] - c, b1 - pos);
-      char* p = pieces[i] + o * bytes[i] + (c - off[i]);
-      if (kToPieces) std::memcpy(p, big + pos, len);
-      else std::memcpy(big + pos, p, len);
+      char* p = pieces[i] + o * strides[i] + (c - off[i]);
+      char* b = big + o * big_stride + c;
+      if (kToPieces) std::memcpy(p, b, len);
+      else std::memcpy(b, p, len);
       pos += len;
       c += len;
       while (i < n && c == off[i + 1]) ++i;  // next non-empty piece
@@ -53,14 +56,18 @@ void cat_copy(char* big, int64_t outer, char* const* pieces, const int64_t* byte
 
 }  // namespace
 
-void cat_forward(const void* const* inputs, const int64_t* bytes, int64_t n, void* out, int64_t outer) {
-  cat_copy<false>(static_cast<char*>(out), outer, const_cast<char* const*>(reinterpret_cast<const char* const*>(inputs)),
-                  bytes, n);
+void cat_forward(const void* const* inputs, const int64_t* bytes, const int64_t* strides, int64_t n, void* out,
+                 int64_t outer) {
+  int64_t row = 0;
+  for (int64_t i = 0; i < n; ++i) row += bytes[i];
+  cat_copy<false>(static_cast<char*>(out), row, outer,
+                  const_cast<char* const*>(reinterpret_cast<const char* const*>(inputs)), bytes, strides, n);
 }
 
-void cat_backward(const void* grad_out, int64_t outer, void* const* grads, const int64_t* bytes, int64_t n) {
-  cat_copy<true>(const_cast<char*>(static_cast<const char*>(grad_out)), outer,
-                 reinterpret_cast<char* const*>(grads), bytes, n);
+void cat_backward(const void* grad_out, int64_t grad_stride, int64_t outer, void* const* grads,
+                  const int64_t* bytes, int64_t n) {
+  cat_copy<true>(const_cast<char*>(static_cast<const char*>(grad_out)), grad_stride, outer,
+                 reinterpret_cast<char* const*>(grads), bytes, bytes, n);
 }
 
 }  // namespace cnnext::cpu

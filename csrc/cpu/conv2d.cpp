@@ -401,6 +401,112 @@ int64_t column_block(int64_t L, int64_t min_blocks) {
 // the int32 offsets of a block stay below 2^31 (else the scalar packing is not the issue: refuse)
 inline bool fits_i32(int64_t n) { return n < (int64_t(1) << 31) - 1; }
 
+// ---------------------------------------------------------------------------------------------
+// Direct loops, used only for tensors so large that the packing's 32-bit offsets could overflow
+// (an image of more than ~5M elements next to tiny outputs): correct and parallel, not fast.
+template <typename T>
+void direct_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y) {
+  const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, PQ = s.P * s.Q;
+  at::parallel_for(0, s.N * s.K, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t n = i / s.K, k = i % s.K, g = k / Kg;
+      T* yp = y + i * PQ;
+      std::fill(yp, yp + PQ, b ? b[k] : T(0));
+      for (int64_t c = 0; c < Cg; ++c) {
+        const T* xp = x + (n * s.C + g * Cg + c) * s.H * s.W;
+        for (int64_t r = 0; r < s.R; ++r)
+          for (int64_t t = 0; t < s.S; ++t) {
+            const T wv = w[((k * Cg + c) * s.R + r) * s.S + t];
+            for (int64_t p = 0; p < s.P; ++p) {
+              const int64_t h = p * s.stride_h - s.pad_h + r * s.dil_h;
+              if (h < 0 || h >= s.H) continue;
+              for (int64_t q = 0; q < s.Q; ++q) {
+                const int64_t ww = q * s.stride_w - s.pad_w + t * s.dil_w;
+                if (ww >= 0 && ww < s.W) yp[p * s.Q + q] += wv * xp[h * s.W + ww];
+              }
+            }
+          }
+      }
+    }
+  });
+}
+
+template <typename T>
+void direct_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx) {
+  const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, PQ = s.P * s.Q;
+  at::parallel_for(0, s.N * s.C, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t n = i / s.C, c = i % s.C, g = c / Cg, cl = c % Cg;
+      T* gxp = gx + i * s.H * s.W;
+      std::fill(gxp, gxp + s.H * s.W, T(0));
+      for (int64_t kl = 0; kl < Kg; ++kl) {
+        const int64_t k = g * Kg + kl;
+        const T* gyp = gy + (n * s.K + k) * PQ;
+        for (int64_t r = 0; r < s.R; ++r)
+          for (int64_t t = 0; t < s.S; ++t) {
+            const T wv = w[((k * Cg + cl) * s.R + r) * s.S + t];
+            for (int64_t p = 0; p < s.P; ++p) {
+              const int64_t h = p * s.stride_h - s.pad_h + r * s.dil_h;
+              if (h < 0 || h >= s.H) continue;
+              for (int64_t q = 0; q < s.Q; ++q) {
+                const int64_t ww = q * s.stride_w - s.pad_w + t * s.dil_w;
+                if (ww >= 0 && ww < s.W) gxp[h * s.W + ww] += wv * gyp[p * s.Q + q];
+              }
+            }
+          }
+      }
+    }
+  });
+}
+
+template <typename T>
+void direct_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb) {
+  const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, PQ = s.P * s.Q;
+  at::parallel_for(0, s.K * Cg, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t k = i / Cg, c = i % Cg, g = k / Kg;
+      for (int64_t r = 0; r < s.R; ++r)
+        for (int64_t t = 0; t < s.S; ++t) {
+          T acc = 0;
+          for (int64_t n = 0; n < s.N; ++n) {
+            const T* xp = x + (n * s.C + g * Cg + c) * s.H * s.W;
+            const T* gyp = gy + (n * s.K + k) * PQ;
+            for (int64_t p = 0; p < s.P; ++p) {
+              const int64_t h = p * s.stride_h - s.pad_h + r * s.dil_h;
+              if (h < 0 || h >= s.H) continue;
+              for (int64_t q = 0; q < s.Q; ++q) {
+                const int64_t ww = q * s.stride_w - s.pad_w + t * s.dil_w;
+                if (ww >= 0 && ww < s.W) acc += gyp[p * s.Q + q] * xp[h * s.W + ww];
+              }
+            }
+          }
+          gw[(i * s.R + r) * s.S + t] = acc;
+        }
+    }
+  });
+  if (gb) {
+    at::parallel_for(0, s.K, 1, [&](int64_t k0, int64_t k1) {
+      for (int64_t k = k0; k < k1; ++k) {
+        T acc = 0;
+        for (int64_t n = 0; n < s.N; ++n) {
+          const T* gyp = gy + (n * s.K + k) * PQ;
+          for (int64_t j = 0; j < PQ; ++j) acc += gyp[j];
+        }
+        gb[k] = acc;
+      }
+    });
+  }
+}
+
+
+// The packed paths address a block of columns with 32-bit offsets relative to its first image: a block
+// spans at most NC columns, so at most NC / min(PQ, HW) + 2 images of x, gy or gx.
+inline bool offsets_fit(const Conv2dShape& s) {
+  const int64_t img = std::max(s.C * s.H * s.W, s.K * s.P * s.Q);
+  const int64_t span = 384 / std::max<int64_t>(1, std::min(s.P * s.Q, s.H * s.W)) + 2;
+  return img * span < (int64_t(1) << 31) - 1;
+}
+
 }  // namespace
 
 // =============================================================================================
@@ -444,6 +550,7 @@ template <typename T>
 void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y) {
   const int64_t G = s.groups, Kg = s.K / G, CRS = s.C / G * s.R * s.S, Mpad = round_up(Kg, MR);
   if (s.N * s.P * s.Q == 0 || s.K == 0) return;
+  if (!offsets_fit(s)) return direct_forward(s, x, w, b, y);
   Buf<T> Ap(G * Mpad * CRS);
   for (int64_t g = 0; g < G; ++g) {
     const T* wg = w + g * Kg * CRS;
@@ -461,6 +568,7 @@ void conv2d_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx)
     std::fill(gx, gx + s.N * s.C * HW, T(0));
     return;
   }
+  if (!offsets_fit(s)) return direct_backward_input(s, gy, w, gx);
   if (s.stride_h == 1 && s.stride_w == 1) {
     // Stride 1: grad input is the forward conv of gY with the flipped, transposed kernel
     //   gx[n, c, h, w] = sum_{k, r', s'} gy[n, k, h - ph' + r'*dh, w - pw' + s'*dw] * w[k, c, R-1-r', S-1-s']
@@ -553,11 +661,150 @@ void conv2d_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx)
   });
 }
 
+#if defined(__AVX512F__)
+// out[a*4 + b] = sum over images n < nimg, pixels j < PQ of y_a[n*img_y + j] * x_b[n*img_x + j]
+// (y_a = y + oy[a], x_b = x + ox[b]): 16 zmm accumulators, named so they stay in registers.
+inline void dot_tile_4x4(const float* y, const int64_t* oy, int64_t img_y, const float* x, const int64_t* ox,
+                         int64_t img_x, int64_t nimg, int64_t PQ, float* out) {
+#define ACC(a) __m512 c##a##0 = _mm512_setzero_ps(), c##a##1 = c##a##0, c##a##2 = c##a##0, c##a##3 = c##a##0;
+  ACC(0) ACC(1) ACC(2) ACC(3)
+#undef ACC
+  const __mmask16 tail = __mmask16((1u << (PQ % 16)) - 1);
+  for (int64_t n = 0; n < nimg; ++n) {
+    const float *y0 = y + n * img_y + oy[0], *y1 = y + n * img_y + oy[1], *y2 = y + n * img_y + oy[2],
+                *y3 = y + n * img_y + oy[3];
+    const float *x0 = x + n * img_x + ox[0], *x1 = x + n * img_x + ox[1], *x2 = x + n * img_x + ox[2],
+                *x3 = x + n * img_x + ox[3];
+#define STEP(LOAD)                                                                              \
+  {                                                                                             \
+    const __m512 a0 = LOAD(y0), a1 = LOAD(y1), a2 = LOAD(y2), a3 = LOAD(y3);                    \
+    const __m512 b0 = LOAD(x0), b1 = LOAD(x1), b2 = LOAD(x2), b3 = LOAD(x3);                    \
+    c00 = _mm512_fmadd_ps(a0, b0, c00); c01 = _mm512_fmadd_ps(a0, b1, c01);                      \
+    c02 = _mm512_fmadd_ps(a0, b2, c02); c03 = _mm512_fmadd_ps(a0, b3, c03);                      \
+    c10 = _mm512_fmadd_ps(a1, b0, c10); c11 = _mm512_fmadd_ps(a1, b1, c11);                      \
+    c12 = _mm512_fmadd_ps(a1, b2, c12); c13 = _mm512_fmadd_ps(a1, b3, c13);                      \
+    c20 = _mm512_fmadd_ps(a2, b0, c20); c21 = _mm512_fmadd_ps(a2, b1, c21);                      \
+    c22 = _mm512_fmadd_ps(a2, b2, c22); c23 = _mm512_fmadd_ps(a2, b3, c23);                      \
+    c30 = _mm512_fmadd_ps(a3, b0, c30); c31 = _mm512_fmadd_ps(a3, b1, c31);                      \
+    c32 = _mm512_fmadd_ps(a3, b2, c32); c33 = _mm512_fmadd_ps(a3, b3, c33);                      \
+  }
+    int64_t j = 0;
+    for (; j + 16 <= PQ; j += 16) {
+#define LD(p) _mm512_loadu_ps(p + j)
+      STEP(LD)
+#undef LD
+    }
+    if (j < PQ) {
+#define LD(p) _mm512_maskz_loadu_ps(tail, p + j)
+      STEP(LD)
+#undef LD
+    }
+#undef STEP
+  }
+#define RED(a)                                                                                  \
+  out[a * 4 + 0] = _mm512_reduce_add_ps(c##a##0); out[a * 4 + 1] = _mm512_reduce_add_ps(c##a##1); \
+  out[a * 4 + 2] = _mm512_reduce_add_ps(c##a##2); out[a * 4 + 3] = _mm512_reduce_add_ps(c##a##3);
+  RED(0) RED(1) RED(2) RED(3)
+#undef RED
+}
+#endif
+
+// grad weight of a 1x1, stride 1, unpadded conv: gW[k, c] = sum_j gY[k, j] * x[c, j], both rows contiguous
+// along the pixels j of an image, so no transposition at all: a 4 x 4 tile of dot products kept in 16
+// vector accumulators over a chunk of ~2048 columns (8 loads per 16 FMAs), reduced once per chunk.
+// Threads: fixed ranges of the batch's columns, partial gW added in part order (deterministic).
+template <typename T>
+void pointwise_grad_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw) {
+  using V = Vec<T>;
+  using vt = typename V::type;
+  constexpr int64_t VS = V::size, TK = 4, TC = 4;
+  const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, PQ = s.P * s.Q, L = s.N * PQ;
+  const int64_t nparts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), s.N));
+  std::vector<T> P(nparts * s.K * Cg, T(0));
+  auto loadn = [](const T* p, int64_t n) {  // n < VS elements, zero-filled
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float> && VS == 16) return (vt)_mm512_maskz_loadu_ps(__mmask16((1u << n) - 1), p);
+    if constexpr (std::is_same_v<T, double> && VS == 8) return (vt)_mm512_maskz_loadu_pd(__mmask8((1u << n) - 1), p);
+#endif
+    vt v{};
+    std::memcpy(&v, p, n * sizeof(T));
+    return v;
+  };
+  auto hsum = [](vt v) -> T {
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float> && VS == 16) return _mm512_reduce_add_ps((__m512)v);
+#endif
+    return V::sum(v);
+  };
+  at::parallel_for(0, nparts, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t part = t0; part < t1; ++part) {
+      const int64_t n0 = s.N * part / nparts, n1 = s.N * (part + 1) / nparts;
+      const int64_t LB = std::max<int64_t>(512, std::min<int64_t>(4096, (128 << 10) / Kg));  // columns per chunk
+      const int64_t ipc = std::max<int64_t>(1, LB / PQ);  // images per chunk
+      T* Pp = P.data() + part * s.K * Cg;
+      for (int64_t na = n0; na < n1; na += ipc) {
+        const int64_t nb = std::min(n1, na + ipc);
+        for (int64_t g = 0; g < G; ++g)
+          for (int64_t c0 = 0; c0 < Cg; c0 += TC)    // x's 4 rows of the chunk stay in L1,
+            for (int64_t k0 = 0; k0 < Kg; k0 += TK) {  // gY's rows of the chunk in L2
+#if defined(__AVX512F__)
+              if constexpr (std::is_same_v<T, float>) {
+                int64_t oy[TK], ox[TC];
+                float out[TK * TC];
+                for (int64_t a = 0; a < TK; ++a) oy[a] = (g * Kg + std::min(k0 + a, Kg - 1)) * PQ;
+                for (int64_t b = 0; b < TC; ++b) ox[b] = (g * Cg + std::min(c0 + b, Cg - 1)) * PQ;
+                dot_tile_4x4(gy + na * s.K * PQ, oy, s.K * PQ, x + na * s.C * PQ, ox, s.C * PQ, nb - na, PQ, out);
+                for (int64_t a = 0; a < TK && k0 + a < Kg; ++a)
+                  for (int64_t b = 0; b < TC && c0 + b < Cg; ++b) Pp[(g * Kg + k0 + a) * Cg + c0 + b] += out[a * TC + b];
+                continue;
+              }
+#endif
+              vt acc[TK][TC];
+              for (int64_t a = 0; a < TK; ++a)
+                for (int64_t b = 0; b < TC; ++b) acc[a][b] = vt{};
+              for (int64_t n = na; n < nb; ++n) {
+                const T* yr[TK];
+                const T* xr[TC];
+                for (int64_t a = 0; a < TK; ++a) yr[a] = gy + (n * s.K + g * Kg + std::min(k0 + a, Kg - 1)) * PQ;
+                for (int64_t b = 0; b < TC; ++b) xr[b] = x + (n * s.C + g * Cg + std::min(c0 + b, Cg - 1)) * PQ;
+                int64_t j = 0;
+                for (; j + VS <= PQ; j += VS) {
+                  vt yv[TK], xv[TC];
+                  for (int64_t a = 0; a < TK; ++a) yv[a] = V::load(yr[a] + j);
+                  for (int64_t b = 0; b < TC; ++b) xv[b] = V::load(xr[b] + j);
+                  for (int64_t a = 0; a < TK; ++a)
+                    for (int64_t b = 0; b < TC; ++b) acc[a][b] += yv[a] * xv[b];
+                }
+                if (j < PQ) {
+                  vt yv[TK], xv[TC];
+                  for (int64_t a = 0; a < TK; ++a) yv[a] = loadn(yr[a] + j, PQ - j);
+                  for (int64_t b = 0; b < TC; ++b) xv[b] = loadn(xr[b] + j, PQ - j);
+                  for (int64_t a = 0; a < TK; ++a)
+                    for (int64_t b = 0; b < TC; ++b) acc[a][b] += yv[a] * xv[b];
+                }
+              }
+              for (int64_t a = 0; a < TK && k0 + a < Kg; ++a)
+                for (int64_t b = 0; b < TC && c0 + b < Cg; ++b) Pp[(g * Kg + k0 + a) * Cg + c0 + b] += hsum(acc[a][b]);
+            }
+      }
+    }
+  });
+  (void)L;
+  at::parallel_for(0, s.K * Cg, 1024, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      T v = P[i];
+      for (int64_t part = 1; part < nparts; ++part) v += P[part * s.K * Cg + i];
+      gw[i] = v;
+    }
+  });
+}
+
 template <typename T>
 void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb) {
   const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, HW = s.H * s.W, PQ = s.P * s.Q;
   const int64_t CRS = Cg * s.R * s.S, L = s.N * PQ, Mpad = round_up(Kg, MR), CRSpad = round_up(CRS, NR<T>);
   const int64_t nthreads = at::get_num_threads();
+  if (!offsets_fit(s)) return direct_backward_weight(s, x, gy, gw, gb);
   if (gb) {
     at::parallel_for(0, s.K, 1, [&](int64_t k0, int64_t k1) {
       for (int64_t k = k0; k < k1; ++k) {
@@ -577,6 +824,10 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw
     });
   }
   if (s.K * CRS == 0) return;
+  if (s.R == 1 && s.S == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0) {
+    pointwise_grad_weight(s, x, gy, gw);
+    return;
+  }
   // Two ways to pack B = col^T ([j][crs] panels):
   //  * channels-last (Cg a multiple of the vector width): x is copied to NHWC once and the crs axis is
   //    ordered (r, s, c), so a vector of lanes is VS consecutive channels of one pixel: one load.

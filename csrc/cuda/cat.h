@@ -1,23 +1,28 @@
 // Launchers of csrc/cuda/cat.cu (torch-free).  Concatenation viewed as bytes:
-// every input i is a (outer, bytes_i) matrix of rows, the output a (outer, sum_i bytes_i)
-// matrix whose row o is the inputs' rows o side by side.  Pieces with bytes == 0 are skipped.
+// every input i is a (outer, bytes_i) matrix of rows (row o at data_i + o * stride_i), the output
+// a dense (outer, sum_i bytes_i) matrix whose row o is the inputs' rows o side by side.
+// Pieces with bytes == 0 are skipped.
 #pragma once
 #include "launchers.h"
 
 namespace cnnext {
 // One input of a concatenation (or one gradient slice of its backward): its
-// data and the bytes of one of its rows; it starts at the sum of the previous
-// pieces' bytes inside a row of the concatenated tensor.
+// data, the bytes of one of its rows and the bytes from one row to the next
+// (stride == bytes: dense; > bytes: a slice of a bigger tensor; 0: a row broadcast
+// by expand(), read-only).  It starts at the sum of the previous pieces' bytes
+// inside a row of the concatenated tensor.
 struct CatPiece {
   void* data;
   int64_t bytes;
+  int64_t stride;
 };
 }  // namespace cnnext
 
 CNNEXT_DECLARE_LAUNCHERS(
   // out[o, off_i : off_i + bytes_i] = pieces[i].data[o, :] for every row o < outer and piece i < n
   void cat_forward(const ::cnnext::CatPiece* pieces, int64_t n, void* out, int64_t outer, cudaStream_t stream);
-  // pieces[i].data[o, :] = grad_out[o, off_i : off_i + bytes_i]: each input's gradient slice, made contiguous
-  void cat_backward(const void* grad_out, int64_t outer, const ::cnnext::CatPiece* pieces, int64_t n,
-                    cudaStream_t stream);
+  // pieces[i].data[o, :] = grad_out[o, off_i : off_i + bytes_i]: each input's gradient slice;
+  // row o of grad_out starts at grad_out + o * grad_stride
+  void cat_backward(const void* grad_out, int64_t grad_stride, int64_t outer, const ::cnnext::CatPiece* pieces,
+                    int64_t n, cudaStream_t stream);
 )

@@ -13,14 +13,16 @@
 //   grad bias     gb[k] = sum_{n,p,q} gy[n, k, p, q]
 //
 // Who computes what:
-//   conv2d_igemm        one 256-thread block per 64x64 tile of the GEMM output (grid x: column tiles,
-//                       y: row tiles, z: group [x split]; grid-stride loops over all three, so any grid
-//                       size works). The block walks the reduction in steps of BK=16: each thread loads
-//                       4 elements of the 64x16 A tile and 4 of the 16x64 B tile into registers (the
-//                       im2col index math happens here, with per-thread mixed-radix counters instead of
-//                       divisions), stores them to shared memory, and, while the next step's loads are in
-//                       flight, accumulates a 4x4 register tile: thread (ty, tx) = (tid/16, tid%16) owns
-//                       rows ty + 16i and columns tx + 16j of the block tile.
+//   conv2d_igemm        one 256-thread block per TxT tile of the GEMM output, T = TILE = 64, or 128 for
+//                       large float GEMMs (grid x: column tiles, y: row tiles, z: group [x split];
+//                       grid-stride loops over all three, so any grid size works). The block walks the
+//                       reduction in steps of BK=16: each thread loads T/16 elements of the Tx16 A tile
+//                       and T/16 of the 16xT B tile into registers (the im2col index math happens here,
+//                       with per-thread mixed-radix counters instead of divisions, and a per-tile column
+//                       decode in shared memory), stores them to shared memory, and, while the next step's
+//                       loads are in flight, accumulates a (T/16)x(T/16) register tile (4x4 or 8x8):
+//                       thread (ty, tx) = (tid/16, tid%16) owns rows 64h + 4ty + (0..3) and columns
+//                       64h + 4tx + (0..3), h < T/64, read from shared memory with 16-byte loads.
 //                       The 1x1 / stride 1 / no padding case (PW = true) is a plain GEMM: no (r, s) math.
 //   conv2d_sum_splits   one thread per gW element (grid-stride): sums the split partials in order
 //   conv2d_bias_grad    one block per output channel k (grid-stride): threads stride over (n, p, q),
@@ -29,18 +31,27 @@
 //                       plain loops of the formulas, fully 64-bit, one output element per thread
 // Offsets: within one image 32-bit (checked by the launchers), across the batch 64-bit.
 #include <algorithm>
+#include <cstdlib>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "compat.h"
 #include "conv2d.h"
+
+// `#pragma unroll` for nvcc; the host compiler of the emulator does not know it.
+#if defined(__CUDACC__)
+#define UNROLL _Pragma("unroll")
+#else
+#define UNROLL
+#endif
 
 namespace {
 
 using cnnext::Conv2dShape;
 
 constexpr int kBlock = 256;
-constexpr int BM = 64, BN = 64, BK = 16, kPad = 4;
+constexpr int BK = 16, kPad = 4;  // reduction step; shared-memory row padding
 constexpr int kFwd = 0, kBwdIn = 1, kBwdW = 2;
 
 // A number in mixed radix (a, b, c) with digits b < B, c < C: stepping it by a fixed amount costs
@@ -78,73 +89,103 @@ __device__ T x_at(const T* xn, int c, int h, int w, int H, int W) {  // xn: this
   return (h >= 0 && h < H && w >= 0 && w < W) ? xn[(c * H + h) * W + w] : T(0);
 }
 
-template <typename T, int KIND, bool PW>
-__global__ void __launch_bounds__(kBlock)
-conv2d_igemm(Conv2dShape s, const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ gy,
-             const T* __restrict__ bias, T* __restrict__ out, int splits, int64_t chunk) {
-  __shared__ T As[BK][BM + kPad];
-  __shared__ T Bs[BK][BN + kPad];
+// The sizes one conv2d_igemm launch needs, computed once on the host: as kernel parameters they live
+// in constant memory, so the kernel reads them as instruction operands instead of holding registers.
+struct Geom {
+  int H, W, P, Q, R, S, sh, sw, ph, pw, dh, dw;
+  int Cg, Kg, HW, PQ, RS;
+  int M, tiles_m, nz, splits;  // GEMM rows, their tiles, grid z extent (groups x splits), splits
+  int64_t C, K, Ncols, red, tiles_n, chunk, wrow;  // wrow = Cg*R*S: length of a weight row
+  int tile;                                         // 64 or 128 (host side: which kernel)
+};
 
-  const int G = int(s.groups), Cg = int(s.C / s.groups), Kg = int(s.K / s.groups);
-  const int H = int(s.H), W = int(s.W), P = int(s.P), Q = int(s.Q), R = int(s.R), S = int(s.S);
-  const int sh = int(s.stride_h), sw = int(s.stride_w), ph = int(s.pad_h), pw = int(s.pad_w);
-  const int dh = int(s.dil_h), dw = int(s.dil_w);
-  const int HW = H * W, PQ = P * Q, RS = R * S;
-  // GEMM sizes
-  const int M = KIND == kBwdIn ? Cg : Kg;
-  const int64_t Ncols = KIND == kFwd ? s.N * PQ : KIND == kBwdIn ? s.N * HW : int64_t(Cg) * RS;
-  const int64_t red = KIND == kFwd ? int64_t(Cg) * RS : KIND == kBwdIn ? int64_t(Kg) * RS : s.N * PQ;
+// Four consecutive shared-memory values (16-byte aligned) into registers: one or two vector loads.
+__device__ __forceinline__ void load4(float* r, const float* p) {
+#if defined(__CUDACC__)
+  const float4 v = *reinterpret_cast<const float4*>(p);
+  r[0] = v.x, r[1] = v.y, r[2] = v.z, r[3] = v.w;
+#else
+  for (int i = 0; i < 4; ++i) r[i] = p[i];
+#endif
+}
+__device__ __forceinline__ void load4(double* r, const double* p) {
+#if defined(__CUDACC__)
+  const double2 u = *reinterpret_cast<const double2*>(p), v = *reinterpret_cast<const double2*>(p + 2);
+  r[0] = u.x, r[1] = u.y, r[2] = v.x, r[3] = v.y;
+#else
+  for (int i = 0; i < 4; ++i) r[i] = p[i];
+#endif
+}
+
+template <typename T, int KIND, bool PW, int TILE>
+__global__ void __launch_bounds__(kBlock)
+conv2d_igemm(const Geom gm, const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ gy,
+             const T* __restrict__ bias, T* __restrict__ out) {
+  constexpr int TM = TILE / 16;  // rows (and columns) per thread; also loads per thread per operand
+  __align__(16) __shared__ T As[BK][TILE + kPad];
+  __align__(16) __shared__ T Bs[BK][TILE + kPad];
+  __shared__ int64_t s_col_base[TILE];
+  __shared__ int s_col_h[TILE], s_col_w[TILE];
+
+  const int Cg = gm.Cg, Kg = gm.Kg;
+  const int H = gm.H, W = gm.W, P = gm.P, Q = gm.Q, R = gm.R, S = gm.S;
+  const int sh = gm.sh, sw = gm.sw, ph = gm.ph, pw = gm.pw, dh = gm.dh, dw = gm.dw;
+  const int HW = gm.HW, PQ = gm.PQ, RS = gm.RS;
+  const int M = gm.M, splits = gm.splits;
+  const int64_t Ncols = gm.Ncols, red = gm.red, chunk = gm.chunk;
 
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-  const int64_t tiles_n = (Ncols + BN - 1) / BN;
-  const int tiles_m = (M + BM - 1) / BM;
-  const int nz = G * (KIND == kBwdW ? splits : 1);
+  const int64_t tiles_n = gm.tiles_n;
+  const int tiles_m = gm.tiles_m;
+  const int nz = gm.nz;
 
   for (int z = blockIdx.z; z < nz; z += gridDim.z) {
     const int g = KIND == kBwdW ? z / splits : z, split = KIND == kBwdW ? z % splits : 0;
     const int64_t k_begin = split * chunk, k_end = KIND == kBwdW ? min(red, k_begin + chunk) : red;
     for (int tm = blockIdx.y; tm < tiles_m; tm += gridDim.y) {
-      const int m0 = tm * BM;
+      const int m0 = tm * TILE;
       for (int64_t tn = blockIdx.x; tn < tiles_n; tn += gridDim.x) {
-        const int64_t n0 = tn * BN;
+        const int64_t n0 = tn * TILE;
 
         // ---- per-tile setup of this thread's loads ----
-        // A tile (64 x 16): this thread loads rows am = m0 + tid/16 + 16i, reduction index ak = tid%16.
-        // B tile (16 x 64): forward / grad input: reduction index tid/16, columns tid%16 + 16j;
+        // A tile (T x 16): this thread loads rows am = m0 + tid/16 + 16i, reduction index ak = tid%16.
+        // B tile (16 x T): forward / grad input: reduction index tid/16, columns tid%16 + 16j;
         //                   grad weight: reduction index tid%16, columns tid/16 + 16j.
         const int a_k = tid % 16, a_m = tid / 16;
         const int b_k = KIND == kBwdW ? tid % 16 : tid / 16;
-        const int b_n = KIND == kBwdW ? tid / 16 : tid % 16, b_nstride = 16;
-        int64_t col_base[4];  // per B column: 64-bit offset of its image (and group) in the source
-        int col_h[4], col_w[4];  // per B column: spatial origin (or channel/tap for grad weight)
-        bool col_ok[4];
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const int64_t col = n0 + b_n + b_nstride * j;
-          col_ok[j] = col < Ncols;
-          const int64_t cc = col_ok[j] ? col : 0;
-          if constexpr (KIND == kFwd) {  // col = (n, p, q) -> x[n, g*Cg + ., p*sh - ph + ., q*sw - pw + .]
+        const int b_n = KIND == kBwdW ? tid / 16 : tid % 16;
+        // This tile's B columns, decoded once into shared memory by threads 0..T-1 (it keeps registers free):
+        //   col_base  64-bit offset of the column's image (and group) in x or gy
+        //   col_h/w   forward: p*sh - ph, q*sw - pw;  grad input: h + ph, w + pw;
+        //             grad weight (columns are (c, r, s)): r*dh - ph, s*dw - pw
+        if (tid < TILE) {
+          const int64_t col = n0 + tid, cc = col < Ncols ? col : 0;
+          int64_t base;
+          int ch, cw;
+          if constexpr (KIND == kFwd) {  // col = (n, p, q)
             const int64_t n = cc / PQ;
             const int pq = int(cc - n * PQ), p = pq / Q, q = pq - p * Q;
-            col_base[j] = (n * s.C + int64_t(g) * Cg) * HW;
-            if (PW) col_base[j] += pq;
-            col_h[j] = p * sh - ph;
-            col_w[j] = q * sw - pw;
-          } else if constexpr (KIND == kBwdIn) {  // col = (n, h, w) -> gy[n, g*Kg + ., (h + ph - .)/sh, ...]
+            base = (n * gm.C + int64_t(g) * Cg) * HW + (PW ? pq : 0);
+            ch = p * sh - ph;
+            cw = q * sw - pw;
+          } else if constexpr (KIND == kBwdIn) {  // col = (n, h, w)
             const int64_t n = cc / HW;
             const int hw = int(cc - n * HW), h = hw / W, ww = hw - h * W;
-            col_base[j] = (n * s.K + int64_t(g) * Kg) * PQ;
-            if (PW) col_base[j] += hw;
-            col_h[j] = h + ph;
-            col_w[j] = ww + pw;
-          } else {  // grad weight: col = (c, r, s) -> x[., g*Cg + c, . + r*dh - ph, . + s*dw - pw]
-            const int c = int(cc / RS), rs = int(cc % RS), r = rs / S, t = rs - r * S;
-            col_base[j] = int64_t(g * Cg + c) * HW;
-            col_h[j] = r * dh - ph;
-            col_w[j] = t * dw - pw;
+            base = (n * gm.K + int64_t(g) * Kg) * PQ + (PW ? hw : 0);
+            ch = h + ph;
+            cw = ww + pw;
+          } else {  // col = (c, r, s)
+            const int c = int(cc / RS), rs = int(cc - int64_t(c) * RS), r = rs / S, t = rs - r * S;
+            base = int64_t(g * Cg + c) * HW;
+            ch = r * dh - ph;
+            cw = t * dw - pw;
           }
+          s_col_base[tid] = base;
+          s_col_h[tid] = ch;
+          s_col_w[tid] = cw;
         }
-        const T* a_row = w + int64_t(g * Kg + m0 + a_m) * (int64_t(Cg) * RS);  // forward: weight row of i = 0
+        __syncthreads();
+        const T* a_row = w + int64_t(g * Kg + m0 + a_m) * (gm.wrow);  // forward: weight row of i = 0
         // Reduction counters (Digits of the reduction index this thread loads):
         //   forward      B: (c, r, s) of k_begin + b_k
         //   grad input   A: (k, r, s) of k_begin + a_k;  B: (k, r, s) of k_begin + b_k
@@ -156,65 +197,67 @@ conv2d_igemm(Conv2dShape s, const T* __restrict__ x, const T* __restrict__ w, co
         db.set(kb, rad_b, rad_c);
         const Step st(BK, rad_b, rad_c);
 
-        T ra[4], rb[4];
+        T ra[TM], rb[TM];
         auto load = [&]() {
           const bool ka_ok = ka < k_end, kb_ok = kb < k_end;
-#pragma unroll
-          for (int i = 0; i < 4; ++i) {
+UNROLL
+          for (int i = 0; i < TM; ++i) {
             T v = 0;
             const int m = m0 + a_m + 16 * i;
             if (ka_ok && m < M) {
               if constexpr (KIND == kFwd) {
-                v = a_row[int64_t(16 * i) * (int64_t(Cg) * RS) + ka];
+                v = a_row[int64_t(16 * i) * (gm.wrow) + ka];
               } else if constexpr (KIND == kBwdIn) {  // W[g*Kg + k, c = m, r, s]
-                v = w[(int64_t(g * Kg) + da.a) * (int64_t(Cg) * RS) + (m * R + da.b) * S + da.c];
+                v = w[(int64_t(g * Kg) + da.a) * (gm.wrow) + (m * R + da.b) * S + da.c];
               } else {  // gy[n, g*Kg + m, p, q]
-                v = gy[(da.a * s.K + g * Kg + m) * PQ + da.b * Q + da.c];
+                v = gy[(da.a * gm.K + g * Kg + m) * PQ + da.b * Q + da.c];
               }
             }
             ra[i] = v;
           }
-#pragma unroll
-          for (int j = 0; j < 4; ++j) {
+UNROLL
+          for (int j = 0; j < TM; ++j) {
             T v = 0;
-            if (kb_ok && col_ok[j]) {
+            const int cj = b_n + 16 * j;
+            if (kb_ok && n0 + cj < Ncols) {
+              const int64_t base = s_col_base[cj];
               if constexpr (KIND == kFwd) {
                 const int c = int(db.a);
-                if (PW) v = x[col_base[j] + int64_t(c) * HW];
-                else v = x_at(x + col_base[j], c, col_h[j] + db.b * dh, col_w[j] + db.c * dw, H, W);
+                if (PW) v = x[base + int64_t(c) * HW];
+                else v = x_at(x + base, c, s_col_h[cj] + db.b * dh, s_col_w[cj] + db.c * dw, H, W);
               } else if constexpr (KIND == kBwdIn) {
                 const int k = int(db.a);
                 if (PW) {
-                  v = gy[col_base[j] + int64_t(k) * PQ];
+                  v = gy[base + int64_t(k) * PQ];
                 } else {
-                  int th = col_h[j] - db.b * dh, tw = col_w[j] - db.c * dw;
+                  int th = s_col_h[cj] - db.b * dh, tw = s_col_w[cj] - db.c * dw;
                   bool ok = th >= 0 && tw >= 0;
                   if (sh != 1) { ok = ok && th % sh == 0; th /= sh; }
                   if (sw != 1) { ok = ok && tw % sw == 0; tw /= sw; }
-                  if (ok && th < P && tw < Q) v = gy[col_base[j] + k * PQ + th * Q + tw];
+                  if (ok && th < P && tw < Q) v = gy[base + k * PQ + th * Q + tw];
                 }
               } else {  // x[n, g*Cg + c, p*sh + r*dh - ph, q*sw + s*dw - pw]
-                const T* xn = x + db.a * s.C * HW + col_base[j];
+                const T* xn = x + db.a * gm.C * HW + base;
                 if (PW) v = xn[db.b * Q + db.c];
-                else v = x_at(xn, 0, db.b * sh + col_h[j], db.c * sw + col_w[j], H, W);
+                else v = x_at(xn, 0, db.b * sh + s_col_h[cj], db.c * sw + s_col_w[cj], H, W);
               }
             }
             rb[j] = v;
           }
         };
 
-        T acc[4][4];
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-#pragma unroll
-          for (int j = 0; j < 4; ++j) acc[i][j] = 0;
+        T acc[TM][TM];
+UNROLL
+        for (int i = 0; i < TM; ++i)
+UNROLL
+          for (int j = 0; j < TM; ++j) acc[i][j] = 0;
 
         load();
         for (int64_t k0 = k_begin; k0 < k_end; k0 += BK) {
-#pragma unroll
-          for (int i = 0; i < 4; ++i) As[a_k][a_m + 16 * i] = ra[i];
-#pragma unroll
-          for (int j = 0; j < 4; ++j) Bs[b_k][b_n + b_nstride * j] = rb[j];
+UNROLL
+          for (int i = 0; i < TM; ++i) As[a_k][a_m + 16 * i] = ra[i];
+UNROLL
+          for (int j = 0; j < TM; ++j) Bs[b_k][b_n + 16 * j] = rb[j];
           __syncthreads();
           if (k0 + BK < k_end) {  // next step's global loads overlap this step's math
             ka += BK;
@@ -224,39 +267,40 @@ conv2d_igemm(Conv2dShape s, const T* __restrict__ x, const T* __restrict__ w, co
             else db = da;
             load();
           }
-#pragma unroll
+UNROLL
           for (int kk = 0; kk < BK; ++kk) {
-            T a[4], b[4];
-#pragma unroll
-            for (int i = 0; i < 4; ++i) a[i] = As[kk][ty + 16 * i];
-#pragma unroll
-            for (int j = 0; j < 4; ++j) b[j] = Bs[kk][tx + 16 * j];
-#pragma unroll
-            for (int i = 0; i < 4; ++i)
-#pragma unroll
-              for (int j = 0; j < 4; ++j) acc[i][j] += a[i] * b[j];
+            T a[TM], b[TM];
+UNROLL
+            for (int h = 0; h < TM / 4; ++h) {  // rows / columns 64h + 4t .. 64h + 4t + 3
+              load4(a + 4 * h, &As[kk][64 * h + ty * 4]);
+              load4(b + 4 * h, &Bs[kk][64 * h + tx * 4]);
+            }
+UNROLL
+            for (int i = 0; i < TM; ++i)
+UNROLL
+              for (int j = 0; j < TM; ++j) acc[i][j] += a[i] * b[j];
           }
           __syncthreads();
         }
 
-        // ---- epilogue: thread (ty, tx) writes rows m0 + ty + 16i, columns n0 + tx + 16j ----
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const int64_t col = n0 + tx + 16 * j;
+        // ---- epilogue: thread (ty, tx) writes rows m0 + 4ty + i, columns n0 + 4tx + j ----
+UNROLL
+        for (int j = 0; j < TM; ++j) {
+          const int64_t col = n0 + 64 * (j / 4) + tx * 4 + j % 4;
           if (col >= Ncols) continue;
-#pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            const int m = m0 + ty + 16 * i;
+UNROLL
+          for (int i = 0; i < TM; ++i) {
+            const int m = m0 + 64 * (i / 4) + ty * 4 + i % 4;
             if (m >= M) continue;
             if constexpr (KIND == kFwd) {
               const int64_t n = col / PQ, pq = col - n * PQ;
               const int k = g * Kg + m;
-              out[(n * s.K + k) * PQ + pq] = bias ? acc[i][j] + bias[k] : acc[i][j];
+              out[(n * gm.K + k) * PQ + pq] = bias ? acc[i][j] + bias[k] : acc[i][j];
             } else if constexpr (KIND == kBwdIn) {
               const int64_t n = col / HW, hw = col - n * HW;
-              out[(n * s.C + g * Cg + m) * HW + hw] = acc[i][j];
+              out[(n * gm.C + g * Cg + m) * HW + hw] = acc[i][j];
             } else {  // partial (or whole) gW of this split
-              out[(int64_t(split) * s.K + g * Kg + m) * (int64_t(Cg) * RS) + col] = acc[i][j];
+              out[(int64_t(split) * gm.K + g * Kg + m) * (gm.wrow) + col] = acc[i][j];
             }
           }
         }
@@ -388,12 +432,16 @@ bool fits_int32(const Conv2dShape& s) {
          s.W + 2 * s.pad_w < kInt32Max / 2;
 }
 
-bool pointwise(const Conv2dShape& s) {
-  return s.R == 1 && s.S == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0;
+// The launchers take the direct kernels when the tiled ones cannot index the sizes in 32 bits, or when
+// CNNEXT_CONV2D_DIRECT=1 is set (so that the tests exercise the fallbacks on small shapes).
+bool use_direct(const Conv2dShape& s) {
+  if (!fits_int32(s)) return true;
+  const char* e = std::getenv("CNNEXT_CONV2D_DIRECT");
+  return e && e[0] == '1';
 }
 
-dim3 tile_grid(int64_t tiles_n, int64_t tiles_m, int64_t nz) {
-  return dim3(grid_size(tiles_n, 1), grid_size(tiles_m, 1), grid_size(nz, 1));
+bool pointwise(const Conv2dShape& s) {
+  return s.R == 1 && s.S == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0;
 }
 
 // How many chunks the grad-weight reduction over N*P*Q is split into: enough blocks to fill a large GPU
@@ -409,80 +457,114 @@ int weight_splits(const Conv2dShape& s, int64_t tiles, int64_t* chunk) {
   return int((red + c - 1) / c);
 }
 
+// The GEMM of pass `kind` (see the top comment), its tile size and its grid. float GEMMs with at least
+// 128 rows take 128x128 tiles (8x8 per thread) when there are enough of them to fill a large GPU twice
+// (the grad-weight pass always: its reduction splits fill the GPU); the rest 64x64 (4x4 per thread).
+// CNNEXT_CONV2D_TILE=64|128 forces a size for float (tests).
+Geom make_geom(const Conv2dShape& s, int kind, bool is_float, dim3* grid) {
+  Geom g{};
+  g.H = int(s.H), g.W = int(s.W), g.P = int(s.P), g.Q = int(s.Q), g.R = int(s.R), g.S = int(s.S);
+  g.sh = int(s.stride_h), g.sw = int(s.stride_w), g.ph = int(s.pad_h), g.pw = int(s.pad_w);
+  g.dh = int(s.dil_h), g.dw = int(s.dil_w);
+  g.Cg = int(s.C / s.groups), g.Kg = int(s.K / s.groups);
+  g.HW = g.H * g.W, g.PQ = g.P * g.Q, g.RS = g.R * g.S;
+  g.C = s.C, g.K = s.K, g.wrow = int64_t(g.Cg) * g.RS;
+  g.splits = 1;
+  if (kind == kFwd) {
+    g.M = g.Kg, g.Ncols = s.N * g.PQ, g.red = g.wrow;
+  } else if (kind == kBwdIn) {
+    g.M = g.Cg, g.Ncols = s.N * g.HW, g.red = int64_t(g.Kg) * g.RS;
+  } else {
+    g.M = g.Kg, g.Ncols = g.wrow, g.red = s.N * g.PQ;
+  }
+  g.tile = 64;
+  if (is_float && g.M >= 128 && g.Ncols >= 128) {
+    const int64_t tiles128 = (g.M + 127) / 128 * ((g.Ncols + 127) / 128) * s.groups;
+    if (kind == kBwdW || tiles128 >= 264) g.tile = 128;
+  }
+  if (const char* e = std::getenv("CNNEXT_CONV2D_TILE"); e && is_float) g.tile = std::atoi(e) == 128 ? 128 : 64;
+  g.tiles_m = (g.M + g.tile - 1) / g.tile;
+  g.tiles_n = (g.Ncols + g.tile - 1) / g.tile;
+  g.chunk = g.red;
+  if (kind == kBwdW) g.splits = weight_splits(s, g.tiles_n * g.tiles_m * s.groups, &g.chunk);
+  g.nz = int(s.groups) * g.splits;
+  *grid = dim3(grid_size(g.tiles_n, 1), grid_size(g.tiles_m, 1), grid_size(g.nz, 1));
+  return g;
+}
+
+// Launches the tiled kernel of pass KIND for g.tile and the 1x1 case.
+template <typename T, int KIND, int TILE>
+void run_igemm_tile(const Geom& g, dim3 grid, bool pw, const T* x, const T* w, const T* gy, const T* b, T* out,
+                    cudaStream_t stream) {
+  if (pw) launch(conv2d_igemm<T, KIND, true, TILE>, grid, dim3(kBlock), 0, stream, g, x, w, gy, b, out);
+  else launch(conv2d_igemm<T, KIND, false, TILE>, grid, dim3(kBlock), 0, stream, g, x, w, gy, b, out);
+}
+
+template <typename T, int KIND>
+void run_igemm(const Geom& g, dim3 grid, bool pw, const T* x, const T* w, const T* gy, const T* b, T* out,
+               cudaStream_t stream) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (g.tile == 128) return run_igemm_tile<T, KIND, 128>(g, grid, pw, x, w, gy, b, out, stream);
+  }
+  run_igemm_tile<T, KIND, 64>(g, grid, pw, x, w, gy, b, out, stream);
+}
+
 }  // namespace
 
 namespace cnnext::CNNEXT_DEVICE_NS {
 
 template <typename T>
 void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, cudaStream_t stream) {
-  if (!fits_int32(s)) {
+  if (use_direct(s)) {
     launch(conv2d_forward_direct<T>, dim3(grid_size(s.N * s.K * s.P * s.Q, kBlock)), dim3(kBlock), 0, stream, s, x,
            w, b, y);
     return;
   }
-  const int64_t Kg = s.K / s.groups;
-  const dim3 grid = tile_grid((s.N * s.P * s.Q + BN - 1) / BN, (Kg + BM - 1) / BM, s.groups);
-  const int64_t red = (s.C / s.groups) * s.R * s.S;
-  if (pointwise(s))
-    launch(conv2d_igemm<T, kFwd, true>, grid, dim3(kBlock), 0, stream, s, x, w, (const T*)nullptr, b, y, 1, red);
-  else
-    launch(conv2d_igemm<T, kFwd, false>, grid, dim3(kBlock), 0, stream, s, x, w, (const T*)nullptr, b, y, 1, red);
+  dim3 grid;
+  const Geom g = make_geom(s, kFwd, std::is_same_v<T, float>, &grid);
+  run_igemm<T, kFwd>(g, grid, pointwise(s), x, w, nullptr, b, y, stream);
 }
 
 template <typename T>
 void conv2d_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx, cudaStream_t stream) {
-  if (!fits_int32(s)) {
+  if (use_direct(s)) {
     launch(conv2d_backward_input_direct<T>, dim3(grid_size(s.N * s.C * s.H * s.W, kBlock)), dim3(kBlock), 0, stream,
            s, gy, w, gx);
     return;
   }
-  const int64_t Cg = s.C / s.groups;
-  const dim3 grid = tile_grid((s.N * s.H * s.W + BN - 1) / BN, (Cg + BM - 1) / BM, s.groups);
-  const int64_t red = (s.K / s.groups) * s.R * s.S;
-  if (pointwise(s))
-    launch(conv2d_igemm<T, kBwdIn, true>, grid, dim3(kBlock), 0, stream, s, (const T*)nullptr, w, gy,
-           (const T*)nullptr, gx, 1, red);
-  else
-    launch(conv2d_igemm<T, kBwdIn, false>, grid, dim3(kBlock), 0, stream, s, (const T*)nullptr, w, gy,
-           (const T*)nullptr, gx, 1, red);
+  dim3 grid;
+  const Geom g = make_geom(s, kBwdIn, std::is_same_v<T, float>, &grid);
+  run_igemm<T, kBwdIn>(g, grid, pointwise(s), nullptr, w, gy, nullptr, gx, stream);
 }
 
 template <typename T>
 void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb, cudaStream_t stream) {
   if (gb) launch(conv2d_bias_grad<T>, dim3(grid_size(s.K, 1)), dim3(kBlock), 0, stream, s, gy, gb);
-  if (!fits_int32(s)) {
+  if (use_direct(s)) {
     launch(conv2d_backward_weight_direct<T>, dim3(grid_size(s.K * (s.C / s.groups) * s.R * s.S, 1)), dim3(kBlock), 0,
            stream, s, x, gy, gw);
     return;
   }
-  const int64_t Kg = s.K / s.groups, CRS = (s.C / s.groups) * s.R * s.S;
-  const int64_t tiles_n = (CRS + BN - 1) / BN, tiles_m = (Kg + BM - 1) / BM;
-  int64_t chunk = 0;
-  const int splits = weight_splits(s, tiles_n * tiles_m * s.groups, &chunk);
-  const dim3 grid = tile_grid(tiles_n, tiles_m, s.groups * splits);
-  const int64_t total = s.K * CRS;
-  T* ws = gw;
+  dim3 grid;
+  const Geom g = make_geom(s, kBwdW, std::is_same_v<T, float>, &grid);
+  const int64_t total = s.K * g.wrow;
+  T* ws = gw;  // the split partials: (splits, K, Cg*R*S), or gw itself when there is one split
 #if defined(__CUDACC__)
-  if (splits > 1) {
+  if (g.splits > 1) {
     void* p = nullptr;
-    const cudaError_t err = cudaMallocAsync(&p, sizeof(T) * total * splits, stream);
+    const cudaError_t err = cudaMallocAsync(&p, sizeof(T) * total * g.splits, stream);
     if (err != cudaSuccess)
       throw std::runtime_error(std::string("conv2d: workspace allocation failed: ") + cudaGetErrorString(err));
     ws = static_cast<T*>(p);
   }
 #else
-  std::vector<T> ws_host(splits > 1 ? size_t(total * splits) : 0);
-  if (splits > 1) ws = ws_host.data();
+  std::vector<T> ws_host(g.splits > 1 ? size_t(total * g.splits) : 0);
+  if (g.splits > 1) ws = ws_host.data();
 #endif
-  if (pointwise(s))
-    launch(conv2d_igemm<T, kBwdW, true>, grid, dim3(kBlock), 0, stream, s, x, (const T*)nullptr, gy,
-           (const T*)nullptr, ws, splits, chunk);
-  else
-    launch(conv2d_igemm<T, kBwdW, false>, grid, dim3(kBlock), 0, stream, s, x, (const T*)nullptr, gy,
-           (const T*)nullptr, ws, splits, chunk);
-  if (splits > 1) {
+  run_igemm<T, kBwdW>(g, grid, pointwise(s), x, nullptr, gy, nullptr, ws, stream);
+  if (g.splits > 1) {
     launch(conv2d_sum_splits<T>, dim3(grid_size(total, kBlock)), dim3(kBlock), 0, stream, (const T*)ws, gw, total,
-           splits);
+           g.splits);
 #if defined(__CUDACC__)
     cudaFreeAsync(ws, stream);
 #endif

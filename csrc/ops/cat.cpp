@@ -11,12 +11,15 @@
 // permutation perm of the format (identity, (0,2,3,1) or (0,2,3,4,1)) and q the position of dim
 // in it, outer = prod of the sizes of perm[0..q) and a row of input i holds
 // size_i(dim) * prod of the sizes of perm(q..] elements.  So channels_last inputs are
-// concatenated along C in place, with no extra pass.  An input that is not dense in that format
-// (a transposed / sliced / expanded view) is first made so with .contiguous(format): one extra
-// copy of that input only.  The same holds for grad_output in backward, whose slices get
-// grad_output's suggested format.
+// concatenated along C in place, with no extra pass.  The kernels take a row stride per input,
+// so an input whose rows are dense but spaced out or repeated -- a slice along an outer dim or
+// along dim itself (x[:, 16:48]), an expand() along an outer dim -- is read in place too.  Any
+// other view (transposed, strided inside a row) is first made dense with .contiguous(format): one
+// extra copy of that input only.  The same holds for grad_output in backward, whose slices get
+// grad_output's suggested format and are always dense.
 #include <torch/library.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -57,6 +60,31 @@ std::pair<int64_t, int64_t> rows_at(at::IntArrayRef sizes, int64_t dim, at::Memo
     (before ? outer : inner) *= sizes[d];
   }
   return {outer, inner};
+}
+
+// Bytes from one row to the next of t seen as (outer, inner) rows in format fmt, split at dim:
+// defined when the inner dims are dense and the outer dims collapse into one stride (size-1 dims
+// do not count); -1 otherwise.
+int64_t row_stride(const at::Tensor& t, int64_t dim, at::MemoryFormat fmt) {
+  const auto perm = memory_order(t.dim(), fmt);
+  const auto sizes = t.sizes(), strides = t.strides();
+  const int64_t q = std::find(perm.begin(), perm.end(), dim) - perm.begin();
+  int64_t expected = 1;
+  for (int64_t k = t.dim() - 1; k >= q; --k) {
+    const int64_t d = perm[k];
+    if (sizes[d] != 1 && strides[d] != expected) return -1;
+    expected *= sizes[d];
+  }
+  const int64_t inner = expected;
+  int64_t rs = -1;
+  for (int64_t k = q - 1; k >= 0; --k) {
+    const int64_t d = perm[k];
+    if (sizes[d] == 1) continue;
+    if (rs < 0) expected = rs = strides[d];
+    if (strides[d] != expected) return -1;
+    expected *= sizes[d];
+  }
+  return (rs < 0 ? inner : rs) * int64_t(t.element_size());
 }
 
 int64_t wrap_dim(int64_t dim, int64_t nd, const char* what) {
@@ -119,18 +147,21 @@ at::Tensor cat_forward(at::TensorList tensors, int64_t dim) {
   const int64_t outer = rows_at(out_sizes, dim, fmt).first;
   std::vector<at::Tensor> keep;  // inputs made dense in fmt (the extra pass), kept alive
   std::vector<const void*> ptrs;
-  std::vector<int64_t> bytes;
+  std::vector<int64_t> bytes, strides;
   std::vector<CatPiece> pieces;
   for (const at::Tensor& t : tensors) {
     if (legacy_empty(t) || t.numel() == 0) continue;
-    const at::Tensor& c = t.is_contiguous(fmt) ? t : keep.emplace_back(t.contiguous(fmt));
+    int64_t rs = row_stride(t, dim, fmt);
+    const at::Tensor& c = rs >= 0 ? t : keep.emplace_back(t.contiguous(fmt));
+    if (rs < 0) rs = row_stride(c, dim, fmt);
     ptrs.push_back(c.const_data_ptr());
     bytes.push_back(rows_at(c.sizes(), dim, fmt).second * esize);
-    pieces.push_back(CatPiece{const_cast<void*>(ptrs.back()), bytes.back()});
+    strides.push_back(rs);
+    pieces.push_back(CatPiece{const_cast<void*>(ptrs.back()), bytes.back(), rs});
   }
   const Backend be = backend_for(out);
   const int64_t n = int64_t(pieces.size());
-  if (be == Backend::CPU) cpu::cat_forward(ptrs.data(), bytes.data(), n, out.mutable_data_ptr(), outer);
+  if (be == Backend::CPU) cpu::cat_forward(ptrs.data(), bytes.data(), strides.data(), n, out.mutable_data_ptr(), outer);
   else CNNEXT_DEVICE_CALL(be, cat_forward, pieces.data(), n, out.mutable_data_ptr(), outer);
   return out;
 }
@@ -158,7 +189,9 @@ std::vector<at::Tensor> cat_backward(const at::Tensor& grad_output, int64_t dim,
   if (grad_output.numel() == 0) return grads;
 
   const at::DeviceGuard guard(grad_output.device());
-  const at::Tensor g = grad_output.contiguous(fmt);  // no copy when already dense in fmt
+  int64_t gs = row_stride(grad_output, dim, fmt);
+  const at::Tensor g = gs >= 0 ? grad_output : grad_output.contiguous(fmt);  // the extra pass, if needed
+  if (gs < 0) gs = row_stride(g, dim, fmt);
   const int64_t esize = int64_t(g.element_size());
   const int64_t outer = rows_at(g.sizes(), dim, fmt).first;
   std::vector<void*> ptrs;
@@ -168,12 +201,12 @@ std::vector<at::Tensor> cat_backward(const at::Tensor& grad_output, int64_t dim,
     if (t.numel() == 0) continue;
     ptrs.push_back(t.mutable_data_ptr());
     bytes.push_back(rows_at(t.sizes(), dim, fmt).second * esize);
-    pieces.push_back(CatPiece{ptrs.back(), bytes.back()});
+    pieces.push_back(CatPiece{ptrs.back(), bytes.back(), bytes.back()});
   }
   const Backend be = backend_for(g);
   const int64_t n = int64_t(pieces.size());
-  if (be == Backend::CPU) cpu::cat_backward(g.const_data_ptr(), outer, ptrs.data(), bytes.data(), n);
-  else CNNEXT_DEVICE_CALL(be, cat_backward, g.const_data_ptr(), outer, pieces.data(), n);
+  if (be == Backend::CPU) cpu::cat_backward(g.const_data_ptr(), gs, outer, ptrs.data(), bytes.data(), n);
+  else CNNEXT_DEVICE_CALL(be, cat_backward, g.const_data_ptr(), gs, outer, pieces.data(), n);
   return grads;
 }
 
