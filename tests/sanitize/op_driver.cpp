@@ -429,25 +429,32 @@ void check_adaptive_avg_pool2d(bool big) {
 
 // ------------------------------------------------------------------ cat (byte copies)
 #ifdef WITH_cat
-void cat_case(int64_t outer, vector<int64_t> bytes) {
+// pad[i]: input i's row stride is bytes[i] + pad[i] (0: dense); pad[i] < 0: stride 0 (a broadcast row).
+// gpad: extra bytes between rows of grad_output.
+void cat_case(int64_t outer, vector<int64_t> bytes, vector<int64_t> pad, int64_t gpad) {
   const int64_t n = int64_t(bytes.size());
+  pad.resize(n, 0);
+  vector<int64_t> strides(n);
   int64_t row = 0;
-  for (auto b : bytes) row += b;
+  for (int64_t i = 0; i < n; ++i) {
+    row += bytes[i];
+    strides[i] = pad[i] < 0 ? 0 : bytes[i] + pad[i];
+  }
+  const int64_t gstride = row + gpad;
   std::uniform_int_distribution<int> d(0, 255);
   vector<vector<unsigned char>> in(n), gin(n);
-  for (int64_t i = 0; i < n; ++i) {
-    in[i].resize(outer * bytes[i] + 1);  // +1: never a zero-sized vector (a null data())
+  for (int64_t i = 0; i < n; ++i) {  // exact sizes (+1 so that no vector is empty): ASan sees any overrun
+    in[i].resize(outer ? (outer - 1) * strides[i] + bytes[i] + 1 : 1);
     for (auto& c : in[i]) c = (unsigned char)d(g_rng);
   }
-  vector<unsigned char> want(outer * row + 1), gout(outer * row + 1);
+  vector<unsigned char> want(outer * row + 1), gout(outer ? (outer - 1) * gstride + row + 1 : 1);
   for (auto& c : gout) c = (unsigned char)d(g_rng);
-  for (int64_t o = 0, off = 0; o < outer; ++o, off = 0)
-    for (int64_t i = 0; i < n; ++i) {
-      std::memcpy(&want[o * row + off], &in[i][o * bytes[i]], bytes[i]);
-      off += bytes[i];
-    }
-  char shape[64];
-  std::snprintf(shape, sizeof shape, "outer=%lld pieces=%lld row=%lld", (long long)outer, (long long)n, (long long)row);
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t i = 0, off = 0; i < n; off += bytes[i], ++i)
+      std::memcpy(&want[o * row + off], &in[i][o * strides[i]], bytes[i]);
+  char shape[96];
+  std::snprintf(shape, sizeof shape, "outer=%lld pieces=%lld row=%lld gpad=%lld", (long long)outer, (long long)n,
+                (long long)row, (long long)gpad);
   for (Be be : kBackends) {
     vector<unsigned char> got(outer * row + 1, 0xAB);
     for (int64_t i = 0; i < n; ++i) gin[i].assign(outer * bytes[i] + 1, 0xCD);
@@ -456,14 +463,14 @@ void cat_case(int64_t outer, vector<int64_t> bytes) {
     vector<cnnext::CatPiece> pieces(n), gpieces(n);
     for (int64_t i = 0; i < n; ++i) {
       ptrs[i] = in[i].data(); gptrs[i] = gin[i].data();
-      pieces[i] = {in[i].data(), bytes[i]}; gpieces[i] = {gin[i].data(), bytes[i]};
+      pieces[i] = {in[i].data(), bytes[i], strides[i]}; gpieces[i] = {gin[i].data(), bytes[i], bytes[i]};
     }
     ON(be, {
-         cnnext::cpu::cat_forward(ptrs.data(), bytes.data(), n, got.data(), outer);
-         cnnext::cpu::cat_backward(gout.data(), outer, gptrs.data(), bytes.data(), n);
+         cnnext::cpu::cat_forward(ptrs.data(), bytes.data(), strides.data(), n, got.data(), outer);
+         cnnext::cpu::cat_backward(gout.data(), gstride, outer, gptrs.data(), bytes.data(), n);
        }, {
          cnnext::emu::cat_forward(pieces.data(), n, got.data(), outer, nullptr);
-         cnnext::emu::cat_backward(gout.data(), outer, gpieces.data(), n, nullptr);
+         cnnext::emu::cat_backward(gout.data(), gstride, outer, gpieces.data(), n, nullptr);
        });
     ++g_checks;
     if (std::memcmp(got.data(), want.data(), outer * row) || got[outer * row] != 0xAB) {
@@ -473,7 +480,7 @@ void cat_case(int64_t outer, vector<int64_t> bytes) {
     ++g_checks;
     for (int64_t i = 0, off = 0; i < n; off += bytes[i], ++i) {
       bool ok = gin[i][outer * bytes[i]] == 0xCD;
-      for (int64_t o = 0; o < outer && ok; ++o) ok = !std::memcmp(&gin[i][o * bytes[i]], &gout[o * row + off], bytes[i]);
+      for (int64_t o = 0; o < outer && ok; ++o) ok = !std::memcmp(&gin[i][o * bytes[i]], &gout[o * gstride + off], bytes[i]);
       if (!ok) {
         std::printf("FAIL cat/backward/%s %s: piece %lld differs\n", be_name(be), shape, (long long)i);
         ++g_fail;
@@ -483,13 +490,14 @@ void cat_case(int64_t outer, vector<int64_t> bytes) {
   }
 }
 void check_cat(bool big) {
-  cat_case(1, {4});
-  cat_case(3, {4, 8, 12});
-  cat_case(5, {3, 0, 5, 1});            // odd byte counts, an empty piece
-  cat_case(2, {8, 16, 8, 24, 8, 40, 8});
-  cat_case(7, {64, 4});
-  cat_case(1, {4096, 12, 4100});
-  if (big) cat_case(300, {256, 124, 132});
+  cat_case(1, {4}, {}, 0);
+  cat_case(3, {4, 8, 12}, {}, 0);
+  cat_case(5, {3, 0, 5, 1}, {}, 0);                 // odd byte counts, an empty piece
+  cat_case(2, {8, 16, 8, 24, 8, 40, 8}, {}, 0);
+  cat_case(7, {64, 4}, {8, -1}, 12);                // a slice, a broadcast row, a strided grad_output
+  cat_case(4, {12, 20, 4}, {4, 0, -1}, 4);
+  cat_case(1, {4096, 12, 4100}, {}, 0);
+  if (big) cat_case(300, {256, 124, 132}, {64, 0, 4}, 0);
 }
 #endif
 
