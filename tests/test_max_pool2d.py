@@ -42,6 +42,10 @@ def check_against_torch(x, k, s, p, d, ceil, what=""):
     assert y.shape == y2.shape and y.dtype == y2.dtype, what
     assert torch.equal(y.nan_to_num(), y2.nan_to_num()) and torch.equal(y.isnan(), y2.isnan()), f"{what}: output"
     assert i.dtype == torch.int64 and torch.equal(i, i2), f"{what}: indices differ at {(i != i2).sum()} places"
+    for t, t2 in ((y, y2), (i, i2)):  # same memory layout as torch's (channels_last stays channels_last)
+        assert t.is_contiguous() == t2.is_contiguous(), f"{what}: layout"
+        assert t.is_contiguous(memory_format=torch.channels_last) == t2.is_contiguous(
+            memory_format=torch.channels_last), f"{what}: layout"
     g = torch.randn_like(y2)
     y.backward(g)
     y2.backward(g)
@@ -81,6 +85,37 @@ def test_noncontiguous_channels_last_unbatched(backend):
         check_against_torch(x, 3, 2, 1, 1, True, what=what)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kind", ["randn", "ties", "nan"])
+@pytest.mark.parametrize("cfg", [((2, 35, 9, 10), 3, 2, 1, 1, True), ((1, 16, 7, 7), (2, 3), 1, (1, 0), (2, 1), False),
+                                 ((2, 5, 6, 6), 2, 2, 0, 1, False)], ids=ids)
+def test_channels_last(backend, cfg, kind, dtype):
+    """channels_last input: vectors across channels (full vectors and the leftover channels)."""
+    torch.manual_seed(4)
+    shape, k, s, p, d, ceil = cfg
+    x = torch.randn(shape, dtype=dtype) if kind == "randn" else torch.randint(0, 3, shape).to(dtype)
+    if kind == "nan":
+        x[torch.rand(shape) < 0.15] = float("nan")
+    check_against_torch(x.contiguous(memory_format=torch.channels_last), k, s, p, d, ceil, what=f"{ids(cfg)} {kind}")
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=ids)
+def test_values_only_inference(backend, cfg, layout):
+    """No grad, no return_indices: cnnext::max_pool2d computes the values without indices."""
+    torch.manual_seed(5)
+    shape, k, s, p, d, ceil = cfg
+    x = torch.randint(0, 4, shape).float()
+    x[torch.rand(shape) < 0.05] = float("nan")
+    x[torch.rand(shape) < 0.3] = float("-inf")
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        y, y2 = max_pool2d(x, k, s, p, d, ceil), F.max_pool2d(x, k, s, p, d, ceil)
+    assert torch.equal(y.nan_to_num(), y2.nan_to_num()) and torch.equal(y.isnan(), y2.isnan())
+    assert y.is_contiguous(memory_format=torch.channels_last) == y2.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_return_indices_not_differentiable(backend):
     x = torch.randn(1, 2, 6, 6, requires_grad=True)
     y, i = max_pool2d(x, 2, return_indices=True)
@@ -118,27 +153,38 @@ def test_opcheck(backend):
     y, i = torch.ops.cnnext.max_pool2d_forward(x, *args)
     gy = torch.randn_like(y)
     torch.library.opcheck(torch.ops.cnnext.max_pool2d_forward.default, (x, *args))
-    torch.library.opcheck(torch.ops.cnnext.max_pool2d_forward.default, (x[0].float(), [2, 3], [], [1, 0], [1, 1], False))
+    unbatched = (x[0].float(), [2, 3], [], [1, 0], [1, 1], False)
+    torch.library.opcheck(torch.ops.cnnext.max_pool2d_forward.default, unbatched)
     torch.library.opcheck(torch.ops.cnnext.max_pool2d_backward.default, (gy, i, list(x.shape), *args))
+    x_cl = torch.randn(2, 17, 5, 6).contiguous(memory_format=torch.channels_last)
+    torch.library.opcheck(torch.ops.cnnext.max_pool2d_forward.default, (x_cl, [3, 2], [1, 2], [1, 1], [1, 1], True))
+    torch.library.opcheck(torch.ops.cnnext.max_pool2d.default, (x, *args))
+    torch.library.opcheck(torch.ops.cnnext.max_pool2d.default, (x_cl, [3, 2], [1, 2], [1, 1], [1, 1], True))
 
 
-def test_backward_deterministic_and_thread_independent():
+def test_threads_deterministic():
+    """Large enough to be split across threads: same results with 1 and 2 threads, and as torch's."""
     torch.manual_seed(3)
-    x = torch.randn(4, 8, 21, 21)
-    y, i = torch.ops.cnnext.max_pool2d_forward(x, [3, 3], [1, 1], [1, 1], [1, 1], False)
-    gy = torch.randn_like(y)
-    args = (gy, i, list(x.shape), [3, 3], [1, 1], [1, 1], [1, 1], False)
+    x = torch.randn(4, 64, 21, 21)
+    fwd_args = ([3, 3], [1, 1], [1, 1], [1, 1], False)
     n = torch.get_num_threads()
+    out = {}
     try:
-        torch.set_num_threads(1)
-        g1 = torch.ops.cnnext.max_pool2d_backward(*args)
-        torch.set_num_threads(2)
-        g2 = torch.ops.cnnext.max_pool2d_backward(*args)
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            y, i = torch.ops.cnnext.max_pool2d_forward(x, *fwd_args)
+            gy = torch.linspace(-1, 1, y.numel()).reshape(y.shape)
+            out[t] = (y, i, torch.ops.cnnext.max_pool2d_backward(gy, i, list(x.shape), *fwd_args),
+                      torch.ops.cnnext.max_pool2d(x.contiguous(memory_format=torch.channels_last), *fwd_args))
     finally:
         torch.set_num_threads(n)
-    assert torch.equal(g1, g2)
+    for a, b in zip(out[1], out[2]):
+        assert torch.equal(a, b)
+    y2, i2 = F.max_pool2d(x, 3, 1, 1, return_indices=True)
+    assert torch.equal(out[2][0], y2) and torch.equal(out[2][1], i2) and torch.equal(out[2][3], y2)
     with on("emu"):
-        assert_rel_close(torch.ops.cnnext.max_pool2d_backward(*args), g1)
+        gy = torch.linspace(-1, 1, y2.numel()).reshape(y2.shape)
+        assert_rel_close(torch.ops.cnnext.max_pool2d_backward(gy, i2, list(x.shape), *fwd_args), out[2][2])
 
 
 def test_torch_compile_fullgraph():
@@ -154,6 +200,8 @@ def test_torch_compile_fullgraph():
     ref.backward()
     assert_rel_close(out, ref)
     assert_rel_close(x.grad, x2.grad)
+    with torch.no_grad():  # inference: the values-only op
+        assert_rel_close(compiled(x.detach()), ref.detach())
 
 
 def test_module_drop_in(backend):
@@ -190,7 +238,7 @@ def test_empty_batch(backend):
         (torch.ones(1, 1, 5, 5), dict(kernel_size=2, stride=(1, -2)), r"max_pool2d: stride must be positive"),
         (torch.ones(1, 1, 5, 5), dict(kernel_size=2, dilation=0), r"max_pool2d: dilation must be positive"),
         (torch.ones(1, 1, 5, 5), dict(kernel_size=2, padding=-1), r"max_pool2d: padding must be non-negative"),
-        (torch.ones(1, 1, 5, 5), dict(kernel_size=(2, 2, 2)), r"max_pool2d: kernel_size must be a single int or a pair"),
+        (torch.ones(1, 1, 5, 5), dict(kernel_size=(2, 2, 2)), r"max_pool2d: kernel_size must be a single int or"),
         (torch.ones(5, 5), dict(kernel_size=2), r"max_pool2d: input must be 3-D \(C, H, W\) or 4-D .* got 2-D"),
         (torch.ones(1, 1, 1, 5, 5), dict(kernel_size=2), r"max_pool2d: input must be 3-D .* got 5-D"),
         (torch.ones(1, 0, 5, 5), dict(kernel_size=2), r"max_pool2d: input must have non-zero C, H and W"),

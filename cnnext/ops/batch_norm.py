@@ -1,6 +1,7 @@
 """batch_norm and the fused batch_norm + ReLU (d2l 8.5; the BN -> ReLU of ResNet and DenseNet)."""
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from ._checks import same_device
 
@@ -79,6 +80,7 @@ class BatchNormFunction(torch.autograd.Function):
         ctx.mark_non_differentiable(mean, invstd)
 
     @staticmethod
+    @once_differentiable  # no double backward: a clear error instead of a silently detached gradient
     def backward(ctx, grad_output, _grad_mean, _grad_invstd):
         input, weight, bias, mean, invstd = ctx.saved_tensors
         gx, gw, gb = torch.ops.cnnext.batch_norm_backward(grad_output, input, weight, bias, mean, invstd,
@@ -99,7 +101,12 @@ def _verify_batch_size(size):
 def _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, relu):
     if training:
         _verify_batch_size(input.size())
-    return BatchNormFunction.apply(input, running_mean, running_var, weight, bias, training, momentum, eps, relu)[0]
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, weight, bias)):
+        return BatchNormFunction.apply(input, running_mean, running_var, weight, bias, training, momentum, eps,
+                                       relu)[0]
+    # nothing to differentiate: skip the autograd.Function
+    return torch.ops.cnnext.batch_norm_forward(input, weight, bias, running_mean, running_var, training, momentum,
+                                               eps, relu)[0]
 
 
 def batch_norm(input: Tensor, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,

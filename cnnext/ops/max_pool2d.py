@@ -51,7 +51,16 @@ def _max_pool2d_forward_fake(input, kernel_size, stride=(), padding=0, dilation=
     torch._check(input.dtype in (torch.float32, torch.float64),
                  lambda: f"max_pool2d: input must be float32 or float64, got {input.dtype}")
     shape = _output_shape("max_pool2d", input.shape, kernel_size, stride, padding, dilation, ceil_mode)
-    return input.new_empty(shape), input.new_empty(shape, dtype=torch.int64)
+    channels_last = input.dim() == 4 and not input.is_contiguous() and input.is_contiguous(
+        memory_format=torch.channels_last)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return (torch.empty(shape, dtype=input.dtype, device=input.device, memory_format=fmt),
+            torch.empty(shape, dtype=torch.int64, device=input.device, memory_format=fmt))
+
+
+@torch.library.register_fake("cnnext::max_pool2d")
+def _max_pool2d_fake(input, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):
+    return _max_pool2d_forward_fake(input, kernel_size, stride, padding, dilation, ceil_mode)[0]
 
 
 @torch.library.register_fake("cnnext::max_pool2d_backward")
@@ -102,6 +111,8 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, c
     """
     k = _pair("kernel_size", kernel_size)
     s = k if stride is None or (not isinstance(stride, int) and len(stride) == 0) else _pair("stride", stride)
-    out, indices = MaxPool2dFunction.apply(input, k, s, _pair("padding", padding), _pair("dilation", dilation),
-                                           bool(ceil_mode))
+    args = (k, s, _pair("padding", padding), _pair("dilation", dilation), bool(ceil_mode))
+    if not return_indices and not (torch.is_grad_enabled() and input.requires_grad):
+        return torch.ops.cnnext.max_pool2d(input, *args)  # inference: the values only, no indices to write
+    out, indices = MaxPool2dFunction.apply(input, *args)
     return (out, indices) if return_indices else out

@@ -17,16 +17,23 @@
 // inputs and channels_last (N*H*W, C) -- a native path, no copy).
 //
 // Threads and passes over memory, (N, C, S) layout:
-//   * C >= kItems: one work item per channel (threads split the channels).  The
-//     item reads the channel once for the sums, then normalises it while it is
-//     still in L1/L2: training forward = 1 read pass from memory + (re-read from
-//     cache) 1 write pass; backward = 1 read pass of x and gy for the two sums +
-//     1 pass (cache re-read) writing gx.
+//   * C >= kItems: a work item is a block of channels (threads split the blocks)
+//     holding about 1 MiB of input (channel_block).  The item reads its channels
+//     once for the sums (for each n, x[n, c0:c1, :] is one contiguous stream),
+//     then normalises them while they are still in L2/L3:
+//       training forward = 1 read pass from memory + 1 write pass (whose reads
+//       hit the cache); backward = 1 read pass of x and gy for the two sums +
+//       1 pass writing gx (whose reads of x and gy hit the cache).
 //   * C < kItems: each channel is split into a fixed number of batch chunks (a
 //     function of N and C only), partial sums are added in chunk order, then a
-//     second parallel pass over planes normalises: 2 read passes + 1 write.
+//     second parallel pass over planes normalises: 2 read passes + 1 write
+//     (backward: 2 read passes of x and gy + 1 write of gx).
+//   * eval forward: 1 read + 1 write pass (parallel over planes).
+// The fused ReLU costs no pass: the forward clamps before the store, the
+// backward recomputes the pre-activation from x (already being read) for its mask.
 // Rows layout: fixed chunks of rows accumulate per-channel partials (vectors over
-// channels), added in chunk order; then a parallel pass over rows writes.
+// channels), added in chunk order; then a parallel pass over rows writes:
+// 2 read passes + 1 write, forward and backward.
 // Every partition is independent of the thread count, so results are
 // bit-identical for any torch.set_num_threads.
 #include "batch_norm.h"
@@ -107,11 +114,6 @@ struct Sums {
   VT<T> a1{}, a2{};
   int64_t pending = 0;
   double s1 = 0, s2 = 0;
-  inline void add(VT<T> u, VT<T> v) {
-    a1 += u;
-    a2 += v;
-    if (++pending == kFlush) flush();
-  }
   inline void flush() {
     s1 += double(Vec<T>::sum(a1));
     s2 += double(Vec<T>::sum(a2));
@@ -120,17 +122,50 @@ struct Sums {
   }
 };
 
-// acc += (sum (x - k), sum (x - k)^2) over x[0:n].
+// A Sums held in registers for one plane's loop (a Sums in memory would make
+// every vector add wait for a store-to-load round trip); written back at the end.
 template <typename T>
-inline void plane_sums(const T* __restrict__ x, int64_t n, T k, Sums<T>& acc) {
+struct LocalSums {
+  Sums<T>& home;
+  VT<T> a1, a2;
+  int64_t pending;
+  explicit LocalSums(Sums<T>& h) : home(h), a1(h.a1), a2(h.a2), pending(h.pending) {}
+  ~LocalSums() { home.a1 = a1, home.a2 = a2, home.pending = pending; }
+  inline void add(VT<T> u, VT<T> v) {
+    a1 += u;
+    a2 += v;
+    if (__builtin_expect(++pending == Sums<T>::kFlush, 0)) {
+      home.s1 += double(Vec<T>::sum(a1));
+      home.s2 += double(Vec<T>::sum(a2));
+      a1 = a2 = VT<T>{};
+      pending = 0;
+    }
+  }
+};
+
+// Prefetch the plane a channel reads next (one plane = N*C*S/N values further on):
+// the planes of one channel are short strided pieces the hardware prefetcher
+// does not run ahead of.
+template <typename T>
+inline void prefetch(const T* p, int64_t i) {
+  if (p) __builtin_prefetch(p + i);
+}
+
+// acc += (sum (x - k), sum (x - k)^2) over x[0:n]; `next`: the plane read after this one.
+template <typename T>
+inline void plane_sums(const T* __restrict__ x, int64_t n, T k, Sums<T>& home, const T* next) {
   using V = Vec<T>;
+  LocalSums<T> acc(home);
   const VT<T> kv = V::broadcast(k);
   int64_t i = 0;
   for (; i + 2 * V::size <= n; i += 2 * V::size) {
+    prefetch(next, i);
+    prefetch(next, i + V::size);
     const VT<T> d = V::load(x + i) - kv, e = V::load(x + i + V::size) - kv;
     acc.add(d + e, d * d + e * e);
   }
   for (; i < n; i += V::size) {
+    prefetch(next, i);
     const VT<T> d = ld<T>(x + i, std::min<int64_t>(V::size, n - i), kv) - kv;
     acc.add(d, d * d);
   }
@@ -149,13 +184,32 @@ inline void plane_normalize(const T* __restrict__ x, T* __restrict__ y, int64_t 
   }
 }
 
+// Small planes (S < 2 vectors) waste most of every masked vector: normalise a run
+// x[n, c0:c1, :] (contiguous) in full vectors instead, with the per-channel
+// mean, scale and shift spread to per-element arrays me, se, be of the run's
+// length.  Same arithmetic per element as plane_normalize.
+template <typename T, bool RELU>
+inline void run_normalize(const T* __restrict__ x, T* __restrict__ y, int64_t n, const T* me, const T* se,
+                          const T* be) {
+  using V = Vec<T>;
+  for (int64_t i = 0; i < n; i += V::size) {
+    const int64_t len = std::min<int64_t>(V::size, n - i);
+    VT<T> v = (ld<T>(x + i, len, VT<T>{}) - ld<T>(me + i, len, VT<T>{})) * ld<T>(se + i, len, VT<T>{}) +
+              ld<T>(be + i, len, VT<T>{});
+    if constexpr (RELU) v = vrelu<T>(v);
+    st<T>(y + i, v, len);
+  }
+}
+
 // acc += (sum gy', sum gy' (x - mean)), gy' = gy masked by (x - mean) * scale + shift > 0 if RELU.
 template <typename T, bool RELU>
 inline void plane_grad_sums(const T* __restrict__ gy, const T* __restrict__ x, int64_t n, T mean, T scale, T shift,
-                            Sums<T>& acc) {
+                            Sums<T>& home, int64_t next) {
   using V = Vec<T>;
+  LocalSums<T> acc(home);
   const VT<T> mv = V::broadcast(mean), sv = V::broadcast(scale), bv = V::broadcast(shift);
   for (int64_t i = 0; i < n; i += V::size) {
+    if (next) prefetch(x + next, i), prefetch(gy + next, i);
     const int64_t len = std::min<int64_t>(V::size, n - i);
     const VT<T> xmu = ld<T>(x + i, len, mv) - mv;
     VT<T> g = ld<T>(gy + i, len, VT<T>{});
@@ -200,6 +254,14 @@ inline void finalize(int64_t c, int64_t M, T k, double s1, double s2, T* mean, T
   if (rvar) rvar[c] = T((1 - momentum) * double(rvar[c]) + momentum * var_sum / double(M - 1));
 }
 
+// Channels per work item when every channel is one item's: as many as keep the
+// item's `streams` input arrays (N*S values each per channel) within ~1 MiB, at
+// most C/8 (work for every thread).  Per-channel arithmetic does not depend on it.
+inline int64_t channel_block(int64_t N, int64_t C, int64_t S, size_t elem, int streams) {
+  const int64_t per_channel = N * S * int64_t(elem) * streams;
+  return std::max<int64_t>(1, std::min((int64_t(1) << 20) / per_channel, (C + 7) / 8));
+}
+
 // Batch chunks per channel for the (N, C, S) statistics: a function of N and C only.
 inline int64_t chunks_per_channel(int64_t N, int64_t C) {
   return C >= kItems ? 1 : std::min(N, (kItems + C - 1) / C);
@@ -215,7 +277,26 @@ void forward_planes(const T* x, T* y, Affine<T> af, T* rmean, T* rvar, T* mean, 
     const int64_t off = (n * C + c) * S;
     plane_normalize<T, RELU>(x + off, y + off, S, mean[c], af.scale(invstd, c), af.shift(c));
   };
+  const bool small = S < 2 * Vec<T>::size;
+  // per-element mean, scale, shift of channels [c0, c1) (small planes)
+  auto spread = [&](int64_t c0, int64_t c1, std::vector<T>& me, std::vector<T>& se, std::vector<T>& be) {
+    me.resize(static_cast<size_t>((c1 - c0) * S)), se.resize(me.size()), be.resize(me.size());
+    for (int64_t c = c0; c < c1; ++c)
+      for (int64_t s = 0; s < S; ++s) {
+        const size_t e = static_cast<size_t>((c - c0) * S + s);
+        me[e] = mean[c], se[e] = af.scale(invstd, c), be[e] = af.shift(c);
+      }
+  };
   auto normalize_all = [&] {
+    if (small) {
+      std::vector<T> me, se, be;
+      spread(0, C, me, se, be);
+      at::parallel_for(0, N, std::max<int64_t>(1, 16384 / (C * S)), [&](int64_t n0, int64_t n1) {
+        for (int64_t n = n0; n < n1; ++n)
+          run_normalize<T, RELU>(x + n * C * S, y + n * C * S, C * S, me.data(), se.data(), be.data());
+      });
+      return;
+    }
     at::parallel_for(0, N * C, std::max<int64_t>(1, 16384 / S), [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) normalize_plane(p / C, p % C);
     });
@@ -229,15 +310,29 @@ void forward_planes(const T* x, T* y, Affine<T> af, T* rmean, T* rvar, T* mean, 
     return;
   }
   const int64_t K = chunks_per_channel(N, C);
-  if (K == 1) {  // one item per channel: sums, then normalise from cache
-    at::parallel_for(0, C, 1, [&](int64_t c0, int64_t c1) {
-      for (int64_t c = c0; c < c1; ++c) {
-        const T k = x[c * S];
-        Sums<T> acc;
-        for (int64_t n = 0; n < N; ++n) plane_sums<T>(x + (n * C + c) * S, S, k, acc);
-        acc.flush();
-        finalize<T>(c, M, k, acc.s1, acc.s2, mean, invstd, rmean, rvar, momentum, eps);
-        for (int64_t n = 0; n < N; ++n) normalize_plane(n, c);
+  if (K == 1) {  // items = blocks of channels: sums, then normalise from cache
+    const int64_t cb = channel_block(N, C, S, sizeof(T), 1);
+    at::parallel_for(0, (C + cb - 1) / cb, 1, [&](int64_t b0, int64_t b1) {
+      std::vector<Sums<T>> acc(static_cast<size_t>(cb));
+      std::vector<T> me, se, be;
+      for (int64_t blk = b0; blk < b1; ++blk) {
+        const int64_t c0 = blk * cb, c1 = std::min(C, c0 + cb);
+        std::fill(acc.begin(), acc.end(), Sums<T>{});
+        for (int64_t n = 0; n < N; ++n)  // x[n, c0:c1, :] is one contiguous stream
+          for (int64_t c = c0; c < c1; ++c) plane_sums<T>(x + (n * C + c) * S, S, x[c * S], acc[c - c0], nullptr);
+        for (int64_t c = c0; c < c1; ++c) {
+          acc[c - c0].flush();
+          finalize<T>(c, M, x[c * S], acc[c - c0].s1, acc[c - c0].s2, mean, invstd, rmean, rvar, momentum, eps);
+        }
+        if (small) {
+          spread(c0, c1, me, se, be);
+          for (int64_t n = 0; n < N; ++n)
+            run_normalize<T, RELU>(x + (n * C + c0) * S, y + (n * C + c0) * S, (c1 - c0) * S, me.data(), se.data(),
+                                   be.data());
+        } else {
+          for (int64_t n = 0; n < N; ++n)
+            for (int64_t c = c0; c < c1; ++c) normalize_plane(n, c);
+        }
       }
     });
     return;
@@ -247,7 +342,9 @@ void forward_planes(const T* x, T* y, Affine<T> af, T* rmean, T* rvar, T* mean, 
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t c = i / K, k = i % K;
       Sums<T> acc;
-      for (int64_t n = k * N / K; n < (k + 1) * N / K; ++n) plane_sums<T>(x + (n * C + c) * S, S, x[c * S], acc);
+      const int64_t n1 = (k + 1) * N / K;
+      for (int64_t n = k * N / K; n < n1; ++n)
+        plane_sums<T>(x + (n * C + c) * S, S, x[c * S], acc, n + 1 < n1 ? x + ((n + 1) * C + c) * S : nullptr);
       acc.flush();
       part[2 * i] = acc.s1;
       part[2 * i + 1] = acc.s2;
@@ -280,15 +377,9 @@ template <typename T, bool RELU>
 void backward_planes(const T* gy, const T* x, Affine<T> af, const T* mean, const T* invstd, T* gx, T* gw, T* gb,
                      int64_t N, int64_t C, int64_t S, bool training) {
   const int64_t M = N * S;
-  auto sums = [&](int64_t c, int64_t n0, int64_t n1, double& s1, double& s2) {
-    const T sc = af.scale(invstd, c), sh = af.shift(c);
-    Sums<T> acc;
-    for (int64_t n = n0; n < n1; ++n) {
-      const int64_t off = (n * C + c) * S;
-      plane_grad_sums<T, RELU>(gy + off, x + off, S, mean[c], sc, sh, acc);
-    }
-    acc.flush();
-    s1 = acc.s1, s2 = acc.s2;
+  auto plane_sums = [&](int64_t n, int64_t c, Sums<T>& acc, int64_t next) {
+    const int64_t off = (n * C + c) * S;
+    plane_grad_sums<T, RELU>(gy + off, x + off, S, mean[c], af.scale(invstd, c), af.shift(c), acc, next);
   };
   auto grad_plane = [&](int64_t n, int64_t c, const GradCoef<T>& k) {
     const int64_t off = (n * C + c) * S;
@@ -296,13 +387,22 @@ void backward_planes(const T* gy, const T* x, Affine<T> af, const T* mean, const
                               k.cc);
   };
   const int64_t K = chunks_per_channel(N, C);
-  if (K == 1) {
-    at::parallel_for(0, C, 1, [&](int64_t c0, int64_t c1) {
-      for (int64_t c = c0; c < c1; ++c) {
-        double s1 = 0, s2 = 0;
-        sums(c, 0, N, s1, s2);
-        const GradCoef<T> k = grad_coef<T>(c, M, s1, s2, af.w, invstd, gw, gb, training);
-        for (int64_t n = 0; n < N; ++n) grad_plane(n, c, k);
+  if (K == 1) {  // items = blocks of channels: sums, then grad input from cache
+    const int64_t cb = channel_block(N, C, S, sizeof(T), 2);
+    at::parallel_for(0, (C + cb - 1) / cb, 1, [&](int64_t b0, int64_t b1) {
+      std::vector<Sums<T>> acc(static_cast<size_t>(cb));
+      std::vector<GradCoef<T>> coef(static_cast<size_t>(cb));
+      for (int64_t blk = b0; blk < b1; ++blk) {
+        const int64_t c0 = blk * cb, c1 = std::min(C, c0 + cb);
+        std::fill(acc.begin(), acc.end(), Sums<T>{});
+        for (int64_t n = 0; n < N; ++n)  // x[n, c0:c1, :] and gy[n, c0:c1, :]: contiguous streams
+          for (int64_t c = c0; c < c1; ++c) plane_sums(n, c, acc[c - c0], 0);
+        for (int64_t c = c0; c < c1; ++c) {
+          acc[c - c0].flush();
+          coef[c - c0] = grad_coef<T>(c, M, acc[c - c0].s1, acc[c - c0].s2, af.w, invstd, gw, gb, training);
+        }
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t c = c0; c < c1; ++c) grad_plane(n, c, coef[c - c0]);
       }
     });
     return;
@@ -311,10 +411,12 @@ void backward_planes(const T* gy, const T* x, Affine<T> af, const T* mean, const
   at::parallel_for(0, C * K, 1, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t c = i / K, k = i % K;
-      double s1 = 0, s2 = 0;
-      sums(c, k * N / K, (k + 1) * N / K, s1, s2);
-      part[2 * i] = s1;
-      part[2 * i + 1] = s2;
+      const int64_t n1 = (k + 1) * N / K;
+      Sums<T> acc;
+      for (int64_t n = k * N / K; n < n1; ++n) plane_sums(n, c, acc, n + 1 < n1 ? C * S : 0);
+      acc.flush();
+      part[2 * i] = acc.s1;
+      part[2 * i + 1] = acc.s2;
     }
   });
   std::vector<GradCoef<T>> coef(static_cast<size_t>(C));

@@ -2,7 +2,8 @@
 // channel c's M = N*S values are x[(n*C + c)*S + s]; channels_last arrives as
 // (N*H*W, C, 1).  Formulas: see csrc/cpu/batch_norm.cpp.
 //
-// Five kernels:
+// Kernels ((N, C, S) layout; S == 1 -- (N, C) and channels_last -- uses the
+// *_rows_ variants of the two reductions, described where they are defined):
 //   bn_stats_kernel        one block per channel c.  Thread t runs Welford over the
 //                          channel's values t, t+blockDim, ... (shifted by K_c, the
 //                          channel's first value, so 1e4 + randn keeps its digits),
@@ -22,7 +23,12 @@
 //                          gx = w invstd (gy' - gb/M - (x - mean) invstd gw/M)  (training)
 //                          gx = w invstd gy'                                    (eval)
 // Per-thread accumulation is in T (float for float, double for double); the
-// per-channel finish is in double.  Offsets are 64-bit.
+// per-channel finish is in double.  Offsets are 64-bit.  Passes: training forward
+// = stats (read x) + normalize (read x, write y); backward = sums (read x, gy) +
+// grad input (read x, gy, write gx); the relu mask costs no extra pass.  One block
+// per channel keeps the reductions simple and deterministic; with few channels
+// and large N*H*W it leaves SMs idle (a split, fixed-order two-stage reduction
+// would be the next step).
 #include "batch_norm.h"
 #include "compat.h"
 
@@ -63,7 +69,7 @@ __device__ __forceinline__ void warp_welford(T& n, T& mean, T& m2) {
   }
 }
 
-template <typename T>
+template <typename T, typename I>
 __global__ void __launch_bounds__(kBlock)
 bn_stats_kernel(const T* __restrict__ x, T* __restrict__ mean_out, T* __restrict__ invstd_out, T* __restrict__ rmean,
                 T* __restrict__ rvar, int64_t N, int64_t C, int64_t S, double momentum, double eps) {
@@ -72,7 +78,8 @@ bn_stats_kernel(const T* __restrict__ x, T* __restrict__ mean_out, T* __restrict
   const T k = x[c * S];  // shift
   T n = 0, mean = 0, m2 = 0;
   for (int64_t i = threadIdx.x; i < M; i += blockDim.x) {
-    const T d = x[(i / S * C + c) * S + i % S] - k;
+    const I n_ = I(i) / I(S), s_ = I(i) - n_ * I(S);  // 32-bit division when it fits
+    const T d = x[(int64_t(n_) * C + c) * S + s_] - k;
     n += T(1);
     const T delta = d - mean;
     mean += delta / n;
@@ -98,6 +105,44 @@ bn_stats_kernel(const T* __restrict__ x, T* __restrict__ mean_out, T* __restrict
   }
 }
 
+// Rows layout (S == 1: (N, C) inputs, channels_last as (N*H*W, C)): a block is a
+// tile of 32 channels x kRowsY row lanes.  Thread (tx, ty) runs Welford for channel
+// c = 32*blockIdx.x + tx over rows ty, ty+kRowsY, ...: each warp reads 32
+// consecutive channels of a row (coalesced).  The kRowsY partial triples of a
+// channel are merged through shared memory by the ty == 0 thread in ty order.
+constexpr int kRowsY = kBlock / 32;
+
+template <typename T>
+__global__ void __launch_bounds__(kBlock)
+bn_stats_rows_kernel(const T* __restrict__ x, T* __restrict__ mean_out, T* __restrict__ invstd_out,
+                     T* __restrict__ rmean, T* __restrict__ rvar, int64_t R, int64_t C, double momentum,
+                     double eps) {
+  __shared__ T sh_n[kRowsY][32], sh_mean[kRowsY][32], sh_m2[kRowsY][32];
+  const int64_t c = blockIdx.x * int64_t(32) + threadIdx.x;
+  T n = 0, mean = 0, m2 = 0;
+  if (c < C) {
+    const T k = x[c];  // shift: row 0
+    for (int64_t r = threadIdx.y; r < R; r += kRowsY) {
+      const T d = x[r * C + c] - k;
+      n += T(1);
+      const T delta = d - mean;
+      mean += delta / n;
+      m2 += delta * (d - mean);
+    }
+  }
+  sh_n[threadIdx.y][threadIdx.x] = n, sh_mean[threadIdx.y][threadIdx.x] = mean, sh_m2[threadIdx.y][threadIdx.x] = m2;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < C) {
+    for (int j = 1; j < kRowsY; ++j)
+      welford_merge(n, mean, m2, sh_n[j][threadIdx.x], sh_mean[j][threadIdx.x], sh_m2[j][threadIdx.x]);
+    const double m = double(x[c]) + double(mean), var_sum = m2 > T(0) ? double(m2) : 0.0;
+    mean_out[c] = T(m);
+    invstd_out[c] = T(1.0 / sqrt(var_sum / double(R) + eps));
+    if (rmean) rmean[c] = T((1 - momentum) * double(rmean[c]) + momentum * m);
+    if (rvar) rvar[c] = T((1 - momentum) * double(rvar[c]) + momentum * var_sum / double(R - 1));
+  }
+}
+
 template <typename T>
 __global__ void bn_eval_stats_kernel(const T* __restrict__ rmean, const T* __restrict__ rvar, T* __restrict__ mean,
                                      T* __restrict__ invstd, int64_t C, double eps) {
@@ -107,12 +152,12 @@ __global__ void bn_eval_stats_kernel(const T* __restrict__ rmean, const T* __res
   }
 }
 
-template <typename T>
+template <typename T, typename I>
 __global__ void bn_normalize_kernel(const T* __restrict__ x, T* __restrict__ y, const T* __restrict__ w,
                                     const T* __restrict__ b, const T* __restrict__ mean, const T* __restrict__ invstd,
                                     int64_t C, int64_t S, int64_t total, bool relu) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(blockDim.x) * gridDim.x) {
-    const int64_t c = i / S % C;
+    const int64_t c = int64_t(I(i) / I(S) % I(C));
     T v = bn_pre(x[i], mean[c], channel_scale(invstd, w, c), b ? b[c] : T(0));
     if (relu) v = v > T(0) ? v : T(0);
     y[i] = v;
@@ -141,7 +186,7 @@ __device__ __forceinline__ void block_sum2(T& a, T& b) {
   }
 }
 
-template <typename T>
+template <typename T, typename I>
 __global__ void __launch_bounds__(kBlock)
 bn_grad_sums_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* __restrict__ w,
                     const T* __restrict__ b, const T* __restrict__ mean, const T* __restrict__ invstd,
@@ -150,7 +195,8 @@ bn_grad_sums_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* 
   const T m = mean[c], sc = channel_scale(invstd, w, c), sh = b ? b[c] : T(0);
   T s1 = 0, s2 = 0;
   for (int64_t i = threadIdx.x; i < M; i += blockDim.x) {
-    const int64_t off = (i / S * C + c) * S + i % S;
+    const I n_ = I(i) / I(S), s_ = I(i) - n_ * I(S);
+    const int64_t off = (int64_t(n_) * C + c) * S + s_;
     const T xv = x[off];
     T g = gy[off];
     if (relu && !(bn_pre(xv, m, sc, sh) > T(0))) g = T(0);
@@ -164,14 +210,43 @@ bn_grad_sums_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* 
   }
 }
 
+// Rows layout of bn_grad_sums_kernel: tiles of 32 channels x kRowsY row lanes as in
+// bn_stats_rows_kernel; the kRowsY partial sums are added in ty order.
 template <typename T>
+__global__ void __launch_bounds__(kBlock)
+bn_grad_sums_rows_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* __restrict__ w,
+                         const T* __restrict__ b, const T* __restrict__ mean, const T* __restrict__ invstd,
+                         T* __restrict__ gw, T* __restrict__ gb, int64_t R, int64_t C, bool relu) {
+  __shared__ T sh_a[kRowsY][32], sh_b[kRowsY][32];
+  const int64_t c = blockIdx.x * int64_t(32) + threadIdx.x;
+  T s1 = 0, s2 = 0;
+  if (c < C) {
+    const T m = mean[c], sc = channel_scale(invstd, w, c), sh = b ? b[c] : T(0);
+    for (int64_t r = threadIdx.y; r < R; r += kRowsY) {
+      const T xv = x[r * C + c];
+      T g = gy[r * C + c];
+      if (relu && !(bn_pre(xv, m, sc, sh) > T(0))) g = T(0);
+      s1 += g;
+      s2 += g * (xv - m);
+    }
+  }
+  sh_a[threadIdx.y][threadIdx.x] = s1, sh_b[threadIdx.y][threadIdx.x] = s2;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < C) {
+    for (int j = 1; j < kRowsY; ++j) s1 += sh_a[j][threadIdx.x], s2 += sh_b[j][threadIdx.x];
+    gb[c] = s1;
+    gw[c] = s2 * invstd[c];
+  }
+}
+
+template <typename T, typename I>
 __global__ void bn_grad_input_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* __restrict__ w,
                                      const T* __restrict__ b, const T* __restrict__ mean,
                                      const T* __restrict__ invstd, const T* __restrict__ gw,
                                      const T* __restrict__ gb, T* __restrict__ gx, int64_t C, int64_t S,
                                      int64_t total, int64_t M, bool training, bool relu) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(blockDim.x) * gridDim.x) {
-    const int64_t c = i / S % C;
+    const int64_t c = int64_t(I(i) / I(S) % I(C));
     const T m = mean[c], is = invstd[c], sc = channel_scale(invstd, w, c);
     const T xv = x[i];
     T g = gy[i];
@@ -185,30 +260,43 @@ __global__ void bn_grad_input_kernel(const T* __restrict__ gy, const T* __restri
 
 namespace cnnext::CNNEXT_DEVICE_NS {
 
+// Index arithmetic in 32 bits when every flat index fits (64-bit division is slow on GPUs).
+inline bool fits32(int64_t n) { return n < (int64_t(1) << 31); }
+
 template <typename T>
 void batch_norm_forward(const T* x, T* y, const T* w, const T* b, T* rmean, T* rvar, T* mean, T* invstd, int64_t N,
                         int64_t C, int64_t S, bool training, double momentum, double eps, bool relu,
                         cudaStream_t stream) {
-  if (training)
-    launch(bn_stats_kernel<T>, dim3(unsigned(C)), dim3(kBlock), 0, stream, x, mean, invstd, rmean, rvar, N, C, S,
-           momentum, eps);
+  const int64_t total = N * C * S;
+  const bool i32 = fits32(total);
+  if (training && S == 1)
+    launch(bn_stats_rows_kernel<T>, dim3(unsigned((C + 31) / 32)), dim3(32, kRowsY), 0, stream, x, mean, invstd,
+           rmean, rvar, N, C, momentum, eps);
+  else if (training)
+    launch(i32 ? bn_stats_kernel<T, uint32_t> : bn_stats_kernel<T, uint64_t>, dim3(unsigned(C)), dim3(kBlock), 0,
+           stream, x, mean, invstd, rmean, rvar, N, C, S, momentum, eps);
   else
     launch(bn_eval_stats_kernel<T>, dim3(grid_size(C, kBlock)), dim3(kBlock), 0, stream, (const T*)rmean,
            (const T*)rvar, mean, invstd, C, eps);
-  const int64_t total = N * C * S;
-  launch(bn_normalize_kernel<T>, dim3(grid_size(total, kBlock)), dim3(kBlock), 0, stream, x, y, w, b,
-         (const T*)mean, (const T*)invstd, C, S, total, relu);
+  launch(i32 ? bn_normalize_kernel<T, uint32_t> : bn_normalize_kernel<T, uint64_t>, dim3(grid_size(total, kBlock)),
+         dim3(kBlock), 0, stream, x, y, w, b, (const T*)mean, (const T*)invstd, C, S, total, relu);
 }
 
 template <typename T>
 void batch_norm_backward(const T* gy, const T* x, const T* w, const T* b, const T* mean, const T* invstd, T* gx,
                          T* gw, T* gb, int64_t N, int64_t C, int64_t S, bool training, bool relu,
                          cudaStream_t stream) {
-  launch(bn_grad_sums_kernel<T>, dim3(unsigned(C)), dim3(kBlock), 0, stream, gy, x, w, b, mean, invstd, gw, gb, N,
-         C, S, relu);
   const int64_t total = N * C * S;
-  launch(bn_grad_input_kernel<T>, dim3(grid_size(total, kBlock)), dim3(kBlock), 0, stream, gy, x, w, b, mean,
-         invstd, (const T*)gw, (const T*)gb, gx, C, S, total, N * S, training, relu);
+  const bool i32 = fits32(total);
+  if (S == 1)
+    launch(bn_grad_sums_rows_kernel<T>, dim3(unsigned((C + 31) / 32)), dim3(32, kRowsY), 0, stream, gy, x, w, b, mean,
+           invstd, gw, gb, N, C, relu);
+  else
+    launch(i32 ? bn_grad_sums_kernel<T, uint32_t> : bn_grad_sums_kernel<T, uint64_t>, dim3(unsigned(C)),
+           dim3(kBlock), 0, stream, gy, x, w, b, mean, invstd, gw, gb, N, C, S, relu);
+  launch(i32 ? bn_grad_input_kernel<T, uint32_t> : bn_grad_input_kernel<T, uint64_t>, dim3(grid_size(total, kBlock)),
+         dim3(kBlock), 0, stream, gy, x, w, b, mean, invstd, (const T*)gw, (const T*)gb, gx, C, S, total, N * S,
+         training, relu);
 }
 
 #define CNNEXT_INSTANTIATE(T)                                                                                  \

@@ -52,7 +52,7 @@ max_pool2d_forward_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t* _
         }
       }
     y[idx] = best;
-    ind[idx] = int64_t(best_i);
+    if (ind) ind[idx] = int64_t(best_i);
   }
 }
 

@@ -2,7 +2,8 @@
 // csrc/ops/max_pool2d.cpp) and the launchers of csrc/cuda/max_pool2d.cu.
 //   x   (NC, H, W)   contiguous input planes (N*C of them)
 //   y   (NC, OH, OW) contiguous output
-//   ind (NC, OH, OW) int64, the flat index h*W + w of each output's max inside its plane
+//   ind (NC, OH, OW) int64, the flat index h*W + w of each output's max inside its plane; the forward
+//                    takes nullptr for the values only
 // OH = floor_or_ceil((H + 2*pad_h - dil_h*(kh-1) - 1) / stride_h) + 1 (torch's formula, checked >= 1
 // by the caller), OW likewise; pad_h <= kh/2, pad_w <= kw/2.
 #pragma once

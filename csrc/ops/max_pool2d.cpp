@@ -2,13 +2,15 @@
 //
 //   cnnext::max_pool2d_forward(Tensor input, int[2] kernel_size, int[2] stride=[], int[2] padding=0,
 //                              int[2] dilation=1, bool ceil_mode=False) -> (Tensor output, Tensor indices)
+//   cnnext::max_pool2d(<the same arguments>) -> Tensor          the output only (no grad, no indices)
 //   cnnext::max_pool2d_backward(Tensor grad_output, Tensor indices, SymInt[] input_shape, int[2] kernel_size,
 //                               int[2] stride=[], int[2] padding=0, int[2] dilation=1,
 //                               bool ceil_mode=False) -> Tensor
 // input (N, C, H, W) or unbatched (C, H, W); output and indices (int64, h*W + w inside each plane)
 // (..., OH, OW) with torch's output size: OH = floor_or_ceil((H + 2*pad - dil*(k-1) - 1) / stride) + 1,
 // and with ceil_mode the last window must start inside the input or the left padding.
-// Both ops work on contiguous NCHW planes; outputs are contiguous.
+// A channels_last 4-D input gives channels_last output and indices (the CPU has a kernel for that
+// layout); everything else works on contiguous NCHW planes. grad_input is contiguous.
 #include <torch/library.h>
 
 #include "../cpu/max_pool2d.h"
@@ -76,26 +78,56 @@ std::vector<int64_t> out_shape(at::IntArrayRef in, const MaxPool2dShape& s) {
   return shape;
 }
 
-std::tuple<at::Tensor, at::Tensor> max_pool2d_forward(const at::Tensor& input, at::IntArrayRef kernel_size,
-                                                      at::IntArrayRef stride, at::IntArrayRef padding,
-                                                      at::IntArrayRef dilation, bool ceil_mode) {
+// Output and (with_indices) indices; without indices the kernels compute the values only.
+std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                                           at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode,
+                                           bool with_indices) {
   check_float(kOp, "input", input);
   const MaxPool2dShape s = make_shape(input.sizes(), kernel_size, stride, padding, dilation, ceil_mode);
   const auto shape = out_shape(input.sizes(), s);
-  at::Tensor y = at::empty(shape, input.options());
-  at::Tensor ind = at::empty(shape, input.options().dtype(at::kLong));
+  // channels_last input -> channels_last output and indices, as torch does
+  const bool cl = input.dim() == 4 && !input.is_contiguous() && input.is_contiguous(at::MemoryFormat::ChannelsLast);
+  const auto fmt = cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  at::Tensor y = at::empty(shape, input.options().memory_format(fmt));
+  at::Tensor ind = with_indices ? at::empty(shape, input.options().dtype(at::kLong).memory_format(fmt)) : at::Tensor();
   if (y.numel() == 0) return {y, ind};
   const at::DeviceGuard guard(input.device());
+  const Backend be = backend_for(input);
+  if (cl && be == Backend::CPU) {  // the CPU kernel for (N, H, W, C) memory: vectors across channels
+    AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "max_pool2d_forward", [&] {
+      cpu::max_pool2d_forward_nhwc<scalar_t>(s, input.size(1), input.const_data_ptr<scalar_t>(),
+                                             y.mutable_data_ptr<scalar_t>(),
+                                             with_indices ? ind.mutable_data_ptr<int64_t>() : nullptr);
+    });
+    return {y, ind};
+  }
+  // NCHW kernels: contiguous planes in, contiguous planes out (copied into channels_last outputs)
   const at::Tensor x = input.contiguous();
-  const Backend be = backend_for(x);
+  at::Tensor yc = cl ? y.contiguous() : y;
+  at::Tensor ic = cl && with_indices ? ind.contiguous() : ind;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "max_pool2d_forward", [&] {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
-    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-    int64_t* ip = ind.mutable_data_ptr<int64_t>();
+    scalar_t* yp = yc.mutable_data_ptr<scalar_t>();
+    int64_t* ip = with_indices ? ic.mutable_data_ptr<int64_t>() : nullptr;
     if (be == Backend::CPU) cpu::max_pool2d_forward<scalar_t>(s, xp, yp, ip);
     else CNNEXT_DEVICE_CALL(be, max_pool2d_forward<scalar_t>, s, xp, yp, ip);
   });
+  if (cl) {
+    y.copy_(yc);
+    if (with_indices) ind.copy_(ic);
+  }
   return {y, ind};
+}
+
+std::tuple<at::Tensor, at::Tensor> max_pool2d_forward(const at::Tensor& input, at::IntArrayRef kernel_size,
+                                                      at::IntArrayRef stride, at::IntArrayRef padding,
+                                                      at::IntArrayRef dilation, bool ceil_mode) {
+  return forward(input, kernel_size, stride, padding, dilation, ceil_mode, true);
+}
+
+at::Tensor max_pool2d(const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                      at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode) {
+  return std::get<0>(forward(input, kernel_size, stride, padding, dilation, ceil_mode, false));
 }
 
 at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& indices,
@@ -137,18 +169,22 @@ at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& 
 TORCH_LIBRARY_FRAGMENT(cnnext, m) {
   m.def("max_pool2d_forward(Tensor input, int[2] kernel_size, int[2] stride=[], int[2] padding=0, "
         "int[2] dilation=1, bool ceil_mode=False) -> (Tensor output, Tensor indices)");
+  m.def("max_pool2d(Tensor input, int[2] kernel_size, int[2] stride=[], int[2] padding=0, int[2] dilation=1, "
+        "bool ceil_mode=False) -> Tensor");
   m.def("max_pool2d_backward(Tensor grad_output, Tensor indices, SymInt[] input_shape, int[2] kernel_size, "
         "int[2] stride=[], int[2] padding=0, int[2] dilation=1, bool ceil_mode=False) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(cnnext, CPU, m) {
   m.impl("max_pool2d_forward", &cnnext::max_pool2d_forward);
+  m.impl("max_pool2d", &cnnext::max_pool2d);
   m.impl("max_pool2d_backward", &cnnext::max_pool2d_backward);
 }
 
 #ifdef CNNEXT_WITH_CUDA
 TORCH_LIBRARY_IMPL(cnnext, CUDA, m) {
   m.impl("max_pool2d_forward", &cnnext::max_pool2d_forward);
+  m.impl("max_pool2d", &cnnext::max_pool2d);
   m.impl("max_pool2d_backward", &cnnext::max_pool2d_backward);
 }
 #endif
