@@ -246,7 +246,7 @@ int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ce
 #ifdef WITH_max_pool2d
 template <typename T>
 void max_pool2d_case(int64_t NC, int64_t H, int64_t W, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
-                     int64_t pw, int64_t dh, int64_t dw, bool ceil) {
+                     int64_t pw, int64_t dh, int64_t dw, bool ceil, int64_t C = 1) {
   cnnext::MaxPool2dShape s{};
   s.NC = NC; s.H = H; s.W = W; s.kh = kh; s.kw = kw; s.stride_h = sh; s.stride_w = sw;
   s.pad_h = ph; s.pad_w = pw; s.dil_h = dh; s.dil_w = dw;
@@ -288,13 +288,46 @@ void max_pool2d_case(int64_t NC, int64_t H, int64_t W, int64_t kh, int64_t kw, i
     expect_close(label("max_pool2d", "forward", be, tname<T>(), shape).c_str(), oy, y);
     expect_close(label("max_pool2d", "indices", be, tname<T>(), shape).c_str(), widen(oind), ind);
     expect_close(label("max_pool2d", "backward", be, tname<T>(), shape).c_str(), ogx, gx);
+    // the forward without indices (ind == nullptr: inference)
+    auto oy2 = poisoned<T>(NC * OH * OW);
+    ON(be, cnnext::cpu::max_pool2d_forward<T>(s, x.data(), oy2.data(), nullptr),
+       cnnext::emu::max_pool2d_forward<T>(s, x.data(), oy2.data(), nullptr, nullptr));
+    expect_close(label("max_pool2d", "forward(no indices)", be, tname<T>(), shape).c_str(), oy2, y);
   }
+#ifndef NO_CPU
+  // channels_last on the CPU: x (N, H, W, C), y and ind (N, OH, OW, C), NC = N*C
+  if (C > 0 && NC % C == 0) {
+    const int64_t N = NC / C;
+    vector<T> xl(NC * H * W);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t hw = 0; hw < H * W; ++hw) xl[(n * H * W + hw) * C + c] = x[(n * C + c) * H * W + hw];
+    vector<double> yl(NC * OH * OW), il(NC * OH * OW);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t o = 0; o < OH * OW; ++o) {
+          yl[(n * OH * OW + o) * C + c] = y[(n * C + c) * OH * OW + o];
+          il[(n * OH * OW + o) * C + c] = ind[(n * C + c) * OH * OW + o];
+        }
+    auto oyl = poisoned<T>(NC * OH * OW), oyl2 = poisoned<T>(NC * OH * OW);
+    vector<int64_t> oil(NC * OH * OW, -7);
+    cnnext::cpu::max_pool2d_forward_nhwc<T>(s, C, xl.data(), oyl.data(), oil.data());
+    cnnext::cpu::max_pool2d_forward_nhwc<T>(s, C, xl.data(), oyl2.data(), nullptr);
+    const std::string sh = std::string(shape) + " C=" + std::to_string(C);
+    expect_close(label("max_pool2d", "forward_nhwc", Be::CPU, tname<T>(), sh).c_str(), oyl, yl);
+    expect_close(label("max_pool2d", "indices_nhwc", Be::CPU, tname<T>(), sh).c_str(), widen(oil), il);
+    expect_close(label("max_pool2d", "forward_nhwc(no indices)", Be::CPU, tname<T>(), sh).c_str(), oyl2, yl);
+  }
+#endif
 }
 void check_max_pool2d(bool big) {
   max_pool2d_case<float>(1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, false);
-  max_pool2d_case<float>(3, 7, 6, 2, 2, 2, 2, 0, 0, 1, 1, false);
-  max_pool2d_case<double>(2, 9, 8, 3, 3, 2, 1, 1, 1, 1, 1, true);
+  max_pool2d_case<float>(3, 7, 6, 2, 2, 2, 2, 0, 0, 1, 1, false, 3);
+  max_pool2d_case<double>(2, 9, 8, 3, 3, 2, 1, 1, 1, 1, 1, true, 2);
   max_pool2d_case<float>(2, 10, 11, 3, 2, 2, 3, 1, 1, 2, 2, true);   // dilation, ceil_mode
+  max_pool2d_case<float>(34, 6, 5, 3, 3, 1, 1, 1, 1, 1, 1, false, 17);  // channels_last: C not a vector multiple
+  max_pool2d_case<float>(64, 5, 4, 2, 2, 2, 1, 1, 0, 1, 1, true, 32);   // channels_last: C = 2 vectors
+  max_pool2d_case<double>(24, 7, 3, 3, 2, 2, 2, 1, 1, 2, 1, false, 8);
   max_pool2d_case<float>(1, 5, 5, 5, 5, 1, 1, 2, 2, 1, 1, false);    // kernel = padded input
   max_pool2d_case<double>(2, 8, 8, 1, 1, 3, 3, 0, 0, 1, 1, false);   // stride > kernel
   if (big) max_pool2d_case<float>(16, 40, 40, 3, 3, 1, 1, 1, 1, 1, 1, false);  // grid-stride loops loop
