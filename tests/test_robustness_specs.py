@@ -317,7 +317,26 @@ def max_pool2d_valid(draw, small):
     kw_["dilation"] = (dh, dw) if dh != dw else dh
     kw_["ceil_mode"] = draw.bool()
     kw_["return_indices"] = draw.bool()
+    # With dilation, a window can fall entirely in the padding: torch then returns -inf and an index
+    # outside the plane, and its backward writes into the *next* plane -- undefined territory, not a
+    # valid case.  Such an axis gets dilation 1 (a window of k consecutive rows with pad <= k/2 always
+    # holds an input row).
+    st = _pair(kw_.get("stride", kw_["kernel_size"]))
+    pad, dil = _pair(kw_["padding"]), list(_pair(kw_["dilation"]))
+    for ax, (n, k) in enumerate(zip(x.shape[-2:], _pair(kw_["kernel_size"]))):
+        out = _pool_out(n, k, st[ax], pad[ax], dil[ax], kw_["ceil_mode"])
+        if any(all(not 0 <= o * st[ax] - pad[ax] + i * dil[ax] < n for i in range(k)) for o in range(out)):
+            dil[ax] = 1
+    kw_["dilation"] = tuple(dil) if dil[0] != dil[1] else dil[0]
     return Case([x], kw_)
+
+
+def _pool_out(n, k, s, p, d, ceil):
+    num = n + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil else 0)
+    o = num // s + 1
+    if ceil and (o - 1) * s >= n + p:
+        o -= 1
+    return o
 
 
 def avg_pool2d_valid(draw, small):
