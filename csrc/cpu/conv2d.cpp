@@ -181,6 +181,27 @@ void pack_a(T* dst, Src&& src, int64_t M, int64_t Mpad, int64_t Kd) {
 // is X[base + off] when 0 <= h0 + rh < H and 0 <= w0 + rs < W, else 0.
 struct RowTab {
   std::vector<int32_t> off, rh, rs;
+  // per group of 16 rows used as lanes (grad weight): runs of consecutive offsets (lane mask,
+  // offset - first lane), so a lane vector is a few masked loads instead of a gather
+  std::vector<uint16_t> smask;
+  std::vector<int32_t> soff;
+  std::vector<uint8_t> nseg;
+  void segment() {
+    const int64_t n = int64_t(off.size());
+    smask.assign(n + 16, 0); soff.assign(n + 16, 0); nseg.assign(n / 16 + 1, 0);
+    for (int64_t v = 0; v * 16 < n; ++v) {
+      int ns = 0;
+      for (int64_t l = 0; l < 16 && v * 16 + l < n; ++l) {
+        const int64_t i = v * 16 + l;
+        if (l == 0 || (rh[i] != kInvalid && off[i] != off[i - 1] + 1)) {
+          soff[v * 16 + ns] = off[i] - int32_t(l);
+          ++ns;
+        }
+        smask[v * 16 + ns - 1] |= uint16_t(1u << l);
+      }
+      nseg[v] = uint8_t(ns);
+    }
+  }
 };
 
 // rows (c, r, s) of the unrolled input; `pad` extra rows that are always out of bounds.
@@ -341,6 +362,26 @@ void pack_b_rows(T* __restrict__ out, const T* X, const ColTab& ct, int64_t jrow
     const __m512i rha = _mm512_loadu_si512(rt.rh.data() + lane0), rhb = _mm512_loadu_si512(rt.rh.data() + lane0 + 16);
     const __m512i rsa = _mm512_loadu_si512(rt.rs.data() + lane0), rsb = _mm512_loadu_si512(rt.rs.data() + lane0 + 16);
     const __m512i oa = _mm512_loadu_si512(rt.off.data() + lane0), ob = _mm512_loadu_si512(rt.off.data() + lane0 + 16);
+    const int na = rt.nseg[lane0 / 16], nb = rt.nseg[lane0 / 16 + 1];
+    if (na <= 6 && nb <= 6) {  // a few runs of consecutive addresses: masked loads
+      const uint16_t* sm = rt.smask.data() + lane0;
+      const int32_t* so = rt.soff.data() + lane0;
+      for (int64_t k = 0; k < kc; ++k) {
+        const int64_t j = jrow0 + k;
+        const __m512i h0 = _mm512_set1_epi32(ct.h0[j]), w0 = _mm512_set1_epi32(ct.w0[j]);
+        const __mmask16 ma = _mm512_cmplt_epu32_mask(_mm512_add_epi32(h0, rha), Hv) &
+                             _mm512_cmplt_epu32_mask(_mm512_add_epi32(w0, rsa), Wv);
+        const __mmask16 mb = _mm512_cmplt_epu32_mask(_mm512_add_epi32(h0, rhb), Hv) &
+                             _mm512_cmplt_epu32_mask(_mm512_add_epi32(w0, rsb), Wv);
+        const float* src = X + ct.base[j];
+        __m512 va = _mm512_setzero_ps(), vb = _mm512_setzero_ps();
+        for (int i = 0; i < na; ++i) va = _mm512_mask_loadu_ps(va, ma & sm[i], src + so[i]);
+        for (int i = 0; i < nb; ++i) vb = _mm512_mask_loadu_ps(vb, mb & sm[16 + i], src + so[16 + i]);
+        _mm512_store_ps(out + k * nr, va);
+        _mm512_store_ps(out + k * nr + 16, vb);
+      }
+      return;
+    }
     for (int64_t k = 0; k < kc; ++k) {
       const int64_t j = jrow0 + k;
       const __m512i h0 = _mm512_set1_epi32(ct.h0[j]), w0 = _mm512_set1_epi32(ct.w0[j]);
@@ -392,10 +433,12 @@ void for_each_image_run(const Conv2dShape& s, int64_t j0, int64_t nc, F&& f) {
   }
 }
 
-// Split L columns into blocks of a multiple of NR, at most NC, at least `min_blocks` of them if possible.
+// Split L columns into blocks of a multiple of NR columns, at most NC, their count a multiple of the
+// thread count (so the threads get equal shares); returns the block width.
 template <typename T>
-int64_t column_block(int64_t L, int64_t min_blocks) {
-  return std::max<int64_t>(NR<T>, std::min<int64_t>(NC<T>, round_up(ceil_div(L, min_blocks), NR<T>)));
+int64_t column_block(int64_t L, int64_t threads) {
+  const int64_t nb = threads * ceil_div(L, threads * NC<T>);
+  return std::max<int64_t>(NR<T>, std::min<int64_t>(NC<T>, round_up(ceil_div(L, nb), NR<T>)));
 }
 
 // the int32 offsets of a block stay below 2^31 (else the scalar packing is not the issue: refuse)
@@ -516,7 +559,7 @@ void forward_impl(const Conv2dShape& s, const T* x, const T* Ap, const T* b, T* 
   const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, HW = s.H * s.W, PQ = s.P * s.Q;
   const int64_t CRS = Cg * s.R * s.S, L = s.N * PQ, Mpad = round_up(Kg, MR);
   const RowTab rt = im2col_rows(s, Cg, CRS);
-  const int64_t ncb = column_block<T>(L, 2 * at::get_num_threads());
+  const int64_t ncb = column_block<T>(L, at::get_num_threads());
   const int64_t nblocks = ceil_div(L, ncb);
   at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
     const int64_t ncbpad = round_up(ncb, NR<T>);
@@ -855,6 +898,7 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw
     });
   } else {
     rt = im2col_rows(s, Cg, CRSpad);
+    rt.segment();
   }
   // Split the work into parts: over gW's columns when gW is large next to the batch (each element owned
   // by one part), else over ranges of the batch's columns whose partial sums are added in part order.
