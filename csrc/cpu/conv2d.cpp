@@ -705,6 +705,16 @@ void conv2d_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx)
 }
 
 #if defined(__AVX512F__)
+inline float hsum16(__m512 x) {  // fixed order: halves, quarters, pairs, neighbours
+  typedef float v16 __attribute__((vector_size(64)));
+  v16 v = (v16)x;
+  v += __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
+  v += __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
+  v += __builtin_shufflevector(v, v, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+  v += __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
+  return v[0];
+}
+
 // out[a*4 + b] = sum over images n < nimg, pixels j < PQ of y_a[n*img_y + j] * x_b[n*img_x + j]
 // (y_a = y + oy[a], x_b = x + ox[b]): 16 zmm accumulators, named so they stay in registers.
 inline void dot_tile_4x4(const float* y, const int64_t* oy, int64_t img_y, const float* x, const int64_t* ox,
@@ -745,8 +755,8 @@ inline void dot_tile_4x4(const float* y, const int64_t* oy, int64_t img_y, const
 #undef STEP
   }
 #define RED(a)                                                                                  \
-  out[a * 4 + 0] = _mm512_reduce_add_ps(c##a##0); out[a * 4 + 1] = _mm512_reduce_add_ps(c##a##1); \
-  out[a * 4 + 2] = _mm512_reduce_add_ps(c##a##2); out[a * 4 + 3] = _mm512_reduce_add_ps(c##a##3);
+  out[a * 4 + 0] = hsum16(c##a##0); out[a * 4 + 1] = hsum16(c##a##1); \
+  out[a * 4 + 2] = hsum16(c##a##2); out[a * 4 + 3] = hsum16(c##a##3);
   RED(0) RED(1) RED(2) RED(3)
 #undef RED
 }
@@ -775,7 +785,7 @@ void pointwise_grad_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw)
   };
   auto hsum = [](vt v) -> T {
 #if defined(__AVX512F__)
-    if constexpr (std::is_same_v<T, float> && VS == 16) return _mm512_reduce_add_ps((__m512)v);
+    if constexpr (std::is_same_v<T, float> && VS == 16) return hsum16((__m512)v);
 #endif
     return V::sum(v);
   };
