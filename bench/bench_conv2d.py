@@ -94,11 +94,13 @@ def cases():
 
 if __name__ == "__main__":
     p = harness.parser(__doc__)
+    p.set_defaults(repeats=3)  # 61 shapes x 2 passes: keeps the whole run to a few minutes
     args = p.parse_args()
-    peak = harness.matmul_peak(threads=args.threads)
+    # the best of three: on a shared machine a single measurement can land in someone else's build
+    peak = max(harness.matmul_peak(threads=args.threads) for _ in range(3))
     print(f"torch.mm single-precision peak on {args.threads} threads: {peak:.0f} GFLOP/s")
-    rows = harness.run(cases(), threads=args.threads, repeats=2 if args.quick else args.repeats,
-                       min_time=0.02 if args.quick else args.min_time, title="conv2d, CPU, batch 32",
+    rows = harness.run(cases(), threads=args.threads, repeats=1 if args.quick else args.repeats,
+                       min_time=0.01 if args.quick else args.min_time, title="conv2d, CPU, batch 32",
                        json_path=args.json, extra_columns={"pct_peak": lambda row, c: 100 * row["cnnext_gflops"] / peak})
     for g in ("forward", "forward+backward"):
         print(f"\n{g}, geometric-mean ratio torch/cnnext per net:")

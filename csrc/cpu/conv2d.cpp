@@ -1,38 +1,46 @@
-// conv2d on the CPU: every pass is a GEMM with a packed-panel, register-blocked micro-kernel
-// (BLIS style), with the im2col folded into the packing of the panels -- no col buffer is built.
+// conv2d on the CPU.  Design choice: im2col + packed GEMM (BLIS style) rather than direct
+// convolution, with the im2col folded into the packing of the GEMM panels -- no col buffer is built --
+// plus two special cases that need no packing transposes at all.
 //
 // Notation: per group g, Cg = C/groups input channels, Kg = K/groups output channels,
 // CRS = Cg*R*S (one row of the unrolled input per (c, r, s)), and the GEMM columns j = (n, p, q)
 // run over every output pixel of the whole batch, L = N*P*Q of them.
+//   col[(c, r, s), (n, p, q)] = x[n, c, p*sh - ph + r*dh, q*sw - pw + s*dw]   (0 in the padding)
 //
-//   forward        Y[k, j]    = sum_crs  W[k, crs]   * col[crs, j]      M = Kg,  N = L (blocks), Kd = CRS
-//   grad input     gcol[crs,j]= sum_k    W[k, crs]   * gY[k, j]         M = CRS, N = L (blocks), Kd = Kg
-//                  then col2im: gx[n, c, h, w] += gcol[crs, j]  (scatter, whole images owned by one thread)
-//   grad weight    gW[k, crs] = sum_j    gY[k, j]    * col[crs, j]      M = Kg,  N = CRS,        Kd = L
-//   grad bias      gb[k]      = sum_j    gY[k, j]
-// where col[(c, r, s), (n, p, q)] = x[n, c, p*sh - ph + r*dh, q*sw - pw + s*dw] (0 in the padding).
+//   forward       Y[k, j]     = b[k] + sum_crs W[k, crs] * col[crs, j]     GEMM M = Kg, N = L, Kd = CRS
+//   grad input    stride 1:   the forward conv of gY with the flipped, transposed kernel
+//                             (pad' = dh*(R-1) - ph): the same fast path, no col2im.
+//                 stride > 1: gcol[crs, j] = sum_k W[k, crs] * gY[k, j]    GEMM M = CRS, N = L, Kd = Kg
+//                             then col2im gx[n, c, h, w] += gcol[crs, j] (scatter, one thread per image)
+//   grad weight   gW[k, crs]  = sum_j gY[k, j] * col[crs, j]                GEMM M = Kg, N = CRS, Kd = L
+//                 1x1 stride 1 unpadded: gW[k, c] = sum_j gY[k, j] x[c, j] as 4 x 4 tiles of dot
+//                 products in 16 vector accumulators (both rows contiguous: nothing to pack).
+//   grad bias     gb[k]       = sum_j gY[k, j]
 //
 // The GEMM C[M, N] = A[M, Kd] * B[Kd, N]:
 //   * A is packed into micro-panels of MR = 8 rows, [kc][MR]; B into micro-panels of NR = 2 SIMD
 //     vectors (32 floats with AVX-512), [kc][NR]; both zero-padded, so the micro-kernel only ever
 //     sees full tiles.  Kd is cut into blocks of KC = 256 (a B micro-panel is 32 KiB, an A
-//     micro-panel 8 KiB), columns into blocks of at most NC.
+//     micro-panel 8 KiB), columns into blocks of at most NC = 12 panels.
 //   * micro-kernel: an 8 x 32 tile of C in 16 zmm accumulators; per step of the reduction it loads
 //     two vectors of B and broadcasts eight scalars of A: 16 FMAs (AVX-512 intrinsics for float
-//     under __AVX512F__, vec.h GCC vectors otherwise and for double).
+//     under __AVX512F__; vec.h GCC vectors -- any ISA -- otherwise and for double).
 //   * loops per block of columns:  for kc block: pack B (im2col on the fly) -> for each A panel
-//     (L1-resident) -> for each B panel (L2-resident) -> micro-kernel into a C buffer.
+//     (L1-resident) -> for each B panel (L2-resident) -> micro-kernel into a C buffer -> epilogue
+//     (bias, scatter of the block's columns to NCHW y).
 //   * packing B is the im2col: for each panel of 32 columns the per-column (image, h0, w0) are
-//     tabulated once, then each row (c, r, s) is one masked AVX-512 load (columns contiguous in x) or
-//     one masked gather; the padding is the mask.  grad weight packs col transposed ([j][crs]) with
-//     gathers whose lanes are (c, r, s).
-//   * 1x1 convs (stride 1, no padding) need no im2col: the packing degenerates to contiguous loads of
-//     x (forward) and the grad input is a plain GEMM written straight to gx (no col2im).
-// Threads (at::parallel_for): forward and 1x1 grad input over blocks of columns (independent); grad
-// input over whole images (col2im scatters stay inside an image); grad weight either over ranges of
-// gW columns (each element owned by one thread) or, when gW is small next to the batch, over fixed
-// ranges of the batch whose partial gW are added in part order afterwards.  Every sum is therefore
-// done in an order that depends only on the shape and the thread count: bit-identical across runs.
+//     tabulated once, then each row (c, r, s) is one masked AVX-512 load when the columns are
+//     contiguous in x (1x1 convs: always), a few masked loads when they are a few runs (image rows),
+//     else one masked gather; the padding is the mask.
+//   * grad weight packs col transposed ([j][crs]).  With Cg a multiple of the vector width x is first
+//     copied to channels-last and crs ordered (r, s, c): a vector of lanes is one contiguous load.
+//     Otherwise lanes are (c, r, s), loaded as masked runs of consecutive s (or gathered).
+// Threads (at::parallel_for): forward over blocks of columns (independent, as many per thread);
+// strided grad input over whole images (col2im scatters stay inside an image); grad weight over ranges
+// of gW's columns (each element owned by one thread) when gW is large next to the batch, else over
+// fixed ranges of the batch whose partial gW are added in part order afterwards.  Every sum is done in
+// an order fixed by the shape and the thread count: results are bit-identical across runs.
+// Tensors so large that the packing's 32-bit offsets could overflow take plain direct loops.
 #include "conv2d.h"
 
 #include <ATen/Parallel.h>
