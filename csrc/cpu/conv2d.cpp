@@ -449,8 +449,6 @@ int64_t column_block(int64_t L, int64_t threads) {
   return std::max<int64_t>(NR<T>, std::min<int64_t>(NC<T>, round_up(ceil_div(L, nb), NR<T>)));
 }
 
-// the int32 offsets of a block stay below 2^31 (else the scalar packing is not the issue: refuse)
-inline bool fits_i32(int64_t n) { return n < (int64_t(1) << 31) - 1; }
 
 // ---------------------------------------------------------------------------------------------
 // Direct loops, used only for tensors so large that the packing's 32-bit offsets could overflow
@@ -779,7 +777,7 @@ void pointwise_grad_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw)
   using V = Vec<T>;
   using vt = typename V::type;
   constexpr int64_t VS = V::size, TK = 4, TC = 4;
-  const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, PQ = s.P * s.Q, L = s.N * PQ;
+  const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, PQ = s.P * s.Q;
   const int64_t nparts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), s.N));
   std::vector<T> P(nparts * s.K * Cg, T(0));
   auto loadn = [](const T* p, int64_t n) {  // n < VS elements, zero-filled
@@ -850,7 +848,6 @@ void pointwise_grad_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw)
       }
     }
   });
-  (void)L;
   at::parallel_for(0, s.K * Cg, 1024, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       T v = P[i];
