@@ -13,15 +13,16 @@
 //   grad bias     gb[k] = sum_{n,p,q} gy[n, k, p, q]
 //
 // Who computes what:
-//   conv2d_igemm        one 256-thread block per 64x64 tile of the GEMM output (grid x: column tiles,
-//                       y: row tiles, z: group [x split]; grid-stride loops over all three, so any grid
-//                       size works). The block walks the reduction in steps of BK=16: each thread loads
-//                       4 elements of the 64x16 A tile and 4 of the 16x64 B tile into registers (the
-//                       im2col index math happens here, with per-thread mixed-radix counters instead of
-//                       divisions), stores them to shared memory, and, while the next step's loads are in
-//                       flight, accumulates a 4x4 register tile: thread (ty, tx) = (tid/16, tid%16) owns
-//                       rows 4ty..4ty+3 and columns 4tx..4tx+3 of the block tile (read from shared memory
-//                       with one 16-byte load per operand and step).
+//   conv2d_igemm        one 256-thread block per TxT tile of the GEMM output, T = TILE = 64, or 128 for
+//                       large float GEMMs (grid x: column tiles, y: row tiles, z: group [x split];
+//                       grid-stride loops over all three, so any grid size works). The block walks the
+//                       reduction in steps of BK=16: each thread loads T/16 elements of the Tx16 A tile
+//                       and T/16 of the 16xT B tile into registers (the im2col index math happens here,
+//                       with per-thread mixed-radix counters instead of divisions, and a per-tile column
+//                       decode in shared memory), stores them to shared memory, and, while the next step's
+//                       loads are in flight, accumulates a (T/16)x(T/16) register tile (4x4 or 8x8):
+//                       thread (ty, tx) = (tid/16, tid%16) owns rows 64h + 4ty + (0..3) and columns
+//                       64h + 4tx + (0..3), h < T/64, read from shared memory with 16-byte loads.
 //                       The 1x1 / stride 1 / no padding case (PW = true) is a plain GEMM: no (r, s) math.
 //   conv2d_sum_splits   one thread per gW element (grid-stride): sums the split partials in order
 //   conv2d_bias_grad    one block per output channel k (grid-stride): threads stride over (n, p, q),
@@ -32,6 +33,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "compat.h"
@@ -49,7 +51,7 @@ namespace {
 using cnnext::Conv2dShape;
 
 constexpr int kBlock = 256;
-constexpr int BM = 64, BN = 64, BK = 16, kPad = 4;
+constexpr int BK = 16, kPad = 4;  // reduction step; shared-memory row padding
 constexpr int kFwd = 0, kBwdIn = 1, kBwdW = 2;
 
 // A number in mixed radix (a, b, c) with digits b < B, c < C: stepping it by a fixed amount costs
@@ -94,6 +96,7 @@ struct Geom {
   int Cg, Kg, HW, PQ, RS;
   int M, tiles_m, nz, splits;  // GEMM rows, their tiles, grid z extent (groups x splits), splits
   int64_t C, K, Ncols, red, tiles_n, chunk, wrow;  // wrow = Cg*R*S: length of a weight row
+  int tile;                                         // 64 or 128 (host side: which kernel)
 };
 
 // Four consecutive shared-memory values (16-byte aligned) into registers: one or two vector loads.
@@ -114,14 +117,15 @@ __device__ __forceinline__ void load4(double* r, const double* p) {
 #endif
 }
 
-template <typename T, int KIND, bool PW>
+template <typename T, int KIND, bool PW, int TILE>
 __global__ void __launch_bounds__(kBlock)
 conv2d_igemm(const Geom gm, const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ gy,
              const T* __restrict__ bias, T* __restrict__ out) {
-  __align__(16) __shared__ T As[BK][BM + kPad];
-  __align__(16) __shared__ T Bs[BK][BN + kPad];
-  __shared__ int64_t s_col_base[BN];
-  __shared__ int s_col_h[BN], s_col_w[BN];
+  constexpr int TM = TILE / 16;  // rows (and columns) per thread; also loads per thread per operand
+  __align__(16) __shared__ T As[BK][TILE + kPad];
+  __align__(16) __shared__ T Bs[BK][TILE + kPad];
+  __shared__ int64_t s_col_base[TILE];
+  __shared__ int s_col_h[TILE], s_col_w[TILE];
 
   const int Cg = gm.Cg, Kg = gm.Kg;
   const int H = gm.H, W = gm.W, P = gm.P, Q = gm.Q, R = gm.R, S = gm.S;
@@ -139,22 +143,22 @@ conv2d_igemm(const Geom gm, const T* __restrict__ x, const T* __restrict__ w, co
     const int g = KIND == kBwdW ? z / splits : z, split = KIND == kBwdW ? z % splits : 0;
     const int64_t k_begin = split * chunk, k_end = KIND == kBwdW ? min(red, k_begin + chunk) : red;
     for (int tm = blockIdx.y; tm < tiles_m; tm += gridDim.y) {
-      const int m0 = tm * BM;
+      const int m0 = tm * TILE;
       for (int64_t tn = blockIdx.x; tn < tiles_n; tn += gridDim.x) {
-        const int64_t n0 = tn * BN;
+        const int64_t n0 = tn * TILE;
 
         // ---- per-tile setup of this thread's loads ----
-        // A tile (64 x 16): this thread loads rows am = m0 + tid/16 + 16i, reduction index ak = tid%16.
-        // B tile (16 x 64): forward / grad input: reduction index tid/16, columns tid%16 + 16j;
+        // A tile (T x 16): this thread loads rows am = m0 + tid/16 + 16i, reduction index ak = tid%16.
+        // B tile (16 x T): forward / grad input: reduction index tid/16, columns tid%16 + 16j;
         //                   grad weight: reduction index tid%16, columns tid/16 + 16j.
         const int a_k = tid % 16, a_m = tid / 16;
         const int b_k = KIND == kBwdW ? tid % 16 : tid / 16;
         const int b_n = KIND == kBwdW ? tid / 16 : tid % 16;
-        // This tile's B columns, decoded once into shared memory by threads 0..63 (it keeps registers free):
+        // This tile's B columns, decoded once into shared memory by threads 0..T-1 (it keeps registers free):
         //   col_base  64-bit offset of the column's image (and group) in x or gy
         //   col_h/w   forward: p*sh - ph, q*sw - pw;  grad input: h + ph, w + pw;
         //             grad weight (columns are (c, r, s)): r*dh - ph, s*dw - pw
-        if (tid < BN) {
+        if (tid < TILE) {
           const int64_t col = n0 + tid, cc = col < Ncols ? col : 0;
           int64_t base;
           int ch, cw;
@@ -193,11 +197,11 @@ conv2d_igemm(const Geom gm, const T* __restrict__ x, const T* __restrict__ w, co
         db.set(kb, rad_b, rad_c);
         const Step st(BK, rad_b, rad_c);
 
-        T ra[4], rb[4];
+        T ra[TM], rb[TM];
         auto load = [&]() {
           const bool ka_ok = ka < k_end, kb_ok = kb < k_end;
 UNROLL
-          for (int i = 0; i < 4; ++i) {
+          for (int i = 0; i < TM; ++i) {
             T v = 0;
             const int m = m0 + a_m + 16 * i;
             if (ka_ok && m < M) {
@@ -212,7 +216,7 @@ UNROLL
             ra[i] = v;
           }
 UNROLL
-          for (int j = 0; j < 4; ++j) {
+          for (int j = 0; j < TM; ++j) {
             T v = 0;
             const int cj = b_n + 16 * j;
             if (kb_ok && n0 + cj < Ncols) {
@@ -242,18 +246,18 @@ UNROLL
           }
         };
 
-        T acc[4][4];
+        T acc[TM][TM];
 UNROLL
-        for (int i = 0; i < 4; ++i)
+        for (int i = 0; i < TM; ++i)
 UNROLL
-          for (int j = 0; j < 4; ++j) acc[i][j] = 0;
+          for (int j = 0; j < TM; ++j) acc[i][j] = 0;
 
         load();
         for (int64_t k0 = k_begin; k0 < k_end; k0 += BK) {
 UNROLL
-          for (int i = 0; i < 4; ++i) As[a_k][a_m + 16 * i] = ra[i];
+          for (int i = 0; i < TM; ++i) As[a_k][a_m + 16 * i] = ra[i];
 UNROLL
-          for (int j = 0; j < 4; ++j) Bs[b_k][b_n + 16 * j] = rb[j];
+          for (int j = 0; j < TM; ++j) Bs[b_k][b_n + 16 * j] = rb[j];
           __syncthreads();
           if (k0 + BK < k_end) {  // next step's global loads overlap this step's math
             ka += BK;
@@ -265,25 +269,28 @@ UNROLL
           }
 UNROLL
           for (int kk = 0; kk < BK; ++kk) {
-            T a[4], b[4];
-            load4(a, &As[kk][ty * 4]);
-            load4(b, &Bs[kk][tx * 4]);
+            T a[TM], b[TM];
 UNROLL
-            for (int i = 0; i < 4; ++i)
+            for (int h = 0; h < TM / 4; ++h) {  // rows / columns 64h + 4t .. 64h + 4t + 3
+              load4(a + 4 * h, &As[kk][64 * h + ty * 4]);
+              load4(b + 4 * h, &Bs[kk][64 * h + tx * 4]);
+            }
 UNROLL
-              for (int j = 0; j < 4; ++j) acc[i][j] += a[i] * b[j];
+            for (int i = 0; i < TM; ++i)
+UNROLL
+              for (int j = 0; j < TM; ++j) acc[i][j] += a[i] * b[j];
           }
           __syncthreads();
         }
 
         // ---- epilogue: thread (ty, tx) writes rows m0 + 4ty + i, columns n0 + 4tx + j ----
 UNROLL
-        for (int j = 0; j < 4; ++j) {
-          const int64_t col = n0 + tx * 4 + j;
+        for (int j = 0; j < TM; ++j) {
+          const int64_t col = n0 + 64 * (j / 4) + tx * 4 + j % 4;
           if (col >= Ncols) continue;
 UNROLL
-          for (int i = 0; i < 4; ++i) {
-            const int m = m0 + ty * 4 + i;
+          for (int i = 0; i < TM; ++i) {
+            const int m = m0 + 64 * (i / 4) + ty * 4 + i % 4;
             if (m >= M) continue;
             if constexpr (KIND == kFwd) {
               const int64_t n = col / PQ, pq = col - n * PQ;
@@ -450,8 +457,11 @@ int weight_splits(const Conv2dShape& s, int64_t tiles, int64_t* chunk) {
   return int((red + c - 1) / c);
 }
 
-// The GEMM of pass `kind` (see the top comment) and its grid.
-Geom make_geom(const Conv2dShape& s, int kind, dim3* grid) {
+// The GEMM of pass `kind` (see the top comment), its tile size and its grid. float GEMMs with at least
+// 128 rows take 128x128 tiles (8x8 per thread) when there are enough of them to fill a large GPU twice
+// (the grad-weight pass always: its reduction splits fill the GPU); the rest 64x64 (4x4 per thread).
+// CNNEXT_CONV2D_TILE=64|128 forces a size for float (tests).
+Geom make_geom(const Conv2dShape& s, int kind, bool is_float, dim3* grid) {
   Geom g{};
   g.H = int(s.H), g.W = int(s.W), g.P = int(s.P), g.Q = int(s.Q), g.R = int(s.R), g.S = int(s.S);
   g.sh = int(s.stride_h), g.sw = int(s.stride_w), g.ph = int(s.pad_h), g.pw = int(s.pad_w);
@@ -467,13 +477,36 @@ Geom make_geom(const Conv2dShape& s, int kind, dim3* grid) {
   } else {
     g.M = g.Kg, g.Ncols = g.wrow, g.red = s.N * g.PQ;
   }
-  g.tiles_m = (g.M + BM - 1) / BM;
-  g.tiles_n = (g.Ncols + BN - 1) / BN;
+  g.tile = 64;
+  if (is_float && g.M >= 128 && g.Ncols >= 128) {
+    const int64_t tiles128 = (g.M + 127) / 128 * ((g.Ncols + 127) / 128) * s.groups;
+    if (kind == kBwdW || tiles128 >= 264) g.tile = 128;
+  }
+  if (const char* e = std::getenv("CNNEXT_CONV2D_TILE"); e && is_float) g.tile = std::atoi(e) == 128 ? 128 : 64;
+  g.tiles_m = (g.M + g.tile - 1) / g.tile;
+  g.tiles_n = (g.Ncols + g.tile - 1) / g.tile;
   g.chunk = g.red;
   if (kind == kBwdW) g.splits = weight_splits(s, g.tiles_n * g.tiles_m * s.groups, &g.chunk);
   g.nz = int(s.groups) * g.splits;
   *grid = dim3(grid_size(g.tiles_n, 1), grid_size(g.tiles_m, 1), grid_size(g.nz, 1));
   return g;
+}
+
+// Launches the tiled kernel of pass KIND for g.tile and the 1x1 case.
+template <typename T, int KIND, int TILE>
+void run_igemm_tile(const Geom& g, dim3 grid, bool pw, const T* x, const T* w, const T* gy, const T* b, T* out,
+                    cudaStream_t stream) {
+  if (pw) launch(conv2d_igemm<T, KIND, true, TILE>, grid, dim3(kBlock), 0, stream, g, x, w, gy, b, out);
+  else launch(conv2d_igemm<T, KIND, false, TILE>, grid, dim3(kBlock), 0, stream, g, x, w, gy, b, out);
+}
+
+template <typename T, int KIND>
+void run_igemm(const Geom& g, dim3 grid, bool pw, const T* x, const T* w, const T* gy, const T* b, T* out,
+               cudaStream_t stream) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (g.tile == 128) return run_igemm_tile<T, KIND, 128>(g, grid, pw, x, w, gy, b, out, stream);
+  }
+  run_igemm_tile<T, KIND, 64>(g, grid, pw, x, w, gy, b, out, stream);
 }
 
 }  // namespace
@@ -488,10 +521,8 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T*
     return;
   }
   dim3 grid;
-  const Geom g = make_geom(s, kFwd, &grid);
-  const T* none = nullptr;
-  if (pointwise(s)) launch(conv2d_igemm<T, kFwd, true>, grid, dim3(kBlock), 0, stream, g, x, w, none, b, y);
-  else launch(conv2d_igemm<T, kFwd, false>, grid, dim3(kBlock), 0, stream, g, x, w, none, b, y);
+  const Geom g = make_geom(s, kFwd, std::is_same_v<T, float>, &grid);
+  run_igemm<T, kFwd>(g, grid, pointwise(s), x, w, nullptr, b, y, stream);
 }
 
 template <typename T>
@@ -502,10 +533,8 @@ void conv2d_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx,
     return;
   }
   dim3 grid;
-  const Geom g = make_geom(s, kBwdIn, &grid);
-  const T* none = nullptr;
-  if (pointwise(s)) launch(conv2d_igemm<T, kBwdIn, true>, grid, dim3(kBlock), 0, stream, g, none, w, gy, none, gx);
-  else launch(conv2d_igemm<T, kBwdIn, false>, grid, dim3(kBlock), 0, stream, g, none, w, gy, none, gx);
+  const Geom g = make_geom(s, kBwdIn, std::is_same_v<T, float>, &grid);
+  run_igemm<T, kBwdIn>(g, grid, pointwise(s), nullptr, w, gy, nullptr, gx, stream);
 }
 
 template <typename T>
@@ -517,7 +546,7 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw
     return;
   }
   dim3 grid;
-  const Geom g = make_geom(s, kBwdW, &grid);
+  const Geom g = make_geom(s, kBwdW, std::is_same_v<T, float>, &grid);
   const int64_t total = s.K * g.wrow;
   T* ws = gw;  // the split partials: (splits, K, Cg*R*S), or gw itself when there is one split
 #if defined(__CUDACC__)
@@ -532,9 +561,7 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw
   std::vector<T> ws_host(g.splits > 1 ? size_t(total * g.splits) : 0);
   if (g.splits > 1) ws = ws_host.data();
 #endif
-  const T* none = nullptr;
-  if (pointwise(s)) launch(conv2d_igemm<T, kBwdW, true>, grid, dim3(kBlock), 0, stream, g, x, none, gy, none, ws);
-  else launch(conv2d_igemm<T, kBwdW, false>, grid, dim3(kBlock), 0, stream, g, x, none, gy, none, ws);
+  run_igemm<T, kBwdW>(g, grid, pointwise(s), x, nullptr, gy, nullptr, ws, stream);
   if (g.splits > 1) {
     launch(conv2d_sum_splits<T>, dim3(grid_size(total, kBlock)), dim3(kBlock), 0, stream, (const T*)ws, gw, total,
            g.splits);
