@@ -231,11 +231,13 @@ RowTab im2col_rows(const Conv2dShape& s, int64_t Cg, int64_t pad_to) {
 struct ColTab {
   std::vector<int32_t> base, h0, w0;
   std::vector<char> contig;  // per panel of NR: the valid columns' bases are consecutive
-  // per group of 16 columns: the runs of consecutive bases (lane mask, base - first lane), for the
-  // AVX-512 packing: one masked load per run instead of a gather
+  // per group of 16 columns: the runs of bases in steps of `step` (1, or the stride 2) -- lane mask,
+  // base - step*lane -- for the AVX-512 packing: one masked load (step 2: two and a permute) per run
+  // instead of a gather
   std::vector<uint16_t> smask;
   std::vector<int32_t> soff;
   std::vector<uint8_t> nseg;
+  int64_t step = 1;
   int64_t n0 = 0;            // first image of the block
   void resize(int64_t n) {
     base.resize(n); h0.resize(n); w0.resize(n); contig.resize(n);
@@ -274,13 +276,14 @@ void fill_cols(ColTab& t, const Conv2dShape& s, int64_t j0, int64_t nc, int64_t 
     for (int64_t l = 1; l < nr && jr + l < nc; ++l) c &= t.base[jr + l] == t.base[jr] + l;
     t.contig[jr / nr] = c;
   }
+  t.step = conv && s.stride_w == 2 ? 2 : 1;
   for (int64_t v = 0; v * 16 < ncpad; ++v) {
     int ns = 0;
     for (int64_t l = 0; l < 16 && v * 16 + l < ncpad; ++l) {
       const int64_t j = v * 16 + l;
-      if (l == 0 || (j < nc && t.base[j] != t.base[j - 1] + 1)) {
+      if (l == 0 || (j < nc && t.base[j] != t.base[j - 1] + t.step)) {
         t.smask[v * 16 + ns] = 0;
-        t.soff[v * 16 + ns] = int32_t(t.base[j] - l);
+        t.soff[v * 16 + ns] = int32_t(t.base[j] - t.step * l);
         ++ns;
       }
       t.smask[v * 16 + ns - 1] |= uint16_t(1u << l);
@@ -311,7 +314,36 @@ void pack_b_cols(T* __restrict__ out, const T* X, const ColTab& ct, int64_t jr, 
         _mm512_store_ps(out + k * nr, _mm512_maskz_loadu_ps(ma, src));
         _mm512_store_ps(out + k * nr + 16, _mm512_maskz_loadu_ps(mb, src + 16));
       }
-    } else if (ct.nseg[jr / 16] <= 8 && ct.nseg[jr / 16 + 1] <= 8) {  // a few runs: masked loads
+#if defined(__BMI2__)
+    } else if (ct.step == 2 && ct.nseg[jr / 16] <= 4 && ct.nseg[jr / 16 + 1] <= 4) {
+      // stride 2, a few runs: lane l of a run reads p[2l], the even elements of two masked loads
+      const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+      const int na = ct.nseg[jr / 16], nb = ct.nseg[jr / 16 + 1];
+      const uint16_t* sma = ct.smask.data() + jr;
+      const int32_t* soa = ct.soff.data() + jr;
+      auto runs = [&](const float* src, __mmask16 m, const uint16_t* sm, const int32_t* so, int ns) {
+        __m512 v = _mm512_setzero_ps();
+        for (int i = 0; i < ns; ++i) {
+          const __mmask16 mm = m & sm[i];
+          const uint32_t lm = _pdep_u32(mm, 0x55555555u);
+          const __m512 lo = _mm512_maskz_loadu_ps(__mmask16(lm), src + so[i]);
+          const __m512 hi = _mm512_maskz_loadu_ps(__mmask16(lm >> 16), src + so[i] + 16);
+          v = _mm512_mask_mov_ps(v, mm, _mm512_permutex2var_ps(lo, even, hi));
+        }
+        return v;
+      };
+      for (int64_t k = 0; k < kc; ++k) {
+        const __m512i rh = _mm512_set1_epi32(rt.rh[r0 + k]), rs = _mm512_set1_epi32(rt.rs[r0 + k]);
+        const __mmask16 ma = _mm512_cmplt_epu32_mask(_mm512_add_epi32(h0a, rh), Hv) &
+                             _mm512_cmplt_epu32_mask(_mm512_add_epi32(w0a, rs), Wv);
+        const __mmask16 mb = _mm512_cmplt_epu32_mask(_mm512_add_epi32(h0b, rh), Hv) &
+                             _mm512_cmplt_epu32_mask(_mm512_add_epi32(w0b, rs), Wv);
+        const float* src = X + rt.off[r0 + k];
+        _mm512_store_ps(out + k * nr, runs(src, ma, sma, soa, na));
+        _mm512_store_ps(out + k * nr + 16, runs(src, mb, sma + 16, soa + 16, nb));
+      }
+#endif
+    } else if (ct.step == 1 && ct.nseg[jr / 16] <= 8 && ct.nseg[jr / 16 + 1] <= 8) {  // a few runs: masked loads
       const int na = ct.nseg[jr / 16], nb = ct.nseg[jr / 16 + 1];
       const uint16_t* sma = ct.smask.data() + jr;
       const int32_t* soa = ct.soff.data() + jr;
@@ -882,9 +914,23 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw
     });
   }
   if (s.K * CRS == 0) return;
-  if (s.R == 1 && s.S == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0) {
-    pointwise_grad_weight(s, x, gy, gw);
-    return;
+  // 1x1 with few channels: dot-product tiles (the GEMM's transposed packing would cost more than its
+  // FMAs); many channels or tiny images: the GEMM below, whose 8x32 tile reuses registers better.
+  if (s.R == 1 && s.S == 1 && s.pad_h == 0 && s.pad_w == 0 && PQ >= 16 && Kg * Cg <= 12288) {
+    if (s.stride_h == 1 && s.stride_w == 1) return pointwise_grad_weight(s, x, gy, gw);
+    // strided 1x1 (ResNet's shortcuts): only the sampled pixels matter; gather them, then as stride 1
+    Conv2dShape t = s;
+    t.H = s.P, t.W = s.Q, t.stride_h = t.stride_w = 1;
+    std::vector<T> xs(s.N * s.C * PQ);
+    at::parallel_for(0, s.N * s.C, 16, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i)
+        for (int64_t p = 0; p < s.P; ++p) {
+          const T* src = x + i * HW + p * s.stride_h * s.W;
+          T* dst = xs.data() + i * PQ + p * s.Q;
+          for (int64_t q = 0; q < s.Q; ++q) dst[q] = src[q * s.stride_w];
+        }
+    });
+    return pointwise_grad_weight(t, xs.data(), gy, gw);
   }
   // Two ways to pack B = col^T ([j][crs] panels):
   //  * channels-last (Cg a multiple of the vector width): x is copied to NHWC once and the crs axis is
