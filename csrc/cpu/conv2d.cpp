@@ -13,8 +13,9 @@
 //                 stride > 1: gcol[crs, j] = sum_k W[k, crs] * gY[k, j]    GEMM M = CRS, N = L, Kd = Kg
 //                             then col2im gx[n, c, h, w] += gcol[crs, j] (scatter, one thread per image)
 //   grad weight   gW[k, crs]  = sum_j gY[k, j] * col[crs, j]                GEMM M = Kg, N = CRS, Kd = L
-//                 1x1 stride 1 unpadded: gW[k, c] = sum_j gY[k, j] x[c, j] as 4 x 4 tiles of dot
-//                 products in 16 vector accumulators (both rows contiguous: nothing to pack).
+//                 1x1 unpadded with few channels (Kg*Cg <= 12288): gW[k, c] = sum_j gY[k, j] x[c, j] as
+//                 4 x 4 tiles of dot products in 16 vector accumulators (both rows contiguous: nothing
+//                 to pack; a strided 1x1 first gathers its sampled pixels).
 //   grad bias     gb[k]       = sum_j gY[k, j]
 //
 // The GEMM C[M, N] = A[M, Kd] * B[Kd, N]:
@@ -31,7 +32,8 @@
 //   * packing B is the im2col: for each panel of 32 columns the per-column (image, h0, w0) are
 //     tabulated once, then each row (c, r, s) is one masked AVX-512 load when the columns are
 //     contiguous in x (1x1 convs: always), a few masked loads when they are a few runs (image rows),
-//     else one masked gather; the padding is the mask.
+//     with stride 2 two masked loads and an even-lane permute per run, else one masked gather; the
+//     padding is the mask.
 //   * grad weight packs col transposed ([j][crs]).  With Cg a multiple of the vector width x is first
 //     copied to channels-last and crs ordered (r, s, c): a vector of lanes is one contiguous load.
 //     Otherwise lanes are (c, r, s), loaded as masked runs of consecutive s (or gathered).
