@@ -10,6 +10,8 @@ Two groups: forward, and forward+backward (grads of weight, bias and -- except f
 whose input is the image -- of the input).  GFLOP/s counts 2*N*K*P*Q*C/groups*R*S per pass (x3 for
 forward+backward, x2 when the input needs no grad); pct_peak is cnnext's rate over torch.mm's measured
 single-precision rate on the same threads (harness.matmul_peak).
+Note: at::parallel_for runs in parallel only when the extension is compiled with -fopenmp (ATen's
+OpenMP backend is inline in the headers); without it every cnnext CPU kernel runs on one thread.
 """
 import math
 
