@@ -1,38 +1,48 @@
-// conv2d on the CPU: every pass is a GEMM with a packed-panel, register-blocked micro-kernel
-// (BLIS style), with the im2col folded into the packing of the panels -- no col buffer is built.
+// conv2d on the CPU.  Design choice: im2col + packed GEMM (BLIS style) rather than direct
+// convolution, with the im2col folded into the packing of the GEMM panels -- no col buffer is built --
+// plus two special cases that need no packing transposes at all.
 //
 // Notation: per group g, Cg = C/groups input channels, Kg = K/groups output channels,
 // CRS = Cg*R*S (one row of the unrolled input per (c, r, s)), and the GEMM columns j = (n, p, q)
 // run over every output pixel of the whole batch, L = N*P*Q of them.
+//   col[(c, r, s), (n, p, q)] = x[n, c, p*sh - ph + r*dh, q*sw - pw + s*dw]   (0 in the padding)
 //
-//   forward        Y[k, j]    = sum_crs  W[k, crs]   * col[crs, j]      M = Kg,  N = L (blocks), Kd = CRS
-//   grad input     gcol[crs,j]= sum_k    W[k, crs]   * gY[k, j]         M = CRS, N = L (blocks), Kd = Kg
-//                  then col2im: gx[n, c, h, w] += gcol[crs, j]  (scatter, whole images owned by one thread)
-//   grad weight    gW[k, crs] = sum_j    gY[k, j]    * col[crs, j]      M = Kg,  N = CRS,        Kd = L
-//   grad bias      gb[k]      = sum_j    gY[k, j]
-// where col[(c, r, s), (n, p, q)] = x[n, c, p*sh - ph + r*dh, q*sw - pw + s*dw] (0 in the padding).
+//   forward       Y[k, j]     = b[k] + sum_crs W[k, crs] * col[crs, j]     GEMM M = Kg, N = L, Kd = CRS
+//   grad input    stride 1:   the forward conv of gY with the flipped, transposed kernel
+//                             (pad' = dh*(R-1) - ph): the same fast path, no col2im.
+//                 stride > 1: gcol[crs, j] = sum_k W[k, crs] * gY[k, j]    GEMM M = CRS, N = L, Kd = Kg
+//                             then col2im gx[n, c, h, w] += gcol[crs, j] (scatter, one thread per image)
+//   grad weight   gW[k, crs]  = sum_j gY[k, j] * col[crs, j]                GEMM M = Kg, N = CRS, Kd = L
+//                 1x1 unpadded with few channels (Kg*Cg <= 12288): gW[k, c] = sum_j gY[k, j] x[c, j] as
+//                 4 x 4 tiles of dot products in 16 vector accumulators (both rows contiguous: nothing
+//                 to pack; a strided 1x1 first gathers its sampled pixels).
+//   grad bias     gb[k]       = sum_j gY[k, j]
 //
 // The GEMM C[M, N] = A[M, Kd] * B[Kd, N]:
 //   * A is packed into micro-panels of MR = 8 rows, [kc][MR]; B into micro-panels of NR = 2 SIMD
 //     vectors (32 floats with AVX-512), [kc][NR]; both zero-padded, so the micro-kernel only ever
 //     sees full tiles.  Kd is cut into blocks of KC = 256 (a B micro-panel is 32 KiB, an A
-//     micro-panel 8 KiB), columns into blocks of at most NC.
+//     micro-panel 8 KiB), columns into blocks of at most NC = 12 panels.
 //   * micro-kernel: an 8 x 32 tile of C in 16 zmm accumulators; per step of the reduction it loads
 //     two vectors of B and broadcasts eight scalars of A: 16 FMAs (AVX-512 intrinsics for float
-//     under __AVX512F__, vec.h GCC vectors otherwise and for double).
+//     under __AVX512F__; vec.h GCC vectors -- any ISA -- otherwise and for double).
 //   * loops per block of columns:  for kc block: pack B (im2col on the fly) -> for each A panel
-//     (L1-resident) -> for each B panel (L2-resident) -> micro-kernel into a C buffer.
+//     (L1-resident) -> for each B panel (L2-resident) -> micro-kernel into a C buffer -> epilogue
+//     (bias, scatter of the block's columns to NCHW y).
 //   * packing B is the im2col: for each panel of 32 columns the per-column (image, h0, w0) are
-//     tabulated once, then each row (c, r, s) is one masked AVX-512 load (columns contiguous in x) or
-//     one masked gather; the padding is the mask.  grad weight packs col transposed ([j][crs]) with
-//     gathers whose lanes are (c, r, s).
-//   * 1x1 convs (stride 1, no padding) need no im2col: the packing degenerates to contiguous loads of
-//     x (forward) and the grad input is a plain GEMM written straight to gx (no col2im).
-// Threads (at::parallel_for): forward and 1x1 grad input over blocks of columns (independent); grad
-// input over whole images (col2im scatters stay inside an image); grad weight either over ranges of
-// gW columns (each element owned by one thread) or, when gW is small next to the batch, over fixed
-// ranges of the batch whose partial gW are added in part order afterwards.  Every sum is therefore
-// done in an order that depends only on the shape and the thread count: bit-identical across runs.
+//     tabulated once, then each row (c, r, s) is one masked AVX-512 load when the columns are
+//     contiguous in x (1x1 convs: always), a few masked loads when they are a few runs (image rows),
+//     with stride 2 two masked loads and an even-lane permute per run, else one masked gather; the
+//     padding is the mask.
+//   * grad weight packs col transposed ([j][crs]).  With Cg a multiple of the vector width x is first
+//     copied to channels-last and crs ordered (r, s, c): a vector of lanes is one contiguous load.
+//     Otherwise lanes are (c, r, s), loaded as masked runs of consecutive s (or gathered).
+// Threads (at::parallel_for): forward over blocks of columns (independent, as many per thread);
+// strided grad input over whole images (col2im scatters stay inside an image); grad weight over ranges
+// of gW's columns (each element owned by one thread) when gW is large next to the batch, else over
+// fixed ranges of the batch whose partial gW are added in part order afterwards.  Every sum is done in
+// an order fixed by the shape and the thread count: results are bit-identical across runs.
+// Tensors so large that the packing's 32-bit offsets could overflow take plain direct loops.
 #include "conv2d.h"
 
 #include <ATen/Parallel.h>
@@ -181,6 +191,27 @@ void pack_a(T* dst, Src&& src, int64_t M, int64_t Mpad, int64_t Kd) {
 // is X[base + off] when 0 <= h0 + rh < H and 0 <= w0 + rs < W, else 0.
 struct RowTab {
   std::vector<int32_t> off, rh, rs;
+  // per group of 16 rows used as lanes (grad weight): runs of consecutive offsets (lane mask,
+  // offset - first lane), so a lane vector is a few masked loads instead of a gather
+  std::vector<uint16_t> smask;
+  std::vector<int32_t> soff;
+  std::vector<uint8_t> nseg;
+  void segment() {
+    const int64_t n = int64_t(off.size());
+    smask.assign(n + 16, 0); soff.assign(n + 16, 0); nseg.assign(n / 16 + 1, 0);
+    for (int64_t v = 0; v * 16 < n; ++v) {
+      int ns = 0;
+      for (int64_t l = 0; l < 16 && v * 16 + l < n; ++l) {
+        const int64_t i = v * 16 + l;
+        if (l == 0 || (rh[i] != kInvalid && off[i] != off[i - 1] + 1)) {
+          soff[v * 16 + ns] = off[i] - int32_t(l);
+          ++ns;
+        }
+        smask[v * 16 + ns - 1] |= uint16_t(1u << l);
+      }
+      nseg[v] = uint8_t(ns);
+    }
+  }
 };
 
 // rows (c, r, s) of the unrolled input; `pad` extra rows that are always out of bounds.
@@ -202,11 +233,13 @@ RowTab im2col_rows(const Conv2dShape& s, int64_t Cg, int64_t pad_to) {
 struct ColTab {
   std::vector<int32_t> base, h0, w0;
   std::vector<char> contig;  // per panel of NR: the valid columns' bases are consecutive
-  // per group of 16 columns: the runs of consecutive bases (lane mask, base - first lane), for the
-  // AVX-512 packing: one masked load per run instead of a gather
+  // per group of 16 columns: the runs of bases in steps of `step` (1, or the stride 2) -- lane mask,
+  // base - step*lane -- for the AVX-512 packing: one masked load (step 2: two and a permute) per run
+  // instead of a gather
   std::vector<uint16_t> smask;
   std::vector<int32_t> soff;
   std::vector<uint8_t> nseg;
+  int64_t step = 1;
   int64_t n0 = 0;            // first image of the block
   void resize(int64_t n) {
     base.resize(n); h0.resize(n); w0.resize(n); contig.resize(n);
@@ -245,13 +278,14 @@ void fill_cols(ColTab& t, const Conv2dShape& s, int64_t j0, int64_t nc, int64_t 
     for (int64_t l = 1; l < nr && jr + l < nc; ++l) c &= t.base[jr + l] == t.base[jr] + l;
     t.contig[jr / nr] = c;
   }
+  t.step = conv && s.stride_w == 2 ? 2 : 1;
   for (int64_t v = 0; v * 16 < ncpad; ++v) {
     int ns = 0;
     for (int64_t l = 0; l < 16 && v * 16 + l < ncpad; ++l) {
       const int64_t j = v * 16 + l;
-      if (l == 0 || (j < nc && t.base[j] != t.base[j - 1] + 1)) {
+      if (l == 0 || (j < nc && t.base[j] != t.base[j - 1] + t.step)) {
         t.smask[v * 16 + ns] = 0;
-        t.soff[v * 16 + ns] = int32_t(t.base[j] - l);
+        t.soff[v * 16 + ns] = int32_t(t.base[j] - t.step * l);
         ++ns;
       }
       t.smask[v * 16 + ns - 1] |= uint16_t(1u << l);
@@ -282,7 +316,36 @@ void pack_b_cols(T* __restrict__ out, const T* X, const ColTab& ct, int64_t jr, 
         _mm512_store_ps(out + k * nr, _mm512_maskz_loadu_ps(ma, src));
         _mm512_store_ps(out + k * nr + 16, _mm512_maskz_loadu_ps(mb, src + 16));
       }
-    } else if (ct.nseg[jr / 16] <= 8 && ct.nseg[jr / 16 + 1] <= 8) {  // a few runs: masked loads
+#if defined(__BMI2__)
+    } else if (ct.step == 2 && ct.nseg[jr / 16] <= 4 && ct.nseg[jr / 16 + 1] <= 4) {
+      // stride 2, a few runs: lane l of a run reads p[2l], the even elements of two masked loads
+      const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+      const int na = ct.nseg[jr / 16], nb = ct.nseg[jr / 16 + 1];
+      const uint16_t* sma = ct.smask.data() + jr;
+      const int32_t* soa = ct.soff.data() + jr;
+      auto runs = [&](const float* src, __mmask16 m, const uint16_t* sm, const int32_t* so, int ns) {
+        __m512 v = _mm512_setzero_ps();
+        for (int i = 0; i < ns; ++i) {
+          const __mmask16 mm = m & sm[i];
+          const uint32_t lm = _pdep_u32(mm, 0x55555555u);
+          const __m512 lo = _mm512_maskz_loadu_ps(__mmask16(lm), src + so[i]);
+          const __m512 hi = _mm512_maskz_loadu_ps(__mmask16(lm >> 16), src + so[i] + 16);
+          v = _mm512_mask_mov_ps(v, mm, _mm512_permutex2var_ps(lo, even, hi));
+        }
+        return v;
+      };
+      for (int64_t k = 0; k < kc; ++k) {
+        const __m512i rh = _mm512_set1_epi32(rt.rh[r0 + k]), rs = _mm512_set1_epi32(rt.rs[r0 + k]);
+        const __mmask16 ma = _mm512_cmplt_epu32_mask(_mm512_add_epi32(h0a, rh), Hv) &
+                             _mm512_cmplt_epu32_mask(_mm512_add_epi32(w0a, rs), Wv);
+        const __mmask16 mb = _mm512_cmplt_epu32_mask(_mm512_add_epi32(h0b, rh), Hv) &
+                             _mm512_cmplt_epu32_mask(_mm512_add_epi32(w0b, rs), Wv);
+        const float* src = X + rt.off[r0 + k];
+        _mm512_store_ps(out + k * nr, runs(src, ma, sma, soa, na));
+        _mm512_store_ps(out + k * nr + 16, runs(src, mb, sma + 16, soa + 16, nb));
+      }
+#endif
+    } else if (ct.step == 1 && ct.nseg[jr / 16] <= 8 && ct.nseg[jr / 16 + 1] <= 8) {  // a few runs: masked loads
       const int na = ct.nseg[jr / 16], nb = ct.nseg[jr / 16 + 1];
       const uint16_t* sma = ct.smask.data() + jr;
       const int32_t* soa = ct.soff.data() + jr;
@@ -341,6 +404,26 @@ void pack_b_rows(T* __restrict__ out, const T* X, const ColTab& ct, int64_t jrow
     const __m512i rha = _mm512_loadu_si512(rt.rh.data() + lane0), rhb = _mm512_loadu_si512(rt.rh.data() + lane0 + 16);
     const __m512i rsa = _mm512_loadu_si512(rt.rs.data() + lane0), rsb = _mm512_loadu_si512(rt.rs.data() + lane0 + 16);
     const __m512i oa = _mm512_loadu_si512(rt.off.data() + lane0), ob = _mm512_loadu_si512(rt.off.data() + lane0 + 16);
+    const int na = rt.nseg[lane0 / 16], nb = rt.nseg[lane0 / 16 + 1];
+    if (na <= 6 && nb <= 6) {  // a few runs of consecutive addresses: masked loads
+      const uint16_t* sm = rt.smask.data() + lane0;
+      const int32_t* so = rt.soff.data() + lane0;
+      for (int64_t k = 0; k < kc; ++k) {
+        const int64_t j = jrow0 + k;
+        const __m512i h0 = _mm512_set1_epi32(ct.h0[j]), w0 = _mm512_set1_epi32(ct.w0[j]);
+        const __mmask16 ma = _mm512_cmplt_epu32_mask(_mm512_add_epi32(h0, rha), Hv) &
+                             _mm512_cmplt_epu32_mask(_mm512_add_epi32(w0, rsa), Wv);
+        const __mmask16 mb = _mm512_cmplt_epu32_mask(_mm512_add_epi32(h0, rhb), Hv) &
+                             _mm512_cmplt_epu32_mask(_mm512_add_epi32(w0, rsb), Wv);
+        const float* src = X + ct.base[j];
+        __m512 va = _mm512_setzero_ps(), vb = _mm512_setzero_ps();
+        for (int i = 0; i < na; ++i) va = _mm512_mask_loadu_ps(va, ma & sm[i], src + so[i]);
+        for (int i = 0; i < nb; ++i) vb = _mm512_mask_loadu_ps(vb, mb & sm[16 + i], src + so[16 + i]);
+        _mm512_store_ps(out + k * nr, va);
+        _mm512_store_ps(out + k * nr + 16, vb);
+      }
+      return;
+    }
     for (int64_t k = 0; k < kc; ++k) {
       const int64_t j = jrow0 + k;
       const __m512i h0 = _mm512_set1_epi32(ct.h0[j]), w0 = _mm512_set1_epi32(ct.w0[j]);
@@ -392,14 +475,14 @@ void for_each_image_run(const Conv2dShape& s, int64_t j0, int64_t nc, F&& f) {
   }
 }
 
-// Split L columns into blocks of a multiple of NR, at most NC, at least `min_blocks` of them if possible.
+// Split L columns into blocks of a multiple of NR columns, at most NC, their count a multiple of the
+// thread count (so the threads get equal shares); returns the block width.
 template <typename T>
-int64_t column_block(int64_t L, int64_t min_blocks) {
-  return std::max<int64_t>(NR<T>, std::min<int64_t>(NC<T>, round_up(ceil_div(L, min_blocks), NR<T>)));
+int64_t column_block(int64_t L, int64_t threads) {
+  const int64_t nb = threads * ceil_div(L, threads * NC<T>);
+  return std::max<int64_t>(NR<T>, std::min<int64_t>(NC<T>, round_up(ceil_div(L, nb), NR<T>)));
 }
 
-// the int32 offsets of a block stay below 2^31 (else the scalar packing is not the issue: refuse)
-inline bool fits_i32(int64_t n) { return n < (int64_t(1) << 31) - 1; }
 
 // ---------------------------------------------------------------------------------------------
 // Direct loops, used only for tensors so large that the packing's 32-bit offsets could overflow
@@ -516,7 +599,7 @@ void forward_impl(const Conv2dShape& s, const T* x, const T* Ap, const T* b, T* 
   const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, HW = s.H * s.W, PQ = s.P * s.Q;
   const int64_t CRS = Cg * s.R * s.S, L = s.N * PQ, Mpad = round_up(Kg, MR);
   const RowTab rt = im2col_rows(s, Cg, CRS);
-  const int64_t ncb = column_block<T>(L, 2 * at::get_num_threads());
+  const int64_t ncb = column_block<T>(L, at::get_num_threads());
   const int64_t nblocks = ceil_div(L, ncb);
   at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
     const int64_t ncbpad = round_up(ncb, NR<T>);
@@ -662,6 +745,16 @@ void conv2d_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx)
 }
 
 #if defined(__AVX512F__)
+inline float hsum16(__m512 x) {  // fixed order: halves, quarters, pairs, neighbours
+  typedef float v16 __attribute__((vector_size(64)));
+  v16 v = (v16)x;
+  v += __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
+  v += __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
+  v += __builtin_shufflevector(v, v, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+  v += __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
+  return v[0];
+}
+
 // out[a*4 + b] = sum over images n < nimg, pixels j < PQ of y_a[n*img_y + j] * x_b[n*img_x + j]
 // (y_a = y + oy[a], x_b = x + ox[b]): 16 zmm accumulators, named so they stay in registers.
 inline void dot_tile_4x4(const float* y, const int64_t* oy, int64_t img_y, const float* x, const int64_t* ox,
@@ -702,8 +795,8 @@ inline void dot_tile_4x4(const float* y, const int64_t* oy, int64_t img_y, const
 #undef STEP
   }
 #define RED(a)                                                                                  \
-  out[a * 4 + 0] = _mm512_reduce_add_ps(c##a##0); out[a * 4 + 1] = _mm512_reduce_add_ps(c##a##1); \
-  out[a * 4 + 2] = _mm512_reduce_add_ps(c##a##2); out[a * 4 + 3] = _mm512_reduce_add_ps(c##a##3);
+  out[a * 4 + 0] = hsum16(c##a##0); out[a * 4 + 1] = hsum16(c##a##1); \
+  out[a * 4 + 2] = hsum16(c##a##2); out[a * 4 + 3] = hsum16(c##a##3);
   RED(0) RED(1) RED(2) RED(3)
 #undef RED
 }
@@ -718,7 +811,7 @@ void pointwise_grad_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw)
   using V = Vec<T>;
   using vt = typename V::type;
   constexpr int64_t VS = V::size, TK = 4, TC = 4;
-  const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, PQ = s.P * s.Q, L = s.N * PQ;
+  const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, PQ = s.P * s.Q;
   const int64_t nparts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), s.N));
   std::vector<T> P(nparts * s.K * Cg, T(0));
   auto loadn = [](const T* p, int64_t n) {  // n < VS elements, zero-filled
@@ -732,7 +825,7 @@ void pointwise_grad_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw)
   };
   auto hsum = [](vt v) -> T {
 #if defined(__AVX512F__)
-    if constexpr (std::is_same_v<T, float> && VS == 16) return _mm512_reduce_add_ps((__m512)v);
+    if constexpr (std::is_same_v<T, float> && VS == 16) return hsum16((__m512)v);
 #endif
     return V::sum(v);
   };
@@ -789,7 +882,6 @@ void pointwise_grad_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw)
       }
     }
   });
-  (void)L;
   at::parallel_for(0, s.K * Cg, 1024, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       T v = P[i];
@@ -824,9 +916,23 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw
     });
   }
   if (s.K * CRS == 0) return;
-  if (s.R == 1 && s.S == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0) {
-    pointwise_grad_weight(s, x, gy, gw);
-    return;
+  // 1x1 with few channels: dot-product tiles (the GEMM's transposed packing would cost more than its
+  // FMAs); many channels or tiny images: the GEMM below, whose 8x32 tile reuses registers better.
+  if (s.R == 1 && s.S == 1 && s.pad_h == 0 && s.pad_w == 0 && PQ >= 16 && Kg * Cg <= 12288) {
+    if (s.stride_h == 1 && s.stride_w == 1) return pointwise_grad_weight(s, x, gy, gw);
+    // strided 1x1 (ResNet's shortcuts): only the sampled pixels matter; gather them, then as stride 1
+    Conv2dShape t = s;
+    t.H = s.P, t.W = s.Q, t.stride_h = t.stride_w = 1;
+    std::vector<T> xs(s.N * s.C * PQ);
+    at::parallel_for(0, s.N * s.C, 16, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i)
+        for (int64_t p = 0; p < s.P; ++p) {
+          const T* src = x + i * HW + p * s.stride_h * s.W;
+          T* dst = xs.data() + i * PQ + p * s.Q;
+          for (int64_t q = 0; q < s.Q; ++q) dst[q] = src[q * s.stride_w];
+        }
+    });
+    return pointwise_grad_weight(t, xs.data(), gy, gw);
   }
   // Two ways to pack B = col^T ([j][crs] panels):
   //  * channels-last (Cg a multiple of the vector width): x is copied to NHWC once and the crs axis is
@@ -855,6 +961,7 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw
     });
   } else {
     rt = im2col_rows(s, Cg, CRSpad);
+    rt.segment();
   }
   // Split the work into parts: over gW's columns when gW is large next to the batch (each element owned
   // by one part), else over ranges of the batch's columns whose partial sums are added in part order.
