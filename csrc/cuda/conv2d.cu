@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "compat.h"
+#include "reduce.h"
 #include "conv2d.h"
 
 // `#pragma unroll` for nvcc; the host compiler of the emulator does not know it.
@@ -319,22 +320,6 @@ __global__ void conv2d_sum_splits(const T* __restrict__ ws, T* __restrict__ gw, 
   }
 }
 
-// Sum of v over the block, valid in thread 0: shuffles within warps, then warp 0 over the warp sums.
-template <typename T>
-__device__ T block_sum(T v) {
-  __shared__ T warp_sums[kBlock / 32];
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(EMU_FULL_MASK, v, o);
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  if (lane == 0) warp_sums[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    v = lane < int(blockDim.x / 32) ? warp_sums[lane] : T(0);
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(EMU_FULL_MASK, v, o);
-  }
-  __syncthreads();  // warp_sums is reused by the next call
-  return v;
-}
-
 template <typename T>
 __global__ void __launch_bounds__(kBlock)
 conv2d_bias_grad(Conv2dShape s, const T* __restrict__ gy, T* __restrict__ gb) {
@@ -345,7 +330,7 @@ conv2d_bias_grad(Conv2dShape s, const T* __restrict__ gy, T* __restrict__ gb) {
       const int64_t n = idx / PQ;
       acc += gy[(n * s.K + k) * PQ + (idx - n * PQ)];
     }
-    acc = block_sum(acc);
+    acc = block_sum<kBlock>(acc);
     if (threadIdx.x == 0) gb[k] = acc;
   }
 }
@@ -417,7 +402,7 @@ conv2d_backward_weight_direct(Conv2dShape s, const T* __restrict__ x, const T* _
       if (h >= 0 && h < s.H && ww >= 0 && ww < s.W)
         acc += gy[((n * s.K + k) * s.P + p) * s.Q + q] * x[((n * s.C + ci) * s.H + h) * s.W + ww];
     }
-    acc = block_sum(acc);
+    acc = block_sum<kBlock>(acc);
     if (threadIdx.x == 0) gw[e] = acc;
   }
 }

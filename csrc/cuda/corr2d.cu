@@ -12,6 +12,7 @@
 //                              memory, so the result is deterministic
 // Offsets are 64-bit: B*H*W may exceed 2^31.
 #include "compat.h"
+#include "reduce.h"
 #include "corr2d.h"
 
 namespace {
@@ -56,22 +57,6 @@ __global__ void corr2d_grad_input_kernel(const T* __restrict__ gy, const T* __re
   }
 }
 
-// Sum of v over the block, valid in thread 0: shuffle within each warp, then the
-// first warp reduces the per-warp sums from shared memory.
-template <typename T>
-__device__ T block_sum(T v) {
-  __shared__ T warp_sums[kBlock / 32];
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(EMU_FULL_MASK, v, o);
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  if (lane == 0) warp_sums[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    v = lane < int(blockDim.x / 32) ? warp_sums[lane] : T(0);
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(EMU_FULL_MASK, v, o);
-  }
-  return v;
-}
-
 template <typename T>
 __global__ void __launch_bounds__(kBlock)
 corr2d_grad_kernel_kernel(const T* __restrict__ gy, const T* __restrict__ x, T* __restrict__ gk, int64_t B,
@@ -84,7 +69,7 @@ corr2d_grad_kernel_kernel(const T* __restrict__ gy, const T* __restrict__ x, T* 
     const int64_t b = idx / (OW * OH);
     acc += gy[idx] * x[(b * H + i + u) * W + j + v];
   }
-  acc = block_sum(acc);
+  acc = block_sum<kBlock>(acc);
   if (threadIdx.x == 0) gk[blockIdx.x] = acc;
 }
 
