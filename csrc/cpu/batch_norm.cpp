@@ -3,8 +3,9 @@
 //              running_mean = (1-m) running_mean + m mean,
 //              running_var  = (1-m) running_var  + m var * M/(M-1)  (unbiased);
 //   eval:      mean, var = running_mean, running_var;
-//   y = (x - mean) * invstd * w + b,  invstd = 1/sqrt(var + eps);  relu: y = max(y, 0).
-//   backward (gy' = gy masked by y > 0 for relu; xmu = x - mean):
+//   y = (x - mean) * invstd * w + b,  invstd = 1/sqrt(var + eps);  relu: y = y <= 0 ? 0 : y
+//   (NaN stays NaN, like torch.relu).
+//   backward (gy' = y <= 0 ? 0 : gy for relu, torch's threshold_backward; xmu = x - mean):
 //   gb = sum gy',  gw = invstd * sum gy' xmu,
 //   gx = w invstd (gy' - sum gy'/M - xmu invstd^2 sum gy' xmu / M)   (training)
 //   gx = w invstd gy'                                                (eval)
@@ -101,9 +102,12 @@ inline void st(T* p, VT<T> v, int64_t len) {
   else store_part<T>(p, v, len);
 }
 
-// relu(v) and the mask "v > 0" (NaN -> 0, like y > 0 on the output).
+// relu(v) = v <= 0 ? 0 : v: NaN stays NaN, like torch.relu; and the backward's mask
+// gy' = y <= 0 ? 0 : gy, torch's threshold_backward (gy passes where y is NaN).
 template <typename T>
-inline VT<T> vrelu(VT<T> v) { return v > VT<T>{} ? v : VT<T>{}; }
+inline VT<T> vrelu(VT<T> v) { return v <= VT<T>{} ? VT<T>{} : v; }
+template <typename T>
+inline VT<T> vrelu_mask(VT<T> y, VT<T> g) { return y <= VT<T>{} ? VT<T>{} : g; }
 
 // Two running sums of one channel: vector lanes of T, added into double every
 // kFlush vectors (and at the end), so a lane never adds up more than kFlush values
@@ -213,25 +217,31 @@ inline void plane_grad_sums(const T* __restrict__ gy, const T* __restrict__ x, i
     const int64_t len = std::min<int64_t>(V::size, n - i);
     const VT<T> xmu = ld<T>(x + i, len, mv) - mv;
     VT<T> g = ld<T>(gy + i, len, VT<T>{});
-    if constexpr (RELU) g = xmu * sv + bv > VT<T>{} ? g : VT<T>{};
+    if constexpr (RELU) g = vrelu_mask<T>(xmu * sv + bv, g);
     acc.add(g, g * xmu);
   }
 }
 
-// gx[0:n] = gy' * a + (x - mean) * bc + cc.
+// gx[0:n] = gy' * a + (x - mean) * bc + cc (training), gy' * a (eval: like torch, no
+// x term, so a NaN / Inf x does not reach gx through 0 * x).
 template <typename T, bool RELU>
 inline void plane_grad_input(const T* __restrict__ gy, const T* __restrict__ x, T* __restrict__ gx, int64_t n,
-                             T mean, T scale, T shift, T a, T bc, T cc) {
+                             T mean, T scale, T shift, T a, T bc, T cc, bool training) {
   using V = Vec<T>;
   const VT<T> mv = V::broadcast(mean), sv = V::broadcast(scale), bv = V::broadcast(shift);
   const VT<T> av = V::broadcast(a), bcv = V::broadcast(bc), ccv = V::broadcast(cc);
-  for (int64_t i = 0; i < n; i += V::size) {
-    const int64_t len = std::min<int64_t>(V::size, n - i);
-    const VT<T> xmu = ld<T>(x + i, len, mv) - mv;
-    VT<T> g = ld<T>(gy + i, len, VT<T>{});
-    if constexpr (RELU) g = xmu * sv + bv > VT<T>{} ? g : VT<T>{};
-    st<T>(gx + i, g * av + xmu * bcv + ccv, len);
-  }
+  auto loop = [&](auto train) {
+    for (int64_t i = 0; i < n; i += V::size) {
+      const int64_t len = std::min<int64_t>(V::size, n - i);
+      const VT<T> xmu = ld<T>(x + i, len, mv) - mv;
+      VT<T> g = ld<T>(gy + i, len, VT<T>{});
+      if constexpr (RELU) g = vrelu_mask<T>(xmu * sv + bv, g);
+      if constexpr (decltype(train)::value) st<T>(gx + i, g * av + xmu * bcv + ccv, len);
+      else st<T>(gx + i, g * av, len);
+    }
+  };
+  if (training) loop(std::true_type{});
+  else loop(std::false_type{});
 }
 
 // Per-channel affine terms of the forward: scale = invstd * w, shift = b.
@@ -384,7 +394,7 @@ void backward_planes(const T* gy, const T* x, Affine<T> af, const T* mean, const
   auto grad_plane = [&](int64_t n, int64_t c, const GradCoef<T>& k) {
     const int64_t off = (n * C + c) * S;
     plane_grad_input<T, RELU>(gy + off, x + off, gx + off, S, mean[c], af.scale(invstd, c), af.shift(c), k.a, k.bc,
-                              k.cc);
+                              k.cc, training);
   };
   const int64_t K = chunks_per_channel(N, C);
   if (K == 1) {  // items = blocks of channels: sums, then grad input from cache
@@ -504,7 +514,7 @@ void backward_rows(const T* gy, const T* x, Affine<T> af, const T* mean, const T
     xmu = ld<T>(x + r * C + c, len, VT<T>{}) - ld<T>(mean + c, len, VT<T>{});
     g = ld<T>(gy + r * C + c, len, VT<T>{});
     if constexpr (RELU)
-      g = xmu * ld<T>(sc.data() + c, len, VT<T>{}) + ld<T>(sh.data() + c, len, VT<T>{}) > VT<T>{} ? g : VT<T>{};
+      g = vrelu_mask<T>(xmu * ld<T>(sc.data() + c, len, VT<T>{}) + ld<T>(sh.data() + c, len, VT<T>{}), g);
   };
   std::vector<double> s1, s2;
   row_sums<T>(R, C, s1, s2, [&](int64_t r, T* a1, T* a2) {
@@ -527,10 +537,10 @@ void backward_rows(const T* gy, const T* x, Affine<T> af, const T* mean, const T
         const int64_t len = std::min<int64_t>(V::size, C - c);
         VT<T> g, xmu;
         load(r, c, len, g, xmu);
-        st<T>(gx + r * C + c,
-              g * ld<T>(ka.data() + c, len, VT<T>{}) + xmu * ld<T>(kb.data() + c, len, VT<T>{}) +
-                  ld<T>(kc.data() + c, len, VT<T>{}),
-              len);
+        VT<T> v = g * ld<T>(ka.data() + c, len, VT<T>{});
+        if (training)  // eval: no x term, as plane_grad_input
+          v = v + xmu * ld<T>(kb.data() + c, len, VT<T>{}) + ld<T>(kc.data() + c, len, VT<T>{});
+        st<T>(gx + r * C + c, v, len);
       }
   });
 }

@@ -14,9 +14,11 @@
 //   bn_eval_stats_kernel   one thread per channel: mean = running_mean,
 //                          invstd = 1/sqrt(running_var + eps).
 //   bn_normalize_kernel    one thread per element (grid-stride):
-//                          y = (x - mean) * invstd * w + b, optionally relu.
+//                          y = (x - mean) * invstd * w + b, optionally relu
+//                          (relu keeps NaN, like torch.relu).
 //   bn_grad_sums_kernel    one block per channel: sum gy' and sum gy' (x - mean)
-//                          (gy' = gy masked by y > 0 for relu, y recomputed from x the
+//                          (gy' = gy masked by y <= 0 ? 0 : gy for relu -- kept where y is
+//                          NaN, like torch's threshold_backward -- y recomputed from x the
 //                          same way as the forward), block-reduced as above;
 //                          thread 0 writes gb = sum gy', gw = invstd * sum gy' (x - mean).
 //   bn_grad_input_kernel   one thread per element (grid-stride):
@@ -37,7 +39,7 @@ namespace {
 constexpr int kBlock = 256;
 
 // The forward's pre-activation; the relu backward recomputes it with the very same
-// expression, so its mask is exactly y > 0.
+// expression, so its mask is exactly torch's threshold_backward: gy' = y <= 0 ? 0 : gy.
 template <typename T>
 __device__ __forceinline__ T bn_pre(T x, T mean, T scale, T shift) {
   return (x - mean) * scale + shift;
@@ -96,7 +98,7 @@ bn_stats_kernel(const T* __restrict__ x, T* __restrict__ mean_out, T* __restrict
     m2 = have ? sh_m2[lane] : T(0);
     warp_welford(n, mean, m2);
     if (lane == 0) {
-      const double m = double(k) + double(mean), var_sum = m2 > T(0) ? double(m2) : 0.0;
+      const double m = double(k) + double(mean), var_sum = m2 < T(0) ? 0.0 : double(m2);  // NaN stays NaN
       mean_out[c] = T(m);
       invstd_out[c] = T(1.0 / sqrt(var_sum / double(M) + eps));
       if (rmean) rmean[c] = T((1 - momentum) * double(rmean[c]) + momentum * m);
@@ -135,7 +137,7 @@ bn_stats_rows_kernel(const T* __restrict__ x, T* __restrict__ mean_out, T* __res
   if (threadIdx.y == 0 && c < C) {
     for (int j = 1; j < kRowsY; ++j)
       welford_merge(n, mean, m2, sh_n[j][threadIdx.x], sh_mean[j][threadIdx.x], sh_m2[j][threadIdx.x]);
-    const double m = double(x[c]) + double(mean), var_sum = m2 > T(0) ? double(m2) : 0.0;
+    const double m = double(x[c]) + double(mean), var_sum = m2 < T(0) ? 0.0 : double(m2);  // NaN stays NaN
     mean_out[c] = T(m);
     invstd_out[c] = T(1.0 / sqrt(var_sum / double(R) + eps));
     if (rmean) rmean[c] = T((1 - momentum) * double(rmean[c]) + momentum * m);
@@ -159,7 +161,7 @@ __global__ void bn_normalize_kernel(const T* __restrict__ x, T* __restrict__ y, 
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(blockDim.x) * gridDim.x) {
     const int64_t c = int64_t(I(i) / I(S) % I(C));
     T v = bn_pre(x[i], mean[c], channel_scale(invstd, w, c), b ? b[c] : T(0));
-    if (relu) v = v > T(0) ? v : T(0);
+    if (relu && v <= T(0)) v = T(0);  // NaN stays NaN, like torch.relu
     y[i] = v;
   }
 }
@@ -199,7 +201,7 @@ bn_grad_sums_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* 
     const int64_t off = (int64_t(n_) * C + c) * S + s_;
     const T xv = x[off];
     T g = gy[off];
-    if (relu && !(bn_pre(xv, m, sc, sh) > T(0))) g = T(0);
+    if (relu && bn_pre(xv, m, sc, sh) <= T(0)) g = T(0);
     s1 += g;
     s2 += g * (xv - m);
   }
@@ -225,7 +227,7 @@ bn_grad_sums_rows_kernel(const T* __restrict__ gy, const T* __restrict__ x, cons
     for (int64_t r = threadIdx.y; r < R; r += kRowsY) {
       const T xv = x[r * C + c];
       T g = gy[r * C + c];
-      if (relu && !(bn_pre(xv, m, sc, sh) > T(0))) g = T(0);
+      if (relu && bn_pre(xv, m, sc, sh) <= T(0)) g = T(0);
       s1 += g;
       s2 += g * (xv - m);
     }
@@ -250,7 +252,7 @@ __global__ void bn_grad_input_kernel(const T* __restrict__ gy, const T* __restri
     const T m = mean[c], is = invstd[c], sc = channel_scale(invstd, w, c);
     const T xv = x[i];
     T g = gy[i];
-    if (relu && !(bn_pre(xv, m, sc, b ? b[c] : T(0)) > T(0))) g = T(0);
+    if (relu && bn_pre(xv, m, sc, b ? b[c] : T(0)) <= T(0)) g = T(0);
     if (training) g -= gb[c] / T(M) + (xv - m) * is * gw[c] / T(M);
     gx[i] = g * sc;
   }
