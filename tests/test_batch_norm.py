@@ -467,3 +467,30 @@ def test_low_rank_input_names_the_op(backend, shape):
     for training in (True, False):
         with pytest.raises((RuntimeError, ValueError), match=r"batch_norm: input must have at least 2 dims"):
             batch_norm_relu(torch.randn(shape), None, None, training=training)
+
+
+def assert_same_nonfinite(a, e):
+    assert torch.equal(torch.isnan(a), torch.isnan(e)), "NaN positions differ"
+    inf = torch.isinf(e)
+    assert torch.equal(torch.isinf(a), inf) and torch.equal(a[inf], e[inf]), "Inf positions differ"
+    fin = torch.isfinite(e)
+    if fin.any():
+        assert_rel_close(a[fin], e[fin])
+
+
+@pytest.mark.parametrize("fn", [batch_norm, batch_norm_relu])
+@pytest.mark.parametrize("shape", [(5, 3), (3, 3, 2, 1), (2, 3, 4, 5)])
+@pytest.mark.parametrize("training", [False, True])
+def test_infinite_scale_like_torch(backend, fn, shape, training):
+    """w = +-inf (or invstd = inf): torch computes x * scale + (b - mean * scale), whose inf - inf is NaN;
+    (x - mean) * scale would be +-inf there, which the fused relu turned into 0."""
+    ref = F.batch_norm if fn is batch_norm else torch_bn_relu
+    for dtype in DTYPES:
+        x, w, b, rm, rv = make(shape, dtype, seed=5)
+        w[0], w[1] = float("inf"), -float("inf")
+        eps = 1e-5 if training else 0.0
+        if not training:
+            rv[2] = 0.0  # invstd = 1/sqrt(rv + eps) = inf
+        e = ref(x, rm.clone(), rv.clone(), w, b, training, 0.1, eps)
+        assert torch.isnan(e).any()
+        assert_same_nonfinite(fn(x, rm.clone(), rv.clone(), w, b, training, 0.1, eps), e)

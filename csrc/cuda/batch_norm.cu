@@ -50,6 +50,20 @@ __device__ __forceinline__ T channel_scale(const T* invstd, const T* w, int64_t 
   return w ? invstd[c] * w[c] : invstd[c];
 }
 
+// Channel c's pre-activation terms, y = bn_pre(x, center, scale, shift): center = mean,
+// shift = b; a non-finite scale (w = +-inf, invstd = inf) takes torch's form
+// x * scale + (b - mean * scale) (center 0), so inf - inf is NaN as in torch
+// (see Affine in csrc/cpu/batch_norm.cpp).
+template <typename T>
+__device__ __forceinline__ void channel_pre(const T* mean, const T* invstd, const T* w, const T* b, int64_t c, T& ce,
+                                            T& sc, T& sh) {
+  sc = channel_scale(invstd, w, c);
+  const T m = mean[c], b0 = b ? b[c] : T(0);
+  const bool finite = sc - sc == T(0);
+  ce = finite ? m : T(0);
+  sh = finite ? b0 : b0 - m * sc;
+}
+
 // (n, mean, m2) <- merge with (nb, mb, m2b) (Chan et al.); counts are in T.
 template <typename T>
 __device__ __forceinline__ void welford_merge(T& n, T& mean, T& m2, T nb, T mb, T m2b) {
@@ -160,7 +174,9 @@ __global__ void bn_normalize_kernel(const T* __restrict__ x, T* __restrict__ y, 
                                     int64_t C, int64_t S, int64_t total, bool relu) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(blockDim.x) * gridDim.x) {
     const int64_t c = int64_t(I(i) / I(S) % I(C));
-    T v = bn_pre(x[i], mean[c], channel_scale(invstd, w, c), b ? b[c] : T(0));
+    T ce, sc, sh;
+    channel_pre(mean, invstd, w, b, c, ce, sc, sh);
+    T v = bn_pre(x[i], ce, sc, sh);
     if (relu && v <= T(0)) v = T(0);  // NaN stays NaN, like torch.relu
     y[i] = v;
   }
@@ -194,14 +210,16 @@ bn_grad_sums_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* 
                     const T* __restrict__ b, const T* __restrict__ mean, const T* __restrict__ invstd,
                     T* __restrict__ gw, T* __restrict__ gb, int64_t N, int64_t C, int64_t S, bool relu) {
   const int64_t c = blockIdx.x, M = N * S;
-  const T m = mean[c], sc = channel_scale(invstd, w, c), sh = b ? b[c] : T(0);
+  const T m = mean[c];
+  T ce, sc, sh;
+  channel_pre(mean, invstd, w, b, c, ce, sc, sh);
   T s1 = 0, s2 = 0;
   for (int64_t i = threadIdx.x; i < M; i += blockDim.x) {
     const I n_ = I(i) / I(S), s_ = I(i) - n_ * I(S);
     const int64_t off = (int64_t(n_) * C + c) * S + s_;
     const T xv = x[off];
     T g = gy[off];
-    if (relu && bn_pre(xv, m, sc, sh) <= T(0)) g = T(0);
+    if (relu && bn_pre(xv, ce, sc, sh) <= T(0)) g = T(0);
     s1 += g;
     s2 += g * (xv - m);
   }
@@ -223,11 +241,13 @@ bn_grad_sums_rows_kernel(const T* __restrict__ gy, const T* __restrict__ x, cons
   const int64_t c = blockIdx.x * int64_t(32) + threadIdx.x;
   T s1 = 0, s2 = 0;
   if (c < C) {
-    const T m = mean[c], sc = channel_scale(invstd, w, c), sh = b ? b[c] : T(0);
+    const T m = mean[c];
+    T ce, sc, sh;
+    channel_pre(mean, invstd, w, b, c, ce, sc, sh);
     for (int64_t r = threadIdx.y; r < R; r += kRowsY) {
       const T xv = x[r * C + c];
       T g = gy[r * C + c];
-      if (relu && bn_pre(xv, m, sc, sh) <= T(0)) g = T(0);
+      if (relu && bn_pre(xv, ce, sc, sh) <= T(0)) g = T(0);
       s1 += g;
       s2 += g * (xv - m);
     }
@@ -249,10 +269,12 @@ __global__ void bn_grad_input_kernel(const T* __restrict__ gy, const T* __restri
                                      int64_t total, int64_t M, bool training, bool relu) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(blockDim.x) * gridDim.x) {
     const int64_t c = int64_t(I(i) / I(S) % I(C));
-    const T m = mean[c], is = invstd[c], sc = channel_scale(invstd, w, c);
+    const T m = mean[c], is = invstd[c];
+    T ce, sc, sh;
+    channel_pre(mean, invstd, w, b, c, ce, sc, sh);
     const T xv = x[i];
     T g = gy[i];
-    if (relu && bn_pre(xv, m, sc, b ? b[c] : T(0)) <= T(0)) g = T(0);
+    if (relu && bn_pre(xv, ce, sc, sh) <= T(0)) g = T(0);
     if (training) g -= gb[c] / T(M) + (xv - m) * is * gw[c] / T(M);
     gx[i] = g * sc;
   }
