@@ -219,7 +219,7 @@ def test_batch_one_pixel_one_raises_like_torch(backend):
         batch_norm(x, torch.zeros(3), torch.ones(3), training=True)
     with pytest.raises(ValueError) as theirs:
         F.batch_norm(x, torch.zeros(3), torch.ones(3), training=True)
-    assert str(ours.value) == str(theirs.value)
+    assert str(ours.value) == "batch_norm: " + str(theirs.value)  # torch's text, naming the op
     assert "Expected more than 1 value per channel when training" in str(ours.value)
     with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
         batch_norm_relu(torch.randn(1, 4), None, None, training=True)
@@ -377,3 +377,120 @@ def test_double_backward_is_refused():
     (gx,) = torch.autograd.grad(batch_norm(x, None, None, training=True).pow(3).sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable|does not require grad"):
         gx.sum().backward()
+
+
+# ---------------------------------------------------------------- regressions (robustness fuzzer)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,layout", [((4, 3), "rows"), ((3, 2, 3, 3), "planes"), ((2, 3, 2, 3), "channels_last"),
+                                          ((2, 2, 20), "planes")])
+@pytest.mark.parametrize("training", [False, True])
+def test_relu_keeps_nan_like_torch(backend, dtype, shape, layout, training):
+    """relu(NaN) = NaN as torch.relu (the fused ReLU used to give 0); the backward masks NaN outputs
+    with 0 like torch's threshold_backward, so every gradient matches the composite's, NaN for NaN."""
+    x, w, b, rm, rv = make(shape, dtype, seed=3)
+    x.view(-1)[[1, x.numel() // 2]] = float("nan")  # two channels hit (all NaN when training)
+    rv[-1] = -1.0  # a NaN channel in evaluation mode (invstd = NaN)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    sides = run_pair(batch_norm_relu, torch_bn_relu, x, w, b, rm, rv, training)
+    assert torch.isnan(sides[1][0]).any() and torch.isnan(sides[0][0]).any()
+    check_pair(sides)
+
+
+def test_relu_keeps_nan_issue_repro(backend):
+    x = torch.tensor([[1.0, float("nan")], [2.0, 3.0]])
+    y = batch_norm_relu(x, torch.zeros(2), torch.ones(2), training=False)
+    e = F.relu(F.batch_norm(x, torch.zeros(2), torch.ones(2), training=False))
+    assert torch.isnan(y[0, 1]) and torch.isnan(e[0, 1])
+    assert_rel_close(y, e)
+
+
+@pytest.mark.parametrize("fn", [batch_norm, batch_norm_relu])
+def test_eps_like_torch(backend, fn):
+    x, w, b, rm, rv = make((3, 2, 4), torch.float64)
+    for training, eps in [(True, 0.0), (True, -1.0), (False, -1e-5)]:
+        with pytest.raises(ValueError) as theirs:
+            F.batch_norm(x, rm.clone(), rv.clone(), w, b, training, 0.1, eps)
+        with pytest.raises(ValueError, match=r"^batch_norm: eps must be") as ours:
+            fn(x, rm.clone(), rv.clone(), w, b, training, 0.1, eps)
+        assert str(ours.value).replace("batch_norm: ", "batch_norm ") == str(theirs.value)
+        with pytest.raises(RuntimeError, match=r"batch_norm: eps must be"):  # the op itself checks too
+            torch.ops.cnnext.batch_norm_forward(x, w, b, rm.clone(), rv.clone(), training, 0.1, eps, False)
+    ref = F.batch_norm if fn is batch_norm else torch_bn_relu
+    # accepted by torch: eps = 0 in evaluation, NaN (a NaN output), inf (0 * w + b)
+    for training, eps in [(False, 0.0), (False, float("nan")), (True, float("nan")), (True, float("inf"))]:
+        check_pair(run_pair(fn, ref, x, w, b, rm, rv, training, eps=eps))
+
+
+@pytest.mark.parametrize("fn", [batch_norm, batch_norm_relu])
+def test_non_bool_training_and_bad_momentum_raise(backend, fn):
+    x, w, b, rm, rv = make((3, 2, 4), torch.float32)
+    for training in [2.5, "yes", 1, 0.0, None]:
+        with pytest.raises(TypeError):  # torch's argument parser rejects these
+            F.batch_norm(x, rm.clone(), rv.clone(), w, b, training)
+        with pytest.raises(TypeError, match=r"^batch_norm: training must be a bool"):
+            fn(x, rm.clone(), rv.clone(), w, b, training)
+    for momentum in [None, "0.1", torch.tensor([0.1])]:
+        with pytest.raises(TypeError, match=r"^batch_norm: momentum must be a float"):
+            fn(x, rm.clone(), rv.clone(), w, b, True, momentum)
+    ref = F.batch_norm if fn is batch_norm else torch_bn_relu
+    check_pair(run_pair(fn, ref, x, w, b, rm, rv, True, momentum=float("nan")))  # NaN running stats, as torch
+    check_pair(run_pair(fn, ref, x, w, b, rm, rv, True, momentum=1))  # an int is a float argument
+    check_pair(run_pair(fn, ref, x, w, b, rm, rv, True, momentum=torch.tensor(0.3, dtype=torch.float64)))  # 0-D
+
+
+@pytest.mark.parametrize("fn", [batch_norm, batch_norm_relu])
+@pytest.mark.parametrize("arg", ["input", "running_mean", "running_var", "weight", "bias"])
+@pytest.mark.parametrize("value", [[[1.0, 2.0], [3.0, 4.0]], 2.5, 3, "abc", None])
+def test_non_tensor_arguments(backend, fn, arg, value):
+    x, w, b, rm, rv = make((4, 2), torch.float32)
+    kw = dict(input=x, running_mean=rm, running_var=rv, weight=w, bias=b)
+    kw[arg] = value
+    a = [kw.pop(k) for k in ("input", "running_mean", "running_var")]
+    if value is None and arg != "input":
+        if arg in ("weight", "bias"):  # optional: fine
+            fn(*a, **kw, training=True)
+            return
+        with pytest.raises(RuntimeError, match=r"batch_norm: running_mean and running_var must both"):
+            fn(*a, **kw, training=True)
+        return
+    with pytest.raises(TypeError, match=rf"^batch_norm: {arg} must be a Tensor"):
+        fn(*a, **kw, training=True)
+    with pytest.raises((TypeError, AttributeError)):  # torch: AttributeError from input.size() on a non-tensor
+        F.batch_norm(*a, **kw, training=True)
+
+
+@pytest.mark.parametrize("shape", [(), (1,), (3,)])
+def test_low_rank_input_names_the_op(backend, shape):
+    for training in (True, False):
+        with pytest.raises((RuntimeError, ValueError), match=r"batch_norm: input must have at least 2 dims"):
+            batch_norm_relu(torch.randn(shape), None, None, training=training)
+
+
+def assert_same_nonfinite(a, e):
+    assert torch.equal(torch.isnan(a), torch.isnan(e)), "NaN positions differ"
+    inf = torch.isinf(e)
+    assert torch.equal(torch.isinf(a), inf) and torch.equal(a[inf], e[inf]), "Inf positions differ"
+    fin = torch.isfinite(e)
+    if fin.any():
+        assert_rel_close(a[fin], e[fin])
+
+
+@pytest.mark.parametrize("fn", [batch_norm, batch_norm_relu])
+@pytest.mark.parametrize("shape", [(5, 3), (3, 3, 2, 1), (2, 3, 4, 5)])
+@pytest.mark.parametrize("training", [False, True])
+def test_infinite_scale_like_torch(backend, fn, shape, training):
+    """w = +-inf (or invstd = inf): torch computes x * scale + (b - mean * scale), whose inf - inf is NaN;
+    (x - mean) * scale would be +-inf there, which the fused relu turned into 0."""
+    ref = F.batch_norm if fn is batch_norm else torch_bn_relu
+    for dtype in DTYPES:
+        x, w, b, rm, rv = make(shape, dtype, seed=5)
+        w[0], w[1] = float("inf"), -float("inf")
+        eps = 1e-5 if training else 0.0
+        if not training:
+            rv[2] = 0.0  # invstd = 1/sqrt(rv + eps) = inf
+        e = ref(x, rm.clone(), rv.clone(), w, b, training, 0.1, eps)
+        assert torch.isnan(e).any()
+        assert_same_nonfinite(fn(x, rm.clone(), rv.clone(), w, b, training, 0.1, eps), e)

@@ -1,4 +1,6 @@
 """batch_norm and the fused batch_norm + ReLU (d2l 8.5; the BN -> ReLU of ResNet and DenseNet)."""
+import numbers
+
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
@@ -43,6 +45,8 @@ def _batch_norm_forward_fake(input, weight, bias, running_mean, running_var, tra
                  lambda: f"{_OP}: running_mean and running_var must both be given or both be None")
     torch._check(training or running_mean is not None,
                  lambda: f"{_OP}: running_mean and running_var must be given in evaluation mode (training=False)")
+    torch._check(not (training and eps <= 0), lambda: f"{_OP}: eps must be positive during training, but got {eps}")
+    torch._check(not eps < 0, lambda: f"{_OP}: eps must be non-negative, but got {eps}")
     C = input.shape[1]
     return _like_input(input), input.new_empty(C), input.new_empty(C)
 
@@ -59,9 +63,10 @@ def _batch_norm_backward_fake(grad_output, input, weight, bias, save_mean, save_
 
 
 class BatchNormFunction(torch.autograd.Function):
-    r"""y = (x - mean) / sqrt(var + eps) * w + b per channel (relu: y = max(y, 0)).
+    r"""y = (x - mean) / sqrt(var + eps) * w + b per channel (relu: y = 0 where y <= 0; NaN stays NaN).
 
-    Backward, with xhat = (x - mean) * invstd, gy' = gy * [y > 0] for relu and sums over (N, *):
+    Backward, with xhat = (x - mean) * invstd, gy' = (0 if y <= 0 else gy) for relu (torch's
+    threshold_backward) and sums over (N, *):
     gb = sum gy',  gw = sum gy' xhat,  gx = w invstd (gy' - gb/M - xhat gw/M) in training,
     gx = w invstd gy' in evaluation.
     """
@@ -90,17 +95,41 @@ class BatchNormFunction(torch.autograd.Function):
 
 
 def _verify_batch_size(size):
-    # torch.nn.functional's check, same message
+    # torch.nn.functional's check, torch's message after the op's name
     size_prods = size[0]
     for i in range(len(size) - 2):
         size_prods *= size[i + 2]
     if size_prods == 1:
-        raise ValueError(f"Expected more than 1 value per channel when training, got input size {size}")
+        raise ValueError(f"{_OP}: Expected more than 1 value per channel when training, got input size {size}")
+
+
+def _check_args(input, running_mean, running_var, weight, bias, training, momentum, eps):
+    # what torch's argument parser and F.batch_norm reject, with messages naming the op and the argument
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{_OP}: input must be a Tensor, got {type(input).__name__}")
+    for arg, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                   ("bias", bias)):
+        if t is not None and not isinstance(t, Tensor):
+            raise TypeError(f"{_OP}: {arg} must be a Tensor or None, got {type(t).__name__}")
+    if not isinstance(training, bool):
+        raise TypeError(f"{_OP}: training must be a bool, got {type(training).__name__}")
+    for arg, v in (("momentum", momentum), ("eps", eps)):
+        if not (isinstance(v, numbers.Real) or isinstance(v, Tensor) and v.dim() == 0):  # torch takes a 0-D tensor
+            raise TypeError(f"{_OP}: {arg} must be a float, got {type(v).__name__}")
+    if input.dim() < 2:  # before _verify_batch_size, which indexes size[0]
+        raise ValueError(f"{_OP}: input must have at least 2 dims (N, C, *), got {input.dim()}-D")
+    if training:
+        _verify_batch_size(input.size())
+    # F.batch_norm's eps checks (a NaN eps passes them, as in torch: the output is NaN)
+    if training and eps <= 0.0:
+        raise ValueError(f"{_OP}: eps must be positive during training, but got {eps}")
+    if eps < 0.0:
+        raise ValueError(f"{_OP}: eps must be non-negative, but got {eps}")
 
 
 def _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, relu):
-    if training:
-        _verify_batch_size(input.size())
+    _check_args(input, running_mean, running_var, weight, bias, training, momentum, eps)
+    momentum, eps = float(momentum), float(eps)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, weight, bias)):
         return BatchNormFunction.apply(input, running_mean, running_var, weight, bias, training, momentum, eps,
                                        relu)[0]
@@ -124,7 +153,7 @@ def batch_norm(input: Tensor, running_mean, running_var, weight=None, bias=None,
 
 def batch_norm_relu(input: Tensor, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
                     eps=1e-5) -> Tensor:
-    r"""relu(batch_norm(...)) in one pass, forward and backward (the backward masks with output > 0):
+    r"""relu(batch_norm(...)) in one pass, forward and backward, NaN handled as torch.relu does:
 
     .. math:: y = \max\left(0,\ \frac{x - \mathrm{E}[x]}{\sqrt{\mathrm{Var}[x] + \epsilon}} \, w + b\right)
     """

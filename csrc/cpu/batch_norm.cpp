@@ -3,8 +3,9 @@
 //              running_mean = (1-m) running_mean + m mean,
 //              running_var  = (1-m) running_var  + m var * M/(M-1)  (unbiased);
 //   eval:      mean, var = running_mean, running_var;
-//   y = (x - mean) * invstd * w + b,  invstd = 1/sqrt(var + eps);  relu: y = max(y, 0).
-//   backward (gy' = gy masked by y > 0 for relu; xmu = x - mean):
+//   y = (x - mean) * invstd * w + b,  invstd = 1/sqrt(var + eps);  relu: y = y <= 0 ? 0 : y
+//   (NaN stays NaN, like torch.relu).
+//   backward (gy' = y <= 0 ? 0 : gy for relu, torch's threshold_backward; xmu = x - mean):
 //   gb = sum gy',  gw = invstd * sum gy' xmu,
 //   gx = w invstd (gy' - sum gy'/M - xmu invstd^2 sum gy' xmu / M)   (training)
 //   gx = w invstd gy'                                                (eval)
@@ -101,9 +102,12 @@ inline void st(T* p, VT<T> v, int64_t len) {
   else store_part<T>(p, v, len);
 }
 
-// relu(v) and the mask "v > 0" (NaN -> 0, like y > 0 on the output).
+// relu(v) = v <= 0 ? 0 : v: NaN stays NaN, like torch.relu; and the backward's mask
+// gy' = y <= 0 ? 0 : gy, torch's threshold_backward (gy passes where y is NaN).
 template <typename T>
-inline VT<T> vrelu(VT<T> v) { return v > VT<T>{} ? v : VT<T>{}; }
+inline VT<T> vrelu(VT<T> v) { return v <= VT<T>{} ? VT<T>{} : v; }
+template <typename T>
+inline VT<T> vrelu_mask(VT<T> y, VT<T> g) { return y <= VT<T>{} ? VT<T>{} : g; }
 
 // Two running sums of one channel: vector lanes of T, added into double every
 // kFlush vectors (and at the end), so a lane never adds up more than kFlush values
@@ -201,45 +205,61 @@ inline void run_normalize(const T* __restrict__ x, T* __restrict__ y, int64_t n,
   }
 }
 
-// acc += (sum gy', sum gy' (x - mean)), gy' = gy masked by (x - mean) * scale + shift > 0 if RELU.
+// acc += (sum gy', sum gy' (x - mean)), gy' = gy zeroed where the forward's pre-activation
+// (x - center) * scale + shift is <= 0 if RELU.
 template <typename T, bool RELU>
-inline void plane_grad_sums(const T* __restrict__ gy, const T* __restrict__ x, int64_t n, T mean, T scale, T shift,
-                            Sums<T>& home, int64_t next) {
+inline void plane_grad_sums(const T* __restrict__ gy, const T* __restrict__ x, int64_t n, T mean, T center, T scale,
+                            T shift, Sums<T>& home, int64_t next) {
   using V = Vec<T>;
   LocalSums<T> acc(home);
-  const VT<T> mv = V::broadcast(mean), sv = V::broadcast(scale), bv = V::broadcast(shift);
+  const VT<T> mv = V::broadcast(mean), cv = V::broadcast(center), sv = V::broadcast(scale), bv = V::broadcast(shift);
   for (int64_t i = 0; i < n; i += V::size) {
     if (next) prefetch(x + next, i), prefetch(gy + next, i);
     const int64_t len = std::min<int64_t>(V::size, n - i);
-    const VT<T> xmu = ld<T>(x + i, len, mv) - mv;
+    const VT<T> xv = ld<T>(x + i, len, mv), xmu = xv - mv;
     VT<T> g = ld<T>(gy + i, len, VT<T>{});
-    if constexpr (RELU) g = xmu * sv + bv > VT<T>{} ? g : VT<T>{};
+    if constexpr (RELU) g = vrelu_mask<T>((xv - cv) * sv + bv, g);
     acc.add(g, g * xmu);
   }
 }
 
-// gx[0:n] = gy' * a + (x - mean) * bc + cc.
+// gx[0:n] = gy' * a + (x - mean) * bc + cc (training), gy' * a (eval: like torch, no
+// x term, so a NaN / Inf x does not reach gx through 0 * x).
 template <typename T, bool RELU>
 inline void plane_grad_input(const T* __restrict__ gy, const T* __restrict__ x, T* __restrict__ gx, int64_t n,
-                             T mean, T scale, T shift, T a, T bc, T cc) {
+                             T mean, T center, T scale, T shift, T a, T bc, T cc, bool training) {
   using V = Vec<T>;
-  const VT<T> mv = V::broadcast(mean), sv = V::broadcast(scale), bv = V::broadcast(shift);
+  const VT<T> mv = V::broadcast(mean), cv = V::broadcast(center), sv = V::broadcast(scale), bv = V::broadcast(shift);
   const VT<T> av = V::broadcast(a), bcv = V::broadcast(bc), ccv = V::broadcast(cc);
-  for (int64_t i = 0; i < n; i += V::size) {
-    const int64_t len = std::min<int64_t>(V::size, n - i);
-    const VT<T> xmu = ld<T>(x + i, len, mv) - mv;
-    VT<T> g = ld<T>(gy + i, len, VT<T>{});
-    if constexpr (RELU) g = xmu * sv + bv > VT<T>{} ? g : VT<T>{};
-    st<T>(gx + i, g * av + xmu * bcv + ccv, len);
-  }
+  auto loop = [&](auto train) {
+    for (int64_t i = 0; i < n; i += V::size) {
+      const int64_t len = std::min<int64_t>(V::size, n - i);
+      const VT<T> xv = ld<T>(x + i, len, mv), xmu = xv - mv;
+      VT<T> g = ld<T>(gy + i, len, VT<T>{});
+      if constexpr (RELU) g = vrelu_mask<T>((xv - cv) * sv + bv, g);
+      if constexpr (decltype(train)::value) st<T>(gx + i, g * av + xmu * bcv + ccv, len);
+      else st<T>(gx + i, g * av, len);
+    }
+  };
+  if (training) loop(std::true_type{});
+  else loop(std::false_type{});
 }
 
-// Per-channel affine terms of the forward: scale = invstd * w, shift = b.
+// Per-channel terms of the pre-activation y = (x - center) * scale + shift:
+// scale = invstd * w, center = mean, shift = b.  A non-finite scale (w = +-inf,
+// invstd = inf) takes torch's form x * scale + (b - mean * scale) instead (center 0,
+// shift b - mean * scale), so its inf - inf is NaN as in torch, not the +-inf that
+// a relu would turn into 0.
 template <typename T>
 struct Affine {
   const T *w, *b;
+  static bool finite(T v) { return v - v == T(0); }
   T scale(const T* invstd, int64_t c) const { return w ? invstd[c] * w[c] : invstd[c]; }
-  T shift(int64_t c) const { return b ? b[c] : T(0); }
+  T center(const T* mean, const T* invstd, int64_t c) const { return finite(scale(invstd, c)) ? mean[c] : T(0); }
+  T shift(const T* mean, const T* invstd, int64_t c) const {
+    const T b0 = b ? b[c] : T(0), s = scale(invstd, c);
+    return finite(s) ? b0 : b0 - mean[c] * s;
+  }
 };
 
 // mean, invstd and the running statistics of channel c from its shifted sums.
@@ -275,7 +295,8 @@ void forward_planes(const T* x, T* y, Affine<T> af, T* rmean, T* rvar, T* mean, 
   const int64_t M = N * S;
   auto normalize_plane = [&](int64_t n, int64_t c) {
     const int64_t off = (n * C + c) * S;
-    plane_normalize<T, RELU>(x + off, y + off, S, mean[c], af.scale(invstd, c), af.shift(c));
+    plane_normalize<T, RELU>(x + off, y + off, S, af.center(mean, invstd, c), af.scale(invstd, c),
+                             af.shift(mean, invstd, c));
   };
   const bool small = S < 2 * Vec<T>::size;
   // per-element mean, scale, shift of channels [c0, c1) (small planes)
@@ -284,7 +305,7 @@ void forward_planes(const T* x, T* y, Affine<T> af, T* rmean, T* rvar, T* mean, 
     for (int64_t c = c0; c < c1; ++c)
       for (int64_t s = 0; s < S; ++s) {
         const size_t e = static_cast<size_t>((c - c0) * S + s);
-        me[e] = mean[c], se[e] = af.scale(invstd, c), be[e] = af.shift(c);
+        me[e] = af.center(mean, invstd, c), se[e] = af.scale(invstd, c), be[e] = af.shift(mean, invstd, c);
       }
   };
   auto normalize_all = [&] {
@@ -379,12 +400,13 @@ void backward_planes(const T* gy, const T* x, Affine<T> af, const T* mean, const
   const int64_t M = N * S;
   auto plane_sums = [&](int64_t n, int64_t c, Sums<T>& acc, int64_t next) {
     const int64_t off = (n * C + c) * S;
-    plane_grad_sums<T, RELU>(gy + off, x + off, S, mean[c], af.scale(invstd, c), af.shift(c), acc, next);
+    plane_grad_sums<T, RELU>(gy + off, x + off, S, mean[c], af.center(mean, invstd, c), af.scale(invstd, c),
+                             af.shift(mean, invstd, c), acc, next);
   };
   auto grad_plane = [&](int64_t n, int64_t c, const GradCoef<T>& k) {
     const int64_t off = (n * C + c) * S;
-    plane_grad_input<T, RELU>(gy + off, x + off, gx + off, S, mean[c], af.scale(invstd, c), af.shift(c), k.a, k.bc,
-                              k.cc);
+    plane_grad_input<T, RELU>(gy + off, x + off, gx + off, S, mean[c], af.center(mean, invstd, c),
+                              af.scale(invstd, c), af.shift(mean, invstd, c), k.a, k.bc, k.cc, training);
   };
   const int64_t K = chunks_per_channel(N, C);
   if (K == 1) {  // items = blocks of channels: sums, then grad input from cache
@@ -478,13 +500,14 @@ void forward_rows(const T* x, T* y, Affine<T> af, T* rmean, T* rvar, T* mean, T*
       invstd[c] = T(1.0 / std::sqrt(double(rvar[c]) + eps));
     }
   }
-  std::vector<T> sc(static_cast<size_t>(C)), sh(static_cast<size_t>(C));
-  for (int64_t c = 0; c < C; ++c) sc[c] = af.scale(invstd, c), sh[c] = af.shift(c);
+  std::vector<T> ce(static_cast<size_t>(C)), sc(static_cast<size_t>(C)), sh(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c)
+    ce[c] = af.center(mean, invstd, c), sc[c] = af.scale(invstd, c), sh[c] = af.shift(mean, invstd, c);
   at::parallel_for(0, R, std::max<int64_t>(1, 16384 / C), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r)
       for (int64_t c = 0; c < C; c += V::size) {
         const int64_t len = std::min<int64_t>(V::size, C - c);
-        const VT<T> m = ld<T>(mean + c, len, VT<T>{});
+        const VT<T> m = ld<T>(ce.data() + c, len, VT<T>{});
         VT<T> v = (ld<T>(x + r * C + c, len, VT<T>{}) - m) * ld<T>(sc.data() + c, len, VT<T>{}) +
                   ld<T>(sh.data() + c, len, VT<T>{});
         if constexpr (RELU) v = vrelu<T>(v);
@@ -497,14 +520,18 @@ template <typename T, bool RELU>
 void backward_rows(const T* gy, const T* x, Affine<T> af, const T* mean, const T* invstd, T* gx, T* gw, T* gb,
                    int64_t R, int64_t C, bool training) {
   using V = Vec<T>;
-  std::vector<T> sc(static_cast<size_t>(C)), sh(static_cast<size_t>(C));
-  for (int64_t c = 0; c < C; ++c) sc[c] = af.scale(invstd, c), sh[c] = af.shift(c);
+  std::vector<T> ce(static_cast<size_t>(C)), sc(static_cast<size_t>(C)), sh(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c)
+    ce[c] = af.center(mean, invstd, c), sc[c] = af.scale(invstd, c), sh[c] = af.shift(mean, invstd, c);
   // gy' and x - mean of row r, channels [c, c+len)
   auto load = [&](int64_t r, int64_t c, int64_t len, VT<T>& g, VT<T>& xmu) {
-    xmu = ld<T>(x + r * C + c, len, VT<T>{}) - ld<T>(mean + c, len, VT<T>{});
+    const VT<T> xv = ld<T>(x + r * C + c, len, VT<T>{});
+    xmu = xv - ld<T>(mean + c, len, VT<T>{});
     g = ld<T>(gy + r * C + c, len, VT<T>{});
-    if constexpr (RELU)
-      g = xmu * ld<T>(sc.data() + c, len, VT<T>{}) + ld<T>(sh.data() + c, len, VT<T>{}) > VT<T>{} ? g : VT<T>{};
+    if constexpr (RELU)  // the forward's pre-activation, same expression
+      g = vrelu_mask<T>((xv - ld<T>(ce.data() + c, len, VT<T>{})) * ld<T>(sc.data() + c, len, VT<T>{}) +
+                            ld<T>(sh.data() + c, len, VT<T>{}),
+                        g);
   };
   std::vector<double> s1, s2;
   row_sums<T>(R, C, s1, s2, [&](int64_t r, T* a1, T* a2) {
@@ -527,10 +554,10 @@ void backward_rows(const T* gy, const T* x, Affine<T> af, const T* mean, const T
         const int64_t len = std::min<int64_t>(V::size, C - c);
         VT<T> g, xmu;
         load(r, c, len, g, xmu);
-        st<T>(gx + r * C + c,
-              g * ld<T>(ka.data() + c, len, VT<T>{}) + xmu * ld<T>(kb.data() + c, len, VT<T>{}) +
-                  ld<T>(kc.data() + c, len, VT<T>{}),
-              len);
+        VT<T> v = g * ld<T>(ka.data() + c, len, VT<T>{});
+        if (training)  // eval: no x term, as plane_grad_input
+          v = v + xmu * ld<T>(kb.data() + c, len, VT<T>{}) + ld<T>(kc.data() + c, len, VT<T>{});
+        st<T>(gx + r * C + c, v, len);
       }
   });
 }

@@ -14,9 +14,11 @@
 //   bn_eval_stats_kernel   one thread per channel: mean = running_mean,
 //                          invstd = 1/sqrt(running_var + eps).
 //   bn_normalize_kernel    one thread per element (grid-stride):
-//                          y = (x - mean) * invstd * w + b, optionally relu.
+//                          y = (x - mean) * invstd * w + b, optionally relu
+//                          (relu keeps NaN, like torch.relu).
 //   bn_grad_sums_kernel    one block per channel: sum gy' and sum gy' (x - mean)
-//                          (gy' = gy masked by y > 0 for relu, y recomputed from x the
+//                          (gy' = gy masked by y <= 0 ? 0 : gy for relu -- kept where y is
+//                          NaN, like torch's threshold_backward -- y recomputed from x the
 //                          same way as the forward), block-reduced as above;
 //                          thread 0 writes gb = sum gy', gw = invstd * sum gy' (x - mean).
 //   bn_grad_input_kernel   one thread per element (grid-stride):
@@ -37,7 +39,7 @@ namespace {
 constexpr int kBlock = 256;
 
 // The forward's pre-activation; the relu backward recomputes it with the very same
-// expression, so its mask is exactly y > 0.
+// expression, so its mask is exactly torch's threshold_backward: gy' = y <= 0 ? 0 : gy.
 template <typename T>
 __device__ __forceinline__ T bn_pre(T x, T mean, T scale, T shift) {
   return (x - mean) * scale + shift;
@@ -46,6 +48,20 @@ __device__ __forceinline__ T bn_pre(T x, T mean, T scale, T shift) {
 template <typename T>
 __device__ __forceinline__ T channel_scale(const T* invstd, const T* w, int64_t c) {
   return w ? invstd[c] * w[c] : invstd[c];
+}
+
+// Channel c's pre-activation terms, y = bn_pre(x, center, scale, shift): center = mean,
+// shift = b; a non-finite scale (w = +-inf, invstd = inf) takes torch's form
+// x * scale + (b - mean * scale) (center 0), so inf - inf is NaN as in torch
+// (see Affine in csrc/cpu/batch_norm.cpp).
+template <typename T>
+__device__ __forceinline__ void channel_pre(const T* mean, const T* invstd, const T* w, const T* b, int64_t c, T& ce,
+                                            T& sc, T& sh) {
+  sc = channel_scale(invstd, w, c);
+  const T m = mean[c], b0 = b ? b[c] : T(0);
+  const bool finite = sc - sc == T(0);
+  ce = finite ? m : T(0);
+  sh = finite ? b0 : b0 - m * sc;
 }
 
 // (n, mean, m2) <- merge with (nb, mb, m2b) (Chan et al.); counts are in T.
@@ -96,7 +112,7 @@ bn_stats_kernel(const T* __restrict__ x, T* __restrict__ mean_out, T* __restrict
     m2 = have ? sh_m2[lane] : T(0);
     warp_welford(n, mean, m2);
     if (lane == 0) {
-      const double m = double(k) + double(mean), var_sum = m2 > T(0) ? double(m2) : 0.0;
+      const double m = double(k) + double(mean), var_sum = m2 < T(0) ? 0.0 : double(m2);  // NaN stays NaN
       mean_out[c] = T(m);
       invstd_out[c] = T(1.0 / sqrt(var_sum / double(M) + eps));
       if (rmean) rmean[c] = T((1 - momentum) * double(rmean[c]) + momentum * m);
@@ -135,7 +151,7 @@ bn_stats_rows_kernel(const T* __restrict__ x, T* __restrict__ mean_out, T* __res
   if (threadIdx.y == 0 && c < C) {
     for (int j = 1; j < kRowsY; ++j)
       welford_merge(n, mean, m2, sh_n[j][threadIdx.x], sh_mean[j][threadIdx.x], sh_m2[j][threadIdx.x]);
-    const double m = double(x[c]) + double(mean), var_sum = m2 > T(0) ? double(m2) : 0.0;
+    const double m = double(x[c]) + double(mean), var_sum = m2 < T(0) ? 0.0 : double(m2);  // NaN stays NaN
     mean_out[c] = T(m);
     invstd_out[c] = T(1.0 / sqrt(var_sum / double(R) + eps));
     if (rmean) rmean[c] = T((1 - momentum) * double(rmean[c]) + momentum * m);
@@ -158,8 +174,10 @@ __global__ void bn_normalize_kernel(const T* __restrict__ x, T* __restrict__ y, 
                                     int64_t C, int64_t S, int64_t total, bool relu) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(blockDim.x) * gridDim.x) {
     const int64_t c = int64_t(I(i) / I(S) % I(C));
-    T v = bn_pre(x[i], mean[c], channel_scale(invstd, w, c), b ? b[c] : T(0));
-    if (relu) v = v > T(0) ? v : T(0);
+    T ce, sc, sh;
+    channel_pre(mean, invstd, w, b, c, ce, sc, sh);
+    T v = bn_pre(x[i], ce, sc, sh);
+    if (relu && v <= T(0)) v = T(0);  // NaN stays NaN, like torch.relu
     y[i] = v;
   }
 }
@@ -192,14 +210,16 @@ bn_grad_sums_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* 
                     const T* __restrict__ b, const T* __restrict__ mean, const T* __restrict__ invstd,
                     T* __restrict__ gw, T* __restrict__ gb, int64_t N, int64_t C, int64_t S, bool relu) {
   const int64_t c = blockIdx.x, M = N * S;
-  const T m = mean[c], sc = channel_scale(invstd, w, c), sh = b ? b[c] : T(0);
+  const T m = mean[c];
+  T ce, sc, sh;
+  channel_pre(mean, invstd, w, b, c, ce, sc, sh);
   T s1 = 0, s2 = 0;
   for (int64_t i = threadIdx.x; i < M; i += blockDim.x) {
     const I n_ = I(i) / I(S), s_ = I(i) - n_ * I(S);
     const int64_t off = (int64_t(n_) * C + c) * S + s_;
     const T xv = x[off];
     T g = gy[off];
-    if (relu && !(bn_pre(xv, m, sc, sh) > T(0))) g = T(0);
+    if (relu && bn_pre(xv, ce, sc, sh) <= T(0)) g = T(0);
     s1 += g;
     s2 += g * (xv - m);
   }
@@ -221,11 +241,13 @@ bn_grad_sums_rows_kernel(const T* __restrict__ gy, const T* __restrict__ x, cons
   const int64_t c = blockIdx.x * int64_t(32) + threadIdx.x;
   T s1 = 0, s2 = 0;
   if (c < C) {
-    const T m = mean[c], sc = channel_scale(invstd, w, c), sh = b ? b[c] : T(0);
+    const T m = mean[c];
+    T ce, sc, sh;
+    channel_pre(mean, invstd, w, b, c, ce, sc, sh);
     for (int64_t r = threadIdx.y; r < R; r += kRowsY) {
       const T xv = x[r * C + c];
       T g = gy[r * C + c];
-      if (relu && !(bn_pre(xv, m, sc, sh) > T(0))) g = T(0);
+      if (relu && bn_pre(xv, ce, sc, sh) <= T(0)) g = T(0);
       s1 += g;
       s2 += g * (xv - m);
     }
@@ -247,10 +269,12 @@ __global__ void bn_grad_input_kernel(const T* __restrict__ gy, const T* __restri
                                      int64_t total, int64_t M, bool training, bool relu) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(blockDim.x) * gridDim.x) {
     const int64_t c = int64_t(I(i) / I(S) % I(C));
-    const T m = mean[c], is = invstd[c], sc = channel_scale(invstd, w, c);
+    const T m = mean[c], is = invstd[c];
+    T ce, sc, sh;
+    channel_pre(mean, invstd, w, b, c, ce, sc, sh);
     const T xv = x[i];
     T g = gy[i];
-    if (relu && !(bn_pre(xv, m, sc, b ? b[c] : T(0)) > T(0))) g = T(0);
+    if (relu && bn_pre(xv, ce, sc, sh) <= T(0)) g = T(0);
     if (training) g -= gb[c] / T(M) + (xv - m) * is * gw[c] / T(M);
     gx[i] = g * sc;
   }

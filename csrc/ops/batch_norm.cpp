@@ -9,8 +9,9 @@
 //   cnnext::batch_norm_backward(Tensor grad_output, Tensor input, Tensor? weight, Tensor? bias,
 //       Tensor save_mean, Tensor save_invstd, bool training, bool relu)
 //       -> (Tensor grad_input, Tensor grad_weight, Tensor grad_bias)
-//     relu: the op is relu(batch_norm(x)); grad_output is masked by output > 0
-//     (the output is recomputed from input, so nothing extra is saved).
+//     relu: the op is relu(batch_norm(x)) (NaN stays NaN, like torch.relu); grad_output is
+//     zeroed where output <= 0 (torch's threshold_backward: it passes where the output is NaN;
+//     the output is recomputed from input, so nothing extra is saved).
 // input (N, C, *) is seen as (N, C, S), S = prod(*).  A 4-D channels_last input
 // is handled natively as (N*H*W, C, 1) and gives a channels_last output; any other
 // non-contiguous input is made contiguous first (one extra copy pass).
@@ -71,7 +72,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_forward(
   TORCH_CHECK((rm == nullptr) == (rv == nullptr), kOp,
               ": running_mean and running_var must both be given or both be None");
   TORCH_CHECK(training || rm, kOp, ": running_mean and running_var must be given in evaluation mode (training=False)");
-  TORCH_CHECK(eps >= 0, kOp, ": eps must be >= 0, got ", eps);
+  // F.batch_norm's checks: a NaN eps passes them, as in torch (the output is NaN)
+  TORCH_CHECK(!(training && eps <= 0), kOp, ": eps must be positive during training, but got ", eps);
+  TORCH_CHECK(!(eps < 0), kOp, ": eps must be non-negative, but got ", eps);
   const Layout l = layout_of(input);
   const at::Tensor x = input.contiguous(format_of(l));
   at::Tensor y = at::empty_like(x, format_of(l));
