@@ -2,6 +2,7 @@
 import torch
 from torch import Tensor
 
+from . import _checks
 from ._checks import same_device
 
 
@@ -109,9 +110,13 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, c
     defaults to kernel_size; padding at most kernel_size / 2. With return_indices, also the int64
     flat index h * W + w of each max inside its plane (the first max wins ties, a NaN wins).
     """
-    k = _pair("kernel_size", kernel_size)
-    s = k if stride is None or (not isinstance(stride, int) and len(stride) == 0) else _pair("stride", stride)
-    args = (k, s, _pair("padding", padding), _pair("dilation", dilation), bool(ceil_mode))
+    _checks.tensor("max_pool2d", "input", input)
+    k = _checks.pair("max_pool2d", "kernel_size", kernel_size)
+    # stride=None or [] (torch accepts both): the kernel size
+    s = k if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0) else \
+        _checks.pair("max_pool2d", "stride", stride)
+    args = (k, s, _checks.pair("max_pool2d", "padding", padding), _checks.pair("max_pool2d", "dilation", dilation),
+            bool(ceil_mode))
     if not return_indices and not (torch.is_grad_enabled() and input.requires_grad):
         return torch.ops.cnnext.max_pool2d(input, *args)  # inference: the values only, no indices to write
     out, indices = MaxPool2dFunction.apply(input, *args)
