@@ -81,9 +81,10 @@ def _output_size(input, output_size):
         size = [None if v is None else _checks.pair("adaptive_avg_pool2d", "output_size", [v])[0]
                 for v in output_size]
     else:
-        if output_size is None:
+        # torch takes a bare Python int only (a numpy int, a 0-d tensor or None are refused there too)
+        if isinstance(output_size, bool) or not isinstance(output_size, (int, torch.SymInt)):
             raise TypeError("adaptive_avg_pool2d: output_size must be an int or a pair (entries may be None), "
-                            "got None")
+                            f"got {output_size!r}")
         size = _checks.pair("adaptive_avg_pool2d", "output_size", output_size)
     # None: keep the input's size on that axis (1 for an input of the wrong rank, which the op rejects)
     return [s if s is not None else input.shape[i - 2] if input.dim() >= 2 else 1 for i, s in enumerate(size)]

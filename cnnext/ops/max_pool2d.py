@@ -10,7 +10,7 @@ def _pair(name, v):
     if isinstance(v, int):
         return (v, v)
     v = tuple(v)
-    torch._check(len(v) in (1, 2), lambda: f"max_pool2d: {name} must be a single int or a pair of ints, got {v}")
+    torch._check(len(v) in (1, 2), lambda: f"max_pool2d: {name} must be an int or a pair of ints, got {v}")
     return (v[0], v[-1])
 
 

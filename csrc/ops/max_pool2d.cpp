@@ -27,7 +27,7 @@ constexpr const char* kOp = "max_pool2d";
 
 // One (h, w) argument: 1 element -> both, 2 -> as given; empty stride -> kernel_size.
 std::array<int64_t, 2> pair_arg(const char* name, at::IntArrayRef v) {
-  TORCH_CHECK(v.size() == 1 || v.size() == 2, kOp, ": ", name, " must be a single int or a pair of ints, got ",
+  TORCH_CHECK(v.size() == 1 || v.size() == 2, kOp, ": ", name, " must be an int or a pair of ints, got ",
               v.size(), " values ", v);
   return {v[0], v.size() == 2 ? v[1] : v[0]};
 }
