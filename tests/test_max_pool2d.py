@@ -291,10 +291,11 @@ def test_out_of_range_indices_cpu():
         ((torch.ones(1, 4, 4), 2), dict(stride="2"), TypeError, r"max_pool2d: stride must be an int or a pair"),
         ((torch.ones(1, 4, 4), 2), dict(dilation=(1, 2, 3)), ValueError, r"max_pool2d: dilation must be an int"),
         # in + 2p - d (k - 1) once could wrap around int64
-        ((torch.ones(1, 2, 2), 2**63 - 1), {}, RuntimeError, r"max_pool2d: kernel_size .* does not fit"),
-        ((torch.ones(1, 2, 2), 2), dict(dilation=2**62), RuntimeError, r"max_pool2d: kernel_size .* dilation"),
+        ((torch.ones(1, 2, 2), 2**63 - 1), {}, RuntimeError, r"max_pool2d: kernel_size must be below 2\^31"),
+        ((torch.ones(1, 2, 2), 2), dict(dilation=2**62), RuntimeError, r"max_pool2d: dilation must be below 2\^31"),
         ((torch.ones(1, 2, 2), 3), dict(dilation=(1, 2**63 - 1), padding=1), RuntimeError,
-         r"max_pool2d: kernel_size .* dilation"),
+         r"max_pool2d: dilation must be below 2\^31"),
+        ((torch.ones(1, 2, 2), 2), dict(dilation=2**31 - 1), RuntimeError, r"max_pool2d: kernel_size .* does not fit"),
     ],
 )
 def test_bad_argument_values_and_types(args, kwargs, exc, match):
@@ -332,3 +333,18 @@ def test_windows_entirely_in_padding(backend, shape, kw):
     xr = x.detach().clone().requires_grad_(True)
     (gr,) = torch.autograd.grad(F.max_pool2d(xr, **kw), xr, gy.masked_fill(torch.isinf(ref), 0))
     assert_rel_close(gx, gr)
+
+
+@pytest.mark.parametrize("name,value", [("stride", 2**62), ("stride", (1, 2**31)), ("kernel_size", 2**31),
+                                        ("padding", (0, 2**31)), ("dilation", 2**40)])
+def test_int32_arguments(backend, name, value):
+    """torch takes the sizes as int32; larger ones are refused, naming the argument (a stride of 2^62 once
+    hung the CPU kernel: (ow + l) * stride wrapped into a 2^62-step loop)."""
+    x = torch.randn(2, 2, 4, 2)
+    kw = {"kernel_size": (2, 1), "padding": (1, 0), "ceil_mode": True, name: value}
+    with pytest.raises(RuntimeError, match=rf"max_pool2d: {name} must be below 2\^31"):
+        max_pool2d(x, **kw)
+    with pytest.raises(RuntimeError, match=rf"max_pool2d: {name} must be below 2\^31"):  # the fake kernel
+        max_pool2d(x.to("meta"), **kw)
+    assert_rel_close(max_pool2d(x, 2, stride=2**31 - 1, ceil_mode=True),  # the largest torch takes still works
+                     F.max_pool2d(x, 2, stride=2**31 - 1, ceil_mode=True))

@@ -30,6 +30,8 @@ def _output_shape(op, shape, kernel_size, stride, padding, dilation, ceil_mode):
     torch._check(min(s) > 0, lambda: f"{op}: stride must be positive, got {s}")
     torch._check(min(d) > 0, lambda: f"{op}: dilation must be positive, got {d}")
     torch._check(min(p) >= 0, lambda: f"{op}: padding must be non-negative, got {p}")
+    for name, v in (("kernel_size", k), ("stride", s), ("padding", p), ("dilation", d)):
+        torch._check(max(v) <= 2**31 - 1, lambda: f"{op}: {name} must be below 2^31 (as in torch), got {v}")
     torch._check(
         p[0] <= k[0] // 2 and p[1] <= k[1] // 2,
         lambda: f"{op}: padding {p} is too large for kernel_size {k}: pad should be at most half of effective "

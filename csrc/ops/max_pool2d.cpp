@@ -54,6 +54,13 @@ MaxPool2dShape make_shape(at::IntArrayRef in, at::IntArrayRef kernel_size, at::I
   TORCH_CHECK(st[0] > 0 && st[1] > 0, kOp, ": stride must be positive, got (", st[0], ", ", st[1], ")");
   TORCH_CHECK(d[0] > 0 && d[1] > 0, kOp, ": dilation must be positive, got (", d[0], ", ", d[1], ")");
   TORCH_CHECK(p[0] >= 0 && p[1] >= 0, kOp, ": padding must be non-negative, got (", p[0], ", ", p[1], ")");
+  // torch takes these as int32 (larger values: "cannot be converted to type int without overflow"); so
+  // do we, which also keeps every column product of the kernels (e.g. (ow + 15) * stride_w) far from
+  // wrapping: a stride of 2^62 wrapped there into a 2^62-step loop.
+  for (const auto& [name, v] : {std::pair{"kernel_size", k}, std::pair{"stride", st}, std::pair{"padding", p},
+                                std::pair{"dilation", d}})
+    TORCH_CHECK(v[0] <= INT_MAX && v[1] <= INT_MAX, kOp, ": ", name, " must be below 2^31 (as in torch), got (",
+                v[0], ", ", v[1], ")");
   // torch checks pad <= effective kernel / 2 and pad <= kernel_size / 2; the second implies the first.
   TORCH_CHECK(p[0] <= k[0] / 2 && p[1] <= k[1] / 2, kOp, ": padding (", p[0], ", ", p[1],
               ") is too large for kernel_size (", k[0], ", ", k[1], "): pad should be at most half of effective "
