@@ -167,3 +167,36 @@ def test_bad_backward_arguments():
         torch.ops.cnnext.adaptive_avg_pool2d_backward(gy, [2, 6, 6])
     with pytest.raises(TypeError, match=r"adaptive_avg_pool2d: grad_output must be float32"):
         torch.ops.cnnext.adaptive_avg_pool2d_backward(gy.int(), [1, 2, 4, 4])
+
+
+@pytest.mark.parametrize(
+    "args,exc,match",
+    [
+        ((3, 3), TypeError, r"adaptive_avg_pool2d: input must be a Tensor, got int"),
+        ((None, 3), TypeError, r"adaptive_avg_pool2d: input must be a Tensor, got NoneType"),
+        ((torch.ones(1, 2, 2), 2.5), TypeError, r"adaptive_avg_pool2d: output_size must be an int or a pair"),
+        ((torch.ones(1, 2, 2), None), TypeError, r"adaptive_avg_pool2d: output_size must be an int or a pair"),
+        ((torch.ones(1, 2, 2), "3"), TypeError, r"adaptive_avg_pool2d: output_size must be an int or a pair"),
+        ((torch.ones(1, 2, 2), True), TypeError, r"adaptive_avg_pool2d: output_size must be an int or a pair"),
+        ((torch.ones(1, 2, 2), (2, 2.5)), TypeError, r"adaptive_avg_pool2d: output_size must be an int or a pair"),
+        ((torch.ones(1, 2, 2), (1, 2, 3)), ValueError, r"adaptive_avg_pool2d: output_size must be an int or a pair"),
+        ((torch.ones(1, 2, 2), [2]), ValueError, r"adaptive_avg_pool2d: output_size must be an int or a pair"),
+        ((torch.ones(1, 2, 2), __import__("numpy").int64(2)), TypeError,
+         r"adaptive_avg_pool2d: output_size must be an int or a pair"),  # as torch
+        ((torch.ones(1, 2, 2), ()), ValueError, r"adaptive_avg_pool2d: output_size must be an int or a pair"),
+        # 2^62 x 2^62 once wrapped to 0 in the size check and died in the allocator, naming nothing
+        ((torch.ones(1, 2, 2), 2**62), RuntimeError, r"adaptive_avg_pool2d: output_size .* below 2\^31"),
+        ((torch.ones(1, 2, 2), (1, 2**40)), RuntimeError, r"adaptive_avg_pool2d: output_size .* below 2\^31"),
+    ],
+)
+def test_bad_argument_values_and_types(args, exc, match):
+    """Regressions from the robustness fuzzer: every bad argument raises naming the op and the argument."""
+    with pytest.raises(exc, match=match):
+        adaptive_avg_pool2d(*args)
+
+
+def test_output_size_forms_as_torch():
+    np = pytest.importorskip("numpy")
+    x = torch.randn(1, 2, 7, 6)
+    for size in (3, (None, 2), [4, None], (np.int64(2), 3), [2, True]):
+        assert_rel_close(adaptive_avg_pool2d(x, size), F.adaptive_avg_pool2d(x, size))

@@ -193,3 +193,42 @@ def test_bad_backward_arguments():
         torch.ops.cnnext.avg_pool2d_backward(gy, [4, 4], [2], [], [0], False, True, None)
     with pytest.raises(TypeError, match=r"avg_pool2d: grad_output must be float32"):
         torch.ops.cnnext.avg_pool2d_backward(gy.int(), [1, 2, 4, 4], [2], [], [0], False, True, None)
+
+
+@pytest.mark.parametrize(
+    "args,kwargs,exc,match",
+    [
+        # a kernel of 2^63 - 1 once wrapped (in + 2p - k) around int64 into a valid-looking (1, 1) output
+        ((torch.ones(1, 1, 2, 2),), dict(kernel_size=2**63 - 1), RuntimeError, r"avg_pool2d: kernel_size .* larger"),
+        ((torch.ones(1, 1, 2, 2),), dict(kernel_size=(2**63 - 1, 1)), RuntimeError, r"avg_pool2d: kernel_size"),
+        ((torch.ones(1, 1, 2, 2),), dict(kernel_size=2**64), ValueError, r"avg_pool2d: kernel_size must fit in int64"),
+        ((torch.ones(1, 1, 2, 2),), dict(kernel_size=2**62, padding=2**61), RuntimeError, r"avg_pool2d: .*padding"),
+        ((None, 2), {}, TypeError, r"avg_pool2d: input must be a Tensor, got NoneType"),
+        (([[1.0, 2.0], [3.0, 4.0]], 2), {}, TypeError, r"avg_pool2d: input must be a Tensor, got list"),
+        ((2.5, 2), {}, TypeError, r"avg_pool2d: input must be a Tensor, got float"),
+        ((torch.ones(1, 4, 4),), dict(kernel_size=None), TypeError, r"avg_pool2d: kernel_size must be an int or a pair"),
+        ((torch.ones(1, 4, 4),), dict(kernel_size=2.5), TypeError, r"avg_pool2d: kernel_size must be an int or a pair"),
+        ((torch.ones(1, 4, 4),), dict(kernel_size=True), TypeError, r"avg_pool2d: kernel_size must be an int or a pair"),
+        ((torch.ones(1, 4, 4),), dict(kernel_size="3"), TypeError, r"avg_pool2d: kernel_size must be an int or a pair"),
+        ((torch.ones(1, 4, 4),), dict(kernel_size=()), ValueError, r"avg_pool2d: kernel_size must be an int or a pair"),
+        ((torch.ones(1, 4, 4),), dict(kernel_size=2, stride=1.5), TypeError, r"avg_pool2d: stride must be an int"),
+        ((torch.ones(1, 4, 4),), dict(kernel_size=2, padding=1.5), TypeError, r"avg_pool2d: padding must be an int"),
+        ((torch.ones(1, 4, 4),), dict(kernel_size=2, divisor_override=1.5), TypeError,
+         r"avg_pool2d: divisor_override must be an int"),
+    ],
+)
+def test_bad_argument_values_and_types(args, kwargs, exc, match):
+    """Regressions from the robustness fuzzer: every bad argument raises naming the op and the argument."""
+    with pytest.raises(exc, match=match):
+        avg_pool2d(*args, **kwargs)
+
+
+def test_argument_forms_as_torch():
+    """What torch accepts for the size arguments, cnnext accepts too: 1-element lists, numpy and 0-d tensor
+    ints, bools inside a list, an empty stride (= kernel_size)."""
+    np = pytest.importorskip("numpy")
+    x = torch.randn(1, 2, 7, 6)
+    for kw in (dict(kernel_size=[3]), dict(kernel_size=np.int64(2)), dict(kernel_size=torch.tensor(2)),
+               dict(kernel_size=[2, True]), dict(kernel_size=2, stride=[]), dict(kernel_size=3, stride=(2,), padding=[1]),
+               dict(kernel_size=2, divisor_override=np.int64(3))):
+        assert_rel_close(avg_pool2d(x, **kw), F.avg_pool2d(x, **kw))

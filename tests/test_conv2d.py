@@ -368,3 +368,45 @@ def test_bad_backward_args():
     with pytest.raises(RuntimeError, match=r"conv2d: grad_output has shape"):
         torch.ops.cnnext.conv2d_backward_weight(gy, torch.randn(1, 2, 5, 6), [4, 2, 3, 3], [1, 1], [0, 0], [1, 1], 1,
                                                 True)
+
+
+@pytest.mark.parametrize(
+    "args,kwargs,exc,match",
+    [
+        ((None, torch.ones(1, 1, 1, 1)), {}, TypeError, r"conv2d: input must be a Tensor, got NoneType"),
+        ((torch.ones(1, 1, 2, 2), [[1.0]]), {}, TypeError, r"conv2d: weight must be a Tensor, got list"),
+        ((torch.ones(1, 1, 2, 2), torch.ones(1, 1, 1, 1), 2.5), {}, TypeError, r"conv2d: bias must be a Tensor"),
+        ((torch.ones(1, 1, 2, 2), torch.ones(1, 1, 1, 1)), dict(padding=1.5), TypeError,
+         r"conv2d: padding must be an int or a pair"),
+        ((torch.ones(1, 1, 2, 2), torch.ones(1, 1, 1, 1)), dict(dilation=1.5), TypeError,
+         r"conv2d: dilation must be an int or a pair"),
+        ((torch.ones(1, 1, 2, 2), torch.ones(1, 1, 1, 1)), dict(stride=None), TypeError,
+         r"conv2d: stride must be an int or a pair"),
+        ((torch.ones(1, 1, 2, 2), torch.ones(1, 1, 1, 1)), dict(stride=(1, 2, 3)), ValueError,
+         r"conv2d: stride must be an int or a pair"),
+        ((torch.ones(1, 1, 2, 2), torch.ones(1, 1, 1, 1)), dict(groups=1.5), TypeError, r"conv2d: groups must be an int"),
+        ((torch.ones(1, 1, 2, 2), torch.ones(1, 1, 1, 1)), dict(groups=True), TypeError, r"conv2d: groups must be an int"),
+        # dilation * (k - 1) and H + 2 * padding once could wrap around int64
+        ((torch.ones(1, 1, 2, 2), torch.ones(1, 1, 3, 3)), dict(dilation=2**62, padding=1), RuntimeError,
+         r"conv2d: weight's kernel size .* with dilation .* larger than the padded input"),
+        ((torch.ones(1, 1, 2, 2), torch.ones(1, 1, 3, 3)), dict(dilation=(1, 2**63 - 1), padding=1), RuntimeError,
+         r"conv2d: weight's kernel size .* with dilation"),
+        ((torch.ones(1, 1, 2, 2), torch.ones(1, 1, 3, 3)), dict(padding=2**62), RuntimeError,
+         r"conv2d: padding .* too large"),
+        ((torch.ones(1, 1, 2, 2), torch.ones(1, 1, 3, 3)), dict(padding=2**63 - 1), RuntimeError,
+         r"conv2d: padding .* too large"),
+    ],
+)
+def test_bad_argument_values_and_types(args, kwargs, exc, match):
+    """Regressions from the robustness fuzzer: every bad argument raises naming the op and the argument."""
+    with pytest.raises(exc, match=match):
+        conv2d(*args, **kwargs)
+
+
+def test_argument_forms_as_torch():
+    """numpy / 0-d tensor ints and bools inside a list pass, as in F.conv2d."""
+    np = pytest.importorskip("numpy")
+    x, w, b = _make((1, 2, 7, 6), (3, 3, 3), 1, torch.float64)
+    for kw in (dict(stride=np.int64(2)), dict(padding=torch.tensor(1)), dict(dilation=[2, True]),
+               dict(groups=np.int64(1), stride=(np.int64(1), 2))):
+        assert_rel_close(conv2d(x, w, b, **kw), F.conv2d(x, w, b, **kw))

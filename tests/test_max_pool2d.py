@@ -238,7 +238,7 @@ def test_empty_batch(backend):
         (torch.ones(1, 1, 5, 5), dict(kernel_size=2, stride=(1, -2)), r"max_pool2d: stride must be positive"),
         (torch.ones(1, 1, 5, 5), dict(kernel_size=2, dilation=0), r"max_pool2d: dilation must be positive"),
         (torch.ones(1, 1, 5, 5), dict(kernel_size=2, padding=-1), r"max_pool2d: padding must be non-negative"),
-        (torch.ones(1, 1, 5, 5), dict(kernel_size=(2, 2, 2)), r"max_pool2d: kernel_size must be a single int or"),
+        (torch.ones(1, 1, 5, 5), dict(kernel_size=(2, 2, 2)), r"max_pool2d: kernel_size must be an int or a pair"),
         (torch.ones(5, 5), dict(kernel_size=2), r"max_pool2d: input must be 3-D \(C, H, W\) or 4-D .* got 2-D"),
         (torch.ones(1, 1, 1, 5, 5), dict(kernel_size=2), r"max_pool2d: input must be 3-D .* got 5-D"),
         (torch.ones(1, 0, 5, 5), dict(kernel_size=2), r"max_pool2d: input must have non-zero C, H and W"),
@@ -276,3 +276,75 @@ def test_out_of_range_indices_cpu():
         j[0, 1, 2, 0] = bad
         with pytest.raises(RuntimeError, match=r"max_pool2d: indices must lie in \[0, H\*W\)"):
             torch.ops.cnnext.max_pool2d_backward(y, j, list(x.shape), *args)
+
+
+@pytest.mark.parametrize(
+    "args,kwargs,exc,match",
+    [
+        ((None, 2), {}, TypeError, r"max_pool2d: input must be a Tensor, got NoneType"),
+        (([[1.0, 2.0]], 2), {}, TypeError, r"max_pool2d: input must be a Tensor, got list"),
+        ((torch.ones(1, 4, 4), None), {}, TypeError, r"max_pool2d: kernel_size must be an int or a pair"),
+        ((torch.ones(1, 4, 4), 2.5), {}, TypeError, r"max_pool2d: kernel_size must be an int or a pair"),
+        ((torch.ones(1, 4, 4), True), {}, TypeError, r"max_pool2d: kernel_size must be an int or a pair"),
+        ((torch.ones(1, 4, 4), 2), dict(padding=1.5), TypeError, r"max_pool2d: padding must be an int or a pair"),
+        ((torch.ones(1, 4, 4), 2), dict(dilation=1.5), TypeError, r"max_pool2d: dilation must be an int or a pair"),
+        ((torch.ones(1, 4, 4), 2), dict(stride="2"), TypeError, r"max_pool2d: stride must be an int or a pair"),
+        ((torch.ones(1, 4, 4), 2), dict(dilation=(1, 2, 3)), ValueError, r"max_pool2d: dilation must be an int"),
+        # in + 2p - d (k - 1) once could wrap around int64
+        ((torch.ones(1, 2, 2), 2**63 - 1), {}, RuntimeError, r"max_pool2d: kernel_size must be below 2\^31"),
+        ((torch.ones(1, 2, 2), 2), dict(dilation=2**62), RuntimeError, r"max_pool2d: dilation must be below 2\^31"),
+        ((torch.ones(1, 2, 2), 3), dict(dilation=(1, 2**63 - 1), padding=1), RuntimeError,
+         r"max_pool2d: dilation must be below 2\^31"),
+        ((torch.ones(1, 2, 2), 2), dict(dilation=2**31 - 1), RuntimeError, r"max_pool2d: kernel_size .* does not fit"),
+    ],
+)
+def test_bad_argument_values_and_types(args, kwargs, exc, match):
+    """Regressions from the robustness fuzzer: every bad argument raises naming the op and the argument."""
+    with pytest.raises(exc, match=match):
+        max_pool2d(*args, **kwargs)
+
+
+def test_argument_forms_as_torch():
+    np = pytest.importorskip("numpy")
+    x = torch.randn(1, 2, 7, 6)
+    for kw in (dict(kernel_size=[3]), dict(kernel_size=np.int64(2)), dict(kernel_size=torch.tensor(2)),
+               dict(kernel_size=[2, True]), dict(kernel_size=2, stride=[]), dict(kernel_size=3, dilation=(2,))):
+        assert_rel_close(max_pool2d(x, **kw), F.max_pool2d(x, **kw))
+
+
+@pytest.mark.parametrize("shape,kw", [
+    ((2, 1, 1, 1), dict(kernel_size=2, padding=1, dilation=(2, 1))),  # every row window in the padding
+    ((1, 1, 3, 1), dict(kernel_size=(1, 2), padding=(0, 1), dilation=(1, 2))),  # every column window
+    ((3, 1, 4), dict(kernel_size=(2, 3), padding=1, dilation=(2, 1), stride=(1, 2), ceil_mode=True)),
+])
+def test_windows_entirely_in_padding(backend, shape, kw):
+    """With dilation, a window can hold padding only: its output is -inf (as torch) and depends on no
+    input, so it sends no gradient anywhere, on every backend (torch's own backward writes into the next
+    plane there, so the gradient is checked against the windows that do hold input)."""
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    y = max_pool2d(x, **kw)
+    ref = F.max_pool2d(x.detach(), **kw)
+    assert torch.equal(torch.isinf(y), torch.isinf(ref)) and torch.isinf(y).any()
+    assert_rel_close(y.detach()[~torch.isinf(ref)], ref[~torch.isinf(ref)])
+    gy = torch.randn_like(y)
+    (gx,) = torch.autograd.grad(y, x, gy)
+    # the reference: torch's backward with the all-padding outputs' gradient zeroed (they still
+    # write their zero somewhere, harmlessly)
+    xr = x.detach().clone().requires_grad_(True)
+    (gr,) = torch.autograd.grad(F.max_pool2d(xr, **kw), xr, gy.masked_fill(torch.isinf(ref), 0))
+    assert_rel_close(gx, gr)
+
+
+@pytest.mark.parametrize("name,value", [("stride", 2**62), ("stride", (1, 2**31)), ("kernel_size", 2**31),
+                                        ("padding", (0, 2**31)), ("dilation", 2**40)])
+def test_int32_arguments(backend, name, value):
+    """torch takes the sizes as int32; larger ones are refused, naming the argument (a stride of 2^62 once
+    hung the CPU kernel: (ow + l) * stride wrapped into a 2^62-step loop)."""
+    x = torch.randn(2, 2, 4, 2)
+    kw = {"kernel_size": (2, 1), "padding": (1, 0), "ceil_mode": True, name: value}
+    with pytest.raises(RuntimeError, match=rf"max_pool2d: {name} must be below 2\^31"):
+        max_pool2d(x, **kw)
+    with pytest.raises(RuntimeError, match=rf"max_pool2d: {name} must be below 2\^31"):  # the fake kernel
+        max_pool2d(x.to("meta"), **kw)
+    assert_rel_close(max_pool2d(x, 2, stride=2**31 - 1, ceil_mode=True),  # the largest torch takes still works
+                     F.max_pool2d(x, 2, stride=2**31 - 1, ceil_mode=True))

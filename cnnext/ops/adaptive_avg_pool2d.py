@@ -3,6 +3,8 @@ semantics (the global (1, 1) average of ResNet, GoogLeNet, NiN and DenseNet head
 import torch
 from torch import Tensor
 
+from . import _checks
+
 
 def _check_shapes(shape, output_size, what):
     """The checks of csrc/ops/adaptive_avg_pool2d.cpp (same messages), for the fake kernels."""
@@ -71,11 +73,19 @@ class AdaptiveAvgPool2dFunction(torch.autograd.Function):
 
 
 def _output_size(input, output_size):
-    size = [output_size, output_size] if isinstance(output_size, int) else list(output_size)
-    torch._check(len(size) in (1, 2), lambda: "adaptive_avg_pool2d: output_size must be an int or a pair "
-                                              f"(entries may be None), got {output_size}")
-    if len(size) == 1:
-        size = size * 2
+    # as torch: an int, or a pair of ints / None (a 1-element list is refused, unlike the other pools)
+    if isinstance(output_size, (list, tuple)):
+        if len(output_size) != 2:
+            raise ValueError("adaptive_avg_pool2d: output_size must be an int or a pair (entries may be None), "
+                             f"got {output_size!r}")
+        size = [None if v is None else _checks.pair("adaptive_avg_pool2d", "output_size", [v])[0]
+                for v in output_size]
+    else:
+        # torch takes a bare Python int only (a numpy int, a 0-d tensor or None are refused there too)
+        if isinstance(output_size, bool) or not isinstance(output_size, (int, torch.SymInt)):
+            raise TypeError("adaptive_avg_pool2d: output_size must be an int or a pair (entries may be None), "
+                            f"got {output_size!r}")
+        size = _checks.pair("adaptive_avg_pool2d", "output_size", output_size)
     # None: keep the input's size on that axis (1 for an input of the wrong rank, which the op rejects)
     return [s if s is not None else input.shape[i - 2] if input.dim() >= 2 else 1 for i, s in enumerate(size)]
 
@@ -89,6 +99,7 @@ def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
 
     `output_size`: an int or a pair; a None entry keeps the input's size. float32 or float64.
     """
+    _checks.tensor("adaptive_avg_pool2d", "input", input)
     size = _output_size(input, output_size)
     if torch.is_grad_enabled() and input.requires_grad:
         return AdaptiveAvgPool2dFunction.apply(input, size)

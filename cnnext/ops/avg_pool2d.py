@@ -2,6 +2,8 @@
 import torch
 from torch import Tensor
 
+from . import _checks
+
 
 def _pair(name, v):
     if isinstance(v, int):
@@ -103,10 +105,6 @@ class AvgPool2dFunction(torch.autograd.Function):
         return (grad_input,) + (None,) * 6
 
 
-def _list(v):
-    return [v] if isinstance(v, int) else list(v)
-
-
 def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
                count_include_pad: bool = True, divisor_override=None) -> Tensor:
     r"""2-D average pooling of `input` (N, C, H, W) or (C, H, W), as torch.nn.functional.avg_pool2d:
@@ -118,8 +116,15 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
     else the number of input elements in it. `kernel_size`, `stride` (default: `kernel_size`) and
     `padding`: an int or a pair. float32 or float64.
     """
-    args = (_list(kernel_size), [] if stride is None else _list(stride), _list(padding), bool(ceil_mode),
-            bool(count_include_pad), divisor_override)
+    _checks.tensor("avg_pool2d", "input", input)
+    k = _checks.pair("avg_pool2d", "kernel_size", kernel_size)
+    # stride=None or [] (torch accepts both): the kernel size
+    s = [] if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0) else \
+        _checks.pair("avg_pool2d", "stride", stride)
+    if divisor_override is not None:
+        divisor_override = _checks.integer("avg_pool2d", "divisor_override", divisor_override)
+    args = (k, s, _checks.pair("avg_pool2d", "padding", padding), bool(ceil_mode), bool(count_include_pad),
+            divisor_override)
     if torch.is_grad_enabled() and input.requires_grad:
         return AvgPool2dFunction.apply(input, *args)
     return _forward_op(input, *args)

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import _checks
 from ._checks import same_device
 
 _OP = "conv2d"
@@ -147,14 +148,7 @@ class Conv2dBackwardWeight(torch.autograd.Function):
 
 
 def _pair(v, name):
-    if isinstance(v, int):
-        return (v, v)
-    v = tuple(v)
-    if len(v) == 1:
-        return (v[0], v[0])
-    if len(v) != 2:
-        raise ValueError(f"conv2d: {name} must be an int or a pair of ints, got {v}")
-    return v
+    return tuple(_checks.pair(_OP, name, v))
 
 
 def conv2d(
@@ -177,6 +171,11 @@ def conv2d(
     for an even dilated kernel the extra row/column of zeros goes on the bottom/right, as in torch).
     Output (N, K, P, Q), P = (H + 2 p_h - d_h (kh - 1) - 1) // s_h + 1. float32 or float64.
     """
+    _checks.tensor(_OP, "input", input)
+    _checks.tensor(_OP, "weight", weight)
+    if bias is not None:
+        _checks.tensor(_OP, "bias", bias)
+    groups = _checks.integer(_OP, "groups", groups)
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
     if isinstance(padding, str):
         if padding == "valid":

@@ -2,6 +2,7 @@
 import torch
 from torch import Tensor
 
+from . import _checks
 from ._checks import same_device
 
 
@@ -53,4 +54,6 @@ def corr2d(input: Tensor, kernel: Tensor) -> Tensor:
 
     Output shape (..., H-kh+1, W-kw+1). float32 or float64.
     """
+    _checks.tensor("corr2d", "input", input)
+    _checks.tensor("corr2d", "kernel", kernel)
     return Corr2dFunction.apply(input, kernel)

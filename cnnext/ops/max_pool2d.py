@@ -2,6 +2,7 @@
 import torch
 from torch import Tensor
 
+from . import _checks
 from ._checks import same_device
 
 
@@ -9,7 +10,7 @@ def _pair(name, v):
     if isinstance(v, int):
         return (v, v)
     v = tuple(v)
-    torch._check(len(v) in (1, 2), lambda: f"max_pool2d: {name} must be a single int or a pair of ints, got {v}")
+    torch._check(len(v) in (1, 2), lambda: f"max_pool2d: {name} must be an int or a pair of ints, got {v}")
     return (v[0], v[-1])
 
 
@@ -29,6 +30,8 @@ def _output_shape(op, shape, kernel_size, stride, padding, dilation, ceil_mode):
     torch._check(min(s) > 0, lambda: f"{op}: stride must be positive, got {s}")
     torch._check(min(d) > 0, lambda: f"{op}: dilation must be positive, got {d}")
     torch._check(min(p) >= 0, lambda: f"{op}: padding must be non-negative, got {p}")
+    for name, v in (("kernel_size", k), ("stride", s), ("padding", p), ("dilation", d)):
+        torch._check(max(v) <= 2**31 - 1, lambda: f"{op}: {name} must be below 2^31 (as in torch), got {v}")
     torch._check(
         p[0] <= k[0] // 2 and p[1] <= k[1] // 2,
         lambda: f"{op}: padding {p} is too large for kernel_size {k}: pad should be at most half of effective "
@@ -109,9 +112,13 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, c
     defaults to kernel_size; padding at most kernel_size / 2. With return_indices, also the int64
     flat index h * W + w of each max inside its plane (the first max wins ties, a NaN wins).
     """
-    k = _pair("kernel_size", kernel_size)
-    s = k if stride is None or (not isinstance(stride, int) and len(stride) == 0) else _pair("stride", stride)
-    args = (k, s, _pair("padding", padding), _pair("dilation", dilation), bool(ceil_mode))
+    _checks.tensor("max_pool2d", "input", input)
+    k = _checks.pair("max_pool2d", "kernel_size", kernel_size)
+    # stride=None or [] (torch accepts both): the kernel size
+    s = k if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0) else \
+        _checks.pair("max_pool2d", "stride", stride)
+    args = (k, s, _checks.pair("max_pool2d", "padding", padding), _checks.pair("max_pool2d", "dilation", dilation),
+            bool(ceil_mode))
     if not return_indices and not (torch.is_grad_enabled() and input.requires_grad):
         return torch.ops.cnnext.max_pool2d(input, *args)  # inference: the values only, no indices to write
     out, indices = MaxPool2dFunction.apply(input, *args)

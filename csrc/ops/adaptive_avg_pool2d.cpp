@@ -26,6 +26,10 @@ void check_shapes(at::IntArrayRef in_shape, at::IntArrayRef output_size, const c
   TORCH_CHECK(output_size[0] > 0 && output_size[1] > 0, kOp, ": output_size must be positive, got ", output_size);
   // the CUDA kernels compute (i+1)*n in 32 bits
   const int64_t H = in_shape[d - 2], W = in_shape[d - 1], OH = output_size[0], OW = output_size[1];
+  // each factor first, so that the products below cannot wrap
+  TORCH_CHECK(H < INT_MAX && W < INT_MAX && OH < INT_MAX && OW < INT_MAX, kOp,
+              ": output_size and the input's H and W must be below 2^31, got ", what, " of shape ", in_shape,
+              " and output_size ", output_size);
   TORCH_CHECK(H * W < INT_MAX && OH * OW < INT_MAX && (H + 1) * (OH + 1) < INT_MAX && (W + 1) * (OW + 1) < INT_MAX,
               kOp, ": planes of 2^31 or more elements are not supported, got ", what, " of shape ", in_shape,
               " and output_size ", output_size);

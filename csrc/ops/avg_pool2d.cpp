@@ -32,13 +32,18 @@ std::array<int64_t, 2> pair_arg(const char* name, at::IntArrayRef v) {
   return {v[0], v[v.size() - 1]};
 }
 
-int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+// 128-bit: kernel_size, stride and padding may each be anywhere in int64 (2^63 - 1 included), and
+// in + 2p - k + s - 1 must not wrap (the build uses -fwrapv: a wrapped sum turned a kernel of 2^63 - 1
+// into a valid-looking output of size 1).
+__int128 floor_div(__int128 a, __int128 b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
 // torch's pooling_output_shape: floor (or ceil) of (in + 2p - k) / s, plus one; in ceil mode the
-// last window must start inside the input or its left padding.
-int64_t out_size(int64_t in, int64_t k, int64_t s, int64_t p, bool ceil_mode) {
-  int64_t out = floor_div(in + 2 * p - k + (ceil_mode ? s - 1 : 0), s) + 1;
-  if (ceil_mode && out > 0 && (out - 1) * s >= in + p) --out;
+// last window must start inside the input or its left padding. Exact for any int64 arguments (the
+// result lies in [-2^63, 2^63], and is only used once checked to lie in (0, INT_MAX)).
+__int128 out_size(int64_t in, int64_t k, int64_t s, int64_t p, bool ceil_mode) {
+  const __int128 in_ = in, p_ = p, s_ = s;
+  __int128 out = floor_div(in_ + 2 * p_ - k + (ceil_mode ? s_ - 1 : 0), s_) + 1;
+  if (ceil_mode && out > 0 && (out - 1) * s_ >= in_ + p_) --out;
   return out;
 }
 
@@ -60,9 +65,15 @@ Pool2d check_pool(at::IntArrayRef in_shape, at::IntArrayRef kernel_size, at::Int
               " should be at most half of kernel_size ", kernel_size, " (pad should be at most half of effective kernel size)");
   TORCH_CHECK(!divisor_override || *divisor_override != 0, kOp, ": divisor_override must not be zero");
   const int64_t H = in_shape[d - 2], W = in_shape[d - 1];
-  const int64_t OH = out_size(H, k[0], s[0], p[0], ceil_mode), OW = out_size(W, k[1], s[1], p[1], ceil_mode);
-  TORCH_CHECK(OH > 0 && OW > 0, kOp, ": kernel_size ", kernel_size, " is larger than the padded input (",
-              H + 2 * p[0], ", ", W + 2 * p[1], "): output size would be (", OH, ", ", OW, ")");
+  const __int128 OH_ = out_size(H, k[0], s[0], p[0], ceil_mode), OW_ = out_size(W, k[1], s[1], p[1], ceil_mode);
+  TORCH_CHECK(OH_ > 0 && OW_ > 0, kOp, ": kernel_size ", kernel_size, " is larger than the padded input (",
+              H, " + 2 * ", p[0], ", ", W, " + 2 * ", p[1], ")");
+  // each factor below INT_MAX first, so that the products cannot wrap
+  TORCH_CHECK(H < INT_MAX && W < INT_MAX && p[0] < INT_MAX / 4 && p[1] < INT_MAX / 4 && OH_ < INT_MAX &&
+                  OW_ < INT_MAX,
+              kOp, ": sizes of 2^31 or more are not supported, got ", what, " of shape ", in_shape,
+              " with padding ", padding, " (output size would be (", int64_t(OH_), ", ", int64_t(OW_), "))");
+  const int64_t OH = int64_t(OH_), OW = int64_t(OW_);
   TORCH_CHECK(H * W < INT_MAX && (H + 2 * p[0]) * (W + 2 * p[1]) < INT_MAX && OH * OW < INT_MAX &&
                   (!divisor_override || (*divisor_override >= INT_MIN && *divisor_override <= INT_MAX)),
               kOp, ": planes of 2^31 or more elements (or a divisor_override out of int32 range) are not supported, got ",

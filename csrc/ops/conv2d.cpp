@@ -71,13 +71,23 @@ Conv2dShape make_shape(at::IntArrayRef in, at::IntArrayRef wt, const Params& p, 
               ")");
   TORCH_CHECK(wt[1] == s.C / s.groups, kOp, ": weight must have shape (out, in/groups, kh, kw) with in/groups = ",
               s.C / s.groups, " (", in_arg, " channels ", s.C, ", groups ", s.groups, "), got weight of shape ", wt);
-  const int64_t eff_r = s.dil_h * (s.R - 1) + 1, eff_s = s.dil_w * (s.S - 1) + 1;
-  const int64_t hp = s.H + 2 * s.pad_h, wp = s.W + 2 * s.pad_w;
+  // In 128 bits: padding and dilation may be anywhere in int64, and a wrapped int64 (the build uses
+  // -fwrapv) would let an absurd dilation or padding through as a valid-looking geometry.
+  const __int128 eff_r = __int128(s.dil_h) * (s.R - 1) + 1, eff_s = __int128(s.dil_w) * (s.S - 1) + 1;
+  const __int128 hp = __int128(s.H) + 2 * __int128(s.pad_h), wp = __int128(s.W) + 2 * __int128(s.pad_w);
   TORCH_CHECK(eff_r <= hp && eff_s <= wp, kOp, ": weight's kernel size (", s.R, ", ", s.S, ") with dilation (",
-              s.dil_h, ", ", s.dil_w, ") spans (", eff_r, ", ", eff_s, "), larger than the padded ", in_arg, " (",
-              hp, ", ", wp, ")");
-  s.P = (hp - eff_r) / s.stride_h + 1;
-  s.Q = (wp - eff_s) / s.stride_w + 1;
+              s.dil_h, ", ", s.dil_w, ") is larger than the padded ", in_arg, " (", s.H, " + 2 * ", s.pad_h, ", ",
+              s.W, " + 2 * ", s.pad_w, ")");
+  const __int128 P = (hp - eff_r) / s.stride_h + 1, Q = (wp - eff_s) / s.stride_w + 1;
+  // the kernels index the padded plane with int64 offsets: keep every size well inside int64
+  constexpr int64_t kBig = int64_t(1) << 40;
+  TORCH_CHECK(s.pad_h < kBig && s.pad_w < kBig && P < kBig && Q < kBig && eff_r < kBig && eff_s < kBig &&
+                  __int128(s.N) * s.K * P * Q < (__int128(1) << 62),
+              kOp, ": padding (", s.pad_h, ", ", s.pad_w, ") or dilation (", s.dil_h, ", ", s.dil_w,
+              ") too large: the output or the dilated kernel would have 2^40 or more rows or columns, or the output "
+              "2^62 or more elements");
+  s.P = int64_t(P);
+  s.Q = int64_t(Q);
   return s;
 }
 

@@ -11,6 +11,9 @@
 // and with ceil_mode the last window must start inside the input or the left padding.
 // A channels_last 4-D input gives channels_last output and indices (the CPU has a kernel for that
 // layout); everything else works on contiguous NCHW planes. grad_input is contiguous.
+#include <algorithm>
+#include <vector>
+
 #include <torch/library.h>
 
 #include "../cpu/max_pool2d.h"
@@ -24,16 +27,19 @@ constexpr const char* kOp = "max_pool2d";
 
 // One (h, w) argument: 1 element -> both, 2 -> as given; empty stride -> kernel_size.
 std::array<int64_t, 2> pair_arg(const char* name, at::IntArrayRef v) {
-  TORCH_CHECK(v.size() == 1 || v.size() == 2, kOp, ": ", name, " must be a single int or a pair of ints, got ",
+  TORCH_CHECK(v.size() == 1 || v.size() == 2, kOp, ": ", name, " must be an int or a pair of ints, got ",
               v.size(), " values ", v);
   return {v[0], v.size() == 2 ? v[1] : v[0]};
 }
 
-int64_t out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode) {
-  const int64_t num = in + 2 * p - d * (k - 1) - 1 + (ceil_mode ? s - 1 : 0);
+// In 128 bits: every argument may be anywhere in int64 (d * (k - 1) up to ~2^126), and a wrapped
+// int64 sum (the build uses -fwrapv) would turn an absurd kernel or dilation into a valid-looking size.
+__int128 out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode) {
+  const __int128 s_ = s;
+  const __int128 num = __int128(in) + 2 * __int128(p) - __int128(d) * (k - 1) - 1 + (ceil_mode ? s_ - 1 : 0);
   // floor division (num may be negative when the kernel is larger than the padded input)
-  int64_t o = (num >= 0 ? num / s : -((-num + s - 1) / s)) + 1;
-  if (ceil_mode && o > 0 && (o - 1) * s >= in + p) --o;  // the last window must start inside input or left pad
+  __int128 o = (num >= 0 ? num / s_ : -((-num + s_ - 1) / s_)) + 1;
+  if (ceil_mode && o > 0 && (o - 1) * s_ >= __int128(in) + p) --o;  // the last window must start inside input or left pad
   return o;
 }
 
@@ -48,6 +54,13 @@ MaxPool2dShape make_shape(at::IntArrayRef in, at::IntArrayRef kernel_size, at::I
   TORCH_CHECK(st[0] > 0 && st[1] > 0, kOp, ": stride must be positive, got (", st[0], ", ", st[1], ")");
   TORCH_CHECK(d[0] > 0 && d[1] > 0, kOp, ": dilation must be positive, got (", d[0], ", ", d[1], ")");
   TORCH_CHECK(p[0] >= 0 && p[1] >= 0, kOp, ": padding must be non-negative, got (", p[0], ", ", p[1], ")");
+  // torch takes these as int32 (larger values: "cannot be converted to type int without overflow"); so
+  // do we, which also keeps every column product of the kernels (e.g. (ow + 15) * stride_w) far from
+  // wrapping: a stride of 2^62 wrapped there into a 2^62-step loop.
+  for (const auto& [name, v] : {std::pair{"kernel_size", k}, std::pair{"stride", st}, std::pair{"padding", p},
+                                std::pair{"dilation", d}})
+    TORCH_CHECK(v[0] <= INT_MAX && v[1] <= INT_MAX, kOp, ": ", name, " must be below 2^31 (as in torch), got (",
+                v[0], ", ", v[1], ")");
   // torch checks pad <= effective kernel / 2 and pad <= kernel_size / 2; the second implies the first.
   TORCH_CHECK(p[0] <= k[0] / 2 && p[1] <= k[1] / 2, kOp, ": padding (", p[0], ", ", p[1],
               ") is too large for kernel_size (", k[0], ", ", k[1], "): pad should be at most half of effective "
@@ -63,12 +76,30 @@ MaxPool2dShape make_shape(at::IntArrayRef in, at::IntArrayRef kernel_size, at::I
   s.W = W;
   s.kh = k[0], s.kw = k[1], s.stride_h = st[0], s.stride_w = st[1];
   s.pad_h = p[0], s.pad_w = p[1], s.dil_h = d[0], s.dil_w = d[1];
-  s.OH = out_size(H, s.kh, s.stride_h, s.pad_h, s.dil_h, ceil_mode);
-  s.OW = out_size(W, s.kw, s.stride_w, s.pad_w, s.dil_w, ceil_mode);
+  const __int128 OH = out_size(H, s.kh, s.stride_h, s.pad_h, s.dil_h, ceil_mode);
+  const __int128 OW = out_size(W, s.kw, s.stride_w, s.pad_w, s.dil_w, ceil_mode);
+  // a valid output size is at most H + 2 * pad <= H + kernel_size; clamp before narrowing for the message
+  s.OH = int64_t(OH < INT64_MIN ? INT64_MIN : OH > INT64_MAX ? INT64_MAX : OH);
+  s.OW = int64_t(OW < INT64_MIN ? INT64_MIN : OW > INT64_MAX ? INT64_MAX : OW);
   TORCH_CHECK(s.OH > 0 && s.OW > 0, kOp, ": kernel_size (", s.kh, ", ", s.kw, ") with dilation (", s.dil_h, ", ",
               s.dil_w, ") does not fit the input (H, W) = (", H, ", ", W, ") with padding (", s.pad_h, ", ", s.pad_w,
               "): calculated output size (", s.OH, ", ", s.OW, ") is too small");
   return s;
+}
+
+// Which outputs o of an axis (size n) have a window holding no input position at all: with dilation
+// the taps o*st - p + i*d (i < k) can all skip over the input and land in the padding, e.g. H = 1,
+// k = 2, p = 1, d = 2 gives rows -1 and 1. Such an output is -inf (as in torch), and its index
+// (first tap past the padding, as torch writes it) points outside the plane or, on the W axis, at an
+// unrelated element of the next row.
+std::vector<bool> empty_windows(int64_t n, int64_t out, int64_t k, int64_t st, int64_t p, int64_t d) {
+  std::vector<bool> empty(out);
+  for (int64_t o = 0; o < out; ++o) {
+    const int64_t start = o * st - p;
+    const int64_t i0 = start >= 0 ? 0 : (-start + d - 1) / d;  // first tap at or past row 0
+    empty[o] = i0 >= k || start + i0 * d >= n;
+  }
+  return empty;
 }
 
 std::vector<int64_t> out_shape(at::IntArrayRef in, const MaxPool2dShape& s) {
@@ -146,7 +177,27 @@ at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& 
   at::Tensor gx = at::empty(in, grad_output.options());
   if (gx.numel() == 0) return gx;
   const at::DeviceGuard guard(gx.device());
-  const at::Tensor gy = grad_output.contiguous(), ix = indices.contiguous();
+  at::Tensor gy = grad_output.contiguous(), ix = indices.contiguous();
+  // Windows entirely in the padding (see empty_windows): their output depends on no input, so their
+  // gradient goes nowhere -- on every backend alike. Their junk indices would otherwise make the CPU
+  // scatter reject them and could make the CUDA gather credit an unrelated element; torch's own
+  // backward writes into the next plane there. Rare (dilation > 1 with padding), so it is done here,
+  // with a (OH, OW) mask broadcast over the planes, instead of a test in every kernel's inner loop.
+  {
+    const auto rows = empty_windows(s.H, s.OH, s.kh, s.stride_h, s.pad_h, s.dil_h);
+    const auto cols = empty_windows(s.W, s.OW, s.kw, s.stride_w, s.pad_w, s.dil_w);
+    const bool any_row = std::find(rows.begin(), rows.end(), true) != rows.end();
+    const bool any_col = std::find(cols.begin(), cols.end(), true) != cols.end();
+    if (any_row || any_col) {
+      at::Tensor mask = at::empty({s.OH, s.OW}, at::TensorOptions().dtype(at::kBool));
+      bool* m = mask.mutable_data_ptr<bool>();
+      for (int64_t oh = 0; oh < s.OH; ++oh)
+        for (int64_t ow = 0; ow < s.OW; ++ow) m[oh * s.OW + ow] = rows[oh] || cols[ow];
+      mask = mask.to(gy.device());
+      gy = gy.masked_fill(mask, 0).contiguous();
+      ix = ix.masked_fill(mask, 0).contiguous();  // any in-plane index: it carries a zero gradient
+    }
+  }
   const Backend be = backend_for(gy);
   AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "max_pool2d_backward", [&] {
     const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
