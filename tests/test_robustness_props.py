@@ -87,13 +87,40 @@ def compare(got, want, what):
     return None if err <= tol else f"{what}: relative error {err:.3g} > {tol:.0e}"
 
 
+def _to_fp64(x):
+    if isinstance(x, torch.Tensor) and x.dtype == torch.float32:
+        return x.detach().double()
+    if isinstance(x, (list, tuple)):
+        return type(x)(_to_fp64(t) for t in x)
+    return x
+
+
+def as_accurate_as_torch(spec, case, got, want):
+    """For a float32 case that misses the 1e-5 tolerance against torch's float32 result: judge both
+    against torch's float64 result on the same inputs. A sum that cancels (e.g. a gradient of a few
+    terms of size 1 adding up to 3e-3) leaves both libraries far from each other but each near the
+    exact value; cnnext passes if it is within 1e-5 of the float64 result, or no further from it
+    than twice torch's own float32 error."""
+    args, kwargs = case.build()
+    exact = specs.evaluate_built(spec, _to_fp64(args), {k: _to_fp64(v) for k, v in kwargs.items()}, fn=spec.ref)
+    g, w, e = specs.flat_tensors(got), specs.flat_tensors(want), specs.flat_tensors(exact)
+    if not (len(g) == len(w) == len(e)):
+        return False
+    for gt, wt, et in zip(g, w, e):
+        if wt.dtype != torch.float32 or not wt.is_floating_point():
+            continue
+        if rel_err(gt, et) > max(RTOL[torch.float32], 2 * rel_err(wt, et)):
+            return False
+    return True
+
+
 def run_valid(spec, case, emulate):
     """Forward + backward of cnnext vs torch on one valid case; returns None or a failure message."""
     want = specs.evaluate(spec, case, False, fn=spec.ref)
     got = specs.evaluate(spec, case, emulate)
     for g, w, what in zip(got, want, ("output", "grads", "in-place state")):
         m = compare(g, w, what)
-        if m:
+        if m and not as_accurate_as_torch(spec, case, got, want):
             return m
     return None
 
