@@ -487,6 +487,21 @@ int64_t column_block(int64_t L, int64_t threads) {
 // ---------------------------------------------------------------------------------------------
 // Direct loops, used only for tensors so large that the packing's 32-bit offsets could overflow
 // (an image of more than ~5M elements next to tiny outputs): correct and parallel, not fast.
+
+// Calls f(input offset h*W + w, output offset p*Q + q) for every output position (p, q) whose
+// kernel tap (r, t) lands inside the input (not in the padding), in (p, q) order.
+template <typename F>
+inline void for_each_tap(const Conv2dShape& s, int64_t r, int64_t t, F&& f) {
+  for (int64_t p = 0; p < s.P; ++p) {
+    const int64_t h = p * s.stride_h - s.pad_h + r * s.dil_h;
+    if (h < 0 || h >= s.H) continue;
+    for (int64_t q = 0; q < s.Q; ++q) {
+      const int64_t w = q * s.stride_w - s.pad_w + t * s.dil_w;
+      if (w >= 0 && w < s.W) f(h * s.W + w, p * s.Q + q);
+    }
+  }
+}
+
 template <typename T>
 void direct_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y) {
   const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, PQ = s.P * s.Q;
@@ -500,14 +515,7 @@ void direct_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T*
         for (int64_t r = 0; r < s.R; ++r)
           for (int64_t t = 0; t < s.S; ++t) {
             const T wv = w[((k * Cg + c) * s.R + r) * s.S + t];
-            for (int64_t p = 0; p < s.P; ++p) {
-              const int64_t h = p * s.stride_h - s.pad_h + r * s.dil_h;
-              if (h < 0 || h >= s.H) continue;
-              for (int64_t q = 0; q < s.Q; ++q) {
-                const int64_t ww = q * s.stride_w - s.pad_w + t * s.dil_w;
-                if (ww >= 0 && ww < s.W) yp[p * s.Q + q] += wv * xp[h * s.W + ww];
-              }
-            }
+            for_each_tap(s, r, t, [&](int64_t xi, int64_t yi) { yp[yi] += wv * xp[xi]; });
           }
       }
     }
@@ -528,14 +536,7 @@ void direct_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx)
         for (int64_t r = 0; r < s.R; ++r)
           for (int64_t t = 0; t < s.S; ++t) {
             const T wv = w[((k * Cg + cl) * s.R + r) * s.S + t];
-            for (int64_t p = 0; p < s.P; ++p) {
-              const int64_t h = p * s.stride_h - s.pad_h + r * s.dil_h;
-              if (h < 0 || h >= s.H) continue;
-              for (int64_t q = 0; q < s.Q; ++q) {
-                const int64_t ww = q * s.stride_w - s.pad_w + t * s.dil_w;
-                if (ww >= 0 && ww < s.W) gxp[h * s.W + ww] += wv * gyp[p * s.Q + q];
-              }
-            }
+            for_each_tap(s, r, t, [&](int64_t xi, int64_t yi) { gxp[xi] += wv * gyp[yi]; });
           }
       }
     }
@@ -554,14 +555,7 @@ void direct_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw
           for (int64_t n = 0; n < s.N; ++n) {
             const T* xp = x + (n * s.C + g * Cg + c) * s.H * s.W;
             const T* gyp = gy + (n * s.K + k) * PQ;
-            for (int64_t p = 0; p < s.P; ++p) {
-              const int64_t h = p * s.stride_h - s.pad_h + r * s.dil_h;
-              if (h < 0 || h >= s.H) continue;
-              for (int64_t q = 0; q < s.Q; ++q) {
-                const int64_t ww = q * s.stride_w - s.pad_w + t * s.dil_w;
-                if (ww >= 0 && ww < s.W) acc += gyp[p * s.Q + q] * xp[h * s.W + ww];
-              }
-            }
+            for_each_tap(s, r, t, [&](int64_t xi, int64_t yi) { acc += gyp[yi] * xp[xi]; });
           }
           gw[(i * s.R + r) * s.S + t] = acc;
         }
