@@ -48,13 +48,29 @@ namespace {
 // one thread, where waking the others would cost more than it saves.
 constexpr int64_t kGrain = 65536;
 
+// The in-input taps of one window along one axis, for output position o: the first tap past the
+// padding (the start stepped forward by the dilation) and the end (exclusive).
+struct Span {
+  int64_t lo, hi;
+};
+inline Span window_span(int64_t o, int64_t stride, int64_t pad, int64_t k, int64_t dil, int64_t size) {
+  int64_t lo = o * stride - pad;
+  const int64_t hi = std::min(lo + (k - 1) * dil + 1, size);
+  while (lo < 0) lo += dil;
+  return {lo, hi};
+}
+inline Span rows_of(const MaxPool2dShape& s, int64_t oh) {
+  return window_span(oh, s.stride_h, s.pad_h, s.kh, s.dil_h, s.H);
+}
+inline Span cols_of(const MaxPool2dShape& s, int64_t ow) {
+  return window_span(ow, s.stride_w, s.pad_w, s.kw, s.dil_w, s.W);
+}
+
 // One output's window scan: PyTorch's loop (the first valid tap is the initial index).
 template <typename T>
 inline void pool_one(const MaxPool2dShape& s, const T* xp, int64_t h0, int64_t h1, int64_t ow, T* y,
                      int64_t* ind) {
-  int64_t w0 = ow * s.stride_w - s.pad_w;
-  const int64_t w1 = std::min(w0 + (s.kw - 1) * s.dil_w + 1, s.W);
-  while (w0 < 0) w0 += s.dil_w;
+  const auto [w0, w1] = cols_of(s, ow);
   T best = -std::numeric_limits<T>::infinity();
   int64_t best_i = h0 * s.W + w0;
   for (int64_t h = h0; h < h1; h += s.dil_h)
@@ -152,9 +168,7 @@ RowPlan plan_row(const MaxPool2dShape& s) {
       plan.taps.push_back(make_tap<SW>(__mmask16(bit_range(lo, std::min(hi, plan.n))), s.W - c));
     }
     for (int64_t l = 0; l < 16; ++l) {
-      int64_t w0 = (ow + l) * s.stride_w - s.pad_w;
-      while (w0 < 0) w0 += s.dil_w;
-      plan.first.push_back(l < plan.n ? int32_t(w0) : 0);
+      plan.first.push_back(l < plan.n ? int32_t(cols_of(s, ow + l).lo) : 0);
     }
     if (ow + plan.n >= s.OW) break;
   }
@@ -204,9 +218,7 @@ void forward_avx512(const MaxPool2dShape& s, const float* x, float* y, int64_t* 
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t p = r / s.OH, oh = r % s.OH;
       const float* xp = x + p * s.H * s.W;
-      int64_t h0 = oh * s.stride_h - s.pad_h;
-      const int64_t h1 = std::min(h0 + (s.kh - 1) * s.dil_h + 1, s.H);
-      while (h0 < 0) h0 += s.dil_h;
+      const auto [h0, h1] = rows_of(s, oh);
       // prefetch the input rows the next output row adds (measured: up to 3x faster on Zen 4)
       for (int64_t h = h1; h < std::min(h1 + s.stride_h, s.H); ++h)
         for (int64_t w = 0; w < s.W; w += 16) __builtin_prefetch(xp + h * s.W + w);
@@ -224,9 +236,7 @@ void forward_scalar(const MaxPool2dShape& s, const T* x, T* y, int64_t* ind) {
   at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t p = r / s.OH, oh = r % s.OH;
-      int64_t h0 = oh * s.stride_h - s.pad_h;
-      const int64_t h1 = std::min(h0 + (s.kh - 1) * s.dil_h + 1, s.H);
-      while (h0 < 0) h0 += s.dil_h;
+      const auto [h0, h1] = rows_of(s, oh);
       for (int64_t ow = 0; ow < s.OW; ++ow)
         pool_one(s, x + p * s.H * s.W, h0, h1, ow, y + r * s.OW + ow, ind ? ind + r * s.OW + ow : nullptr);
     }
@@ -260,11 +270,8 @@ void forward_nhwc_avx512(const MaxPool2dShape& s, int64_t C, const float* x, flo
   at::parallel_for(0, s.NC / C * OHW, grain, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {  // output pixel (n, oh, ow): C channels
       const int64_t n = r / OHW, oh = r % OHW / s.OW, ow = r % s.OW;
-      int64_t h0 = oh * s.stride_h - s.pad_h, w0 = ow * s.stride_w - s.pad_w;
-      const int64_t h1 = std::min(h0 + (s.kh - 1) * s.dil_h + 1, s.H);
-      const int64_t w1 = std::min(w0 + (s.kw - 1) * s.dil_w + 1, s.W);
-      while (h0 < 0) h0 += s.dil_h;
-      while (w0 < 0) w0 += s.dil_w;
+      const auto [h0, h1] = rows_of(s, oh);
+      const auto [w0, w1] = cols_of(s, ow);
       const float* xn = x + n * HW * C;
       for (int64_t c = 0; c < C; c += 16) {
         const bool full = c + 16 <= C;
@@ -307,11 +314,8 @@ void max_pool2d_forward_nhwc(const MaxPool2dShape& s, int64_t C, const T* x, T* 
   at::parallel_for(0, s.NC / C * OHW, grain, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {  // output pixel (n, oh, ow): C channels
       const int64_t n = r / OHW, oh = r % OHW / s.OW, ow = r % s.OW;
-      int64_t h0 = oh * s.stride_h - s.pad_h, w0 = ow * s.stride_w - s.pad_w;
-      const int64_t h1 = std::min(h0 + (s.kh - 1) * s.dil_h + 1, s.H);
-      const int64_t w1 = std::min(w0 + (s.kw - 1) * s.dil_w + 1, s.W);
-      while (h0 < 0) h0 += s.dil_h;
-      while (w0 < 0) w0 += s.dil_w;
+      const auto [h0, h1] = rows_of(s, oh);
+      const auto [w0, w1] = cols_of(s, ow);
       const T* xn = x + n * HW * C;
       int64_t c = 0;
       for (; c + V::size <= C_vec; c += V::size) {  // V::size channels at once
