@@ -100,15 +100,18 @@ def print_summary(rows):
               f"(min {min(rs):.2f}, max {max(rs):.2f}, {len(rs)} cases)")
 
 
-def copy_bandwidth(nbytes=256 << 20, threads=None):
-    """Measured memory bandwidth of torch's copy_ (GB/s, bytes read + written)."""
+def copy_bandwidth(nbytes=256 << 20, threads=None, runs=3):
+    """Memory bandwidth of torch's copy_ between two preallocated 256 MiB buffers (GB/s, bytes read +
+    written): the best of `runs` measurements, each the median of 5 timings. The best, because on a
+    shared machine one measurement swings by 2x (45-80 GB/s back to back): the best is what the
+    memory system can do, the strictest baseline for a kernel's GB/s."""
     if threads is not None:
         torch.set_num_threads(threads)
     a = torch.empty(nbytes // 4)
     a.fill_(1.0)
     b = torch.empty_like(a)
-    t = timeit(lambda: b.copy_(a), repeats=5)
-    return 2 * nbytes / t / 1e9
+    b.fill_(0.0)
+    return max(2 * nbytes / timeit(lambda: b.copy_(a), repeats=5) / 1e9 for _ in range(runs))
 
 
 def matmul_peak(n=1536, threads=None):

@@ -61,16 +61,19 @@ def test_matches_torch(backend, cfg, dtype):
 
 
 @pytest.mark.parametrize("cfg", [CONFIGS[i] for i in (0, 3, 5, 9, 13, 16)], ids=ids)
-@pytest.mark.parametrize("kind", ["ties", "nan", "-inf"])
+@pytest.mark.parametrize("kind", ["ties", "nan", "-inf", "+inf", "nan+inf"])
 def test_ties_nan_inf(backend, cfg, kind):
-    """Ties: the first max in scan order; NaN: the last NaN of the window; all -inf: the first valid tap."""
+    """Ties: the first max in scan order; NaN: the last NaN of the window; all -inf: the first valid tap;
+    +inf: the first +inf, unless a NaN (the CPU kernels redo windows that reach +inf one by one)."""
     torch.manual_seed(1)
     shape, k, s, p, d, ceil = cfg
     x = torch.randint(0, 3, shape).float()
-    if kind == "nan":
+    if "nan" in kind:
         x[torch.rand(shape) < 0.15] = float("nan")
     if kind == "-inf":
         x[torch.rand(shape) < 0.8] = float("-inf")
+    if "+inf" in kind:
+        x[torch.rand(shape) < 0.2] = float("inf")
     check_against_torch(x, k, s, p, d, ceil, what=f"{ids(cfg)} {kind}")
 
 
@@ -108,6 +111,7 @@ def test_values_only_inference(backend, cfg, layout):
     x = torch.randint(0, 4, shape).float()
     x[torch.rand(shape) < 0.05] = float("nan")
     x[torch.rand(shape) < 0.3] = float("-inf")
+    x[torch.rand(shape) < 0.05] = float("inf")
     if layout == "channels_last":
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.no_grad():

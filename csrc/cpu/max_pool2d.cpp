@@ -39,6 +39,9 @@
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
+// GCC 12's _mm512_min_ps / _mm512_max_ps pass _mm512_undefined_ps() as the unused merge source,
+// which -Wmaybe-uninitialized reports once inlined; it is never read.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
 namespace cnnext::cpu {
@@ -152,6 +155,7 @@ struct RowPlan {
   std::vector<int64_t> ow;
   std::vector<Tap> taps;
   std::vector<int32_t> first;
+  std::vector<Span> rows;  // rows[oh]: the window's input rows, rows_of(s, oh)
 };
 
 template <int SW>
@@ -172,42 +176,66 @@ RowPlan plan_row(const MaxPool2dShape& s) {
     }
     if (ow + plan.n >= s.OW) break;
   }
+  for (int64_t oh = 0; oh < s.OH; ++oh) plan.rows.push_back(rows_of(s, oh));
   return plan;
 }
 
 // Block b of an output row, lane l = output ow[b] + l; rows [h0, h1) step dh already clipped.
-// Every tap is a masked compare-and-blend: lanes whose tap column lies outside the input never
-// take it, so each keeps PyTorch's initial index (its first valid tap) until a value replaces -inf.
-template <int SW, bool IND>
+// Taps outside the input (per lane, from the plan) are masked off every update, so each lane keeps
+// PyTorch's initial index (its first valid tap) until a value replaces -inf.
+//
+// PyTorch's rule, take a tap when (v > max || isnan(v)), done literally is one long dependency
+// chain (compare -> mask or -> blend, ~7 cycles a tap). For finite and -inf data it is the plain
+// running max, so the vector loop keeps only that, one cheap instruction a tap on the chain:
+//   best = max(min(v, +inf), best)  min maps a NaN to +inf (vminps returns its second operand
+//                                   for a NaN) and leaves every other value alone
+//   ind  = v > best ? tap : ind     read off the chain, feeding only the index blend
+// Ties: vmaxps returns its second operand (best) on equal values, +0 and -0 included, so the
+// first of equal maxima stays, as with PyTorch's strict >. A lane that ends at +inf has seen a
+// NaN or a +inf, where the last NaN wins and an earlier +inf wins ties: such lanes (rare) are
+// redone one by one by pool_one, PyTorch's literal loop.
+// KW > 0: the kernel width, fixed at compile time so that the taps of a row unroll (2 and 3: the
+// CNN family); KW = 0: s.kw at run time. spill: a row shorter than 16 outputs may store all 16
+// lanes, because the same thread writes the following rows, over the extra lanes, afterwards
+// (masked stores cost more on Zen 4).
+template <int SW, bool IND, int KW>
 __attribute__((always_inline)) inline void pool_block(const MaxPool2dShape& s, const RowPlan& plan, int64_t b,
                                                       const float* xp, int64_t h0, int64_t h1, __m512i lane_off,
-                                                      float* y, int64_t* ind) {
+                                                      float* y, int64_t* ind, bool spill) {
   const int64_t ow = plan.ow[b], c0 = ow * s.stride_w - s.pad_w;  // lane 0's first window column
   const Tap* taps = plan.taps.data() + b * s.kw;
+  const __m512 inf = _mm512_set1_ps(std::numeric_limits<float>::infinity());
   __m512 best = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   __m512i best_i =
       _mm512_add_epi32(_mm512_set1_epi32(int32_t(h0 * s.W)), _mm512_loadu_si512(plan.first.data() + b * 16));
   for (int64_t h = h0; h < h1; h += s.dil_h) {
     const float* row = xp + h * s.W;
-    for (int64_t j = 0; j < s.kw; ++j) {
+    const int64_t kw = KW > 0 ? KW : s.kw;
+#pragma GCC unroll 4
+    for (int64_t j = 0; j < kw; ++j) {
       const int64_t c = c0 + j * s.dil_w;  // lane l reads column c + l*sw
       const Tap t = taps[j];
       const __m512 v = load_lanes<SW>(row + c, t, lane_off);
-      // (v > max || isnan(v)) on the lanes this tap may load
-      const __mmask16 take = _kor_mask16(_mm512_mask_cmp_ps_mask(t.lanes, v, best, _CMP_GT_OQ),
-                                         _mm512_mask_cmp_ps_mask(t.lanes, v, v, _CMP_UNORD_Q));
-      best = _mm512_mask_mov_ps(best, take, v);
-      if constexpr (IND)
-        best_i = _mm512_mask_add_epi32(best_i, take, _mm512_set1_epi32(int32_t(h * s.W + c)), lane_off);
+      if constexpr (IND) {
+        const __mmask16 gt = _mm512_mask_cmp_ps_mask(t.lanes, v, best, _CMP_GT_OQ);
+        best_i = _mm512_mask_add_epi32(best_i, gt, _mm512_set1_epi32(int32_t(h * s.W + c)), lane_off);
+      }
+      best = _mm512_mask_max_ps(best, t.lanes, _mm512_min_ps(v, inf), best);
     }
   }
-  const __mmask16 all = __mmask16(bit_range(0, plan.n));
+  const __mmask16 all = spill ? __mmask16(0xffff) : __mmask16(bit_range(0, plan.n));
   if (all == 0xffff) _mm512_storeu_ps(y + ow, best);
   else _mm512_mask_storeu_ps(y + ow, all, best);
   if constexpr (IND) store_indices(ind + ow, best_i, all);
+  // NaN or +inf seen: PyTorch's loop for those lanes
+  for (uint32_t redo = _mm512_mask_cmp_ps_mask(__mmask16(bit_range(0, plan.n)), best, inf, _CMP_EQ_OQ); redo;
+       redo &= redo - 1) {
+    const int64_t l = __builtin_ctz(redo);
+    pool_one(s, xp, h0, h1, ow + l, y + ow + l, IND ? ind + ow + l : nullptr);
+  }
 }
 
-template <int SW, bool IND>
+template <int SW, bool IND, int KW>
 void forward_avx512(const MaxPool2dShape& s, const float* x, float* y, int64_t* ind) {
   const RowPlan plan = plan_row<SW>(s);
   const int64_t rows = s.NC * s.OH, grain = std::max<int64_t>(1, kGrain / (s.OW * s.kh * s.kw + 1));
@@ -215,17 +243,110 @@ void forward_avx512(const MaxPool2dShape& s, const float* x, float* y, int64_t* 
     const __m512i lane_off = _mm512_mullo_epi32(
         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
         _mm512_set1_epi32(int32_t(s.stride_w)));
+    const int64_t blocks = int64_t(plan.ow.size());
+    // a single-block row (OW < 16) may spill its 16 - OW extra lanes over the rows after it when
+    // those, ceil((16 - OW) / OW) of them, are this thread's too
+    const int64_t spill_end = plan.n < 16 ? r1 - (16 - plan.n + plan.n - 1) / plan.n : r0;
+    int64_t p = r0 / s.OH, oh = r0 % s.OH;
     for (int64_t r = r0; r < r1; ++r) {
-      const int64_t p = r / s.OH, oh = r % s.OH;
       const float* xp = x + p * s.H * s.W;
-      const auto [h0, h1] = rows_of(s, oh);
+      const auto [h0, h1] = plan.rows[oh];
       // prefetch the input rows the next output row adds (measured: up to 3x faster on Zen 4)
       for (int64_t h = h1; h < std::min(h1 + s.stride_h, s.H); ++h)
         for (int64_t w = 0; w < s.W; w += 16) __builtin_prefetch(xp + h * s.W + w);
-      for (int64_t b = 0; b < int64_t(plan.ow.size()); ++b)
-        pool_block<SW, IND>(s, plan, b, xp, h0, h1, lane_off, y + r * s.OW, IND ? ind + r * s.OW : nullptr);
+      for (int64_t b = 0; b < blocks; ++b)
+        pool_block<SW, IND, KW>(s, plan, b, xp, h0, h1, lane_off, y + r * s.OW, IND ? ind + r * s.OW : nullptr,
+                                r < spill_end);
+      if (++oh == s.OH) oh = 0, ++p;
     }
   });
+}
+
+// Inference (no indices): vertical first. For output row oh, the window's input rows are reduced
+// column by column into a scratch row m, m[pw + c] = max over those rows of x[h, c] (a NaN mapped
+// to +inf, as above), with -inf in the padding on both sides; then output ow is the max of its kw
+// taps m[ow*sw + j*dw], loaded whole (the padding is in m: no masks). Per output row that is one
+// pass over the window rows plus kw taps, instead of kh*kw taps. The value is the window's max
+// either way; only which of equal maxima is returned could differ, which is seen only for +0 and
+// -0 (this path may return either zero where PyTorch returns the first in row-major order).
+// Lanes that end at +inf are redone by pool_one.
+template <int SW>
+__attribute__((always_inline)) inline __m512 load_whole(const float* p, __m512i lane_off) {
+  if constexpr (SW == 1) {
+    return _mm512_loadu_ps(p);
+  } else if constexpr (SW == 2) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    return _mm512_permutex2var_ps(_mm512_loadu_ps(p), even, _mm512_loadu_ps(p + 16));
+  } else {
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), __mmask16(0xffff), lane_off, p, 4);  // (GCC 12 warns on the unmasked form)
+  }
+}
+
+template <int SW, int KW>
+void forward_values_avx512(const MaxPool2dShape& s, const float* x, float* y) {
+  const RowPlan plan = plan_row<SW>(s);
+  // m covers the left padding, the row, and every element a tap load of any block reads
+  const int64_t len = std::max(s.pad_w + s.W + 16, plan.ow.back() * s.stride_w + (s.kw - 1) * s.dil_w +
+                                                        16 * std::max<int64_t>(s.stride_w, 2) + 1);
+  const int64_t rows = s.NC * s.OH, grain = std::max<int64_t>(1, kGrain / (s.OW * s.kh * s.kw + 1));
+  at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
+    const __m512 inf = _mm512_set1_ps(std::numeric_limits<float>::infinity());
+    const __m512 neg_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+    const __m512i lane_off = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(int32_t(s.stride_w)));
+    std::vector<float> scratch(len, -std::numeric_limits<float>::infinity());
+    float* m = scratch.data() + s.pad_w;  // m[c], c in [-pw, len - pw)
+    const int64_t blocks = int64_t(plan.ow.size()), kw = KW > 0 ? KW : s.kw;
+    const int64_t spill_end = plan.n < 16 ? r1 - (16 - plan.n + plan.n - 1) / plan.n : r0;  // as forward_avx512
+    const __mmask16 tail = __mmask16(bit_range(0, s.W % 16));
+    int64_t p = r0 / s.OH, oh = r0 % s.OH;
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* xp = x + p * s.H * s.W;
+      const auto [h0, h1] = plan.rows[oh];
+      for (int64_t h = h1; h < std::min(h1 + s.stride_h, s.H); ++h)  // prefetch, as forward_avx512
+        for (int64_t w = 0; w < s.W; w += 16) __builtin_prefetch(xp + h * s.W + w);
+      // vertical: m[c] = max over the window rows
+      int64_t c = 0;
+      for (; c + 16 <= s.W; c += 16) {
+        __m512 acc = neg_inf;
+        for (int64_t h = h0; h < h1; h += s.dil_h) acc = _mm512_max_ps(_mm512_min_ps(_mm512_loadu_ps(xp + h * s.W + c), inf), acc);
+        _mm512_storeu_ps(m + c, acc);
+      }
+      if (tail) {
+        __m512 acc = neg_inf;
+        for (int64_t h = h0; h < h1; h += s.dil_h)
+          acc = _mm512_max_ps(_mm512_min_ps(_mm512_maskz_loadu_ps(tail, xp + h * s.W + c), inf), acc);
+        _mm512_mask_storeu_ps(m + c, tail, acc);
+      }
+      // horizontal: kw taps of m per block of 16 outputs
+      float* yr = y + r * s.OW;
+      for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t ow = plan.ow[b];
+        const float* mb = m + ow * s.stride_w - s.pad_w;
+        __m512 best = neg_inf;
+#pragma GCC unroll 4
+        for (int64_t j = 0; j < kw; ++j) best = _mm512_max_ps(load_whole<SW>(mb + j * s.dil_w, lane_off), best);
+        const __mmask16 all = r < spill_end ? __mmask16(0xffff) : __mmask16(bit_range(0, plan.n));
+        if (all == 0xffff) _mm512_storeu_ps(yr + ow, best);
+        else _mm512_mask_storeu_ps(yr + ow, all, best);
+        for (uint32_t redo = _mm512_mask_cmp_ps_mask(__mmask16(bit_range(0, plan.n)), best, inf, _CMP_EQ_OQ); redo;
+             redo &= redo - 1) {
+          const int64_t l = __builtin_ctz(redo);
+          pool_one(s, xp, h0, h1, ow + l, yr + ow + l, static_cast<int64_t*>(nullptr));
+        }
+      }
+      if (++oh == s.OH) oh = 0, ++p;
+    }
+  });
+}
+
+// forward_avx512 for the stride SW, with or without indices, kernel width 2, 3 or any.
+template <int SW>
+void forward_avx512_kw(const MaxPool2dShape& s, const float* x, float* y, int64_t* ind) {
+  if (s.kw == 2) ind ? forward_avx512<SW, true, 2>(s, x, y, ind) : forward_values_avx512<SW, 2>(s, x, y);
+  else if (s.kw == 3) ind ? forward_avx512<SW, true, 3>(s, x, y, ind) : forward_values_avx512<SW, 3>(s, x, y);
+  else ind ? forward_avx512<SW, true, 0>(s, x, y, ind) : forward_values_avx512<SW, 0>(s, x, y);
 }
 #endif
 
@@ -251,9 +372,9 @@ void max_pool2d_forward(const MaxPool2dShape& s, const T* x, T* y, int64_t* ind)
   constexpr int64_t kMax32 = std::numeric_limits<int32_t>::max();
   if constexpr (std::is_same_v<T, float>) {
     if (s.H * s.W <= kMax32 && 16 * s.stride_w <= kMax32) {  // lanes hold int32 indices and offsets
-      if (s.stride_w == 1) ind ? forward_avx512<1, true>(s, x, y, ind) : forward_avx512<1, false>(s, x, y, ind);
-      else if (s.stride_w == 2) ind ? forward_avx512<2, true>(s, x, y, ind) : forward_avx512<2, false>(s, x, y, ind);
-      else ind ? forward_avx512<0, true>(s, x, y, ind) : forward_avx512<0, false>(s, x, y, ind);
+      if (s.stride_w == 1) forward_avx512_kw<1>(s, x, y, ind);
+      else if (s.stride_w == 2) forward_avx512_kw<2>(s, x, y, ind);
+      else forward_avx512_kw<0>(s, x, y, ind);
       return;
     }
   }
