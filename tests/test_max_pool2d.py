@@ -28,6 +28,9 @@ CONFIGS = [
     ((1, 2, 6, 80), 3, 3, 1, 1, True),  # stride 3 (gathers), wide
     ((1, 1, 3, 52), (2, 5), (1, 2), (1, 2), (2, 3), True),  # dilation + stride 2 edges, wide
     ((1, 1, 2, 70), (1, 65), 1, (0, 32), 1, False),  # a very wide kernel
+    ((2, 5, 3, 3), 3, 1, 1, 1, False),  # GoogLeNet's last 3x3 maps: a whole plane per vector (CPU)
+    ((1, 3, 4, 4), 3, 2, 1, 1, True),  # a small plane, ceil_mode
+    ((2, 2, 2, 7), (2, 3), 1, 1, (1, 2), False),  # a small plane, dilation and padding
 ]
 
 
