@@ -6,15 +6,23 @@
 //                    running max when (v > max || isnan(v)), PyTorch's rule: the first max wins
 //                    ties, the last NaN wins over everything.
 //
-// Forward (float32, AVX-512): threads take output rows (p, oh); a row is done 16 outputs at a
-// time, lane l holding output ow + l. Each tap (i, j) loads x[h, c + l*sw] for all lanes at once
-// -- one load for stride 1, two loads and a two-source permute (vpermt2ps, even elements) for
-// stride 2, a gather otherwise -- then a masked compare-and-blend updates the 16 running maxima
-// and their int32 indices (widened to int64 on the store). Which lanes each tap may load (its
-// column inside the input) and each lane's initial index are the same for every row: they are
-// planned once per call (RowPlan), so the padded edges cost no more than the interior. Without
-// indices (inference) the index blend is skipped. float64, and builds without AVX-512, use the
-// scalar loop: the same scan, one output at a time.
+// Forward (float32, AVX-512), three kernels by shape:
+//  - training (indices wanted): threads take output rows (p, oh); a row is done 16 outputs at a
+//    time, lane l holding output ow + l (pool_block). Each tap (i, j) loads x[h, c + l*sw] for all
+//    lanes at once -- one load for stride 1, two loads and a two-source permute (vpermt2ps, even
+//    elements) for stride 2, a gather otherwise -- and updates a running max and, where the tap is
+//    larger, the int32 index (widened to int64 on the store). Which lanes each tap may load (its
+//    column inside the input) and each lane's initial index are the same for every row: they are
+//    planned once per call (RowPlan), so the padded edges cost no more than the interior.
+//  - inference (no indices): column first (forward_values_avx512): the window's rows are reduced
+//    into a scratch row padded with -inf, then each output takes the max of its kw taps of it.
+//  - planes of <= 16 elements (forward_planes_avx512): a plane per vector, every tap a lane
+//    permutation of it.
+// All three keep only the running max on the dependency chain, with a NaN mapped to +inf; the rare
+// outputs that end at +inf (a NaN or a +inf in the window) are redone by the scalar loop, so ties,
+// NaN and +inf follow PyTorch exactly (the inference kernel may return the other zero where +0 and -0
+// tie: see forward_values_avx512). float64, and builds without AVX-512, use the scalar loop:
+// the same scan, one output at a time.
 //
 // channels_last input (N, H, W, C) has its own forward: threads take output pixels (n, oh, ow) and
 // a vector holds consecutive channels, so every tap is one contiguous load and the same
@@ -235,28 +243,40 @@ __attribute__((always_inline)) inline void pool_block(const MaxPool2dShape& s, c
   }
 }
 
+// Lane l's column offset l * sw, for gathers and index adds.
+inline __m512i lane_offsets(int64_t stride_w) {
+  return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                            _mm512_set1_epi32(int32_t(stride_w)));
+}
+
+// Rows r < spill_end of the chunk [r0, r1) may store all 16 lanes: a single-block row (OW < 16)
+// spills its 16 - OW extra lanes over the ceil((16 - OW) / OW) rows after it, which the same
+// thread writes afterwards.
+inline int64_t spill_end(const RowPlan& plan, int64_t r0, int64_t r1) {
+  return plan.n < 16 ? r1 - (16 - plan.n + plan.n - 1) / plan.n : r0;
+}
+
+// Prefetch the input rows the next output row adds (measured: up to 3x faster on Zen 4).
+inline void prefetch_next_rows(const MaxPool2dShape& s, const float* xp, int64_t h1) {
+  for (int64_t h = h1; h < std::min(h1 + s.stride_h, s.H); ++h)
+    for (int64_t w = 0; w < s.W; w += 16) __builtin_prefetch(xp + h * s.W + w);
+}
+
 template <int SW, bool IND, int KW>
 void forward_avx512(const MaxPool2dShape& s, const float* x, float* y, int64_t* ind) {
   const RowPlan plan = plan_row<SW>(s);
   const int64_t rows = s.NC * s.OH, grain = std::max<int64_t>(1, kGrain / (s.OW * s.kh * s.kw + 1));
   at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
-    const __m512i lane_off = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32(int32_t(s.stride_w)));
-    const int64_t blocks = int64_t(plan.ow.size());
-    // a single-block row (OW < 16) may spill its 16 - OW extra lanes over the rows after it when
-    // those, ceil((16 - OW) / OW) of them, are this thread's too
-    const int64_t spill_end = plan.n < 16 ? r1 - (16 - plan.n + plan.n - 1) / plan.n : r0;
+    const __m512i lane_off = lane_offsets(s.stride_w);
+    const int64_t blocks = int64_t(plan.ow.size()), spill = spill_end(plan, r0, r1);
     int64_t p = r0 / s.OH, oh = r0 % s.OH;
     for (int64_t r = r0; r < r1; ++r) {
       const float* xp = x + p * s.H * s.W;
       const auto [h0, h1] = plan.rows[oh];
-      // prefetch the input rows the next output row adds (measured: up to 3x faster on Zen 4)
-      for (int64_t h = h1; h < std::min(h1 + s.stride_h, s.H); ++h)
-        for (int64_t w = 0; w < s.W; w += 16) __builtin_prefetch(xp + h * s.W + w);
+      prefetch_next_rows(s, xp, h1);
       for (int64_t b = 0; b < blocks; ++b)
         pool_block<SW, IND, KW>(s, plan, b, xp, h0, h1, lane_off, y + r * s.OW, IND ? ind + r * s.OW : nullptr,
-                                r < spill_end);
+                                r < spill);
       if (++oh == s.OH) oh = 0, ++p;
     }
   });
@@ -292,20 +312,17 @@ void forward_values_avx512(const MaxPool2dShape& s, const float* x, float* y) {
   at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
     const __m512 inf = _mm512_set1_ps(std::numeric_limits<float>::infinity());
     const __m512 neg_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-    const __m512i lane_off = _mm512_mullo_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        _mm512_set1_epi32(int32_t(s.stride_w)));
+    const __m512i lane_off = lane_offsets(s.stride_w);
     std::vector<float> scratch(len, -std::numeric_limits<float>::infinity());
     float* m = scratch.data() + s.pad_w;  // m[c], c in [-pw, len - pw)
     const int64_t blocks = int64_t(plan.ow.size()), kw = KW > 0 ? KW : s.kw;
-    const int64_t spill_end = plan.n < 16 ? r1 - (16 - plan.n + plan.n - 1) / plan.n : r0;  // as forward_avx512
+    const int64_t spill = spill_end(plan, r0, r1);
     const __mmask16 tail = __mmask16(bit_range(0, s.W % 16));
     int64_t p = r0 / s.OH, oh = r0 % s.OH;
     for (int64_t r = r0; r < r1; ++r) {
       const float* xp = x + p * s.H * s.W;
       const auto [h0, h1] = plan.rows[oh];
-      for (int64_t h = h1; h < std::min(h1 + s.stride_h, s.H); ++h)  // prefetch, as forward_avx512
-        for (int64_t w = 0; w < s.W; w += 16) __builtin_prefetch(xp + h * s.W + w);
+      prefetch_next_rows(s, xp, h1);
       // vertical: m[c] = max over the window rows
       int64_t c = 0;
       for (; c + 16 <= s.W; c += 16) {
@@ -327,7 +344,7 @@ void forward_values_avx512(const MaxPool2dShape& s, const float* x, float* y) {
         __m512 best = neg_inf;
 #pragma GCC unroll 4
         for (int64_t j = 0; j < kw; ++j) best = _mm512_max_ps(load_whole<SW>(mb + j * s.dil_w, lane_off), best);
-        const __mmask16 all = r < spill_end ? __mmask16(0xffff) : __mmask16(bit_range(0, plan.n));
+        const __mmask16 all = r < spill ? __mmask16(0xffff) : __mmask16(bit_range(0, plan.n));
         if (all == 0xffff) _mm512_storeu_ps(yr + ow, best);
         else _mm512_mask_storeu_ps(yr + ow, all, best);
         for (uint32_t redo = _mm512_mask_cmp_ps_mask(__mmask16(bit_range(0, plan.n)), best, inf, _CMP_EQ_OQ); redo;
