@@ -79,7 +79,7 @@ def _max_pool2d_backward_fake(grad_output, indices, input_shape, kernel_size, st
     return grad_output.new_empty(input_shape)
 
 
-# Old-style Function (ctx in forward): a setup_context Function measured 30 us more per call.
+# Old-style Function (ctx in forward): the setup_context form measured ~20 us more per call.
 class MaxPool2dFunction(torch.autograd.Function):
     """(y, ind) = max_pool2d(x); dL/dx[p, ind[p, o]] += dL/dy[p, o]. The indices are not differentiable."""
 
