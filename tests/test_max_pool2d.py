@@ -169,6 +169,29 @@ def test_opcheck(backend):
     torch.library.opcheck(torch.ops.cnnext.max_pool2d.default, (x_cl, [3, 2], [1, 2], [1, 1], [1, 1], True))
 
 
+@pytest.mark.parametrize("shape, k, s, p", [((64, 64, 10, 10), 2, 2, 0), ((48, 64, 12, 12), 3, 1, 1),
+                                             ((64, 256, 3, 3), 3, 1, 1)], ids=["OW5", "OW12", "3x3-planes"])
+def test_short_rows_across_threads(shape, k, s, p):
+    """Rows shorter than a vector store 16 lanes over the rows after them (the same thread's): with
+    the rows split between threads, every output and index still equals torch's."""
+    torch.manual_seed(6)
+    x = torch.randn(shape)
+    x[torch.rand(shape) < 0.01] = float("nan")
+    y2, i2 = F.max_pool2d(x, k, s, p, return_indices=True)
+    n = torch.get_num_threads()
+    try:
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            with torch.no_grad():
+                y = max_pool2d(x, k, s, p)  # values only
+            yi, i = max_pool2d(x, k, s, p, return_indices=True)
+            for a in (y, yi):
+                assert torch.equal(a.nan_to_num(), y2.nan_to_num()) and torch.equal(a.isnan(), y2.isnan()), t
+            assert torch.equal(i, i2), t
+    finally:
+        torch.set_num_threads(n)
+
+
 def test_threads_deterministic():
     """Large enough to be split across threads: same results with 1 and 2 threads, and as torch's."""
     torch.manual_seed(3)
