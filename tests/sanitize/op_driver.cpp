@@ -330,6 +330,10 @@ void check_max_pool2d(bool big) {
   max_pool2d_case<double>(24, 7, 3, 3, 2, 2, 2, 1, 1, 2, 1, false, 8);
   max_pool2d_case<float>(1, 5, 5, 5, 5, 1, 1, 2, 2, 1, 1, false);    // kernel = padded input
   max_pool2d_case<double>(2, 8, 8, 1, 1, 3, 3, 0, 0, 1, 1, false);   // stride > kernel
+  max_pool2d_case<float>(5, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, false);    // CPU: a whole plane per vector
+  max_pool2d_case<float>(3, 4, 4, 3, 3, 2, 2, 1, 1, 1, 1, true);     // CPU: small plane, ceil_mode
+  max_pool2d_case<float>(2, 5, 70, 3, 3, 2, 2, 1, 1, 1, 1, false);   // wide rows: blocks, the last shifted
+  max_pool2d_case<float>(2, 6, 67, 2, 3, 1, 3, 1, 1, 2, 2, true);    // stride 3 (gathers), dilation, ceil_mode
   if (big) max_pool2d_case<float>(16, 40, 40, 3, 3, 1, 1, 1, 1, 1, 1, false);  // grid-stride loops loop
 }
 #endif
