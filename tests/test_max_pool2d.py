@@ -170,7 +170,8 @@ def test_opcheck(backend):
 
 
 @pytest.mark.parametrize("shape, k, s, p", [((64, 64, 10, 10), 2, 2, 0), ((48, 64, 12, 12), 3, 1, 1),
-                                             ((64, 256, 3, 3), 3, 1, 1)], ids=["OW5", "OW12", "3x3-planes"])
+                                             ((16, 64, 8, 40), 3, 3, 1), ((64, 256, 3, 3), 3, 1, 1)],
+                         ids=["OW5", "OW12", "W40-OW14-column-first", "3x3-planes"])
 def test_short_rows_across_threads(shape, k, s, p):
     """Rows shorter than a vector store 16 lanes over the rows after them (the same thread's): with
     the rows split between threads, every output and index still equals torch's."""

@@ -14,8 +14,9 @@
 //    larger, the int32 index (widened to int64 on the store). Which lanes each tap may load (its
 //    column inside the input) and each lane's initial index are the same for every row: they are
 //    planned once per call (RowPlan), so the padded edges cost no more than the interior.
-//  - inference (no indices): column first (forward_values_avx512): the window's rows are reduced
-//    into a scratch row padded with -inf, then each output takes the max of its kw taps of it.
+//  - inference (no indices), rows of 32 or more: column first (forward_values_avx512): the
+//    window's rows are reduced into a scratch row padded with -inf, then each output takes the max
+//    of its kw taps of it. Narrower rows take the training kernel without the index updates.
 //  - planes of <= 16 elements (forward_planes_avx512): a plane per vector, every tap a lane
 //    permutation of it.
 // All three keep only the running max on the dependency chain, with a NaN mapped to +inf; the rare
@@ -188,6 +189,14 @@ RowPlan plan_row(const MaxPool2dShape& s) {
   return plan;
 }
 
+// The lanes (of `lanes`) of a result vector that ended at +inf, where the window held a NaN or a
+// +inf: redo(l) recomputes each with PyTorch's literal loop (pool_one).
+template <typename F>
+inline void redo_inf_lanes(__m512 best, __mmask16 lanes, F&& redo) {
+  const __m512 inf = _mm512_set1_ps(std::numeric_limits<float>::infinity());
+  for (uint32_t m = _mm512_mask_cmp_ps_mask(lanes, best, inf, _CMP_EQ_OQ); m; m &= m - 1) redo(__builtin_ctz(m));
+}
+
 // Block b of an output row, lane l = output ow[b] + l; rows [h0, h1) step dh already clipped.
 // Taps outside the input (per lane, from the plan) are masked off every update, so each lane keeps
 // PyTorch's initial index (its first valid tap) until a value replaces -inf.
@@ -236,11 +245,8 @@ __attribute__((always_inline)) inline void pool_block(const MaxPool2dShape& s, c
   else _mm512_mask_storeu_ps(y + ow, all, best);
   if constexpr (IND) store_indices(ind + ow, best_i, all);
   // NaN or +inf seen: PyTorch's loop for those lanes
-  for (uint32_t redo = _mm512_mask_cmp_ps_mask(__mmask16(bit_range(0, plan.n)), best, inf, _CMP_EQ_OQ); redo;
-       redo &= redo - 1) {
-    const int64_t l = __builtin_ctz(redo);
-    pool_one(s, xp, h0, h1, ow + l, y + ow + l, IND ? ind + ow + l : nullptr);
-  }
+  redo_inf_lanes(best, __mmask16(bit_range(0, plan.n)),
+                 [&](int64_t l) { pool_one(s, xp, h0, h1, ow + l, y + ow + l, IND ? ind + ow + l : nullptr); });
 }
 
 // Lane l's column offset l * sw, for gathers and index adds.
@@ -347,11 +353,9 @@ void forward_values_avx512(const MaxPool2dShape& s, const float* x, float* y) {
         const __mmask16 all = r < spill ? __mmask16(0xffff) : __mmask16(bit_range(0, plan.n));
         if (all == 0xffff) _mm512_storeu_ps(yr + ow, best);
         else _mm512_mask_storeu_ps(yr + ow, all, best);
-        for (uint32_t redo = _mm512_mask_cmp_ps_mask(__mmask16(bit_range(0, plan.n)), best, inf, _CMP_EQ_OQ); redo;
-             redo &= redo - 1) {
-          const int64_t l = __builtin_ctz(redo);
+        redo_inf_lanes(best, __mmask16(bit_range(0, plan.n)), [&](int64_t l) {
           pool_one(s, xp, h0, h1, ow + l, yr + ow + l, static_cast<int64_t*>(nullptr));
-        }
+        });
       }
       if (++oh == s.OH) oh = 0, ++p;
     }
@@ -412,11 +416,10 @@ void forward_planes_avx512(const MaxPool2dShape& s, const float* x, float* y, in
       }
       _mm512_mask_storeu_ps(y + p * P.n, out_mask, best);
       if constexpr (IND) store_indices(ind + p * P.n, best_i, out_mask);
-      for (uint32_t redo = _mm512_mask_cmp_ps_mask(out_mask, best, inf, _CMP_EQ_OQ); redo; redo &= redo - 1) {
-        const int64_t o = __builtin_ctz(redo), oh = o / s.OW;
-        const auto [h0, h1] = rows_of(s, oh);
+      redo_inf_lanes(best, out_mask, [&](int64_t o) {
+        const auto [h0, h1] = rows_of(s, o / s.OW);
         pool_one(s, xp, h0, h1, o % s.OW, y + p * P.n + o, IND ? ind + p * P.n + o : nullptr);
-      }
+      });
     }
   });
 }
@@ -424,9 +427,12 @@ void forward_planes_avx512(const MaxPool2dShape& s, const float* x, float* y, in
 // forward_avx512 for the stride SW, with or without indices, kernel width 2, 3 or any.
 template <int SW>
 void forward_avx512_kw(const MaxPool2dShape& s, const float* x, float* y, int64_t* ind) {
-  if (s.kw == 2) ind ? forward_avx512<SW, true, 2>(s, x, y, ind) : forward_values_avx512<SW, 2>(s, x, y);
-  else if (s.kw == 3) ind ? forward_avx512<SW, true, 3>(s, x, y, ind) : forward_values_avx512<SW, 3>(s, x, y);
-  else ind ? forward_avx512<SW, true, 0>(s, x, y, ind) : forward_values_avx512<SW, 0>(s, x, y);
+  // inference: column first, except on rows narrower than kColumnFirstMinW (measured slower there)
+  constexpr int64_t kColumnFirstMinW = 32;
+  const bool cols = !ind && s.W >= kColumnFirstMinW;
+  if (s.kw == 2) ind ? forward_avx512<SW, true, 2>(s, x, y, ind) : cols ? forward_values_avx512<SW, 2>(s, x, y) : forward_avx512<SW, false, 2>(s, x, y, ind);
+  else if (s.kw == 3) ind ? forward_avx512<SW, true, 3>(s, x, y, ind) : cols ? forward_values_avx512<SW, 3>(s, x, y) : forward_avx512<SW, false, 3>(s, x, y, ind);
+  else ind ? forward_avx512<SW, true, 0>(s, x, y, ind) : cols ? forward_values_avx512<SW, 0>(s, x, y) : forward_avx512<SW, false, 0>(s, x, y, ind);
 }
 #endif
 
