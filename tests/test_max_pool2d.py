@@ -92,7 +92,7 @@ def test_noncontiguous_channels_last_unbatched(backend):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("kind", ["randn", "ties", "nan"])
+@pytest.mark.parametrize("kind", ["randn", "ties", "nan", "nan+inf"])
 @pytest.mark.parametrize("cfg", [((2, 35, 9, 10), 3, 2, 1, 1, True), ((1, 16, 7, 7), (2, 3), 1, (1, 0), (2, 1), False),
                                  ((2, 5, 6, 6), 2, 2, 0, 1, False)], ids=ids)
 def test_channels_last(backend, cfg, kind, dtype):
@@ -100,8 +100,10 @@ def test_channels_last(backend, cfg, kind, dtype):
     torch.manual_seed(4)
     shape, k, s, p, d, ceil = cfg
     x = torch.randn(shape, dtype=dtype) if kind == "randn" else torch.randint(0, 3, shape).to(dtype)
-    if kind == "nan":
+    if "nan" in kind:
         x[torch.rand(shape) < 0.15] = float("nan")
+    if "inf" in kind:
+        x[torch.rand(shape) < 0.2] = float("inf")
     check_against_torch(x.contiguous(memory_format=torch.channels_last), k, s, p, d, ceil, what=f"{ids(cfg)} {kind}")
 
 

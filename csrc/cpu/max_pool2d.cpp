@@ -473,12 +473,15 @@ void max_pool2d_forward(const MaxPool2dShape& s, const T* x, T* y, int64_t* ind)
 }
 
 #if defined(__AVX512F__)
-// channels_last, float32: 16 channels per vector, the last partial vector masked.
+// channels_last, float32: 16 channels per vector, the last partial vector masked; the running max
+// and index blend of pool_block, channels whose max ends at +inf (a NaN or a +inf in the window)
+// redone with PyTorch's loop.
 template <bool IND>
 void forward_nhwc_avx512(const MaxPool2dShape& s, int64_t C, const float* x, float* y, int64_t* ind) {
   const int64_t HW = s.H * s.W, OHW = s.OH * s.OW;
   const int64_t grain = std::max<int64_t>(1, kGrain / (C * s.kh * s.kw + 1));
   at::parallel_for(0, s.NC / C * OHW, grain, [&](int64_t r0, int64_t r1) {
+    const __m512 inf = _mm512_set1_ps(std::numeric_limits<float>::infinity());
     for (int64_t r = r0; r < r1; ++r) {  // output pixel (n, oh, ow): C channels
       const int64_t n = r / OHW, oh = r % OHW / s.OW, ow = r % s.OW;
       const auto [h0, h1] = rows_of(s, oh);
@@ -493,14 +496,24 @@ void forward_nhwc_avx512(const MaxPool2dShape& s, int64_t C, const float* x, flo
           for (int64_t w = w0; w < w1; w += s.dil_w) {
             const int64_t i = h * s.W + w;
             const __m512 v = full ? _mm512_loadu_ps(xn + i * C + c) : _mm512_maskz_loadu_ps(m, xn + i * C + c);
-            const __mmask16 take =
-                _kor_mask16(_mm512_cmp_ps_mask(v, best, _CMP_GT_OQ), _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q));
-            best = _mm512_mask_mov_ps(best, take, v);
-            if constexpr (IND) best_i = _mm512_mask_mov_epi32(best_i, take, _mm512_set1_epi32(int32_t(i)));
+            if constexpr (IND)
+              best_i = _mm512_mask_mov_epi32(best_i, _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ), _mm512_set1_epi32(int32_t(i)));
+            best = _mm512_max_ps(_mm512_min_ps(v, inf), best);
           }
         if (full) _mm512_storeu_ps(y + r * C + c, best);
         else _mm512_mask_storeu_ps(y + r * C + c, m, best);
         if constexpr (IND) store_indices(ind + r * C + c, best_i, m);
+        redo_inf_lanes(best, m, [&](int64_t l) {  // PyTorch's loop for channel c + l
+          float b = -std::numeric_limits<float>::infinity();
+          int64_t bi = h0 * s.W + w0;
+          for (int64_t h = h0; h < h1; h += s.dil_h)
+            for (int64_t w = w0; w < w1; w += s.dil_w) {
+              const float v = xn[(h * s.W + w) * C + c + l];
+              if (v > b || std::isnan(v)) b = v, bi = h * s.W + w;
+            }
+          y[r * C + c + l] = b;
+          if (IND) ind[r * C + c + l] = bi;
+        });
       }
     }
   });
