@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import _checks
+from ._autograd import fast_apply
 from ._checks import same_device
 
 _OP = "conv2d"
@@ -61,8 +62,6 @@ def _conv2d_backward_weight_fake(grad_output, input, weight_shape, stride, paddi
     return input.new_empty(weight_shape), input.new_empty((weight_shape[0] if bias else 0,))
 
 
-# Old-style Functions (ctx in forward) throughout: the setup_context form costs ~23 us more per call
-# in torch 2.14 (measured on a trivial Function), more than a small layer's whole kernel.
 class Conv2dFunction(torch.autograd.Function):
     r"""y[n, k] = b[k] + sum_c x[n, c] \star w[k, c] (strided, padded, dilated, grouped cross-correlation).
 
@@ -72,21 +71,25 @@ class Conv2dFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, input, weight, bias, stride, padding, dilation, groups):
+    def forward(input, weight, bias, stride, padding, dilation, groups):
+        return _forward_op(input, weight, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        input, weight, bias, stride, padding, dilation, groups = inputs
         ctx.save_for_backward(input, weight)
         ctx.conv = (stride, padding, dilation, groups)
         ctx.has_bias = bias is not None
-        return _forward_op(input, weight, bias, stride, padding, dilation, groups)
 
     @staticmethod
     def backward(ctx, grad_output):
         input, weight = ctx.saved_tensors
         grad_input = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_input = Conv2dBackwardInput.apply(grad_output, weight, input.shape, *ctx.conv)
+            grad_input = _backward_input(grad_output, weight, input.shape, *ctx.conv)
         want_bias = ctx.has_bias and ctx.needs_input_grad[2]
         if ctx.needs_input_grad[1] or want_bias:
-            gw, gb = Conv2dBackwardWeight.apply(grad_output, input, weight.shape, *ctx.conv, want_bias)
+            gw, gb = _backward_weight(grad_output, input, weight.shape, *ctx.conv, want_bias)
             grad_weight = gw if ctx.needs_input_grad[1] else None
             grad_bias = gb if want_bias else None
         return grad_input, grad_weight, grad_bias, None, None, None, None
@@ -97,20 +100,24 @@ class Conv2dBackwardInput(torch.autograd.Function):
     d<ggx, gx>/dgy = conv2d(ggx, w);  d<ggx, gx>/dw = conv2d_backward_weight(gy, input=ggx)."""
 
     @staticmethod
-    def forward(ctx, grad_output, weight, input_shape, stride, padding, dilation, groups):
-        ctx.save_for_backward(grad_output, weight)
-        ctx.conv = (stride, padding, dilation, groups)
+    def forward(grad_output, weight, input_shape, stride, padding, dilation, groups):
         return torch.ops.cnnext.conv2d_backward_input(grad_output, weight, input_shape, stride, padding, dilation,
                                                       groups)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        grad_output, weight, input_shape, *conv = inputs
+        ctx.save_for_backward(grad_output, weight)
+        ctx.conv = tuple(conv)
 
     @staticmethod
     def backward(ctx, ggx):
         grad_output, weight = ctx.saved_tensors
         g_gy = g_w = None
         if ctx.needs_input_grad[0]:
-            g_gy = Conv2dFunction.apply(ggx, weight, None, *ctx.conv)
+            g_gy = _conv2d(ggx, weight, None, *ctx.conv)
         if ctx.needs_input_grad[1]:
-            g_w, _ = Conv2dBackwardWeight.apply(grad_output, ggx, weight.shape, *ctx.conv, False)
+            g_w, _ = _backward_weight(grad_output, ggx, weight.shape, *ctx.conv, False)
         return g_gy, g_w, None, None, None, None, None
 
 
@@ -119,25 +126,33 @@ class Conv2dBackwardWeight(torch.autograd.Function):
     d<ggw, gw> + <ggb, gb> / dgy = conv2d(x, ggw, bias=ggb);  d<ggw, gw>/dx = conv2d_backward_input(gy, ggw)."""
 
     @staticmethod
-    def forward(ctx, grad_output, input, weight_shape, stride, padding, dilation, groups, bias):
+    def forward(grad_output, input, weight_shape, stride, padding, dilation, groups, bias):
+        return torch.ops.cnnext.conv2d_backward_weight(grad_output, input, weight_shape, stride, padding, dilation,
+                                                       groups, bias)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        grad_output, input, weight_shape, stride, padding, dilation, groups, bias = inputs
         ctx.save_for_backward(grad_output, input)
         ctx.conv = (stride, padding, dilation, groups)
         ctx.bias = bias
-        return torch.ops.cnnext.conv2d_backward_weight(grad_output, input, weight_shape, stride, padding, dilation,
-                                                       groups, bias)
 
     @staticmethod
     def backward(ctx, ggw, ggb):
         grad_output, input = ctx.saved_tensors
         g_gy = g_x = None
         if ctx.needs_input_grad[0]:
-            g_gy = Conv2dFunction.apply(input, ggw, ggb if ctx.bias else None, *ctx.conv)
+            g_gy = _conv2d(input, ggw, ggb if ctx.bias else None, *ctx.conv)
         if ctx.needs_input_grad[1]:
-            g_x = Conv2dBackwardInput.apply(grad_output, ggw, input.shape, *ctx.conv)
+            g_x = _backward_input(grad_output, ggw, input.shape, *ctx.conv)
         return g_gy, g_x, None, None, None, None, None, None
 
 
 _forward_op = torch.ops.cnnext.conv2d_forward.default
+# Function.apply, in the cheaper classic form outside torch.func transforms (see _autograd.py)
+_conv2d = fast_apply(Conv2dFunction)
+_backward_input = fast_apply(Conv2dBackwardInput)
+_backward_weight = fast_apply(Conv2dBackwardWeight)
 
 
 def _pair(v, name):
@@ -193,5 +208,5 @@ def conv2d(
     args = (list(stride), list(padding), list(dilation), groups)
     if torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad or
                                     (bias is not None and bias.requires_grad)):
-        return Conv2dFunction.apply(input, weight, bias, *args)
+        return _conv2d(input, weight, bias, *args)
     return _forward_op(input, weight, bias, *args)  # nothing to differentiate: skip the autograd.Function

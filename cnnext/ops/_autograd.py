@@ -1,0 +1,31 @@
+"""fast_apply(Function): Function.apply, ~23 us cheaper per call outside torch.func transforms.
+
+The ops' autograd.Functions are written in the setup_context style (forward without ctx), the
+form torch.func transforms (grad, jacrev, ...) require. In torch 2.14 that form costs about 23 us
+more per call than the classic one (ctx in forward), measured on a trivial Function -- more than
+a small layer's whole kernel. fast_apply builds the classic twin of a Function from its own
+forward, setup_context and backward, and calls the twin unless a torch.func transform is active.
+Both run the same code; torch.compile folds the check.
+"""
+import torch
+
+
+def fast_apply(fn):
+    """An `apply` for the setup_context-style autograd.Function `fn` (see the module docstring)."""
+
+    def forward(ctx, *args):
+        output = fn.forward(*args)
+        fn.setup_context(ctx, args, output)
+        return output
+
+    # named as fn, so that its graph nodes are too (e.g. MaxPool2dFunctionBackward)
+    Classic = type(fn.__name__, (torch.autograd.Function,), {
+        "__module__": fn.__module__, "__qualname__": fn.__qualname__, "__doc__": fn.__doc__,
+        "forward": staticmethod(forward), "backward": staticmethod(fn.backward)})
+
+    def apply(*args):
+        if torch._C._are_functorch_transforms_active():
+            return fn.apply(*args)
+        return Classic.apply(*args)
+
+    return apply
