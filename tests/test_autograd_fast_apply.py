@@ -17,6 +17,10 @@ CASES = {  # name: (cnnext loss, torch loss) as functions of the differentiated 
     "conv2d": (lambda w: cf.conv2d(X, w, None, 1, 1).square().sum(), lambda w: F.conv2d(X, w, None, 1, 1).square().sum(), W),
     "max_pool2d": (lambda x: cf.max_pool2d(x, 3, 2, 1).square().sum(), lambda x: F.max_pool2d(x, 3, 2, 1).square().sum(), X),
     "corr2d": (lambda k: cf.corr2d(X, k).square().sum(), lambda k: F.conv2d(X.reshape(6, 1, 7, 7), k[None, None]).square().sum(), K),
+    "avg_pool2d": (lambda x: cf.avg_pool2d(x, 3, 2, 1).square().sum(), lambda x: F.avg_pool2d(x, 3, 2, 1).square().sum(), X),
+    "adaptive_avg_pool2d": (lambda x: cf.adaptive_avg_pool2d(x, (3, 2)).square().sum(),
+                            lambda x: F.adaptive_avg_pool2d(x, (3, 2)).square().sum(), X),
+    "cat": (lambda x: cf.cat([x, 2 * x[:, :1]], 1).square().sum(), lambda x: torch.cat([x, 2 * x[:, :1]], 1).square().sum(), X),
     "batch_norm": (lambda x: cf.batch_norm(x, None, None, BW, BB, training=True).pow(3).sum(),
                    lambda x: F.batch_norm(x, None, None, BW, BB, training=True).pow(3).sum(), X),
 }

@@ -4,6 +4,7 @@ import torch
 from torch import Tensor
 
 from . import _checks
+from ._autograd import fast_apply
 
 
 def _check_shapes(shape, output_size, what):
@@ -41,19 +42,21 @@ _forward_op = torch.ops.cnnext.adaptive_avg_pool2d_forward.default
 _backward_op = torch.ops.cnnext.adaptive_avg_pool2d_backward.default
 
 
-# Old-style Functions (ctx in forward): about 10 us less Python per call than setup_context.
 class AdaptiveAvgPool2dBackward(torch.autograd.Function):
     """The backward op as a function of grad_output, for double backward: it is linear, and its
     adjoint is the forward op."""
 
     @staticmethod
-    def forward(ctx, grad_output, input_shape):
-        ctx.output_size = list(grad_output.shape[-2:])
+    def forward(grad_output, input_shape):
         return _backward_op(grad_output, input_shape)
 
     @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.output_size = list(inputs[0].shape[-2:])
+
+    @staticmethod
     def backward(ctx, grad_grad_input):
-        return AdaptiveAvgPool2dFunction.apply(grad_grad_input, ctx.output_size), None
+        return _apply(grad_grad_input, ctx.output_size), None
 
 
 class AdaptiveAvgPool2dFunction(torch.autograd.Function):
@@ -61,15 +64,23 @@ class AdaptiveAvgPool2dFunction(torch.autograd.Function):
     dL/dx[h, w] = sum over the windows holding (h, w) of dL/dy / window area."""
 
     @staticmethod
-    def forward(ctx, input, output_size):
-        ctx.input_shape = input.shape
+    def forward(input, output_size):
         return _forward_op(input, output_size)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.input_shape = inputs[0].shape
 
     @staticmethod
     def backward(ctx, grad_output):
         if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
-            return AdaptiveAvgPool2dBackward.apply(grad_output, ctx.input_shape), None
+            return _apply_backward(grad_output, ctx.input_shape), None
         return _backward_op(grad_output, ctx.input_shape), None
+
+
+# Function.apply, in the cheaper classic form outside torch.func transforms (see _autograd.py)
+_apply = fast_apply(AdaptiveAvgPool2dFunction)
+_apply_backward = fast_apply(AdaptiveAvgPool2dBackward)
 
 
 def _output_size(input, output_size):
@@ -102,5 +113,5 @@ def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
     _checks.tensor("adaptive_avg_pool2d", "input", input)
     size = _output_size(input, output_size)
     if torch.is_grad_enabled() and input.requires_grad:
-        return AdaptiveAvgPool2dFunction.apply(input, size)
+        return _apply(input, size)
     return _forward_op(input, size)

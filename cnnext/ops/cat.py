@@ -5,6 +5,7 @@ import torch
 from torch import Tensor
 from torch._prims_common import suggest_memory_format
 
+from ._autograd import fast_apply
 from ._checks import same_device
 
 
@@ -79,19 +80,26 @@ class CatFunction(torch.autograd.Function):
     """y = cat(x_0, ..., x_{n-1}) along dim; dL/dx_i = dL/dy narrowed to x_i's columns (made contiguous)."""
 
     @staticmethod
-    def forward(ctx, dim, *tensors):
-        out = torch.ops.cnnext.cat_forward(tensors, dim)  # checks everything first
+    def forward(dim, *tensors):
+        return torch.ops.cnnext.cat_forward(tensors, dim)  # checks everything first
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        dim, *tensors = inputs
         ctx.skipped = [_legacy_empty(t) for t in tensors]
         kept = [t for t, s in zip(tensors, ctx.skipped) if not s]
         ctx.dim = _wrap_dim(dim, kept[0].dim(), "tensors") if kept else 0
         ctx.splits = [t.shape[ctx.dim] for t in kept]
-        return out
 
     @staticmethod
     def backward(ctx, grad_output):
         grads = iter(torch.ops.cnnext.cat_backward(grad_output, ctx.dim, ctx.splits) if ctx.splits else [])
         # a skipped (0,)-shaped input gets an empty gradient, as with torch.cat
         return (None, *[grad_output.new_empty((0,)) if s else next(grads) for s in ctx.skipped])
+
+
+# Function.apply, in the cheaper classic form outside torch.func transforms (see _autograd.py)
+_apply = fast_apply(CatFunction)
 
 
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
@@ -116,5 +124,5 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
         if t.layout != torch.strided:  # the dispatcher would refuse it with a message not naming cat
             raise RuntimeError(f"cat: tensors[{i}] must be a dense (strided) tensor, got layout {t.layout}")
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        return CatFunction.apply(dim, *tensors)
+        return _apply(dim, *tensors)
     return torch.ops.cnnext.cat_forward(tensors, dim)  # no graph to record: skip the autograd.Function
