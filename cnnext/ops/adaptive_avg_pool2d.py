@@ -73,9 +73,7 @@ class AdaptiveAvgPool2dFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
-        if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
-            return _apply_backward(grad_output, ctx.input_shape), None
-        return _backward_op(grad_output, ctx.input_shape), None
+        return _apply_backward(grad_output, ctx.input_shape), None  # differentiable with create_graph=True
 
 
 # Function.apply, in the cheaper classic form outside torch.func transforms (see _autograd.py)
@@ -112,6 +110,4 @@ def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
     """
     _checks.tensor("adaptive_avg_pool2d", "input", input)
     size = _output_size(input, output_size)
-    if torch.is_grad_enabled() and input.requires_grad:
-        return _apply(input, size)
-    return _forward_op(input, size)
+    return _apply(input, size)

@@ -104,11 +104,8 @@ class AvgPool2dFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
-        if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
-            grad_input = _apply_backward(grad_output, ctx.input_shape, *ctx.args)
-        else:
-            grad_input = _backward_op(grad_output, ctx.input_shape, *ctx.args)
-        return (grad_input,) + (None,) * 6
+        # differentiable with create_graph=True
+        return (_apply_backward(grad_output, ctx.input_shape, *ctx.args),) + (None,) * 6
 
 
 # Function.apply, in the cheaper classic form outside torch.func transforms (see _autograd.py)
@@ -136,6 +133,4 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
         divisor_override = _checks.integer("avg_pool2d", "divisor_override", divisor_override)
     args = (k, s, _checks.pair("avg_pool2d", "padding", padding), bool(ceil_mode), bool(count_include_pad),
             divisor_override)
-    if torch.is_grad_enabled() and input.requires_grad:
-        return _apply(input, *args)
-    return _forward_op(input, *args)
+    return _apply(input, *args)

@@ -135,11 +135,7 @@ def _check_args(input, running_mean, running_var, weight, bias, training, moment
 def _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, relu):
     _check_args(input, running_mean, running_var, weight, bias, training, momentum, eps)
     momentum, eps = float(momentum), float(eps)
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, weight, bias)):
-        return _apply(input, running_mean, running_var, weight, bias, training, momentum, eps, relu)[0]
-    # nothing to differentiate: skip the autograd.Function
-    return torch.ops.cnnext.batch_norm_forward(input, weight, bias, running_mean, running_var, training, momentum,
-                                               eps, relu)[0]
+    return _apply(input, running_mean, running_var, weight, bias, training, momentum, eps, relu)[0]
 
 
 def batch_norm(input: Tensor, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,

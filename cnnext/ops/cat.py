@@ -123,6 +123,4 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
             raise TypeError(f"cat: tensors[{i}] must be a Tensor, got {type(t).__name__}")
         if t.layout != torch.strided:  # the dispatcher would refuse it with a message not naming cat
             raise RuntimeError(f"cat: tensors[{i}] must be a dense (strided) tensor, got layout {t.layout}")
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        return _apply(dim, *tensors)
-    return torch.ops.cnnext.cat_forward(tensors, dim)  # no graph to record: skip the autograd.Function
+    return _apply(dim, *tensors)

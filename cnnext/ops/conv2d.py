@@ -205,8 +205,4 @@ def conv2d(
             raise ValueError(f"conv2d: padding must be 'valid', 'same', an int or a pair, got '{padding}'")
     else:
         padding = _pair(padding, "padding")
-    args = (list(stride), list(padding), list(dilation), groups)
-    if torch.is_grad_enabled() and (input.requires_grad or weight.requires_grad or
-                                    (bias is not None and bias.requires_grad)):
-        return _conv2d(input, weight, bias, *args)
-    return _forward_op(input, weight, bias, *args)  # nothing to differentiate: skip the autograd.Function
+    return _conv2d(input, weight, bias, list(stride), list(padding), list(dilation), groups)

@@ -57,9 +57,7 @@ def corr2d(input: Tensor, kernel: Tensor) -> Tensor:
     """
     _checks.tensor("corr2d", "input", input)
     _checks.tensor("corr2d", "kernel", kernel)
-    if torch.is_grad_enabled() and (input.requires_grad or kernel.requires_grad):
-        return _apply(input, kernel)
-    return _forward_op(input, kernel)  # nothing to differentiate: skip the autograd.Function
+    return _apply(input, kernel)
 
 
 _forward_op = torch.ops.cnnext.corr2d_forward.default
