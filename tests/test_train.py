@@ -198,6 +198,9 @@ DDP_SCRIPT = textwrap.dedent("""
         if rank == 0:
             json.dump({"max_diff": (gathered[0] - gathered[1]).abs().max().item(), "n": n, "loss": loss},
                       open(out, "w"))
+        # both ranks reach the teardown together: a rank that leaves while the other's gloo thread
+        # still reads the socket made it abort ("terminate called without an active exception") now and then
+        dist.barrier()
         dist.destroy_process_group()
 
     if __name__ == "__main__":
