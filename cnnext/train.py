@@ -12,6 +12,7 @@ Weights start as in d2l's train_ch6 (xavier_uniform for every Linear and Conv2d)
 rates and batch sizes are the book's.
 """
 import argparse
+import gc
 import json
 import math
 import os
@@ -161,6 +162,10 @@ def main(argv=None):
     world = int(os.environ.get("WORLD_SIZE", "1"))
     distributed = world > 1
     if distributed:
+        # DDP's constructor imports torch._dynamo; imported after init_process_group, that import keeps
+        # references to the world group that destroy_process_group cannot drop, so the gloo threads
+        # would run on into interpreter exit (see the teardown below). Imported first, it keeps none.
+        import torch._dynamo  # noqa: F401
         dist.init_process_group("gloo")
     rank = dist.get_rank() if distributed else 0
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // world))
@@ -222,6 +227,11 @@ def main(argv=None):
                 torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
                             "model_name": args.model, "history": history, "args": vars(args)}, args.save)
     if distributed:
+        # Stop gloo here, not at interpreter exit: with its threads still running while the process
+        # exits, a rank aborted now and then ("terminate called without an active exception"). The
+        # group dies with its last reference: drop DDP (its reducer holds the group), then destroy.
+        del net, model, opt
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
     return history
