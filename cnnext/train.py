@@ -13,6 +13,7 @@ rates and batch sizes are the book's.
 """
 import argparse
 import gc
+import importlib
 import json
 import math
 import os
@@ -165,7 +166,7 @@ def main(argv=None):
         # DDP's constructor imports torch._dynamo; imported after init_process_group, that import keeps
         # references to the world group that destroy_process_group cannot drop, so the gloo threads
         # would run on into interpreter exit (see the teardown below). Imported first, it keeps none.
-        import torch._dynamo  # noqa: F401
+        importlib.import_module("torch._dynamo")
         dist.init_process_group("gloo")
     rank = dist.get_rank() if distributed else 0
     torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) // world))
