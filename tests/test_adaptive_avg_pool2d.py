@@ -63,6 +63,16 @@ def test_family_shapes_cpu():
         check_against_torch(torch.randn(shape), size)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_global_every_plane_size_cpu(dtype):
+    """The global CPU path per plane size HW: 0-3 whole vectors plus a masked tail are unrolled per
+    case, longer planes loop; sizes 1..70 cover every case, a tail of 0 (HW = 8, 16, 32, 48) and
+    plane counts that are not a multiple of the vector (2 x 19 planes)."""
+    torch.manual_seed(0)
+    for hw in range(1, 71):
+        check_against_torch(torch.randn(2, 19, 1, hw, dtype=dtype), 1)
+
+
 def test_deterministic_across_threads():
     x = torch.randn(4, 64, 11, 13)
     n = torch.get_num_threads()

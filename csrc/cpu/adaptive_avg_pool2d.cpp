@@ -6,7 +6,9 @@
 // run of HW values, so
 //   forward   y[p] = sum(x[p, :]) / HW   threads over planes; per plane a vector of partial sums
 //                                        (masked tail), N planes' vectors folded into one vector
-//                                        of N sums with shuffles (a transposing reduction)
+//                                        of N sums with shuffles (a transposing reduction);
+//                                        planes of < 4N values (3x3, 5x5, 7x7 heads) take a
+//                                        loop-free per-size variant (K vectors + masked tail)
 //   backward  gx[p, :] = gy[p] / HW      threads over planes; a fill (for HW < N: N planes are
 //                                        HW vectors, each a lane permutation of N gradients)
 // Every output is one fixed-order sum by one thread: deterministic.
@@ -89,6 +91,41 @@ inline typename Vec<T>::type partial_sums(const T* x, int64_t n) {
   return acc;
 }
 
+// The same for n = K * N + tail, K fixed at compile time (the plane sizes of the family's heads:
+// 3x3, 5x5, 7x7): no loop control and no mask arithmetic per plane, only K + 1 loads and K adds.
+template <int K, typename T>
+inline typename Vec<T>::type partial_sums(const T* x, int64_t tail) {
+  using V = Vec<T>;
+  typename V::type acc{};
+#pragma GCC unroll 4
+  for (int k = 0; k < K; ++k) acc += V::load(x + k * V::size);
+  // the same sum as above: tail 0 is an all-false mask (no access) adding +0 to a sum that
+  // cannot be -0 (it starts at +0)
+  return acc + load_n(x + K * V::size, tail);
+}
+
+// y[p0:p1] = mean of each plane; K >= 0: planes of K * N + tail values, K < 0: any HW.
+template <int K, typename T>
+void global_forward_planes(const T* x, T* y, int64_t p0, int64_t p1, int64_t HW, T inv) {
+  using V = Vec<T>;
+  constexpr int N = V::size;
+  auto sums = [&](const T* plane) {
+    if constexpr (K >= 0)
+      return partial_sums<K>(plane, HW - K * N);
+    else
+      return partial_sums(plane, HW);
+  };
+  int64_t p = p0;
+  for (; p + N <= p1; p += N) {  // N planes: partial-sum vectors, folded into one vector of sums
+    typename V::type acc[N];
+#pragma GCC unroll 16
+    for (int j = 0; j < N; ++j) acc[j] = sums(x + (p + j) * HW);
+    fold_all<0, typename V::type, N>(acc);
+    V::store(y + p, acc[0] * V::broadcast(inv));
+  }
+  for (; p < p1; ++p) y[p] = V::sum(sums(x + p * HW)) * inv;
+}
+
 }  // namespace
 
 template <typename T>
@@ -98,15 +135,13 @@ void global_avg_pool2d_forward(const T* x, T* y, int64_t planes, int64_t HW) {
   const T inv = T(1) / T(HW);
   const int64_t grain = std::max<int64_t>(N, 32768 / HW);
   at::parallel_for(0, planes, grain, [&](int64_t p0, int64_t p1) {
-    int64_t p = p0;
-    for (; p + N <= p1; p += N) {  // N planes: partial-sum vectors, folded into one vector of sums
-      typename V::type acc[N];
-#pragma GCC unroll 16
-      for (int j = 0; j < N; ++j) acc[j] = partial_sums(x + (p + j) * HW, HW);
-      fold_all<0, typename V::type, N>(acc);
-      V::store(y + p, acc[0] * V::broadcast(inv));
+    switch (HW / N) {
+      case 0: return global_forward_planes<0>(x, y, p0, p1, HW, inv);
+      case 1: return global_forward_planes<1>(x, y, p0, p1, HW, inv);
+      case 2: return global_forward_planes<2>(x, y, p0, p1, HW, inv);
+      case 3: return global_forward_planes<3>(x, y, p0, p1, HW, inv);
+      default: return global_forward_planes<-1>(x, y, p0, p1, HW, inv);
     }
-    for (; p < p1; ++p) y[p] = V::sum(partial_sums(x + p * HW, HW)) * inv;
   });
 }
 
