@@ -115,12 +115,27 @@ def as_accurate_as_torch(spec, case, got, want):
     return True
 
 
+def within_output_scale(spec, case, got, want):
+    """For an op with an output_scale_ref (batch_norm_relu): the output's error measured against the
+    magnitude of that function's output (batch_norm's, before the ReLU) instead of its own."""
+    if spec.output_scale_ref is None or not isinstance(want, torch.Tensor) or not want.is_floating_point():
+        return False
+    pre = specs.evaluate(spec, case, False, fn=spec.output_scale_ref, backward=False)[0]
+    fin = torch.isfinite(want) & torch.isfinite(got)
+    if not (torch.equal(fin, torch.isfinite(want)) and fin.any()):
+        return False
+    scale = max(pre.double().abs().max().item(), want.double()[fin].abs().max().item(), 1e-30)
+    return (got.double() - want.double())[fin].abs().max().item() / scale <= RTOL.get(want.dtype, 1e-3)
+
+
 def run_valid(spec, case, emulate):
     """Forward + backward of cnnext vs torch on one valid case; returns None or a failure message."""
     want = specs.evaluate(spec, case, False, fn=spec.ref)
     got = specs.evaluate(spec, case, emulate)
     for g, w, what in zip(got, want, ("output", "grads", "in-place state")):
         m = compare(g, w, what)
+        if m and what == "output" and within_output_scale(spec, case, g, w):
+            continue
         if m and not as_accurate_as_torch(spec, case, got, want):
             return m
     return None
