@@ -174,16 +174,23 @@ def test_train_command_fashion_mnist_folder_and_bad_dir(tmp_path, capsys):
                     "--threads", "1", "--out", str(tmp_path / "o")])
 
 
-DDP_SCRIPT = textwrap.dedent("""
+# The gloo threads of this process, by name: none may be left once training tore the group down.
+# (With them alive into interpreter exit, a rank aborted now and then in CI, "terminate called
+# without an active exception"; the thread list fails every run instead.)
+GLOO_THREADS = textwrap.dedent("""
+    import os
+
+    def gloo_threads():
+        names = (open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task"))
+        return sorted(n for n in names if "gloo" in n)
+""")
+
+DDP_SCRIPT = GLOO_THREADS + textwrap.dedent("""
     import gc, json, os, sys
     import torch, torch.distributed as dist, torch.multiprocessing as mp
     import torch._dynamo  # before init_process_group, as cnnext.train does (see there)
     from cnnext import train
     from cnnext.models import lenet_bn
-
-    def gloo_threads():
-        names = (open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task"))
-        return sorted(n for n in names if "gloo" in n)
 
     def worker(rank, world, port, out):
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -235,15 +242,12 @@ def test_ddp_two_processes_replicas_agree(tmp_path):
     assert res["loss"] == res["loss"]
 
 
-# `python -m cnnext.train` under torchrun, and on return from main() each rank lists the gloo threads
-# still running: none may be. (With them alive into interpreter exit, a rank aborted now and then
-# in CI, "terminate called without an active exception"; the thread list fails every run instead.)
-TORCHRUN_SCRIPT = textwrap.dedent("""
-    import os, sys
+# `python -m cnnext.train` under torchrun; on return from main() each rank lists its gloo threads.
+TORCHRUN_SCRIPT = GLOO_THREADS + textwrap.dedent("""
+    import sys
     from cnnext import train
     train.main(sys.argv[1:])
-    names = (open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task"))
-    print(f"rank {os.environ['RANK']} gloo threads after main: {sorted(n for n in names if 'gloo' in n)}")
+    print(f"rank {os.environ['RANK']} gloo threads after main: {gloo_threads()}")
 """)
 
 
