@@ -25,8 +25,12 @@ template <typename T>
 struct Vec {
   static constexpr int size = kVecBytes / int(sizeof(T));
   typedef T type __attribute__((vector_size(kVecBytes), aligned(sizeof(T))));  // unaligned-safe
-  static type load(const T* p) { type v; std::memcpy(&v, p, sizeof(v)); return v; }
-  static void store(T* p, type v) { std::memcpy(p, &v, sizeof(v)); }
+  // Loads and stores go through an element-aligned, may_alias view of the vector: one unaligned
+  // vector move under every -mtune.  (A std::memcpy of the vector is split into 32-byte pieces by
+  // GCC's Intel tunings and reassembled through the stack: a store-forwarding stall per vector.)
+  typedef T unaligned __attribute__((vector_size(kVecBytes), aligned(alignof(T)), may_alias));
+  static type load(const T* p) { return *reinterpret_cast<const unaligned*>(p); }
+  static void store(T* p, type v) { *reinterpret_cast<unaligned*>(p) = v; }
   static type broadcast(T x) { return type{} + x; }
   static T sum(type v) { T s = 0; for (int i = 0; i < size; ++i) s += v[i]; return s; }
 };
