@@ -49,7 +49,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:exitcode=66}
 
 # ---------------------------------------------------------------- which ops exist
-CU_OPS=$(for f in csrc/cuda/*.cu; do [ -e "$f" ] && basename "$f" .cu; done | sort)
+CU_OPS=$(for f in csrc/cuda/*.cu; do [ -e "$f" ] && basename "$f" .cu; done | grep -vx emulator | sort)  # emulator.cu: settings, not an op
 CPU_OPS=$(for f in csrc/cpu/*.cpp; do [ -e "$f" ] && basename "$f" .cpp; done | sort)
 DEFS=""; for o in $CU_OPS; do DEFS+=" -DHAVE_CU_$o"; done; for o in $CPU_OPS; do DEFS+=" -DHAVE_CPU_$o"; done
 echo "CUDA ops (emulated): $(echo $CU_OPS)"

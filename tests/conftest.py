@@ -21,6 +21,18 @@ def on(backend):
     return cnnext.emulate_cuda(backend == "emu")
 
 
+@contextlib.contextmanager
+def emu_grid_cap(cap):
+    """The emulator caps grid-stride grids at 64 blocks (csrc/cuda/compat.h grid_size); inside this
+    block, on this thread, it caps them at `cap` (65535: the GPU's cap), so the grids a GPU launches
+    (one block per tile or per 256 elements, no looping) run here too."""
+    prev = torch.ops.cnnext._set_emu_grid_cap(cap)
+    try:
+        yield
+    finally:
+        torch.ops.cnnext._set_emu_grid_cap(prev)
+
+
 # fp32 rel err <= 1e-5, fp64 <= 1e-10 (DEVELOPERS.md), relative to the largest reference magnitude.
 RTOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 

@@ -494,3 +494,38 @@ def test_infinite_scale_like_torch(backend, fn, shape, training):
         e = ref(x, rm.clone(), rv.clone(), w, b, training, 0.1, eps)
         assert torch.isnan(e).any()
         assert_same_nonfinite(fn(x, rm.clone(), rv.clone(), w, b, training, 0.1, eps), e)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(64, 5), (4, 3, 5, 7), (4, 3, 5, 7, "channels_last")])
+@pytest.mark.parametrize("training", [False, True])
+def test_relu_mask_is_the_forward_outputs(backend, dtype, shape, training):
+    """The backward recomputes the ReLU mask from x; it must be exactly the forward output's (y > 0),
+    also where the pre-activation is within rounding of 0 (the kernels pin that computation to one
+    FMA, so no compiler contraction can make the forward and the recompute disagree). With gy = 1:
+    grad bias = the number of outputs > 0 per channel, and (eval) grad input != 0 exactly there."""
+    cl = shape[-1] == "channels_last"
+    shape = shape[:-1] if cl else shape
+    g = torch.Generator().manual_seed(11)
+    C = shape[1]
+    levels = torch.tensor([-1.5, -0.3, 0.1, 0.7, 2.2], dtype=dtype)
+    x = levels[torch.randint(0, 5, shape, generator=g)]  # a few values, so every level recurs
+    w = torch.randn(C, dtype=dtype, generator=g)
+    rm = torch.randn(C, dtype=dtype, generator=g) * 0.1
+    rv = torch.rand(C, dtype=dtype, generator=g) + 0.5
+    if cl:
+        x = x.contiguous(memory_format=torch.channels_last)
+    # the bias puts level 0.1's pre-activation at 0 up to rounding (eval: exactly; training: the batch mean)
+    mean = x.transpose(0, 1).reshape(C, -1).mean(1) if training else rm
+    var = x.transpose(0, 1).reshape(C, -1).var(1, unbiased=False) if training else rv
+    b = (-(0.1 - mean) / torch.sqrt(var + 1e-5) * w).to(dtype)
+    xs, bs = x.clone().requires_grad_(), b.clone().requires_grad_()
+    y = batch_norm_relu(xs, rm.clone(), rv.clone(), w, bs, training)
+    y.backward(torch.ones_like(y))
+    pos = y > 0
+    per_channel = pos.transpose(0, 1).reshape(C, -1).sum(1).to(dtype)
+    assert torch.equal(bs.grad, per_channel), (bs.grad, per_channel)
+    if not training:
+        assert torch.equal(xs.grad != 0, pos)
+    # the level sits on the threshold: some of its outputs are 0 and some (rounding) may be positive
+    assert (y == 0).any()

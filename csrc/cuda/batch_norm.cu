@@ -38,11 +38,17 @@ namespace {
 
 constexpr int kBlock = 256;
 
+// One fused multiply-add, rounded once, whatever the compiler's contraction settings (nvcc's
+// --fmad, the host compiler's -ffp-contract): the same bits in every kernel that calls it.
+__device__ __forceinline__ float fma_rn(float a, float b, float c) { return __fmaf_rn(a, b, c); }
+__device__ __forceinline__ double fma_rn(double a, double b, double c) { return __fma_rn(a, b, c); }
+
 // The forward's pre-activation; the relu backward recomputes it with the very same
-// expression, so its mask is exactly torch's threshold_backward: gy' = y <= 0 ? 0 : gy.
+// expression, pinned to one explicit FMA, so its mask is exactly torch's threshold_backward
+// of the forward's output: gy' = y <= 0 ? 0 : gy.
 template <typename T>
 __device__ __forceinline__ T bn_pre(T x, T mean, T scale, T shift) {
-  return (x - mean) * scale + shift;
+  return fma_rn(x - mean, scale, shift);
 }
 
 template <typename T>

@@ -91,7 +91,7 @@ void cat_copy(char* big, int64_t big_stride, int64_t outer, const cnnext::CatPie
   int64_t most_units = 0;  // of the largest piece in the table: sizes the grid's x
   auto flush = [&] {
     if (count == 0) return;
-    const unsigned bx = grid_size(most_units, kBlock, std::max(1u, CNNEXT_GRID_CAP / count));
+    const unsigned bx = grid_size(most_units, kBlock, std::max(1u, grid_cap() / count));
     launch(cat_copy_kernel<kToPieces>, dim3(bx, count), dim3(kBlock), 0, stream, t, big, outer, big_stride);
     count = 0;
     most_units = 0;

@@ -30,17 +30,41 @@
 #define EMU_EXTERN_SHARED(T, name)                                   \
   extern __shared__ __align__(16) unsigned char emu_dyn_smem_raw_[]; \
   T* name = reinterpret_cast<T*>(emu_dyn_smem_raw_)
+namespace cnnext_launch_detail {
+inline std::string launch_config(dim3 g, dim3 b, size_t smem) {
+  return "grid (" + std::to_string(g.x) + ", " + std::to_string(g.y) + ", " + std::to_string(g.z) + "), block (" +
+         std::to_string(b.x) + ", " + std::to_string(b.y) + ", " + std::to_string(b.z) + "), " +
+         std::to_string(smem) + " bytes of dynamic shared memory";
+}
+}  // namespace cnnext_launch_detail
+// The error a launch reports is this launch's own: an error already pending on this host thread
+// (left by an earlier call -- an unchecked launch of anyone's, or an earlier kernel's fault, which
+// is sticky) is reported first, as an earlier call's, before this kernel is launched.
 template <typename... P, typename... A>
 inline void launch(void (*k)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t s, A&&... a) {
+  if (const cudaError_t prior = cudaGetLastError(); prior != cudaSuccess)
+    throw std::runtime_error(std::string("cnnext: a CUDA error from an earlier call was pending before this "
+                                         "kernel launch (not caused by it): ") + cudaGetErrorString(prior));
   k<<<grid, block, smem, s>>>(std::forward<A>(a)...);
-  const cudaError_t err = cudaGetLastError();
-  if (err != cudaSuccess) throw std::runtime_error(std::string("cnnext: CUDA kernel launch failed: ") + cudaGetErrorString(err));
+  if (const cudaError_t err = cudaGetLastError(); err != cudaSuccess)
+    throw std::runtime_error(std::string("cnnext: CUDA kernel launch failed (") + cnnext_launch_detail::launch_config(grid, block, smem) +
+                             "): " + cudaGetErrorString(err));
 }
+// Kernels that take more than 48 KiB of dynamic shared memory must say so first (per kernel).
+template <typename... P>
+inline void set_max_dynamic_smem(void (*k)(P...), size_t bytes) {
+  const cudaError_t err = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+  if (err != cudaSuccess)
+    throw std::runtime_error(std::string("cnnext: cannot give a kernel ") + std::to_string(bytes) +
+                             " bytes of dynamic shared memory: " + cudaGetErrorString(err));
+}
+inline unsigned grid_cap() { return 65535u; }
 
 #elif defined(EMU)
 // ============================== CPU emulation ================================
 #define CNNEXT_DEVICE_NS emu
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cmath>
 #include <cstdint>
@@ -49,6 +73,7 @@ inline void launch(void (*k)(P...), dim3 grid, dim3 block, size_t smem, cudaStre
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -79,7 +104,7 @@ asm(".pushsection .text\n.weak emu_switch_x64\n.hidden emu_switch_x64\n.type emu
 #define __forceinline__ inline __attribute__((always_inline))
 #define __noinline__ __attribute__((noinline))
 #define __launch_bounds__(...)
-#define __align__(n) alignas(n)
+#define __align__(n) __attribute__((aligned(n)))  // accepted anywhere in a declaration, like nvcc's
 // Static shared memory: one instance per process, so blocks of a grid must run
 // one after another (and launches are serialized by a mutex).
 #define __shared__ static
@@ -108,6 +133,8 @@ template <class T> inline T __ldg(const T* p) { return *p; }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 inline float __expf(float x) { return std::exp(x); }
 inline float __fdividef(float a, float b) { return a / b; }
+inline float __fmaf_rn(float a, float b, float c) { return std::fma(a, b, c); }
+inline double __fma_rn(double a, double b, double c) { return std::fma(a, b, c); }
 #ifndef EMU_NO_MINMAX
 template <class A, class B> inline std::common_type_t<A, B> min(A a, B b) { return b < a ? b : a; }
 template <class A, class B> inline std::common_type_t<A, B> max(A a, B b) { return a < b ? b : a; }
@@ -137,20 +164,67 @@ namespace detail {
                threadIdx.x, threadIdx.y, threadIdx.z, what, detail ? detail : "");
   std::abort();
 }
+// One cp.async copy in flight (tensor_core.h): it lands in shared memory at the wait that
+// completes its group, not before.
+struct AsyncCopy {
+  void* dst;
+  const void* src;  // nullptr: zero-fill
+  unsigned bytes;
+};
+struct AsyncGroups {  // one thread's copies: the open group, then committed groups, oldest first
+  std::vector<AsyncCopy> open;
+  std::vector<std::vector<AsyncCopy>> committed;
+  bool empty() const {
+    if (!open.empty()) return false;
+    for (auto& g : committed) if (!g.empty()) return false;
+    return true;
+  }
+};
+// Dynamic shared memory: exactly the bytes asked for (so ASan sees an overflow), 128-byte aligned
+// like the GPU's (WMMA needs 32-byte aligned tiles).
+struct DynSmem {
+  unsigned char* p = nullptr;
+  size_t n = 0;
+  DynSmem() = default;
+  DynSmem(const DynSmem&) = delete;
+  DynSmem& operator=(const DynSmem&) = delete;
+  void alloc(size_t bytes) {
+    n = bytes;
+    if (n) p = static_cast<unsigned char*>(::operator new(n, std::align_val_t(128)));
+  }
+  ~DynSmem() { if (p) ::operator delete(p, std::align_val_t(128)); }
+};
+inline std::atomic<uint32_t>& launch_counter() { static std::atomic<uint32_t> c{0}; return c; }
+
 struct Launch {  // one kernel launch
   void (*fn)(void*);
   void* arg;
   dim3 grid, block;
   unsigned nthreads, nwarps;
   unsigned long long nblocks;
-  std::vector<unsigned char> dyn;       // dynamic shared memory (exact size => ASan sees overflow)
+  uint32_t serial = 0;                  // which launch this is (varies the emulated WMMA layout)
+  DynSmem dyn;                          // dynamic shared memory
   std::vector<unsigned> gen;            // per thread: shuffle generation (double buffering)
   std::vector<const char*> site;        // per thread: barrier site (divergence check)
   struct alignas(64) Slots { uint64_t v[2][32]; };
   std::vector<Slots> warps;             // shuffle exchange buffers
+  // Warp-collective calls (WMMA): every lane posts (seq, key, two pointers) in buffer seq & 1,
+  // the warp syncs, and each lane checks that all 32 posted the same call.
+  struct Coll { uint32_t seq[2][32]; uint64_t key[2][32]; const void* p[2][32]; const void* q[2][32]; };
+  std::vector<Coll> coll;
+  std::vector<uint32_t> cgen;           // per thread: warp-collective calls made in this block
+  std::vector<AsyncGroups> async;       // per thread: cp.async copies not yet waited for
   void begin_block(unsigned long long b) {
     blockIdx = uint3{unsigned(b % grid.x), unsigned(b / grid.x % grid.y), unsigned(b / grid.x / grid.y)};
-    if (!dyn.empty()) std::memset(dyn.data(), 0xff, dyn.size());  // poison: NaN / -1
+    if (dyn.n) std::memset(dyn.p, 0xff, dyn.n);  // poison: NaN / -1
+  }
+  void begin_thread(unsigned lin) {  // per-thread state at the start of each block
+    gen[lin] = 0;
+    cgen[lin] = 0;
+    Coll& c = coll[lin / 32];
+    c.seq[0][lin % 32] = c.seq[1][lin % 32] = ~0u;
+    async[lin].open.clear();
+    async[lin].committed.clear();
   }
   void set_thread(unsigned lin) {
     threadIdx = uint3{lin % block.x, lin / block.x % block.y, lin / block.x / block.y};
@@ -160,7 +234,12 @@ struct Launch {  // one kernel launch
 inline Launch* g_launch = nullptr;
 inline thread_local unsigned tl_lin = 0;  // linear thread index inside the block
 inline thread_local int tl_mode = 0;      // 1 fibers, 2 threads
-inline unsigned char* dyn_smem() { return g_launch->dyn.empty() ? nullptr : g_launch->dyn.data(); }
+inline unsigned char* dyn_smem() { return g_launch->dyn.p; }
+// A thread that ends with cp.async copies it never waited for read shared memory that was never
+// written on a GPU (or leave writes landing after the block is gone).
+inline void end_thread(Launch& l, unsigned lin) {
+  if (!l.async[lin].empty()) fail("cp.async: the thread exited with copies it never waited for", "(cp_async_wait<0>)");
+}
 
 // ---------------- strategy (b): cooperative fibers on one OS thread ----------
 struct FiberExec {
@@ -215,6 +294,7 @@ struct FiberExec {
   static void entry() {
     FiberExec* e = self();
     e->L->fn(e->L->arg);
+    end_thread(*e->L, e->cur);
     e->f[e->cur].st = DONE;
     e->to_sched();  // never resumed
     __builtin_unreachable();
@@ -253,7 +333,7 @@ struct FiberExec {
       for (unsigned i = 0; i < l.nthreads; ++i) {
         init_fiber(i);
         f[i].st = RUN;
-        l.gen[i] = 0;
+        l.begin_thread(i);
       }
       unsigned live = l.nthreads;
       while (live) {
@@ -324,8 +404,9 @@ struct ThreadExec {
       blockDim = l.block; gridDim = l.grid;
       for (unsigned long long b = 0; b < l.nblocks; ++b) {
         blockIdx = uint3{unsigned(b % l.grid.x), unsigned(b / l.grid.x % l.grid.y), unsigned(b / l.grid.x / l.grid.y)};
-        l.gen[id] = 0;
+        l.begin_thread(id);
         l.fn(l.arg);
+        end_thread(l, id);
         l.site[id] = nullptr;  // exited threads count as arrived (like the hardware)
         bar->arrive_and_drop();
         wbar[id / 32]->arrive_and_drop();
@@ -395,11 +476,14 @@ inline void run_grid(dim3 grid, dim3 block, size_t smem, void (*fn)(void*), void
   l.nblocks = 1ull * grid.x * grid.y * grid.z;
   if (l.nthreads == 0 || l.nthreads > 1024) fail("invalid block size", nullptr);
   l.nwarps = (l.nthreads + 31) / 32;
-  l.dyn.resize(smem);
+  l.serial = launch_counter().fetch_add(1);
+  l.dyn.alloc(smem);
   l.gen.assign(l.nthreads, 0);
   l.site.assign(l.nthreads, nullptr);
   l.warps.resize(l.nwarps);
-  if (l.nblocks == 0) return;
+  l.coll.resize(l.nwarps);
+  l.cgen.assign(l.nthreads, 0);
+  l.async.resize(l.nthreads);
   g_launch = &l;
 #ifdef EMU_HAVE_THREADS
   if (strategy() == Strategy::Threads) { threads().run(l); g_launch = nullptr; return; }
@@ -429,25 +513,73 @@ template <class T> inline T __shfl_up_sync(unsigned m, T v, unsigned delta, int 
   return emu::detail::shfl(m, v, (lane & (width - 1)) >= int(delta) ? lane - int(delta) : lane);
 }
 
+namespace emu::detail {
+inline std::string launch_config(dim3 g, dim3 b, size_t smem) {
+  return "grid (" + std::to_string(g.x) + ", " + std::to_string(g.y) + ", " + std::to_string(g.z) + "), block (" +
+         std::to_string(b.x) + ", " + std::to_string(b.y) + ", " + std::to_string(b.z) + "), " +
+         std::to_string(smem) + " bytes of dynamic shared memory";
+}
+// Dynamic shared memory a kernel may take (set_max_dynamic_smem); 48 KiB without the attribute.
+inline std::mutex& smem_attr_mutex() { static std::mutex m; return m; }
+inline std::vector<std::pair<const void*, size_t>>& smem_attrs() { static std::vector<std::pair<const void*, size_t>> v; return v; }
+inline size_t max_dynamic_smem(const void* fn) {
+  std::lock_guard<std::mutex> lk(smem_attr_mutex());
+  for (auto& [f, n] : smem_attrs()) if (f == fn) return std::max<size_t>(n, 48 * 1024);
+  return 48 * 1024;
+}
+// The launch configurations CUDA refuses (cudaErrorInvalidConfiguration / InvalidValue on every
+// supported GPU) are refused here too, with the same exception the real launch() throws.
+inline void check_config(const void* fn, dim3 g, dim3 b, size_t smem) {
+  const char* why = nullptr;
+  if (b.x == 0 || b.y == 0 || b.z == 0 || b.x > 1024 || b.y > 1024 || b.z > 64 || uint64_t(b.x) * b.y * b.z > 1024)
+    why = "block dimensions outside (1..1024, 1..1024, 1..64) or over 1024 threads";
+  else if (g.x == 0 || g.y == 0 || g.z == 0 || g.x > 2147483647u || g.y > 65535u || g.z > 65535u)
+    why = "grid dimensions outside (1..2^31-1, 1..65535, 1..65535)";
+  else if (smem > max_dynamic_smem(fn))
+    why = "more dynamic shared memory than the kernel was allowed (48 KiB unless set_max_dynamic_smem raised it)";
+  if (why)
+    throw std::runtime_error("cnnext: CUDA kernel launch failed (" + launch_config(g, b, smem) +
+                             "): invalid configuration argument [emulator: " + why + "]");
+}
+}  // namespace emu::detail
+
+// The largest opt-in dynamic shared memory of every supported GPU: sm_86/sm_89 allow 99 KiB per
+// block (sm_80 163 KiB, sm_90 227 KiB), so the emulator refuses more, as an sm_86 would.
+template <typename... P>
+inline void set_max_dynamic_smem(void (*k)(P...), size_t bytes) {
+  if (bytes > 99 * 1024)
+    throw std::runtime_error("cnnext: cannot give a kernel " + std::to_string(bytes) +
+                             " bytes of dynamic shared memory: invalid argument [emulator: sm_86 allows 99 KiB]");
+  std::lock_guard<std::mutex> lk(emu::detail::smem_attr_mutex());
+  for (auto& [f, n] : emu::detail::smem_attrs())
+    if (f == reinterpret_cast<const void*>(k)) { n = bytes; return; }
+  emu::detail::smem_attrs().emplace_back(reinterpret_cast<const void*>(k), bytes);
+}
+
 template <typename... P, typename... A>
 inline void launch(void (*k)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t, A&&... a) {
+  emu::detail::check_config(reinterpret_cast<const void*>(k), grid, block, smem);
   auto body = [&] { k(a...); };  // each emulated thread gets its own copy of the parameters
   emu::detail::run_grid(grid, block, smem, [](void* p) { (*static_cast<decltype(body)*>(p))(); }, &body);
 }
+
+// Blocks for grid-stride loops are capped lower than on a GPU (64 by default; see grid_size):
+// fewer fibers to start, and every thread really loops.  The cap is per calling thread, and tests
+// raise it (cnnext::emu::set_grid_cap, up to the GPU's 65535) to run the large grids a GPU runs.
+namespace emu::detail {
+inline thread_local unsigned tl_grid_cap = 64;
+}
+inline unsigned grid_cap() { return emu::detail::tl_grid_cap; }
 
 #else
 #error "compat.h: compile with nvcc, or define EMU for the CPU emulation"
 #endif
 
-// Blocks for a grid-stride loop over n items: enough to fill any GPU, capped so
-// the grid stays small (each thread then loops).  n may exceed 2^31.  The
-// emulator caps lower: fewer fibers to start, and every thread really loops.
-#if defined(__CUDACC__)
-#define CNNEXT_GRID_CAP 65535u
-#else
-#define CNNEXT_GRID_CAP 64u
-#endif
-inline unsigned grid_size(int64_t n, unsigned block, unsigned cap = CNNEXT_GRID_CAP) {
+// Blocks for a grid-stride loop over n items: enough to fill any GPU, capped so the grid stays
+// small (each thread then loops).  n may exceed 2^31.  The cap is 65535 on a GPU and lower under
+// the emulator (grid_cap() above); kGridCapMax bounds both (for index-width decisions).
+constexpr unsigned kGridCapMax = 65535u;
+inline unsigned grid_size(int64_t n, unsigned block, unsigned cap = grid_cap()) {
   const int64_t b = (n + block - 1) / block;
   return b < 1 ? 1u : (b > int64_t(cap) ? cap : unsigned(b));
 }

@@ -15,3 +15,9 @@ typedef CUstream_st* cudaStream_t;
 #define CNNEXT_DECLARE_LAUNCHERS(...)  \
   namespace cnnext::cuda { __VA_ARGS__ } \
   namespace cnnext::emu { __VA_ARGS__ }
+
+namespace cnnext::emu {
+// The emulator's cap on grid-stride grids (grid_size in compat.h), for the calling thread: 64 by
+// default, at most the GPU's 65535; returns the previous cap.  Defined in emulator.cu.
+unsigned set_grid_cap(unsigned cap);
+}  // namespace cnnext::emu

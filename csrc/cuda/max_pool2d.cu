@@ -81,7 +81,7 @@ max_pool2d_backward_kernel(const T* __restrict__ gy, const int64_t* __restrict__
 }
 
 // int32 index arithmetic is safe when n and n + the largest grid stride stay below 2^31.
-inline bool fits_int32(int64_t n) { return n + int64_t(CNNEXT_GRID_CAP) * kBlock < (int64_t(1) << 31); }
+inline bool fits_int32(int64_t n) { return n + int64_t(kGridCapMax) * kBlock < (int64_t(1) << 31); }
 
 }  // namespace
 

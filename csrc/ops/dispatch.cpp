@@ -101,5 +101,9 @@ std::string build_info() {
 TORCH_LIBRARY(cnnext, m) {
   m.def("_set_emulate_cuda(bool enable) -> bool", [](bool on) { return cnnext::set_emulating_cuda(on); });
   m.def("_emulating_cuda() -> bool", []() { return cnnext::emulating_cuda(); });
+  m.def("_set_emu_grid_cap(int cap) -> int", [](int64_t cap) {
+    TORCH_CHECK(cap >= 1 && cap <= 65535, "_set_emu_grid_cap: cap must be in [1, 65535], got ", cap);
+    return int64_t(cnnext::emu::set_grid_cap(unsigned(cap)));
+  });
   m.def("build_info() -> str", []() { return cnnext::build_info(); });
 }
