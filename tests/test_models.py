@@ -53,18 +53,20 @@ def fwd_bwd(net, x, seed=1):
 
 
 def kinks(net, x, seed=1):
-    """Where the network is not differentiable: the sign of every nn.ReLU input and the argmax of every
-    max-pooling window (computed by torch from the layer's input) in one forward pass."""
+    """Where the network is not differentiable: the sign of every nn.ReLU input (of a fused
+    BatchNormReLU: the sign of its output) and the argmax of every max-pooling window (computed by
+    torch from the layer's input) in one forward pass, in the order the layers ran."""
     picks = []
+    fused = (cnnext.nn.BatchNormReLU1d, cnnext.nn.BatchNormReLU2d)
 
     def relu_hook(m, inp, out):
-        picks.append(inp[0] > 0)
+        picks.append(out > 0 if isinstance(m, fused) else inp[0] > 0)
 
     def pool_hook(m, inp, out):
         picks.append(F.max_pool2d(inp[0].detach(), m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode,
                                   return_indices=True)[1])
     hs = [m.register_forward_hook(pool_hook if isinstance(m, nn.MaxPool2d) else relu_hook)
-          for m in net.modules() if isinstance(m, (nn.MaxPool2d, nn.ReLU))]
+          for m in net.modules() if isinstance(m, (nn.MaxPool2d, nn.ReLU) + fused)]
     torch.manual_seed(seed)
     with torch.no_grad():
         net(x)
@@ -165,6 +167,25 @@ def test_same_module_tree(name):
              if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.BatchNorm2d,
                                nn.BatchNorm1d)) or type(m).__name__ in models.layers.NAMES}
     assert kinds == {"cnnext"}, f"{name}: layers from {kinds}"
+    # every BatchNorm2d -> ReLU of the torch twin is one fused BatchNormReLU2d in the cnnext variant
+    pairs = [n for n, m in tw.named_modules() if isinstance(m, nn.ReLU) and _follows_bn(tw, n)]
+    fused = [n for n, m in cx.named_modules() if type(m) is cnnext.nn.BatchNormReLU2d]
+    assert len(fused) == len(pairs), (fused, pairs)
+    assert all(type(dict(cx.named_modules())[n]) is cnnext.nn.FusedReLU for n in pairs)
+    assert name not in ("resnet18", "densenet") or fused
+
+
+def _follows_bn(net, relu_name):
+    """Is the ReLU called `relu_name` right after a BatchNorm2d: the previous child of its Sequential, or
+    bn1 before relu1 in a Residual block?"""
+    parent, _, last = relu_name.rpartition(".")
+    mods = dict(net.named_modules())
+    names = list(mods[parent]._modules)
+    i = names.index(last)
+    prev = names[i - 1] if i else None
+    if last == "relu1":
+        prev = "bn1"
+    return prev is not None and isinstance(mods[parent]._modules[prev], nn.BatchNorm2d)
 
 
 @pytest.mark.parametrize("name", list(CASES))

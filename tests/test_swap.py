@@ -27,6 +27,7 @@ TV = {
     "googlenet": lambda: torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True),
     "densenet121": lambda: torchvision.models.densenet121(weights=None),
     "vgg11": lambda: torchvision.models.vgg11(weights=None),
+    "vgg11_bn": lambda: torchvision.models.vgg11_bn(weights=None),
     "alexnet": lambda: torchvision.models.alexnet(weights=None),
 }
 
@@ -41,7 +42,7 @@ def run(model, x, seed=1):
 
 # (batch, H, W): small inputs each accepts (AlexNet needs 63 pixels, VGG's 5 pools 32); one image where
 # no batch norm needs a batch
-SHAPE = {"vgg11": (1, 32, 32), "alexnet": (1, 64, 64)}
+SHAPE = {"vgg11": (1, 32, 32), "vgg11_bn": (2, 32, 32), "alexnet": (1, 64, 64)}
 
 
 @pytest.mark.parametrize("name", list(TV))
@@ -72,7 +73,11 @@ def test_torchvision_same_logits_and_grads(name):
     model, rep = swap(model, report=True)
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert convs and all(type(m) is cnnext.nn.Conv2d for m in convs), str(rep)
-    assert all(type(m) is cnnext.nn.BatchNorm2d for m in model.modules() if isinstance(m, nn.BatchNorm2d)), str(rep)
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert all(type(m) in (cnnext.nn.BatchNorm2d, cnnext.nn.BatchNormReLU2d) for m in bns), str(rep)
+    assert len(rep.fused) == sum(type(m) is cnnext.nn.BatchNormReLU2d for m in bns)
+    assert name not in ("vgg11_bn", "densenet121") or rep.fused  # BN -> ReLU inside their Sequentials
+    assert list(model.state_dict()) == list(state)
     assert not rep.left and len(rep.replaced) >= len(convs)
     assert all(p is params[n] for n, p in model.named_parameters())
     out_c, g_c, b_c = run(model, x)
@@ -82,7 +87,7 @@ def test_torchvision_same_logits_and_grads(name):
         if b_t[n].is_floating_point():
             assert_rel_close(b_c[n], b_t[n], RTOL, f"{name} buffer {n}")
     model, rep_back = swap(model, back=True, report=True)
-    assert len(rep_back.replaced) == len(rep.replaced) and not rep_back.left
+    assert len(rep_back.replaced) == len(rep.replaced) and not rep_back.left and rep_back.fused == rep.fused
     assert not any(type(m).__module__.startswith("cnnext") for m in model.modules())
 
 
@@ -173,3 +178,48 @@ def test_dropping_into_a_cnnext_model_is_a_noop():
     net = lenet(layers="cnnext")
     net, rep = swap(net, report=True)
     assert not rep.replaced and not rep.left
+
+
+def test_fuses_batchnorm_relu_pairs_of_a_sequential():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(inplace=True),
+                        nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4), nn.ReLU()),
+                        nn.BatchNorm2d(4), nn.Sigmoid(), nn.Flatten(), nn.Linear(64, 6), nn.BatchNorm1d(6), nn.ReLU())
+    x = torch.randn(3, 2, 4, 4)
+    ref = copy.deepcopy(net)
+    keys = list(net.state_dict())
+    params = list(net.parameters())
+    net, rep = swap(net, report=True)
+    assert rep.fused == [("1", "2"), ("8", "9"), ("3.1", "3.2")]
+    assert type(net[1]) is cnnext.nn.BatchNormReLU2d and type(net[2]) is cnnext.nn.FusedReLU and net[2].inplace
+    assert type(net[3][1]) is cnnext.nn.BatchNormReLU2d and type(net[8]) is cnnext.nn.BatchNormReLU1d
+    assert type(net[4]) is cnnext.nn.BatchNorm2d  # followed by a Sigmoid: not fused
+    assert ("1", "BatchNorm2d", "cnnext.nn.BatchNormReLU2d") in rep.replaced
+    assert "fused 3" in str(rep) and "fused    1 + 2" in str(rep)
+    assert list(net.state_dict()) == keys and all(a is b for a, b in zip(net.parameters(), params))
+    g_ref = run(copy.deepcopy(ref).double(), x.double())[1]
+    out_r, g_r, b_r = run(ref, x)
+    out_c, g_c, b_c = run(net, x)
+    assert_rel_close(out_c, out_r, RTOL, "fused logits")
+    compare_grads(g_c, g_r, g_ref, RTOL, "fused")
+    for n in b_r:
+        if b_r[n].is_floating_point():
+            assert_rel_close(b_c[n], b_r[n], RTOL, f"fused buffer {n}")
+    net, back = swap(net, back=True, report=True)
+    assert back.fused == rep.fused and not back.left
+    assert type(net[1]) is nn.BatchNorm2d and type(net[2]) is nn.ReLU and net[2].inplace
+    assert type(net[9]) is nn.ReLU and not net[9].inplace and type(net[8]) is nn.BatchNorm1d
+    assert [type(m) for m in net.modules()] == [type(m) for m in ref.modules()]
+
+
+def test_no_fusion_with_hooks_shared_batchnorm_or_fuse_false():
+    hooked = nn.Sequential(nn.BatchNorm2d(2), nn.ReLU())
+    hooked[1].register_forward_hook(lambda m, i, o: None)
+    bn = nn.BatchNorm2d(2)
+    shared = nn.Sequential(nn.Sequential(bn, nn.ReLU()), bn)  # the BN also runs without a ReLU
+    plain = nn.Sequential(nn.BatchNorm2d(2), nn.ReLU())
+    for net, kw in ((hooked, {}), (shared, {}), (plain, {"fuse": False})):
+        net, rep = swap(net, report=True, **kw)
+        assert not rep.fused
+        assert not any(type(m) is cnnext.nn.BatchNormReLU2d for m in net.modules())
+        assert any(type(m) is cnnext.nn.BatchNorm2d for m in net.modules())

@@ -3,7 +3,8 @@
 Every builder in cnnext.models takes `layers="cnnext"|"torch"` and builds the same module tree from
 `layer_namespace(layers)`, so the two variants have the same state_dict keys and can be compared
 weight for weight. Only the layers cnnext implements differ; Linear, ReLU, Sigmoid, Dropout and
-Flatten are torch.nn's in both.
+Flatten are torch.nn's in both, except that a BatchNorm2d followed directly by a ReLU is cnnext's
+fused BatchNormReLU2d followed by a FusedReLU placeholder (`bn_relu`).
 """
 from types import SimpleNamespace
 
@@ -14,9 +15,12 @@ NAMES = ("Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d",
 
 
 def layer_namespace(layers="cnnext"):
-    """SimpleNamespace(Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, BatchNorm1d, BatchNorm2d, cat)."""
+    """SimpleNamespace(Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, BatchNorm1d, BatchNorm2d, cat,
+    bn_relu): bn_relu(c) is the pair (BatchNorm2d(c), ReLU()) for torch, and for cnnext the fused
+    (BatchNormReLU2d(c), FusedReLU()) -- one pass over memory, the same state_dict keys."""
     if layers == "torch":
-        return SimpleNamespace(**{n: getattr(nn, n) for n in NAMES}, cat=torch.cat)
+        return SimpleNamespace(**{n: getattr(nn, n) for n in NAMES}, cat=torch.cat,
+                               bn_relu=lambda c: (nn.BatchNorm2d(c), nn.ReLU()))
     if layers == "cnnext":
         import cnnext.functional as cf
         import cnnext.nn as cnn
@@ -27,5 +31,6 @@ def layer_namespace(layers="cnnext"):
         if missing:
             raise NotImplementedError(f"layers='cnnext': this build of cnnext lacks {', '.join(missing)}; "
                                       "use layers='torch'")
-        return SimpleNamespace(**{n: getattr(cnn, n) for n in NAMES}, cat=cf.cat)
+        return SimpleNamespace(**{n: getattr(cnn, n) for n in NAMES}, cat=cf.cat,
+                               bn_relu=lambda c: (cnn.BatchNormReLU2d(c), cnn.FusedReLU()))
     raise ValueError(f"layers must be 'cnnext' or 'torch', got {layers!r}")

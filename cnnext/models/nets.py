@@ -173,11 +173,11 @@ class Residual(nn.Module):
         self.conv1 = L.Conv2d(input_channels, num_channels, kernel_size=3, padding=1, stride=strides)
         self.conv2 = L.Conv2d(num_channels, num_channels, kernel_size=3, padding=1)
         self.conv3 = L.Conv2d(input_channels, num_channels, kernel_size=1, stride=strides) if use_1x1conv else None
-        self.bn1 = L.BatchNorm2d(num_channels)
+        self.bn1, self.relu1 = L.bn_relu(num_channels)  # fused in the cnnext variant
         self.bn2 = L.BatchNorm2d(num_channels)
 
     def forward(self, X):
-        Y = F.relu(self.bn1(self.conv1(X)))
+        Y = self.relu1(self.bn1(self.conv1(X)))
         Y = self.bn2(self.conv2(Y))
         if self.conv3 is not None:
             X = self.conv3(X)
@@ -199,7 +199,7 @@ def resnet18(in_channels=1, num_classes=10, layers="cnnext"):
     """ResNet-18 (d2l 7.6): 7x7 stem, 4 stages of 2 Residual blocks (64, 128, 256, 512), GAP, Linear."""
     L = layer_namespace(layers)
     b1 = nn.Sequential(L.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3),
-                       L.BatchNorm2d(64), nn.ReLU(),
+                       *L.bn_relu(64),
                        L.MaxPool2d(kernel_size=3, stride=2, padding=1))
     b2 = resnet_block(64, 64, 2, first_block=True, layers=layers)
     b3 = resnet_block(64, 128, 2, layers=layers)
@@ -211,7 +211,7 @@ def resnet18(in_channels=1, num_classes=10, layers="cnnext"):
 
 def conv_block(input_channels, num_channels, L):
     """DenseNet's BN-ReLU-conv3x3 (pad 1)."""
-    return nn.Sequential(L.BatchNorm2d(input_channels), nn.ReLU(),
+    return nn.Sequential(*L.bn_relu(input_channels),
                          L.Conv2d(input_channels, num_channels, kernel_size=3, padding=1))
 
 
@@ -234,7 +234,7 @@ class DenseBlock(nn.Module):
 
 def transition_block(input_channels, num_channels, L):
     """BN-ReLU-conv1x1 then 2x2 average pooling: fewer channels, half the H and W."""
-    return nn.Sequential(L.BatchNorm2d(input_channels), nn.ReLU(),
+    return nn.Sequential(*L.bn_relu(input_channels),
                          L.Conv2d(input_channels, num_channels, kernel_size=1),
                          L.AvgPool2d(kernel_size=2, stride=2))
 
@@ -244,7 +244,7 @@ def densenet(in_channels=1, num_classes=10, layers="cnnext", growth_rate=32,
     """DenseNet (d2l 7.7): ResNet's stem, dense blocks joined by channel-halving transition blocks."""
     L = layer_namespace(layers)
     b1 = nn.Sequential(L.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3),
-                       L.BatchNorm2d(64), nn.ReLU(),
+                       *L.bn_relu(64),
                        L.MaxPool2d(kernel_size=3, stride=2, padding=1))
     num_channels, blks = 64, []
     for i, num_convs in enumerate(num_convs_in_dense_blocks):
@@ -253,5 +253,5 @@ def densenet(in_channels=1, num_classes=10, layers="cnnext", growth_rate=32,
         if i != len(num_convs_in_dense_blocks) - 1:
             blks.append(transition_block(num_channels, num_channels // 2, L))
             num_channels = num_channels // 2
-    return nn.Sequential(b1, *blks, L.BatchNorm2d(num_channels), nn.ReLU(),
+    return nn.Sequential(b1, *blks, *L.bn_relu(num_channels),
                          L.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(num_channels, num_classes))

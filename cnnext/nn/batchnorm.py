@@ -1,4 +1,5 @@
-"""Drop-in BatchNorm1d / BatchNorm2d and the fused BatchNormReLU1d / BatchNormReLU2d.
+"""Drop-in BatchNorm1d / BatchNorm2d, the fused BatchNormReLU1d / BatchNormReLU2d, and FusedReLU,
+the placeholder left where a ReLU was fused into the BatchNormReLU before it.
 
 They subclass torch.nn's classes (constructor arguments, parameters, buffers, state_dict keys,
 reset_parameters / reset_running_stats, repr are torch's) and replace forward with torch's own
@@ -46,3 +47,16 @@ class BatchNormReLU2d(_CnnextBatchNorm, nn.BatchNorm2d):
     r"""relu(BatchNorm2d(x)) fused into one pass (ResNet / DenseNet's BN -> ReLU); the state_dict is BatchNorm2d's."""
 
     _fn = staticmethod(batch_norm_relu)
+
+
+class FusedReLU(nn.Identity):
+    r"""x: stands where an nn.ReLU was fused into the BatchNormReLU1d/2d just before it (by the d2l models'
+    layers="cnnext" or by cnnext.nn.swap), so the module tree and state_dict keep their shape;
+    swap(back=True) puts the nn.ReLU back."""
+
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = inplace  # the ReLU's, restored by swap(back=True)
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""

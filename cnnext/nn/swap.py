@@ -13,7 +13,14 @@ its MaxPool2d return_indices and ceil_mode). A layer is left as it is, with the 
 report, when its class is a subclass swap does not know (e.g. LazyConv2d, or a user's subclass
 whose forward may differ), when its tensors have a dtype cnnext has no kernels for (half,
 bfloat16) or sit on a device it has no kernels on, when cnnext lacks the layer, or when the cnnext
-constructor rejects one of its arguments. swap(back=True) leaves the fused BatchNormReLU layers.
+constructor rejects one of its arguments.
+
+Fusion (fuse=True, the default): inside an nn.Sequential, a BatchNorm1d/2d followed directly by an
+nn.ReLU becomes cnnext's BatchNormReLU1d/2d (one pass over memory instead of two; the same values
+and gradients, and the same state_dict keys, since the BN keeps its tensors and a ReLU has none),
+and the ReLU a FusedReLU placeholder. A pair is left unfused when either layer has forward hooks
+(they would see other tensors) or the batch norm is also used elsewhere in the model. swap(back=True)
+unfuses such pairs again; a BatchNormReLU layer that is not followed by a FusedReLU is left as it is.
 """
 from dataclasses import dataclass, field
 
@@ -31,15 +38,20 @@ _DTYPES = (torch.float32, torch.float64)
 
 @dataclass
 class SwapReport:
-    """replaced: (path, old class, new class); left: (path, class, reason)."""
+    """replaced: (path, old class, new class); left: (path, class, reason); fused: (batch norm path,
+    ReLU path) of each pair fused (or, with back=True, unfused)."""
     back: bool = False
     replaced: list = field(default_factory=list)
     left: list = field(default_factory=list)
+    fused: list = field(default_factory=list)
 
     def __str__(self):
         head = "swap back to torch.nn" if self.back else "swap to cnnext.nn"
-        lines = [f"{head}: replaced {len(self.replaced)}, left {len(self.left)}"]
+        verb = "unfused" if self.back else "fused"
+        lines = [f"{head}: replaced {len(self.replaced)}, left {len(self.left)}, {verb} {len(self.fused)}"]
         lines += [f"  replaced {p or '<root>'}: {a} -> {b}" for p, a, b in self.replaced]
+        lines += [f"  {verb:8s} {b} + {r}: BatchNorm + ReLU {'<-' if self.back else '->'} BatchNormReLU"
+                  for b, r in self.fused]
         lines += [f"  left     {p or '<root>'}: {c} ({why})" for p, c, why in self.left]
         return "\n".join(lines)
 
@@ -94,11 +106,56 @@ def _rebuild(m, new_cls, base):
     return new
 
 
-def swap(model, back=False, report=False):
+def _hooked(m):
+    return bool(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
+                or getattr(m, "_backward_pre_hooks", None))
+
+
+def _fuse_pairs(model, rep, back, memo_path):
+    """Fuse (or, back=True, unfuse) BatchNorm + ReLU pairs inside every nn.Sequential of `model`."""
+    import cnnext.nn as cnn
+
+    # cnnext batch norm -> (its fused twin, the torch.nn base both are built from)
+    fused_of = {cnn.BatchNorm1d: (cnn.BatchNormReLU1d, nn.BatchNorm1d),
+                cnn.BatchNorm2d: (cnn.BatchNormReLU2d, nn.BatchNorm2d)}
+    torch_of = {f: base for f, base in fused_of.values()}
+    uses = {}
+    for _, m in model.named_modules(remove_duplicate=False):
+        uses[id(m)] = uses.get(id(m), 0) + 1
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        names = list(seq._modules)
+        for a, b in zip(names, names[1:]):
+            bn, relu = seq._modules[a], seq._modules[b]
+            path = memo_path.get(id(seq), "")
+            pa, pb = (f"{path}.{a}" if path else a), (f"{path}.{b}" if path else b)
+            if not back and type(bn) in fused_of and type(relu) is nn.ReLU:
+                if _hooked(bn) or _hooked(relu) or uses[id(bn)] > 1:
+                    continue  # the BN's own swap is already reported; the pair stays two layers
+                fused, base = fused_of[type(bn)]
+                seq._modules[a] = _rebuild(bn, fused, base)
+                seq._modules[b] = cnn.FusedReLU(relu.inplace)
+                entry = (pa, base.__name__, f"cnnext.nn.{fused.__name__}")
+                at = [i for i, x in enumerate(rep.replaced) if x[0] == pa]
+                if at:
+                    rep.replaced[at[0]] = entry
+                else:  # already a cnnext BatchNorm before this call
+                    rep.replaced.append(entry)
+                rep.fused.append((pa, pb))
+            elif back and type(bn) in torch_of and type(relu) is cnn.FusedReLU:
+                seq._modules[a] = _rebuild(bn, torch_of[type(bn)], torch_of[type(bn)])
+                seq._modules[b] = nn.ReLU(relu.inplace)
+                rep.replaced.append((pa, type(bn).__name__, f"torch.nn.{torch_of[type(bn)].__name__}"))
+                rep.left = [x for x in rep.left if x[0] != pa]
+                rep.fused.append((pa, pb))
+
+
+def swap(model, back=False, report=False, fuse=True):
     """Replace, in place and recursively, torch.nn.Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d,
     BatchNorm1d and BatchNorm2d by cnnext.nn's drop-ins (back=False) or cnnext's by torch.nn's
-    (back=True). Returns the model (a new object only if the root itself was swapped), and with
-    report=True the pair (model, SwapReport)."""
+    (back=True); with fuse, BatchNorm + ReLU pairs of an nn.Sequential become one fused
+    BatchNormReLU layer (back=True: two layers again; see the module docstring). Returns the model
+    (a new object only if the root itself was swapped), and with report=True the pair
+    (model, SwapReport)."""
     cx = _cnnext_classes()
     try:
         import cnnext
@@ -146,4 +203,6 @@ def swap(model, back=False, report=False):
         return new
 
     model = convert(model, "")
+    if fuse:
+        _fuse_pairs(model, rep, back, {id(m): p for p, m in model.named_modules()})
     return (model, rep) if report else model
