@@ -4,12 +4,15 @@
     python -m cnnext.train --model resnet18 --dataset fashion-mnist --data-dir ~/data --resize 96
     python -m cnnext.train --model lenet --limit 512 --epochs 1 --out runs/smoke --save runs/smoke/ckpt.pt
     torchrun --nproc_per_node 2 -m cnnext.train --model lenet               # DDP, gloo, on the CPU
+    python -m cnnext.train --model resnet18 --amp                           # autocast: bfloat16 on the CPU
+    python -m cnnext.train --model resnet18 --device cuda --amp fp16        # float16 + GradScaler on a GPU
 
 Per epoch: train loss, train/test accuracy and macro-F1 (tqdm bars show loss and images/s); at the
 end of each epoch rank 0 rewrites `<out>/<model>-<dataset>-<layers>.json` (the log) and `.png` (the
 curves) and, with --save, the checkpoint (model, optimizer, epoch, history) that --resume continues.
 Weights start as in d2l's train_ch6 (xavier_uniform for every Linear and Conv2d); default learning
-rates and batch sizes are the book's.
+rates and batch sizes are the book's. --amp trains and evaluates under torch.autocast (bfloat16 by
+default; float16 with a torch.amp.GradScaler, whose state the checkpoint keeps).
 """
 import argparse
 import gc
@@ -53,6 +56,10 @@ def parse_args(argv=None):
     p.add_argument("--save", default=None, help="checkpoint path, written at the end of every epoch")
     p.add_argument("--resume", default=None, help="checkpoint to continue from")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the model and the batches live")
+    p.add_argument("--amp", nargs="?", const="bf16", default=None, choices=["bf16", "fp16"],
+                   help="mixed precision: torch.autocast to bfloat16 (the default with --amp) or float16 "
+                        "(with a GradScaler)")
     args = p.parse_args(argv)
     if args.resize is None:
         args.resize = MODELS[args.model][1]
@@ -60,7 +67,17 @@ def parse_args(argv=None):
         args.batch_size = D2L_BATCH.get(args.model, 128)
     if args.lr is None:
         args.lr = D2L_LR[args.model] if args.optimizer == "sgd" else 1e-3
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device is available")
     return args
+
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device, amp):
+    """torch.autocast for --amp (a no-op context without it)."""
+    return torch.autocast(device, dtype=AMP_DTYPES[amp] if amp else None, enabled=amp is not None)
 
 
 def confusion_matrix(pred, target, num_classes):
@@ -101,32 +118,41 @@ def _all_reduce(t, distributed):
     return t
 
 
-def evaluate(model, loader, resize, num_classes=10, distributed=False):
+def evaluate(model, loader, resize, num_classes=10, distributed=False, device="cpu", amp=None):
     """Confusion matrix of model on loader (summed over ranks)."""
     model.eval()
     cm = torch.zeros(num_classes, num_classes, dtype=torch.long)
-    with torch.no_grad():
+    with torch.no_grad(), autocast(device, amp):
         for x, y in loader:
-            cm += confusion_matrix(model(data.resize(x, resize)).argmax(1), y, num_classes)
+            out = model(data.resize(x.to(device), resize))
+            cm += confusion_matrix(out.argmax(1).cpu(), y, num_classes)
     return _all_reduce(cm, distributed)
 
 
-def train_epoch(model, loader, opt, resize, num_classes=10, distributed=False, bar=None):
-    """One pass over loader; returns (mean loss, confusion matrix, images, seconds), summed over ranks."""
+def train_epoch(model, loader, opt, resize, num_classes=10, distributed=False, bar=None, device="cpu", amp=None,
+                scaler=None):
+    """One pass over loader; returns (mean loss, confusion matrix, images, seconds), summed over ranks.
+    With amp, forward and loss run under torch.autocast; a GradScaler (float16) scales the loss."""
     model.train()
     loss_fn = nn.CrossEntropyLoss()
     cm = torch.zeros(num_classes, num_classes, dtype=torch.long)
     loss_sum, n, t0 = 0.0, 0, time.perf_counter()
     for x, y in loader:
-        x = data.resize(x, resize)
+        x = data.resize(x.to(device), resize)
         opt.zero_grad(set_to_none=True)
-        out = model(x)
-        loss = loss_fn(out, y)
-        loss.backward()
-        opt.step()
+        with autocast(device, amp):
+            out = model(x)
+            loss = loss_fn(out, y.to(device))
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
         loss_sum += loss.item() * y.numel()
         n += y.numel()
-        cm += confusion_matrix(out.detach().argmax(1), y, num_classes)
+        cm += confusion_matrix(out.detach().argmax(1).cpu(), y, num_classes)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum / n:.4f}", img_s=f"{n / (time.perf_counter() - t0):.0f}")
@@ -174,8 +200,10 @@ def main(argv=None):
 
     model = get_model(args.model, in_channels=1, num_classes=10, layers=args.layers)
     init_weights(model)
+    model.to(args.device)
     opt = (torch.optim.SGD(model.parameters(), lr=args.lr) if args.optimizer == "sgd"
            else torch.optim.Adam(model.parameters(), lr=args.lr))
+    scaler = torch.amp.GradScaler(args.device) if args.amp == "fp16" else None
     start_epoch, history = 0, []
     if args.resume:
         ckpt = torch.load(args.resume, map_location="cpu", weights_only=False)
@@ -183,18 +211,22 @@ def main(argv=None):
             raise SystemExit(f"--resume {args.resume}: checkpoint is of {ckpt['model_name']}, not {args.model}")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
         start_epoch, history = ckpt["epoch"], list(ckpt.get("history", []))
     net = nn.parallel.DistributedDataParallel(model) if distributed else model
 
     train_loader, test_loader = data.loaders(args.dataset, args.data_dir, args.batch_size, args.limit,
                                              distributed=distributed, seed=args.seed)
-    stem = f"{args.model}-{args.dataset}-{args.layers}"
+    stem = f"{args.model}-{args.dataset}-{args.layers}" + (f"-amp-{args.amp}" if args.amp else "")
     if rank == 0:
         os.makedirs(args.out, exist_ok=True)
         print(f"{stem}: {sum(p.numel() for p in model.parameters()):,} parameters, "
               f"{len(train_loader.dataset)} train / {len(test_loader.dataset) * (world if distributed else 1)} "
               f"test images{f' resized to {args.resize}' if args.resize and args.resize != 28 else ''}, {world} process(es) x "
-              f"{torch.get_num_threads()} threads, {args.optimizer} lr {args.lr}, batch {args.batch_size}", flush=True)
+              f"{torch.get_num_threads()} threads, {args.optimizer} lr {args.lr}, batch {args.batch_size}"
+              f"{f', on {args.device}' if args.device != 'cpu' else ''}"
+              f"{f', autocast {AMP_DTYPES[args.amp]}' if args.amp else ''}", flush=True)
     show = rank == 0 and not args.no_progress
     for epoch in range(start_epoch, args.epochs):
         if distributed:
@@ -203,10 +235,11 @@ def main(argv=None):
         if show:
             from tqdm import tqdm
             bar = tqdm(total=len(train_loader), desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch", leave=True)
-        loss, cm_train, n, secs = train_epoch(net, train_loader, opt, args.resize, distributed=distributed, bar=bar)
+        loss, cm_train, n, secs = train_epoch(net, train_loader, opt, args.resize, distributed=distributed, bar=bar,
+                                              device=args.device, amp=args.amp, scaler=scaler)
         if bar is not None:
             bar.close()
-        cm_test = evaluate(net, test_loader, args.resize, distributed=distributed)
+        cm_test = evaluate(net, test_loader, args.resize, distributed=distributed, device=args.device, amp=args.amp)
         row = {"epoch": epoch + 1, "train_loss": loss, "train_acc": accuracy(cm_train), "train_f1": macro_f1(cm_train),
                "test_acc": accuracy(cm_test), "test_f1": macro_f1(cm_test), "epoch_time_s": secs,
                "train_img_per_s": n / secs if secs > 0 else float("nan")}
@@ -217,7 +250,8 @@ def main(argv=None):
             print(f"epoch {epoch + 1}: loss {loss:.4f}, train acc {row['train_acc']:.4f} F1 {row['train_f1']:.4f}, "
                   f"test acc {row['test_acc']:.4f} F1 {row['test_f1']:.4f}, {secs:.1f} s "
                   f"({row['train_img_per_s']:.0f} img/s)", flush=True)
-            log = {"model": args.model, "dataset": args.dataset, "layers": args.layers, "world_size": world,
+            log = {"model": args.model, "dataset": args.dataset, "layers": args.layers, "amp": args.amp,
+                   "device": args.device, "world_size": world,
                    "threads": torch.get_num_threads(), "torch": torch.__version__, "args": vars(args),
                    "history": history}
             with open(os.path.join(args.out, stem + ".json"), "w") as f:
@@ -226,7 +260,8 @@ def main(argv=None):
             if args.save:
                 os.makedirs(os.path.dirname(os.path.abspath(args.save)), exist_ok=True)
                 torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
-                            "model_name": args.model, "history": history, "args": vars(args)}, args.save)
+                            "model_name": args.model, "history": history, "args": vars(args),
+                            "scaler": scaler.state_dict() if scaler is not None else None}, args.save)
     if distributed:
         # Stop gloo here, not at interpreter exit: with its threads still running while the process
         # exits, a rank aborted now and then ("terminate called without an active exception"). The

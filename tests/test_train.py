@@ -10,6 +10,7 @@ import textwrap
 
 import pytest
 import torch
+from torch import nn
 
 from cnnext import data, train
 
@@ -265,3 +266,37 @@ def test_torchrun_train_command(tmp_path):
     assert r.stdout.count("epoch 1:") == 1  # only rank 0 prints
     for rank in (0, 1):
         assert f"rank {rank} gloo threads after main: []" in r.stdout, r.stdout[-2000:]
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_train_epoch_under_autocast(amp):
+    """--amp: the forward runs under torch.autocast (a conv's output has the low-precision dtype), the
+    parameters stay float32, and fp16 goes through a GradScaler."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 26 * 26, 10))
+    seen = []
+    net[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu") if amp == "fp16" else None
+    before = net[0].weight.detach().clone()
+    loss, cm, n, _ = train.train_epoch(net, loader, opt, 28, amp=amp, scaler=scaler)
+    assert seen == [train.AMP_DTYPES[amp]] * 2 and n == 16 and cm.sum() == 16 and loss == loss
+    assert net[0].weight.dtype == torch.float32 and not torch.equal(net[0].weight, before)
+    seen.clear()
+    train.evaluate(net, loader, 28, amp=amp)
+    assert seen == [train.AMP_DTYPES[amp]] * 2
+
+
+def test_train_command_amp(tmp_path, capsys):
+    out, ckpt = tmp_path / "run", tmp_path / "amp.pt"
+    common = ["--model", "lenet", "--limit", "200", "--batch-size", "50", "--threads", "1", "--out", str(out),
+              "--layers", "torch", "--no-progress", "--save", str(ckpt)]
+    _, r = run_train(capsys, *common, "--epochs", "1", "--amp")
+    assert "autocast torch.bfloat16" in r.out and "epoch 1:" in r.out
+    log = json.loads((out / "lenet-mnist-torch-amp-bf16.json").read_text())
+    assert log["amp"] == "bf16" and log["history"][0]["train_loss"] == log["history"][0]["train_loss"]
+    _, r = run_train(capsys, *common, "--epochs", "1", "--amp", "fp16")
+    assert "autocast torch.float16" in r.out
+    assert torch.load(ckpt, weights_only=False)["scaler"]["scale"] > 0
