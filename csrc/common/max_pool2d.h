@@ -9,10 +9,30 @@
 #pragma once
 #include <cstdint>
 
+#include "backend.h"
+
 namespace cnnext {
 struct MaxPool2dShape {
   int64_t NC, H, W;    // planes, input height, width
   int64_t OH, OW;      // output height, width
   int64_t kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
+};
+
+// The entry points.  Ties and NaN as PyTorch: scan the window row by row, replace when (v > max || isnan(v)).
+struct MaxPool2dForward {  // x (NC, H, W) -> y, ind (NC, OH, OW); ind may be nullptr (the values only)
+  template <typename T>
+  using Fn = void(const MaxPool2dShape& s, const T* x, T* y, int64_t* ind, cudaStream_t stream);
+};
+// channels_last: x (N, H, W, C) physically, y and ind (N, OH, OW, C); NC = N*C planes as above.
+// A capability: only backends with a kernel for this layout register it (the CPU).
+struct MaxPool2dForwardNhwc {
+  template <typename T>
+  using Fn = void(const MaxPool2dShape& s, int64_t C, const T* x, T* y, int64_t* ind, cudaStream_t stream);
+};
+// gx (NC, H, W) = scatter-add of gy into ind, fully written.  Returns false if the backend found an
+// index outside [0, H*W) (the CPU's scatter checks; the GPU's gather never matches one: true).
+struct MaxPool2dBackward {
+  template <typename T>
+  using Fn = bool(const MaxPool2dShape& s, const T* gy, const int64_t* ind, T* gx, cudaStream_t stream);
 };
 }  // namespace cnnext

@@ -173,12 +173,29 @@ void global_avg_pool2d_backward(const T* gy, T* gx, int64_t planes, int64_t HW) 
   });
 }
 
+template <typename T>
+void adaptive_avg_pool2d_forward(const AdaptiveAvgPool2dShape& s, const T* x, T* y) {
+  if (s.OH == 1 && s.OW == 1) global_avg_pool2d_forward<T>(x, y, s.planes, s.H * s.W);
+  else avg_pool_forward<T>(x, y, s.planes, adaptive_avg_pool2d_plan<T>(s.H, s.W, s.OH, s.OW));
+}
+
+template <typename T>
+void adaptive_avg_pool2d_backward(const AdaptiveAvgPool2dShape& s, const T* gy, T* gx) {
+  if (s.OH == 1 && s.OW == 1) global_avg_pool2d_backward<T>(gy, gx, s.planes, s.H * s.W);
+  else avg_pool_backward<T>(gy, gx, s.planes, adaptive_avg_pool2d_plan<T>(s.H, s.W, s.OH, s.OW));
+}
+
 #define CNNEXT_INSTANTIATE(T)                                                                        \
   template AvgPoolPlan<T> adaptive_avg_pool2d_plan<T>(int64_t, int64_t, int64_t, int64_t);          \
   template void global_avg_pool2d_forward<T>(const T*, T*, int64_t, int64_t);                      \
-  template void global_avg_pool2d_backward<T>(const T*, T*, int64_t, int64_t);
+  template void global_avg_pool2d_backward<T>(const T*, T*, int64_t, int64_t);                     \
+  template void adaptive_avg_pool2d_forward<T>(const AdaptiveAvgPool2dShape&, const T*, T*);       \
+  template void adaptive_avg_pool2d_backward<T>(const AdaptiveAvgPool2dShape&, const T*, T*);
 CNNEXT_INSTANTIATE(float)
 CNNEXT_INSTANTIATE(double)
 #undef CNNEXT_INSTANTIATE
+
+CNNEXT_REGISTER_CPU_KERNEL(AdaptiveAvgPool2dForward, adaptive_avg_pool2d_forward)
+CNNEXT_REGISTER_CPU_KERNEL(AdaptiveAvgPool2dBackward, adaptive_avg_pool2d_backward)
 
 }  // namespace cnnext::cpu

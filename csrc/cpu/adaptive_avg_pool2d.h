@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 
+#include "../common/adaptive_avg_pool2d.h"
 #include "avg_pool2d.h"
 
 namespace cnnext::cpu {
@@ -16,5 +17,11 @@ template <typename T>
 void global_avg_pool2d_forward(const T* x, T* y, int64_t planes, int64_t HW);
 template <typename T>
 void global_avg_pool2d_backward(const T* gy, T* gx, int64_t planes, int64_t HW);
+
+// The entry points (../common/adaptive_avg_pool2d.h): the global kernels for (1, 1), else the plan's.
+template <typename T>
+void adaptive_avg_pool2d_forward(const AdaptiveAvgPool2dShape& s, const T* x, T* y);
+template <typename T>
+void adaptive_avg_pool2d_backward(const AdaptiveAvgPool2dShape& s, const T* gy, T* gx);
 
 }  // namespace cnnext::cpu

@@ -208,8 +208,10 @@ void invert_windows(const std::vector<int64_t>& lo, const std::vector<int64_t>& 
 }  // namespace
 
 template <typename T>
-AvgPoolPlan<T> avg_pool2d_plan(int64_t H, int64_t W, int64_t OH, int64_t OW, int64_t kH, int64_t kW, int64_t sH,
-                               int64_t sW, int64_t pH, int64_t pW, bool count_include_pad, int64_t divisor_override) {
+AvgPoolPlan<T> avg_pool2d_plan(const AvgPool2dShape& s) {
+  const int64_t H = s.H, W = s.W, OH = s.OH, OW = s.OW;
+  const bool count_include_pad = s.count_include_pad;
+  const int64_t divisor_override = s.divisor_override;
   AvgPoolPlan<T> P;
   P.H = H, P.W = W, P.OH = OH, P.OW = OW;
   // one axis: clipped window and the padded extent (hend - hstart) that count_include_pad divides by
@@ -217,15 +219,13 @@ AvgPoolPlan<T> avg_pool2d_plan(int64_t H, int64_t W, int64_t OH, int64_t OW, int
                  std::vector<int64_t>& hi, std::vector<int64_t>& padded) {
     lo.resize(on), hi.resize(on), padded.resize(on);
     for (int64_t o = 0; o < on; ++o) {
-      const int64_t start = o * s - p, end = std::min(start + k, n + p);
-      padded[o] = end - start;
-      lo[o] = std::max<int64_t>(start, 0);
-      hi[o] = std::max(lo[o], std::min(end, n));
+      const PoolWindow<int64_t> win = avg_pool2d_window<int64_t>(o, n, k, s, p);
+      lo[o] = win.lo, hi[o] = win.hi, padded[o] = win.padded;
     }
   };
   std::vector<int64_t> ph, pw;
-  axis(H, OH, kH, sH, pH, P.h0, P.h1, ph);
-  axis(W, OW, kW, sW, pW, P.w0, P.w1, pw);
+  axis(H, OH, s.kH, s.sH, s.pH, P.h0, P.h1, ph);
+  axis(W, OW, s.kW, s.sW, s.pW, P.w0, P.w1, pw);
   P.scale.resize(OH * OW);
   for (int64_t oh = 0; oh < OH; ++oh)
     for (int64_t ow = 0; ow < OW; ++ow) {
@@ -282,7 +282,7 @@ void forward_rows(const T* x, T* y, const AvgPoolPlan<T>& P, int64_t npair, cons
 }
 
 template <typename T>
-void avg_pool2d_forward(const T* x, T* y, int64_t planes, const AvgPoolPlan<T>& P) {
+void avg_pool_forward(const T* x, T* y, int64_t planes, const AvgPoolPlan<T>& P) {
   const int64_t W = P.W, OH = P.OH, OW = P.OW;
   const int64_t npair = std::min(leading_pairs(P.w0, P.w1), OW);
   const bool two_by_two = npair == OW && leading_pairs(P.h0, P.h1) == OH;
@@ -353,7 +353,7 @@ void backward_rows(const T* gy, T* gx, const AvgPoolPlan<T>& P, const std::vecto
 }
 
 template <typename T>
-void avg_pool2d_backward(const T* gy, T* gx, int64_t planes, const AvgPoolPlan<T>& P) {
+void avg_pool_backward(const T* gy, T* gx, int64_t planes, const AvgPoolPlan<T>& P) {
   const int64_t H = P.H, W = P.W, OH = P.OH, OW = P.OW;
   if (leading_pairs(P.w0, P.w1) == OW && leading_pairs(P.h0, P.h1) == OH) {
     at::parallel_for(0, planes, std::max<int64_t>(1, 32768 / (H * W)),
@@ -377,13 +377,27 @@ void avg_pool2d_backward(const T* gy, T* gx, int64_t planes, const AvgPoolPlan<T
   });
 }
 
-#define CNNEXT_INSTANTIATE(T)                                                                                       \
-  template AvgPoolPlan<T> avg_pool2d_plan<T>(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, \
-                                             int64_t, int64_t, bool, int64_t);                                      \
-  template void avg_pool2d_forward<T>(const T*, T*, int64_t, const AvgPoolPlan<T>&);                                \
-  template void avg_pool2d_backward<T>(const T*, T*, int64_t, const AvgPoolPlan<T>&);
+template <typename T>
+void avg_pool2d_forward(const AvgPool2dShape& s, const T* x, T* y) {
+  avg_pool_forward(x, y, s.planes, avg_pool2d_plan<T>(s));
+}
+
+template <typename T>
+void avg_pool2d_backward(const AvgPool2dShape& s, const T* gy, T* gx) {
+  avg_pool_backward(gy, gx, s.planes, avg_pool2d_plan<T>(s));
+}
+
+#define CNNEXT_INSTANTIATE(T)                                                                  \
+  template AvgPoolPlan<T> avg_pool2d_plan<T>(const AvgPool2dShape&);                           \
+  template void avg_pool_forward<T>(const T*, T*, int64_t, const AvgPoolPlan<T>&);             \
+  template void avg_pool_backward<T>(const T*, T*, int64_t, const AvgPoolPlan<T>&);            \
+  template void avg_pool2d_forward<T>(const AvgPool2dShape&, const T*, T*);                    \
+  template void avg_pool2d_backward<T>(const AvgPool2dShape&, const T*, T*);
 CNNEXT_INSTANTIATE(float)
 CNNEXT_INSTANTIATE(double)
 #undef CNNEXT_INSTANTIATE
+
+CNNEXT_REGISTER_CPU_KERNEL(AvgPool2dForward, avg_pool2d_forward)
+CNNEXT_REGISTER_CPU_KERNEL(AvgPool2dBackward, avg_pool2d_backward)
 
 }  // namespace cnnext::cpu

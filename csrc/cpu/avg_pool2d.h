@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../common/avg_pool2d.h"
 #include "simd.h"  // load_n, store_n (also used by adaptive_avg_pool2d.cpp)
 
 namespace cnnext::cpu {
@@ -20,18 +21,22 @@ struct AvgPoolPlan {
   std::vector<T> scale;                 // (OH*OW) 1 / divisor; 0 for an empty window
 };
 
-// torch.nn.functional.avg_pool2d's windows: hstart = oh*sH - pH, hend = min(hstart + kH, H + pH),
-// divisor = divisor_override if nonzero, else (hend - hstart) * (wend - wstart) if
-// count_include_pad, else the number of in-bounds elements.  OH, OW from the ops layer.
+// torch.nn.functional.avg_pool2d's windows (avg_pool2d_window of ../common/avg_pool2d.h) and divisors.
 template <typename T>
-AvgPoolPlan<T> avg_pool2d_plan(int64_t H, int64_t W, int64_t OH, int64_t OW, int64_t kH, int64_t kW, int64_t sH,
-                               int64_t sW, int64_t pH, int64_t pW, bool count_include_pad, int64_t divisor_override);
+AvgPoolPlan<T> avg_pool2d_plan(const AvgPool2dShape& s);
 
+// The kernels shared by avg_pool2d and adaptive_avg_pool2d, for any plan:
 // x: (planes, H, W) -> y: (planes, OH, OW), contiguous.
 template <typename T>
-void avg_pool2d_forward(const T* x, T* y, int64_t planes, const AvgPoolPlan<T>& plan);
+void avg_pool_forward(const T* x, T* y, int64_t planes, const AvgPoolPlan<T>& plan);
 // gy: (planes, OH, OW) -> gx: (planes, H, W), contiguous; every gx element written.
 template <typename T>
-void avg_pool2d_backward(const T* gy, T* gx, int64_t planes, const AvgPoolPlan<T>& plan);
+void avg_pool_backward(const T* gy, T* gx, int64_t planes, const AvgPoolPlan<T>& plan);
+
+// avg_pool2d's entry points (../common/avg_pool2d.h): its plan, then the kernels above.
+template <typename T>
+void avg_pool2d_forward(const AvgPool2dShape& s, const T* x, T* y);
+template <typename T>
+void avg_pool2d_backward(const AvgPool2dShape& s, const T* gy, T* gx);
 
 }  // namespace cnnext::cpu

@@ -565,8 +565,12 @@ void backward_rows(const T* gy, const T* x, Affine<T> af, const T* mean, const T
 }  // namespace
 
 template <typename T>
-void batch_norm_forward(const T* x, T* y, const T* w, const T* b, T* rmean, T* rvar, T* mean, T* invstd, int64_t N,
-                        int64_t C, int64_t S, bool training, double momentum, double eps, bool relu) {
+void batch_norm_forward(const BatchNormShape& s, const BatchNormForwardArgs<T>& a) {
+  const T *x = a.x, *w = a.w, *b = a.b;
+  T *y = a.y, *rmean = a.running_mean, *rvar = a.running_var, *mean = a.mean, *invstd = a.invstd;
+  const int64_t N = s.N, C = s.C, S = s.S;
+  const bool training = s.training, relu = s.relu;
+  const double momentum = s.momentum, eps = s.eps;
   const Affine<T> af{w, b};
   if (S == 1) {
     if (relu) forward_rows<T, true>(x, y, af, rmean, rvar, mean, invstd, N, C, training, momentum, eps);
@@ -578,8 +582,11 @@ void batch_norm_forward(const T* x, T* y, const T* w, const T* b, T* rmean, T* r
 }
 
 template <typename T>
-void batch_norm_backward(const T* gy, const T* x, const T* w, const T* b, const T* mean, const T* invstd, T* gx,
-                         T* gw, T* gb, int64_t N, int64_t C, int64_t S, bool training, bool relu) {
+void batch_norm_backward(const BatchNormShape& s, const BatchNormBackwardArgs<T>& a) {
+  const T *gy = a.gy, *x = a.x, *w = a.w, *b = a.b, *mean = a.mean, *invstd = a.invstd;
+  T *gx = a.gx, *gw = a.gw, *gb = a.gb;
+  const int64_t N = s.N, C = s.C, S = s.S;
+  const bool training = s.training, relu = s.relu;
   const Affine<T> af{w, b};
   if (S == 1) {
     if (relu) backward_rows<T, true>(gy, x, af, mean, invstd, gx, gw, gb, N, C, training);
@@ -590,13 +597,14 @@ void batch_norm_backward(const T* gy, const T* x, const T* w, const T* b, const 
   }
 }
 
-#define CNNEXT_INSTANTIATE(T)                                                                                  \
-  template void batch_norm_forward<T>(const T*, T*, const T*, const T*, T*, T*, T*, T*, int64_t, int64_t, int64_t, \
-                                      bool, double, double, bool);                                             \
-  template void batch_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*,    \
-                                       int64_t, int64_t, int64_t, bool, bool);
+#define CNNEXT_INSTANTIATE(T)                                                                        \
+  template void batch_norm_forward<T>(const BatchNormShape&, const BatchNormForwardArgs<T>&);   \
+  template void batch_norm_backward<T>(const BatchNormShape&, const BatchNormBackwardArgs<T>&);
 CNNEXT_INSTANTIATE(float)
 CNNEXT_INSTANTIATE(double)
 #undef CNNEXT_INSTANTIATE
+
+CNNEXT_REGISTER_CPU_KERNEL(BatchNormForward, batch_norm_forward)
+CNNEXT_REGISTER_CPU_KERNEL(BatchNormBackward, batch_norm_backward)
 
 }  // namespace cnnext::cpu

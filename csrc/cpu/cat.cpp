@@ -56,18 +56,26 @@ void cat_copy(char* big, int64_t big_stride, int64_t outer, char* const* pieces,
 
 }  // namespace
 
-void cat_forward(const void* const* inputs, const int64_t* bytes, const int64_t* strides, int64_t n, void* out,
-                 int64_t outer) {
+void cat_forward(const CatPiece* pieces, int64_t n, void* out, int64_t outer) {
+  std::vector<char*> ptrs(n);
+  std::vector<int64_t> bytes(n), strides(n);
   int64_t row = 0;
-  for (int64_t i = 0; i < n; ++i) row += bytes[i];
-  cat_copy<false>(static_cast<char*>(out), row, outer,
-                  const_cast<char* const*>(reinterpret_cast<const char* const*>(inputs)), bytes, strides, n);
+  for (int64_t i = 0; i < n; ++i) {
+    ptrs[i] = static_cast<char*>(pieces[i].data), bytes[i] = pieces[i].bytes, strides[i] = pieces[i].stride;
+    row += bytes[i];
+  }
+  cat_copy<false>(static_cast<char*>(out), row, outer, ptrs.data(), bytes.data(), strides.data(), n);
 }
 
-void cat_backward(const void* grad_out, int64_t grad_stride, int64_t outer, void* const* grads,
-                  const int64_t* bytes, int64_t n) {
-  cat_copy<true>(const_cast<char*>(static_cast<const char*>(grad_out)), grad_stride, outer,
-                 reinterpret_cast<char* const*>(grads), bytes, bytes, n);
+void cat_backward(const void* grad_out, int64_t grad_stride, int64_t outer, const CatPiece* pieces, int64_t n) {
+  std::vector<char*> ptrs(n);
+  std::vector<int64_t> bytes(n);
+  for (int64_t i = 0; i < n; ++i) ptrs[i] = static_cast<char*>(pieces[i].data), bytes[i] = pieces[i].bytes;
+  cat_copy<true>(const_cast<char*>(static_cast<const char*>(grad_out)), grad_stride, outer, ptrs.data(),
+                 bytes.data(), bytes.data(), n);
 }
+
+CNNEXT_REGISTER_KERNEL_T(CatForward, void, ::cnnext::Backend::CPU, &::cnnext::WithoutStream<&cat_forward>::call)
+CNNEXT_REGISTER_KERNEL_T(CatBackward, void, ::cnnext::Backend::CPU, &::cnnext::WithoutStream<&cat_backward>::call)
 
 }  // namespace cnnext::cpu

@@ -20,7 +20,8 @@
 namespace cnnext::cpu {
 
 template <typename T>
-void corr2d_forward(const T* x, const T* k, T* y, int64_t B, int64_t H, int64_t W, int64_t kh, int64_t kw) {
+void corr2d_forward(const Corr2dShape& shape, const T* x, const T* k, T* y) {
+  const int64_t B = shape.B, H = shape.H, W = shape.W, kh = shape.kh, kw = shape.kw;
   const int64_t OH = H - kh + 1, OW = W - kw + 1;
   at::parallel_for(0, B * OH, std::max<int64_t>(1, 4096 / (OW * kh * kw + 1)), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
@@ -36,7 +37,8 @@ void corr2d_forward(const T* x, const T* k, T* y, int64_t B, int64_t H, int64_t 
 }
 
 template <typename T>
-void corr2d_backward_input(const T* gy, const T* k, T* gx, int64_t B, int64_t H, int64_t W, int64_t kh, int64_t kw) {
+void corr2d_backward_input(const Corr2dShape& shape, const T* gy, const T* k, T* gx) {
+  const int64_t B = shape.B, H = shape.H, W = shape.W, kh = shape.kh, kw = shape.kw;
   const int64_t OH = H - kh + 1, OW = W - kw + 1;
   at::parallel_for(0, B * H, std::max<int64_t>(1, 4096 / (W * kh * kw + 1)), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
@@ -53,7 +55,8 @@ void corr2d_backward_input(const T* gy, const T* k, T* gx, int64_t B, int64_t H,
 }
 
 template <typename T>
-void corr2d_backward_kernel(const T* gy, const T* x, T* gk, int64_t B, int64_t H, int64_t W, int64_t kh, int64_t kw) {
+void corr2d_backward_kernel(const Corr2dShape& shape, const T* gy, const T* x, T* gk) {
+  const int64_t B = shape.B, H = shape.H, W = shape.W, kh = shape.kh, kw = shape.kw;
   const int64_t OH = H - kh + 1, OW = W - kw + 1, K = kh * kw, rows = B * OH;
   const int64_t chunk = std::max<int64_t>(1, 16384 / (OW + 1));  // rows per partial sum; thread-count independent
   const int64_t nchunks = (rows + chunk - 1) / chunk;
@@ -79,11 +82,15 @@ void corr2d_backward_kernel(const T* gy, const T* x, T* gk, int64_t B, int64_t H
 }
 
 #define CNNEXT_INSTANTIATE(T)                                                                                \
-  template void corr2d_forward<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, int64_t, int64_t);        \
-  template void corr2d_backward_input<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, int64_t, int64_t); \
-  template void corr2d_backward_kernel<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, int64_t, int64_t);
+  template void corr2d_forward<T>(const Corr2dShape&, const T*, const T*, T*);        \
+  template void corr2d_backward_input<T>(const Corr2dShape&, const T*, const T*, T*); \
+  template void corr2d_backward_kernel<T>(const Corr2dShape&, const T*, const T*, T*);
 CNNEXT_INSTANTIATE(float)
 CNNEXT_INSTANTIATE(double)
 #undef CNNEXT_INSTANTIATE
+
+CNNEXT_REGISTER_CPU_KERNEL(Corr2dForward, corr2d_forward)
+CNNEXT_REGISTER_CPU_KERNEL(Corr2dBackwardInput, corr2d_backward_input)
+CNNEXT_REGISTER_CPU_KERNEL(Corr2dBackwardKernel, corr2d_backward_kernel)
 
 }  // namespace cnnext::cpu

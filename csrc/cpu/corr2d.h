@@ -1,13 +1,14 @@
-// CPU kernels of corr2d (see corr2d.cpp).  x: (B, H, W), k: (kh, kw), y: (B, OH, OW),
-// all contiguous; OH = H - kh + 1, OW = W - kw + 1.
+// CPU kernels of corr2d (see corr2d.cpp); geometry and entry points in ../common/corr2d.h.
 #pragma once
 #include <cstdint>
 
+#include "../common/corr2d.h"
+
 namespace cnnext::cpu {
 template <typename T>
-void corr2d_forward(const T* x, const T* k, T* y, int64_t B, int64_t H, int64_t W, int64_t kh, int64_t kw);
+void corr2d_forward(const Corr2dShape& shape, const T* x, const T* k, T* y);
 template <typename T>
-void corr2d_backward_input(const T* gy, const T* k, T* gx, int64_t B, int64_t H, int64_t W, int64_t kh, int64_t kw);
+void corr2d_backward_input(const Corr2dShape& shape, const T* gy, const T* k, T* gx);
 template <typename T>
-void corr2d_backward_kernel(const T* gy, const T* x, T* gk, int64_t B, int64_t H, int64_t W, int64_t kh, int64_t kw);
+void corr2d_backward_kernel(const Corr2dShape& shape, const T* gy, const T* x, T* gk);
 }  // namespace cnnext::cpu

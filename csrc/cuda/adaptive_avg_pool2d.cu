@@ -87,33 +87,32 @@ global_avg_pool2d_forward_kernel(const T* __restrict__ x, T* __restrict__ y, int
 namespace cnnext::CNNEXT_DEVICE_NS {
 
 template <typename T>
-void adaptive_avg_pool2d_forward(const T* x, T* y, int64_t planes, int64_t H, int64_t W, int64_t OH, int64_t OW,
-                                 cudaStream_t stream) {
-  if (OH == 1 && OW == 1) {
-    launch(global_avg_pool2d_forward_kernel<T>, dim3(grid_size(planes, kWarps)), dim3(kBlock), 0, stream, x, y,
-           planes, H * W);
+void adaptive_avg_pool2d_forward(const AdaptiveAvgPool2dShape& s, const T* x, T* y, cudaStream_t stream) {
+  if (s.OH == 1 && s.OW == 1) {
+    launch(global_avg_pool2d_forward_kernel<T>, dim3(grid_size(s.planes, kWarps)), dim3(kBlock), 0, stream, x, y,
+           s.planes, s.H * s.W);
     return;
   }
-  const int64_t total = planes * OH * OW;
+  const int64_t total = s.planes * s.OH * s.OW;
   launch(adaptive_avg_pool2d_forward_kernel<T>, dim3(grid_size(total, kBlock)), dim3(kBlock), 0, stream, x, y,
-         total, int(H), int(W), int(OH), int(OW));
+         total, int(s.H), int(s.W), int(s.OH), int(s.OW));
 }
 
 template <typename T>
-void adaptive_avg_pool2d_backward(const T* gy, T* gx, int64_t planes, int64_t H, int64_t W, int64_t OH, int64_t OW,
-                                  cudaStream_t stream) {
-  const int64_t total = planes * H * W;
+void adaptive_avg_pool2d_backward(const AdaptiveAvgPool2dShape& s, const T* gy, T* gx, cudaStream_t stream) {
+  const int64_t total = s.planes * s.H * s.W;
   launch(adaptive_avg_pool2d_backward_kernel<T>, dim3(grid_size(total, kBlock)), dim3(kBlock), 0, stream, gy, gx,
-         total, int(H), int(W), int(OH), int(OW));
+         total, int(s.H), int(s.W), int(s.OH), int(s.OW));
 }
 
-#define CNNEXT_INSTANTIATE(T)                                                                                    \
-  template void adaptive_avg_pool2d_forward<T>(const T*, T*, int64_t, int64_t, int64_t, int64_t, int64_t,        \
-                                               cudaStream_t);                                                    \
-  template void adaptive_avg_pool2d_backward<T>(const T*, T*, int64_t, int64_t, int64_t, int64_t, int64_t,       \
-                                                cudaStream_t);
+#define CNNEXT_INSTANTIATE(T)                                                                                 \
+  template void adaptive_avg_pool2d_forward<T>(const AdaptiveAvgPool2dShape&, const T*, T*, cudaStream_t);   \
+  template void adaptive_avg_pool2d_backward<T>(const AdaptiveAvgPool2dShape&, const T*, T*, cudaStream_t);
 CNNEXT_INSTANTIATE(float)
 CNNEXT_INSTANTIATE(double)
 #undef CNNEXT_INSTANTIATE
+
+CNNEXT_REGISTER_DEVICE_KERNEL(AdaptiveAvgPool2dForward, adaptive_avg_pool2d_forward)
+CNNEXT_REGISTER_DEVICE_KERNEL(AdaptiveAvgPool2dBackward, adaptive_avg_pool2d_backward)
 
 }  // namespace cnnext::CNNEXT_DEVICE_NS

@@ -46,14 +46,14 @@ struct Window {
   int divisor;
 };
 
+// The window of output (oh, ow): avg_pool2d_window (../common/avg_pool2d.h) per axis, and its divisor.
 __device__ __forceinline__ Window window_of(int oh, int ow, const Geometry& g) {
-  int h0 = oh * g.sH - g.pH, w0 = ow * g.sW - g.pW;
-  int h1 = min(h0 + g.kH, g.H + g.pH), w1 = min(w0 + g.kW, g.W + g.pW);
-  const int padded = (h1 - h0) * (w1 - w0);
-  h0 = max(h0, 0), w0 = max(w0, 0);
-  h1 = min(h1, g.H), w1 = min(w1, g.W);
-  const int divisor = g.divisor_override ? g.divisor_override : g.count_include_pad ? padded : (h1 - h0) * (w1 - w0);
-  return {h0, h1, w0, w1, divisor};
+  const cnnext::PoolWindow<int> h = cnnext::avg_pool2d_window<int>(oh, g.H, g.kH, g.sH, g.pH);
+  const cnnext::PoolWindow<int> w = cnnext::avg_pool2d_window<int>(ow, g.W, g.kW, g.sW, g.pW);
+  const int divisor = g.divisor_override ? g.divisor_override
+                      : g.count_include_pad ? h.padded * w.padded
+                                            : (h.hi - h.lo) * (w.hi - w.lo);
+  return {h.lo, h.hi, w.lo, w.hi, divisor};
 }
 
 template <typename T>
@@ -101,33 +101,33 @@ avg_pool2d_backward_kernel(const T* __restrict__ gy, T* __restrict__ gx, int64_t
 
 namespace cnnext::CNNEXT_DEVICE_NS {
 
-template <typename T>
-void avg_pool2d_forward(const T* x, T* y, int64_t planes, int64_t H, int64_t W, int64_t OH, int64_t OW, int64_t kH,
-                        int64_t kW, int64_t sH, int64_t sW, int64_t pH, int64_t pW, bool count_include_pad,
-                        int64_t divisor_override, cudaStream_t stream) {
-  const int64_t total = planes * OH * OW;
-  const Geometry g{int(H), int(W), int(OH), int(OW), int(kH), int(kW), int(sH), int(sW), int(pH), int(pW),
-                   count_include_pad, int(divisor_override)};
-  launch(avg_pool2d_forward_kernel<T>, dim3(grid_size(total, kBlock)), dim3(kBlock), 0, stream, x, y, total, g);
+static Geometry geometry_of(const AvgPool2dShape& s) {
+  return {int(s.H),  int(s.W),  int(s.OH), int(s.OW), int(s.kH),          int(s.kW),
+          int(s.sH), int(s.sW), int(s.pH), int(s.pW), s.count_include_pad, int(s.divisor_override)};
 }
 
 template <typename T>
-void avg_pool2d_backward(const T* gy, T* gx, int64_t planes, int64_t H, int64_t W, int64_t OH, int64_t OW,
-                         int64_t kH, int64_t kW, int64_t sH, int64_t sW, int64_t pH, int64_t pW,
-                         bool count_include_pad, int64_t divisor_override, cudaStream_t stream) {
-  const int64_t total = planes * H * W;
-  const Geometry g{int(H), int(W), int(OH), int(OW), int(kH), int(kW), int(sH), int(sW), int(pH), int(pW),
-                   count_include_pad, int(divisor_override)};
-  launch(avg_pool2d_backward_kernel<T>, dim3(grid_size(total, kBlock)), dim3(kBlock), 0, stream, gy, gx, total, g);
+void avg_pool2d_forward(const AvgPool2dShape& s, const T* x, T* y, cudaStream_t stream) {
+  const int64_t total = s.planes * s.OH * s.OW;
+  launch(avg_pool2d_forward_kernel<T>, dim3(grid_size(total, kBlock)), dim3(kBlock), 0, stream, x, y, total,
+         geometry_of(s));
 }
 
-#define CNNEXT_INSTANTIATE(T)                                                                                   \
-  template void avg_pool2d_forward<T>(const T*, T*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,       \
-                                      int64_t, int64_t, int64_t, int64_t, int64_t, bool, int64_t, cudaStream_t); \
-  template void avg_pool2d_backward<T>(const T*, T*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,      \
-                                       int64_t, int64_t, int64_t, int64_t, int64_t, bool, int64_t, cudaStream_t);
+template <typename T>
+void avg_pool2d_backward(const AvgPool2dShape& s, const T* gy, T* gx, cudaStream_t stream) {
+  const int64_t total = s.planes * s.H * s.W;
+  launch(avg_pool2d_backward_kernel<T>, dim3(grid_size(total, kBlock)), dim3(kBlock), 0, stream, gy, gx, total,
+         geometry_of(s));
+}
+
+#define CNNEXT_INSTANTIATE(T)                                                                     \
+  template void avg_pool2d_forward<T>(const AvgPool2dShape&, const T*, T*, cudaStream_t);        \
+  template void avg_pool2d_backward<T>(const AvgPool2dShape&, const T*, T*, cudaStream_t);
 CNNEXT_INSTANTIATE(float)
 CNNEXT_INSTANTIATE(double)
 #undef CNNEXT_INSTANTIATE
+
+CNNEXT_REGISTER_DEVICE_KERNEL(AvgPool2dForward, avg_pool2d_forward)
+CNNEXT_REGISTER_DEVICE_KERNEL(AvgPool2dBackward, avg_pool2d_backward)
 
 }  // namespace cnnext::CNNEXT_DEVICE_NS

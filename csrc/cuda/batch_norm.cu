@@ -294,9 +294,12 @@ namespace cnnext::CNNEXT_DEVICE_NS {
 inline bool fits32(int64_t n) { return n < (int64_t(1) << 31); }
 
 template <typename T>
-void batch_norm_forward(const T* x, T* y, const T* w, const T* b, T* rmean, T* rvar, T* mean, T* invstd, int64_t N,
-                        int64_t C, int64_t S, bool training, double momentum, double eps, bool relu,
-                        cudaStream_t stream) {
+void batch_norm_forward(const BatchNormShape& s, const BatchNormForwardArgs<T>& a, cudaStream_t stream) {
+  const T *x = a.x, *w = a.w, *b = a.b;
+  T *y = a.y, *rmean = a.running_mean, *rvar = a.running_var, *mean = a.mean, *invstd = a.invstd;
+  const int64_t N = s.N, C = s.C, S = s.S;
+  const bool training = s.training, relu = s.relu;
+  const double momentum = s.momentum, eps = s.eps;
   const int64_t total = N * C * S;
   const bool i32 = fits32(total);
   if (training && S == 1)
@@ -313,9 +316,11 @@ void batch_norm_forward(const T* x, T* y, const T* w, const T* b, T* rmean, T* r
 }
 
 template <typename T>
-void batch_norm_backward(const T* gy, const T* x, const T* w, const T* b, const T* mean, const T* invstd, T* gx,
-                         T* gw, T* gb, int64_t N, int64_t C, int64_t S, bool training, bool relu,
-                         cudaStream_t stream) {
+void batch_norm_backward(const BatchNormShape& s, const BatchNormBackwardArgs<T>& a, cudaStream_t stream) {
+  const T *gy = a.gy, *x = a.x, *w = a.w, *b = a.b, *mean = a.mean, *invstd = a.invstd;
+  T *gx = a.gx, *gw = a.gw, *gb = a.gb;
+  const int64_t N = s.N, C = s.C, S = s.S;
+  const bool training = s.training, relu = s.relu;
   const int64_t total = N * C * S;
   const bool i32 = fits32(total);
   if (S == 1)
@@ -329,13 +334,14 @@ void batch_norm_backward(const T* gy, const T* x, const T* w, const T* b, const 
          training, relu);
 }
 
-#define CNNEXT_INSTANTIATE(T)                                                                                  \
-  template void batch_norm_forward<T>(const T*, T*, const T*, const T*, T*, T*, T*, T*, int64_t, int64_t, int64_t, \
-                                      bool, double, double, bool, cudaStream_t);                               \
-  template void batch_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, const T*, T*, T*, T*,    \
-                                       int64_t, int64_t, int64_t, bool, bool, cudaStream_t);
+#define CNNEXT_INSTANTIATE(T)                                                                        \
+  template void batch_norm_forward<T>(const BatchNormShape&, const BatchNormForwardArgs<T>&, cudaStream_t);   \
+  template void batch_norm_backward<T>(const BatchNormShape&, const BatchNormBackwardArgs<T>&, cudaStream_t);
 CNNEXT_INSTANTIATE(float)
 CNNEXT_INSTANTIATE(double)
 #undef CNNEXT_INSTANTIATE
+
+CNNEXT_REGISTER_DEVICE_KERNEL(BatchNormForward, batch_norm_forward)
+CNNEXT_REGISTER_DEVICE_KERNEL(BatchNormBackward, batch_norm_backward)
 
 }  // namespace cnnext::CNNEXT_DEVICE_NS

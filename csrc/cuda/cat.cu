@@ -127,4 +127,7 @@ void cat_backward(const void* grad_out, int64_t grad_stride, int64_t outer, cons
   cat_copy<true>(const_cast<char*>(static_cast<const char*>(grad_out)), grad_stride, outer, pieces, n, stream);
 }
 
+CNNEXT_REGISTER_KERNEL_T(CatForward, void, CNNEXT_THIS_DEVICE, &cat_forward)
+CNNEXT_REGISTER_KERNEL_T(CatBackward, void, CNNEXT_THIS_DEVICE, &cat_backward)
+
 }  // namespace cnnext::CNNEXT_DEVICE_NS

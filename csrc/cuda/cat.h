@@ -1,22 +1,7 @@
-// Launchers of csrc/cuda/cat.cu (torch-free).  Concatenation viewed as bytes:
-// every input i is a (outer, bytes_i) matrix of rows (row o at data_i + o * stride_i), the output
-// a dense (outer, sum_i bytes_i) matrix whose row o is the inputs' rows o side by side.
-// Pieces with bytes == 0 are skipped.
+// Launchers of csrc/cuda/cat.cu (torch-free); the pieces and entry points in ../common/cat.h.
 #pragma once
+#include "../common/cat.h"
 #include "launchers.h"
-
-namespace cnnext {
-// One input of a concatenation (or one gradient slice of its backward): its
-// data, the bytes of one of its rows and the bytes from one row to the next
-// (stride == bytes: dense; > bytes: a slice of a bigger tensor; 0: a row broadcast
-// by expand(), read-only).  It starts at the sum of the previous pieces' bytes
-// inside a row of the concatenated tensor.
-struct CatPiece {
-  void* data;
-  int64_t bytes;
-  int64_t stride;
-};
-}  // namespace cnnext
 
 CNNEXT_DECLARE_LAUNCHERS(
   // out[o, off_i : off_i + bytes_i] = pieces[i].data[o, :] for every row o < outer and piece i < n

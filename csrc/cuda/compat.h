@@ -1,10 +1,12 @@
 // compat.h -- write CUDA kernels once; build them with nvcc (real CUDA) or with
 // a host C++ compiler and -DEMU (CPU emulation that really executes every CUDA
-// thread, barrier and warp shuffle).  Adapted from shared/reference/cuda-emu.
+// thread, barrier and warp shuffle).  The emulator is self-contained: its runtime is namespace
+// ::emu in this file, its WMMA / cp.async in tensor_core.h; tests/emulator/selftest.cpp tests both.
 //
 // What a kernel file (csrc/cuda/<op>.cu) gets from this header:
 //   * CNNEXT_DEVICE_NS -- the namespace its launchers live in: `cuda` under
-//     nvcc, `emu` under the emulator, so both builds link into one library.
+//     nvcc, `emulated` under the emulator, so both builds link into one library (and
+//     stay apart from the emulator runtime's own namespace ::emu).
 //   * launch(kernel, grid, block, smem_bytes, stream, args...) -- the only way
 //     kernels are launched.  Under nvcc it checks cudaGetLastError() and throws
 //     std::runtime_error (torch turns that into a Python RuntimeError).
@@ -62,7 +64,7 @@ inline unsigned grid_cap() { return 65535u; }
 
 #elif defined(EMU)
 // ============================== CPU emulation ================================
-#define CNNEXT_DEVICE_NS emu
+#define CNNEXT_DEVICE_NS emulated
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>

@@ -418,12 +418,9 @@ bool fits_int32(const Conv2dShape& s) {
 }
 
 // The launchers take the direct kernels when the tiled ones cannot index the sizes in 32 bits, or when
-// CNNEXT_CONV2D_DIRECT=1 is set (so that the tests exercise the fallbacks on small shapes).
-bool use_direct(const Conv2dShape& s) {
-  if (!fits_int32(s)) return true;
-  const char* e = std::getenv("CNNEXT_CONV2D_DIRECT");
-  return e && e[0] == '1';
-}
+// the plan says so (s.cuda_direct: CNNEXT_CONV2D_DIRECT=1, read by csrc/ops, so that the tests exercise
+// the fallbacks on small shapes).
+bool use_direct(const Conv2dShape& s) { return !fits_int32(s) || s.cuda_direct; }
 
 bool pointwise(const Conv2dShape& s) {
   return s.R == 1 && s.S == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0;
@@ -445,7 +442,7 @@ int weight_splits(const Conv2dShape& s, int64_t tiles, int64_t* chunk) {
 // The GEMM of pass `kind` (see the top comment), its tile size and its grid. float GEMMs with at least
 // 128 rows take 128x128 tiles (8x8 per thread) when there are enough of them to fill a large GPU twice
 // (the grad-weight pass always: its reduction splits fill the GPU); the rest 64x64 (4x4 per thread).
-// CNNEXT_CONV2D_TILE=64|128 forces a size for float (tests).
+// The plan's s.cuda_tile (CNNEXT_CONV2D_TILE=64|128, read by csrc/ops) forces a size for float (tests).
 Geom make_geom(const Conv2dShape& s, int kind, bool is_float, dim3* grid) {
   Geom g{};
   g.H = int(s.H), g.W = int(s.W), g.P = int(s.P), g.Q = int(s.Q), g.R = int(s.R), g.S = int(s.S);
@@ -467,7 +464,7 @@ Geom make_geom(const Conv2dShape& s, int kind, bool is_float, dim3* grid) {
     const int64_t tiles128 = (g.M + 127) / 128 * ((g.Ncols + 127) / 128) * s.groups;
     if (kind == kBwdW || tiles128 >= 264) g.tile = 128;
   }
-  if (const char* e = std::getenv("CNNEXT_CONV2D_TILE"); e && is_float) g.tile = std::atoi(e) == 128 ? 128 : 64;
+  if (s.cuda_tile && is_float) g.tile = s.cuda_tile == 128 ? 128 : 64;
   g.tiles_m = (g.M + g.tile - 1) / g.tile;
   g.tiles_n = (g.Ncols + g.tile - 1) / g.tile;
   g.chunk = g.red;
@@ -522,8 +519,19 @@ void conv2d_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx,
   run_igemm<T, kBwdIn>(g, grid, pointwise(s), nullptr, w, gy, nullptr, gx, stream);
 }
 
+// The grad-weight split partials: (splits, K, Cg*R*S) elements when the reduction is split, else none
+// (the GEMM writes gw itself).  csrc/ops allocates them; the launcher allocates nothing.
 template <typename T>
-void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb, cudaStream_t stream) {
+int64_t conv2d_weight_workspace(const Conv2dShape& s, cudaStream_t) {
+  if (use_direct(s)) return 0;
+  dim3 grid;
+  const Geom g = make_geom(s, kBwdW, std::is_same_v<T, float>, &grid);
+  return g.splits > 1 ? s.K * g.wrow * g.splits : 0;
+}
+
+template <typename T>
+void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb, T* workspace,
+                            cudaStream_t stream) {
   if (gb) launch(conv2d_bias_grad<T>, dim3(grid_size(s.K, 1)), dim3(kBlock), 0, stream, s, gy, gb);
   if (use_direct(s)) {
     launch(conv2d_backward_weight_direct<T>, dim3(grid_size(s.K * (s.C / s.groups) * s.R * s.S, 1)), dim3(kBlock), 0,
@@ -533,35 +541,27 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw
   dim3 grid;
   const Geom g = make_geom(s, kBwdW, std::is_same_v<T, float>, &grid);
   const int64_t total = s.K * g.wrow;
-  T* ws = gw;  // the split partials: (splits, K, Cg*R*S), or gw itself when there is one split
-#if defined(__CUDACC__)
-  if (g.splits > 1) {
-    void* p = nullptr;
-    const cudaError_t err = cudaMallocAsync(&p, sizeof(T) * total * g.splits, stream);
-    if (err != cudaSuccess)
-      throw std::runtime_error(std::string("conv2d: workspace allocation failed: ") + cudaGetErrorString(err));
-    ws = static_cast<T*>(p);
-  }
-#else
-  std::vector<T> ws_host(g.splits > 1 ? size_t(total * g.splits) : 0);
-  if (g.splits > 1) ws = ws_host.data();
-#endif
+  if (g.splits > 1 && workspace == nullptr)
+    throw std::runtime_error("conv2d: the grad-weight launcher needs the workspace of conv2d_weight_workspace");
+  T* ws = g.splits > 1 ? workspace : gw;  // the split partials, or gw itself when there is one split
   run_igemm<T, kBwdW>(g, grid, pointwise(s), x, nullptr, gy, nullptr, ws, stream);
-  if (g.splits > 1) {
+  if (g.splits > 1)
     launch(conv2d_sum_splits<T>, dim3(grid_size(total, kBlock)), dim3(kBlock), 0, stream, (const T*)ws, gw, total,
            g.splits);
-#if defined(__CUDACC__)
-    cudaFreeAsync(ws, stream);
-#endif
-  }
 }
 
 #define CNNEXT_INSTANTIATE(T)                                                                               \
   template void conv2d_forward<T>(const Conv2dShape&, const T*, const T*, const T*, T*, cudaStream_t);       \
   template void conv2d_backward_input<T>(const Conv2dShape&, const T*, const T*, T*, cudaStream_t);         \
-  template void conv2d_backward_weight<T>(const Conv2dShape&, const T*, const T*, T*, T*, cudaStream_t);
+  template void conv2d_backward_weight<T>(const Conv2dShape&, const T*, const T*, T*, T*, T*, cudaStream_t); \
+  template int64_t conv2d_weight_workspace<T>(const Conv2dShape&, cudaStream_t);
 CNNEXT_INSTANTIATE(float)
 CNNEXT_INSTANTIATE(double)
 #undef CNNEXT_INSTANTIATE
+
+CNNEXT_REGISTER_DEVICE_KERNEL(Conv2dForward, conv2d_forward)
+CNNEXT_REGISTER_DEVICE_KERNEL(Conv2dBackwardInput, conv2d_backward_input)
+CNNEXT_REGISTER_DEVICE_KERNEL(Conv2dBackwardWeight, conv2d_backward_weight)
+CNNEXT_REGISTER_DEVICE_KERNEL(Conv2dWeightWorkspace, conv2d_weight_workspace)
 
 }  // namespace cnnext::CNNEXT_DEVICE_NS

@@ -9,6 +9,10 @@ CNNEXT_DECLARE_LAUNCHERS(
   void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, cudaStream_t stream);
   template <typename T>
   void conv2d_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx, cudaStream_t stream);
+  // workspace: conv2d_weight_workspace<T>(s) elements (nullptr when 0), allocated by the caller
   template <typename T>
-  void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb, cudaStream_t stream);
+  void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb, T* workspace,
+                              cudaStream_t stream);
+  template <typename T>
+  int64_t conv2d_weight_workspace(const Conv2dShape& s, cudaStream_t stream);
 )

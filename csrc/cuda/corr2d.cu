@@ -78,33 +78,35 @@ corr2d_grad_kernel_kernel(const T* __restrict__ gy, const T* __restrict__ x, T* 
 namespace cnnext::CNNEXT_DEVICE_NS {
 
 template <typename T>
-void corr2d_forward(const T* x, const T* k, T* y, int64_t B, int64_t H, int64_t W, int64_t kh, int64_t kw,
-                    cudaStream_t stream) {
+void corr2d_forward(const Corr2dShape& shape, const T* x, const T* k, T* y, cudaStream_t stream) {
+  const int64_t B = shape.B, H = shape.H, W = shape.W, kh = shape.kh, kw = shape.kw;
   const int64_t n = B * (H - kh + 1) * (W - kw + 1);
   launch(corr2d_forward_kernel<T>, dim3(grid_size(n, kBlock)), dim3(kBlock), 0, stream, x, k, y, B, H, W, kh, kw);
 }
 
 template <typename T>
-void corr2d_backward_input(const T* gy, const T* k, T* gx, int64_t B, int64_t H, int64_t W, int64_t kh, int64_t kw,
-                           cudaStream_t stream) {
+void corr2d_backward_input(const Corr2dShape& shape, const T* gy, const T* k, T* gx, cudaStream_t stream) {
+  const int64_t B = shape.B, H = shape.H, W = shape.W, kh = shape.kh, kw = shape.kw;
   launch(corr2d_grad_input_kernel<T>, dim3(grid_size(B * H * W, kBlock)), dim3(kBlock), 0, stream, gy, k, gx, B, H,
          W, kh, kw);
 }
 
 template <typename T>
-void corr2d_backward_kernel(const T* gy, const T* x, T* gk, int64_t B, int64_t H, int64_t W, int64_t kh, int64_t kw,
-                            cudaStream_t stream) {
+void corr2d_backward_kernel(const Corr2dShape& shape, const T* gy, const T* x, T* gk, cudaStream_t stream) {
+  const int64_t B = shape.B, H = shape.H, W = shape.W, kh = shape.kh, kw = shape.kw;
   launch(corr2d_grad_kernel_kernel<T>, dim3(unsigned(kh * kw)), dim3(kBlock), 0, stream, gy, x, gk, B, H, W, kh, kw);
 }
 
-#define CNNEXT_INSTANTIATE(T)                                                                                     \
-  template void corr2d_forward<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, int64_t, int64_t, cudaStream_t); \
-  template void corr2d_backward_input<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, int64_t, int64_t,        \
-                                         cudaStream_t);                                                           \
-  template void corr2d_backward_kernel<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, int64_t, int64_t,       \
-                                          cudaStream_t);
+#define CNNEXT_INSTANTIATE(T)                                                                  \
+  template void corr2d_forward<T>(const Corr2dShape&, const T*, const T*, T*, cudaStream_t);        \
+  template void corr2d_backward_input<T>(const Corr2dShape&, const T*, const T*, T*, cudaStream_t); \
+  template void corr2d_backward_kernel<T>(const Corr2dShape&, const T*, const T*, T*, cudaStream_t);
 CNNEXT_INSTANTIATE(float)
 CNNEXT_INSTANTIATE(double)
 #undef CNNEXT_INSTANTIATE
+
+CNNEXT_REGISTER_DEVICE_KERNEL(Corr2dForward, corr2d_forward)
+CNNEXT_REGISTER_DEVICE_KERNEL(Corr2dBackwardInput, corr2d_backward_input)
+CNNEXT_REGISTER_DEVICE_KERNEL(Corr2dBackwardKernel, corr2d_backward_kernel)
 
 }  // namespace cnnext::CNNEXT_DEVICE_NS

@@ -1,10 +1,10 @@
 // emulator.cu -- the CPU emulator's settings that csrc/ops exposes to Python (tests); an empty
-// translation unit under nvcc.  Declared in launchers.h.
+// translation unit under nvcc.  Declared in ../common/backend.h.
 #include "compat.h"
 #include "launchers.h"
 
 #if defined(EMU)
-namespace cnnext::emu {
+namespace cnnext::emulated {
 
 unsigned set_grid_cap(unsigned cap) {
   const unsigned prev = ::emu::detail::tl_grid_cap;
@@ -12,5 +12,5 @@ unsigned set_grid_cap(unsigned cap) {
   return prev;
 }
 
-}  // namespace cnnext::emu
+}  // namespace cnnext::emulated
 #endif

@@ -97,21 +97,26 @@ void max_pool2d_forward(const MaxPool2dShape& s, const T* x, T* y, int64_t* ind,
     launch(max_pool2d_forward_kernel<T, int64_t>, grid, block, 0, stream, x, y, ind, s, n);
 }
 
+// Returns true: the gather never writes through an index, so out-of-range ones are simply never matched.
 template <typename T>
-void max_pool2d_backward(const MaxPool2dShape& s, const T* gy, const int64_t* ind, T* gx, cudaStream_t stream) {
+bool max_pool2d_backward(const MaxPool2dShape& s, const T* gy, const int64_t* ind, T* gx, cudaStream_t stream) {
   const int64_t n = s.NC * s.H * s.W;
   const dim3 grid(grid_size(n, kBlock)), block(kBlock);
   if (fits_int32(n) && fits_int32(s.NC * s.OH * s.OW))
     launch(max_pool2d_backward_kernel<T, int32_t>, grid, block, 0, stream, gy, ind, gx, s, int32_t(n));
   else
     launch(max_pool2d_backward_kernel<T, int64_t>, grid, block, 0, stream, gy, ind, gx, s, n);
+  return true;
 }
 
 #define CNNEXT_INSTANTIATE(T)                                                                              \
   template void max_pool2d_forward<T>(const MaxPool2dShape&, const T*, T*, int64_t*, cudaStream_t);        \
-  template void max_pool2d_backward<T>(const MaxPool2dShape&, const T*, const int64_t*, T*, cudaStream_t);
+  template bool max_pool2d_backward<T>(const MaxPool2dShape&, const T*, const int64_t*, T*, cudaStream_t);
 CNNEXT_INSTANTIATE(float)
 CNNEXT_INSTANTIATE(double)
 #undef CNNEXT_INSTANTIATE
+
+CNNEXT_REGISTER_DEVICE_KERNEL(MaxPool2dForward, max_pool2d_forward)
+CNNEXT_REGISTER_DEVICE_KERNEL(MaxPool2dBackward, max_pool2d_backward)
 
 }  // namespace cnnext::CNNEXT_DEVICE_NS

@@ -11,6 +11,6 @@ CNNEXT_DECLARE_LAUNCHERS(
   void max_pool2d_forward(const ::cnnext::MaxPool2dShape& s, const T* x, T* y, int64_t* ind, cudaStream_t stream);
   // gx (NC, H, W) = sum of gy over the outputs whose index points at each input element; fully written.
   template <typename T>
-  void max_pool2d_backward(const ::cnnext::MaxPool2dShape& s, const T* gy, const int64_t* ind, T* gx,
+  bool max_pool2d_backward(const ::cnnext::MaxPool2dShape& s, const T* gy, const int64_t* ind, T* gx,
                            cudaStream_t stream);
 )

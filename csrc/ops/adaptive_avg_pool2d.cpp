@@ -8,8 +8,7 @@
 
 #include <climits>
 
-#include "../cpu/adaptive_avg_pool2d.h"
-#include "../cuda/adaptive_avg_pool2d.h"
+#include "../common/adaptive_avg_pool2d.h"
 #include "dispatch.h"
 
 namespace cnnext {
@@ -52,12 +51,7 @@ at::Tensor adaptive_avg_pool2d_forward(const at::Tensor& input, c10::SymIntArray
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "adaptive_avg_pool2d_forward", [&] {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-    if (be == Backend::CPU) {
-      if (OH == 1 && OW == 1) cpu::global_avg_pool2d_forward<scalar_t>(xp, yp, planes, H * W);
-      else cpu::avg_pool2d_forward<scalar_t>(xp, yp, planes, cpu::adaptive_avg_pool2d_plan<scalar_t>(H, W, OH, OW));
-    } else {
-      CNNEXT_DEVICE_CALL(be, adaptive_avg_pool2d_forward<scalar_t>, xp, yp, planes, H, W, OH, OW);
-    }
+    call_kernel<AdaptiveAvgPool2dForward, scalar_t>(be, AdaptiveAvgPool2dShape{planes, H, W, OH, OW}, xp, yp);
   });
   return y;
 }
@@ -81,12 +75,7 @@ at::Tensor adaptive_avg_pool2d_backward(const at::Tensor& grad_output, c10::SymI
   AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "adaptive_avg_pool2d_backward", [&] {
     const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
     scalar_t* gxp = gx.mutable_data_ptr<scalar_t>();
-    if (be == Backend::CPU) {
-      if (OH == 1 && OW == 1) cpu::global_avg_pool2d_backward<scalar_t>(gyp, gxp, planes, H * W);
-      else cpu::avg_pool2d_backward<scalar_t>(gyp, gxp, planes, cpu::adaptive_avg_pool2d_plan<scalar_t>(H, W, OH, OW));
-    } else {
-      CNNEXT_DEVICE_CALL(be, adaptive_avg_pool2d_backward<scalar_t>, gyp, gxp, planes, H, W, OH, OW);
-    }
+    call_kernel<AdaptiveAvgPool2dBackward, scalar_t>(be, AdaptiveAvgPool2dShape{planes, H, W, OH, OW}, gyp, gxp);
   });
   return gx;
 }

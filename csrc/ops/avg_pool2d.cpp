@@ -11,8 +11,7 @@
 
 #include <climits>
 
-#include "../cpu/avg_pool2d.h"
-#include "../cuda/avg_pool2d.h"
+#include "../common/avg_pool2d.h"
 #include "dispatch.h"
 
 namespace cnnext {
@@ -82,10 +81,8 @@ Pool2d check_pool(at::IntArrayRef in_shape, at::IntArrayRef kernel_size, at::Int
           H, W, OH, OW};
 }
 
-template <typename scalar_t>
-cpu::AvgPoolPlan<scalar_t> plan_of(const Pool2d& g) {
-  return cpu::avg_pool2d_plan<scalar_t>(g.H, g.W, g.OH, g.OW, g.kH, g.kW, g.sH, g.sW, g.pH, g.pW,
-                                        g.count_include_pad, g.divisor);
+AvgPool2dShape shape_of(const Pool2d& g, int64_t planes) {
+  return {planes, g.H, g.W, g.OH, g.OW, g.kH, g.kW, g.sH, g.sW, g.pH, g.pW, g.count_include_pad, g.divisor};
 }
 
 at::Tensor avg_pool2d_forward(const at::Tensor& input, at::IntArrayRef kernel_size, at::IntArrayRef stride,
@@ -106,9 +103,7 @@ at::Tensor avg_pool2d_forward(const at::Tensor& input, at::IntArrayRef kernel_si
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "avg_pool2d_forward", [&] {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-    if (be == Backend::CPU) cpu::avg_pool2d_forward<scalar_t>(xp, yp, planes, plan_of<scalar_t>(g));
-    else CNNEXT_DEVICE_CALL(be, avg_pool2d_forward<scalar_t>, xp, yp, planes, g.H, g.W, g.OH, g.OW, g.kH, g.kW,
-                            g.sH, g.sW, g.pH, g.pW, g.count_include_pad, g.divisor);
+    call_kernel<AvgPool2dForward, scalar_t>(be, shape_of(g, planes), xp, yp);
   });
   return y;
 }
@@ -134,9 +129,7 @@ at::Tensor avg_pool2d_backward(const at::Tensor& grad_output, c10::SymIntArrayRe
   AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "avg_pool2d_backward", [&] {
     const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
     scalar_t* gxp = gx.mutable_data_ptr<scalar_t>();
-    if (be == Backend::CPU) cpu::avg_pool2d_backward<scalar_t>(gyp, gxp, planes, plan_of<scalar_t>(g));
-    else CNNEXT_DEVICE_CALL(be, avg_pool2d_backward<scalar_t>, gyp, gxp, planes, g.H, g.W, g.OH, g.OW, g.kH, g.kW,
-                            g.sH, g.sW, g.pH, g.pW, g.count_include_pad, g.divisor);
+    call_kernel<AvgPool2dBackward, scalar_t>(be, shape_of(g, planes), gyp, gxp);
   });
   return gx;
 }

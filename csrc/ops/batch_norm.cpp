@@ -17,8 +17,7 @@
 // non-contiguous input is made contiguous first (one extra copy pass).
 #include <torch/library.h>
 
-#include "../cpu/batch_norm.h"
-#include "../cuda/batch_norm.h"
+#include "../common/batch_norm.h"
 #include "dispatch.h"
 
 namespace cnnext {
@@ -93,12 +92,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_forward(
     scalar_t* rvp = rv ? rvc.mutable_data_ptr<scalar_t>() : nullptr;
     scalar_t *yp = y.mutable_data_ptr<scalar_t>(), *mp = mean.mutable_data_ptr<scalar_t>(),
              *ip = invstd.mutable_data_ptr<scalar_t>();
-    if (be == Backend::CPU)
-      cpu::batch_norm_forward<scalar_t>(xp, yp, wp, bp, rmp, rvp, mp, ip, l.N, l.C, l.S, training, momentum, eps,
-                                        relu);
-    else
-      CNNEXT_DEVICE_CALL(be, batch_norm_forward<scalar_t>, xp, yp, wp, bp, rmp, rvp, mp, ip, l.N, l.C, l.S, training,
-                         momentum, eps, relu);
+    call_kernel<BatchNormForward, scalar_t>(be, BatchNormShape{l.N, l.C, l.S, training, momentum, eps, relu},
+                                            BatchNormForwardArgs<scalar_t>{xp, yp, wp, bp, rmp, rvp, mp, ip});
   });
   if (training && rm && !rmc.is_same(*rm)) rm->copy_(rmc);
   if (training && rv && !rvc.is_same(*rv)) rv->copy_(rvc);
@@ -136,11 +131,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
     const scalar_t *mp = mc.const_data_ptr<scalar_t>(), *ip = ic.const_data_ptr<scalar_t>();
     scalar_t *gxp = gx.mutable_data_ptr<scalar_t>(), *gwp = gw.mutable_data_ptr<scalar_t>(),
              *gbp = gb.mutable_data_ptr<scalar_t>();
-    if (be == Backend::CPU)
-      cpu::batch_norm_backward<scalar_t>(gyp, xp, wp, bp, mp, ip, gxp, gwp, gbp, l.N, l.C, l.S, training, relu);
-    else
-      CNNEXT_DEVICE_CALL(be, batch_norm_backward<scalar_t>, gyp, xp, wp, bp, mp, ip, gxp, gwp, gbp, l.N, l.C, l.S,
-                         training, relu);
+    call_kernel<BatchNormBackward, scalar_t>(be, BatchNormShape{l.N, l.C, l.S, training, 0.0, 0.0, relu},
+                                             BatchNormBackwardArgs<scalar_t>{gyp, xp, wp, bp, mp, ip, gxp, gwp, gbp});
   });
   return {gx, gw, gb};
 }

@@ -23,8 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "../cpu/cat.h"
-#include "../cuda/cat.h"
+#include "../common/cat.h"
 #include "dispatch.h"
 
 namespace cnnext {
@@ -146,23 +145,15 @@ at::Tensor cat_forward(at::TensorList tensors, int64_t dim) {
   const int64_t esize = int64_t(out.element_size());
   const int64_t outer = rows_at(out_sizes, dim, fmt).first;
   std::vector<at::Tensor> keep;  // inputs made dense in fmt (the extra pass), kept alive
-  std::vector<const void*> ptrs;
-  std::vector<int64_t> bytes, strides;
   std::vector<CatPiece> pieces;
   for (const at::Tensor& t : tensors) {
     if (legacy_empty(t) || t.numel() == 0) continue;
     int64_t rs = row_stride(t, dim, fmt);
     const at::Tensor& c = rs >= 0 ? t : keep.emplace_back(t.contiguous(fmt));
     if (rs < 0) rs = row_stride(c, dim, fmt);
-    ptrs.push_back(c.const_data_ptr());
-    bytes.push_back(rows_at(c.sizes(), dim, fmt).second * esize);
-    strides.push_back(rs);
-    pieces.push_back(CatPiece{const_cast<void*>(ptrs.back()), bytes.back(), rs});
+    pieces.push_back(CatPiece{const_cast<void*>(c.const_data_ptr()), rows_at(c.sizes(), dim, fmt).second * esize, rs});
   }
-  const Backend be = backend_for(out);
-  const int64_t n = int64_t(pieces.size());
-  if (be == Backend::CPU) cpu::cat_forward(ptrs.data(), bytes.data(), strides.data(), n, out.mutable_data_ptr(), outer);
-  else CNNEXT_DEVICE_CALL(be, cat_forward, pieces.data(), n, out.mutable_data_ptr(), outer);
+  call_kernel<CatForward, void>(backend_for(out), pieces.data(), int64_t(pieces.size()), out.mutable_data_ptr(), outer);
   return out;
 }
 
@@ -194,19 +185,13 @@ std::vector<at::Tensor> cat_backward(const at::Tensor& grad_output, int64_t dim,
   if (gs < 0) gs = row_stride(g, dim, fmt);
   const int64_t esize = int64_t(g.element_size());
   const int64_t outer = rows_at(g.sizes(), dim, fmt).first;
-  std::vector<void*> ptrs;
-  std::vector<int64_t> bytes;
   std::vector<CatPiece> pieces;
   for (at::Tensor& t : grads) {
     if (t.numel() == 0) continue;
-    ptrs.push_back(t.mutable_data_ptr());
-    bytes.push_back(rows_at(t.sizes(), dim, fmt).second * esize);
-    pieces.push_back(CatPiece{ptrs.back(), bytes.back(), bytes.back()});
+    const int64_t bytes = rows_at(t.sizes(), dim, fmt).second * esize;
+    pieces.push_back(CatPiece{t.mutable_data_ptr(), bytes, bytes});
   }
-  const Backend be = backend_for(g);
-  const int64_t n = int64_t(pieces.size());
-  if (be == Backend::CPU) cpu::cat_backward(g.const_data_ptr(), gs, outer, ptrs.data(), bytes.data(), n);
-  else CNNEXT_DEVICE_CALL(be, cat_backward, g.const_data_ptr(), gs, outer, pieces.data(), n);
+  call_kernel<CatBackward, void>(backend_for(g), g.const_data_ptr(), gs, outer, pieces.data(), int64_t(pieces.size()));
   return grads;
 }
 

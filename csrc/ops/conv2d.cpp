@@ -14,8 +14,9 @@
 // Inputs of any strides (channels_last included) are made NCHW-contiguous; outputs are NCHW-contiguous.
 #include <torch/library.h>
 
-#include "../cpu/conv2d.h"
-#include "../cuda/conv2d.h"
+#include <cstdlib>
+
+#include "../common/conv2d.h"
 #include "dispatch.h"
 
 namespace cnnext {
@@ -88,6 +89,10 @@ Conv2dShape make_shape(at::IntArrayRef in, at::IntArrayRef wt, const Params& p, 
               "2^62 or more elements");
   s.P = int64_t(P);
   s.Q = int64_t(Q);
+  // the plan's test overrides, read here once per call: the launchers read no environment
+  const char* direct = std::getenv("CNNEXT_CONV2D_DIRECT");
+  s.cuda_direct = direct && direct[0] == '1';
+  if (const char* tile = std::getenv("CNNEXT_CONV2D_TILE")) s.cuda_tile = std::atoi(tile) == 128 ? 128 : 64;
   return s;
 }
 
@@ -127,8 +132,7 @@ at::Tensor conv2d_forward(const at::Tensor& input, const at::Tensor& weight, con
     const scalar_t *xp = x.const_data_ptr<scalar_t>(), *wp = w.const_data_ptr<scalar_t>();
     const scalar_t* bp = has_bias ? b.const_data_ptr<scalar_t>() : nullptr;
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-    if (be == Backend::CPU) cpu::conv2d_forward<scalar_t>(s, xp, wp, bp, yp);
-    else CNNEXT_DEVICE_CALL(be, conv2d_forward<scalar_t>, s, xp, wp, bp, yp);
+    call_kernel<Conv2dForward, scalar_t>(be, s, xp, wp, bp, yp);
   });
   return y;
 }
@@ -152,8 +156,7 @@ at::Tensor conv2d_backward_input(const at::Tensor& grad_output, const at::Tensor
   AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "conv2d_backward_input", [&] {
     const scalar_t *gyp = gy.const_data_ptr<scalar_t>(), *wp = w.const_data_ptr<scalar_t>();
     scalar_t* gxp = gx.mutable_data_ptr<scalar_t>();
-    if (be == Backend::CPU) cpu::conv2d_backward_input<scalar_t>(s, gyp, wp, gxp);
-    else CNNEXT_DEVICE_CALL(be, conv2d_backward_input<scalar_t>, s, gyp, wp, gxp);
+    call_kernel<Conv2dBackwardInput, scalar_t>(be, s, gyp, wp, gxp);
   });
   return gx;
 }
@@ -184,8 +187,12 @@ std::tuple<at::Tensor, at::Tensor> conv2d_backward_weight(const at::Tensor& grad
     const scalar_t *gyp = gy.const_data_ptr<scalar_t>(), *xp = x.const_data_ptr<scalar_t>();
     scalar_t* gwp = gw.mutable_data_ptr<scalar_t>();
     scalar_t* gbp = bias ? gb.mutable_data_ptr<scalar_t>() : nullptr;
-    if (be == Backend::CPU) cpu::conv2d_backward_weight<scalar_t>(s, xp, gyp, gwp, gbp);
-    else CNNEXT_DEVICE_CALL(be, conv2d_backward_weight<scalar_t>, s, xp, gyp, gwp, gbp);
+    // scratch of the backend's plan (the CUDA split-K partial sums), allocated here: kernels allocate nothing
+    const int64_t nws = has_kernel<Conv2dWeightWorkspace, scalar_t>(be)
+                            ? call_kernel<Conv2dWeightWorkspace, scalar_t>(be, s) : 0;
+    at::Tensor ws = nws > 0 ? at::empty({nws}, x.options()) : at::Tensor();
+    scalar_t* wsp = nws > 0 ? ws.mutable_data_ptr<scalar_t>() : nullptr;
+    call_kernel<Conv2dBackwardWeight, scalar_t>(be, s, xp, gyp, gwp, gbp, wsp);
   });
   return {gw, gb};
 }

@@ -6,8 +6,7 @@
 // input (..., H, W) is flattened to (B, H, W); kernel is (kh, kw).
 #include <torch/library.h>
 
-#include "../cpu/corr2d.h"
-#include "../cuda/corr2d.h"
+#include "../common/corr2d.h"
 #include "dispatch.h"
 
 namespace cnnext {
@@ -42,8 +41,7 @@ at::Tensor corr2d_forward(const at::Tensor& input, const at::Tensor& kernel) {
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "corr2d_forward", [&] {
     const scalar_t *xp = x.const_data_ptr<scalar_t>(), *kp = k.const_data_ptr<scalar_t>();
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-    if (be == Backend::CPU) cpu::corr2d_forward<scalar_t>(xp, kp, yp, B, H, W, kh, kw);
-    else CNNEXT_DEVICE_CALL(be, corr2d_forward<scalar_t>, xp, kp, yp, B, H, W, kh, kw);
+    call_kernel<Corr2dForward, scalar_t>(be, Corr2dShape{B, H, W, kh, kw}, xp, kp, yp);
   });
   return y;
 }
@@ -69,8 +67,7 @@ at::Tensor corr2d_backward_input(const at::Tensor& grad_output, const at::Tensor
   AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "corr2d_backward_input", [&] {
     const scalar_t *gyp = gy.const_data_ptr<scalar_t>(), *kp = k.const_data_ptr<scalar_t>();
     scalar_t* gxp = gx.mutable_data_ptr<scalar_t>();
-    if (be == Backend::CPU) cpu::corr2d_backward_input<scalar_t>(gyp, kp, gxp, B, H, W, kh, kw);
-    else CNNEXT_DEVICE_CALL(be, corr2d_backward_input<scalar_t>, gyp, kp, gxp, B, H, W, kh, kw);
+    call_kernel<Corr2dBackwardInput, scalar_t>(be, Corr2dShape{B, H, W, kh, kw}, gyp, kp, gxp);
   });
   return gx;
 }
@@ -97,8 +94,7 @@ at::Tensor corr2d_backward_kernel(const at::Tensor& grad_output, const at::Tenso
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "corr2d_backward_kernel", [&] {
     const scalar_t *gyp = gy.const_data_ptr<scalar_t>(), *xp = x.const_data_ptr<scalar_t>();
     scalar_t* gkp = gk.mutable_data_ptr<scalar_t>();
-    if (be == Backend::CPU) cpu::corr2d_backward_kernel<scalar_t>(gyp, xp, gkp, B, H, W, kh, kw);
-    else CNNEXT_DEVICE_CALL(be, corr2d_backward_kernel<scalar_t>, gyp, xp, gkp, B, H, W, kh, kw);
+    call_kernel<Corr2dBackwardKernel, scalar_t>(be, Corr2dShape{B, H, W, kh, kw}, gyp, xp, gkp);
   });
   return gk;
 }

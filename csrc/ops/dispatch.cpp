@@ -26,6 +26,11 @@ bool set_emulating_cuda(bool on) {
   return prev;
 }
 
+const char* missing_kernel_message(Backend be) {
+  return be == Backend::CUDA ? "cnnext was built without CUDA kernels (CNNEXT_CUDA=0 or no nvcc)"
+                             : "cnnext: no kernel registered for this backend";
+}
+
 cudaStream_t stream_for(Backend be) {
 #ifdef CNNEXT_WITH_CUDA
   if (be == Backend::CUDA) return c10::cuda::getCurrentCUDAStream().stream();
@@ -103,7 +108,7 @@ TORCH_LIBRARY(cnnext, m) {
   m.def("_emulating_cuda() -> bool", []() { return cnnext::emulating_cuda(); });
   m.def("_set_emu_grid_cap(int cap) -> int", [](int64_t cap) {
     TORCH_CHECK(cap >= 1 && cap <= 65535, "_set_emu_grid_cap: cap must be in [1, 65535], got ", cap);
-    return int64_t(cnnext::emu::set_grid_cap(unsigned(cap)));
+    return int64_t(cnnext::emulated::set_grid_cap(unsigned(cap)));
   });
   m.def("build_info() -> str", []() { return cnnext::build_info(); });
 }

@@ -1,49 +1,45 @@
-// dispatch.h -- shared by every csrc/ops/<op>.cpp: which backend runs an op
-// (CPU kernels, real CUDA kernels, or the CUDA kernels under the emulator),
+// dispatch.h -- shared by every csrc/ops/<op>.cpp: which backend runs an op (CPU kernels, real
+// CUDA kernels, or the CUDA kernels under the emulator), the one call into its registered kernel,
 // and the argument checks every op repeats.
 #pragma once
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
-#include "../cuda/launchers.h"
+#include <utility>
+
+#include "../common/backend.h"
 
 namespace cnnext {
-
-enum class Backend { CPU, EMU, CUDA };
 
 // Thread-local switch behind `with cnnext.emulate_cuda():` (ops _set_emulate_cuda).
 bool emulating_cuda();
 bool set_emulating_cuda(bool on);  // returns the previous value
 
-// CUDA for CUDA tensors; for CPU tensors EMU inside emulate_cuda(), else CPU.
+// CUDA for CUDA tensors; for CPU tensors Emulator inside emulate_cuda(), else CPU.
 inline Backend backend_for(const at::Tensor& t) {
   if (t.is_cuda()) return Backend::CUDA;
-  return emulating_cuda() ? Backend::EMU : Backend::CPU;
+  return emulating_cuda() ? Backend::Emulator : Backend::CPU;
 }
 
-// The stream a launcher gets: the current CUDA stream on the tensor's device,
-// nullptr for the emulator.  (Defined in dispatch.cpp, the only ops file that
-// includes CUDA headers.)
+// The stream a kernel gets: the current CUDA stream on the tensor's device, nullptr for the CPU
+// and the emulator.  (Defined in dispatch.cpp, the only ops file that includes CUDA headers.)
 cudaStream_t stream_for(Backend be);
+const char* missing_kernel_message(Backend be);
 
-// Call the device launcher `fn` (e.g. corr2d_forward<scalar_t>) of backend `be`
-// (CUDA or EMU) with the stream appended to its arguments.
-#ifdef CNNEXT_WITH_CUDA
-#define CNNEXT_DEVICE_CALL(be, fn, ...)                                          \
-  do {                                                                           \
-    if ((be) == ::cnnext::Backend::CUDA)                                          \
-      ::cnnext::cuda::fn(__VA_ARGS__, ::cnnext::stream_for(be));                 \
-    else                                                                         \
-      ::cnnext::emu::fn(__VA_ARGS__, nullptr);                                   \
-  } while (0)
-#else
-#define CNNEXT_DEVICE_CALL(be, fn, ...)                                          \
-  do {                                                                           \
-    TORCH_CHECK((be) != ::cnnext::Backend::CUDA,                                  \
-                "cnnext was built without CUDA kernels (CNNEXT_CUDA=0 or no nvcc)"); \
-    ::cnnext::emu::fn(__VA_ARGS__, nullptr);                                     \
-  } while (0)
-#endif
+// Whether backend `be` registered a kernel for op tag Op (e.g. a CPU-only layout).
+template <typename Op, typename T>
+bool has_kernel(Backend be) {
+  return Kernel<Op, T>::table[int(be)] != nullptr;
+}
+
+// The one call an op makes: backend be's kernel for Op and dtype T (csrc/common/backend.h), with the
+// stream appended to the arguments.
+template <typename Op, typename T, typename... A>
+decltype(auto) call_kernel(Backend be, A&&... args) {
+  auto* fn = Kernel<Op, T>::table[int(be)];
+  TORCH_CHECK(fn != nullptr, missing_kernel_message(be));
+  return fn(std::forward<A>(args)..., stream_for(be));
+}
 
 // ---- argument checks: every message starts with the op's name ----
 // float32 / float64 only.

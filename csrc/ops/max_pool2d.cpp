@@ -16,8 +16,7 @@
 
 #include <torch/library.h>
 
-#include "../cpu/max_pool2d.h"
-#include "../cuda/max_pool2d.h"
+#include "../common/max_pool2d.h"
 #include "dispatch.h"
 
 namespace cnnext {
@@ -124,11 +123,11 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& input, at::IntArray
   if (y.numel() == 0) return {y, ind};
   const at::DeviceGuard guard(input.device());
   const Backend be = backend_for(input);
-  if (cl && be == Backend::CPU) {  // the CPU kernel for (N, H, W, C) memory: vectors across channels
+  if (cl && has_kernel<MaxPool2dForwardNhwc, float>(be)) {  // a kernel for (N, H, W, C) memory (the CPU's)
     AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "max_pool2d_forward", [&] {
-      cpu::max_pool2d_forward_nhwc<scalar_t>(s, input.size(1), input.const_data_ptr<scalar_t>(),
-                                             y.mutable_data_ptr<scalar_t>(),
-                                             with_indices ? ind.mutable_data_ptr<int64_t>() : nullptr);
+      call_kernel<MaxPool2dForwardNhwc, scalar_t>(be, s, input.size(1), input.const_data_ptr<scalar_t>(),
+                                                   y.mutable_data_ptr<scalar_t>(),
+                                                   with_indices ? ind.mutable_data_ptr<int64_t>() : nullptr);
     });
     return {y, ind};
   }
@@ -140,8 +139,7 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& input, at::IntArray
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* yp = yc.mutable_data_ptr<scalar_t>();
     int64_t* ip = with_indices ? ic.mutable_data_ptr<int64_t>() : nullptr;
-    if (be == Backend::CPU) cpu::max_pool2d_forward<scalar_t>(s, xp, yp, ip);
-    else CNNEXT_DEVICE_CALL(be, max_pool2d_forward<scalar_t>, s, xp, yp, ip);
+    call_kernel<MaxPool2dForward, scalar_t>(be, s, xp, yp, ip);
   });
   if (cl) {
     y.copy_(yc);
@@ -203,13 +201,8 @@ at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& 
     const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
     const int64_t* ip = ix.const_data_ptr<int64_t>();
     scalar_t* gxp = gx.mutable_data_ptr<scalar_t>();
-    if (be == Backend::CPU) {
-      TORCH_CHECK(cpu::max_pool2d_backward<scalar_t>(s, gyp, ip, gxp), kOp,
-                  ": indices must lie in [0, H*W) of each input plane, H*W = ", s.H * s.W);
-    } else {
-      // the gather never writes through an index, so out-of-range indices are simply never matched
-      CNNEXT_DEVICE_CALL(be, max_pool2d_backward<scalar_t>, s, gyp, ip, gxp);
-    }
+    TORCH_CHECK((call_kernel<MaxPool2dBackward, scalar_t>(be, s, gyp, ip, gxp)), kOp,
+                ": indices must lie in [0, H*W) of each input plane, H*W = ", s.H * s.W);
   });
   return gx;
 }
