@@ -149,13 +149,13 @@ void corr2d_case(int64_t B, int64_t H, int64_t W, int64_t kh, int64_t kw) {
                 (long long)kh, (long long)kw);
   for (Be be : kBackends) {
     auto oy = poisoned<T>(B * OH * OW), ogx = poisoned<T>(B * H * W), ogk = poisoned<T>(kh * kw);
-    ON(be, cnnext::cpu::corr2d_forward<T>(x.data(), k.data(), oy.data(), B, H, W, kh, kw), cnnext::emu::corr2d_forward<T>(x.data(), k.data(), oy.data(), B, H, W, kh, kw, nullptr));
-    ON(be, cnnext::cpu::corr2d_backward_input<T>(gy.data(), k.data(), ogx.data(), B, H, W,
-         kh, kw), cnnext::emu::corr2d_backward_input<T>(gy.data(), k.data(), ogx.data(), B, H, W,
-         kh, kw, nullptr));
-    ON(be, cnnext::cpu::corr2d_backward_kernel<T>(gy.data(), x.data(), ogk.data(), B, H, W,
-         kh, kw), cnnext::emu::corr2d_backward_kernel<T>(gy.data(), x.data(), ogk.data(), B, H, W,
-         kh, kw, nullptr));
+    const cnnext::Corr2dShape cs{B, H, W, kh, kw};
+    ON(be, cnnext::cpu::corr2d_forward<T>(cs, x.data(), k.data(), oy.data()),
+       cnnext::emulated::corr2d_forward<T>(cs, x.data(), k.data(), oy.data(), nullptr));
+    ON(be, cnnext::cpu::corr2d_backward_input<T>(cs, gy.data(), k.data(), ogx.data()),
+       cnnext::emulated::corr2d_backward_input<T>(cs, gy.data(), k.data(), ogx.data(), nullptr));
+    ON(be, cnnext::cpu::corr2d_backward_kernel<T>(cs, gy.data(), x.data(), ogk.data()),
+       cnnext::emulated::corr2d_backward_kernel<T>(cs, gy.data(), x.data(), ogk.data(), nullptr));
     expect_close(label("corr2d", "forward", be, tname<T>(), shape).c_str(), oy, y);
     expect_close(label("corr2d", "backward_input", be, tname<T>(), shape).c_str(), ogx, gx);
     expect_close(label("corr2d", "backward_kernel", be, tname<T>(), shape).c_str(), ogk, gk);
@@ -211,12 +211,15 @@ void conv2d_case(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t 
     auto oy = poisoned<T>(N * K * P * Q), ogx = poisoned<T>(N * C * H * W), ogw = poisoned<T>(K * Cg * R * S),
          ogb = poisoned<T>(K);
     ON(be, cnnext::cpu::conv2d_forward<T>(s, x.data(), w.data(), bias ? b.data() : nullptr,
-         oy.data()), cnnext::emu::conv2d_forward<T>(s, x.data(), w.data(), bias ? b.data() : nullptr,
+         oy.data()), cnnext::emulated::conv2d_forward<T>(s, x.data(), w.data(), bias ? b.data() : nullptr,
          oy.data(), nullptr));
-    ON(be, cnnext::cpu::conv2d_backward_input<T>(s, gy.data(), w.data(), ogx.data()), cnnext::emu::conv2d_backward_input<T>(s, gy.data(), w.data(), ogx.data(), nullptr));
+    ON(be, cnnext::cpu::conv2d_backward_input<T>(s, gy.data(), w.data(), ogx.data()), cnnext::emulated::conv2d_backward_input<T>(s, gy.data(), w.data(), ogx.data(), nullptr));
     ON(be, cnnext::cpu::conv2d_backward_weight<T>(s, x.data(), gy.data(), ogw.data(),
-         bias ? ogb.data() : nullptr), cnnext::emu::conv2d_backward_weight<T>(s, x.data(), gy.data(), ogw.data(),
-         bias ? ogb.data() : nullptr, nullptr));
+         bias ? ogb.data() : nullptr), {
+         vector<T> ws(size_t(cnnext::emulated::conv2d_weight_workspace<T>(s, nullptr)));
+         cnnext::emulated::conv2d_backward_weight<T>(s, x.data(), gy.data(), ogw.data(), bias ? ogb.data() : nullptr,
+                                                     ws.empty() ? nullptr : ws.data(), nullptr);
+       });
     expect_close(label("conv2d", "forward", be, tname<T>(), shape).c_str(), oy, y);
     expect_close(label("conv2d", "backward_input", be, tname<T>(), shape).c_str(), ogx, gx);
     expect_close(label("conv2d", "backward_weight", be, tname<T>(), shape).c_str(), ogw, gw);
@@ -280,18 +283,18 @@ void max_pool2d_case(int64_t NC, int64_t H, int64_t W, int64_t kh, int64_t kw, i
     auto oy = poisoned<T>(NC * OH * OW), ogx = poisoned<T>(NC * H * W);
     vector<int64_t> oind(NC * OH * OW, -7);
     ON(be, cnnext::cpu::max_pool2d_forward<T>(s, x.data(), oy.data(), oind.data()),
-       cnnext::emu::max_pool2d_forward<T>(s, x.data(), oy.data(), oind.data(), nullptr));
+       cnnext::emulated::max_pool2d_forward<T>(s, x.data(), oy.data(), oind.data(), nullptr));
     vector<int64_t> ref_ind(ind.begin(), ind.end());  // the backward reads the reference indices
     ON(be, if (!cnnext::cpu::max_pool2d_backward<T>(s, gy.data(), ref_ind.data(), ogx.data())) {
          std::printf("FAIL max_pool2d/backward/cpu: rejected valid indices\n"); ++g_fail; },
-       cnnext::emu::max_pool2d_backward<T>(s, gy.data(), ref_ind.data(), ogx.data(), nullptr));
+       cnnext::emulated::max_pool2d_backward<T>(s, gy.data(), ref_ind.data(), ogx.data(), nullptr));
     expect_close(label("max_pool2d", "forward", be, tname<T>(), shape).c_str(), oy, y);
     expect_close(label("max_pool2d", "indices", be, tname<T>(), shape).c_str(), widen(oind), ind);
     expect_close(label("max_pool2d", "backward", be, tname<T>(), shape).c_str(), ogx, gx);
     // the forward without indices (ind == nullptr: inference)
     auto oy2 = poisoned<T>(NC * OH * OW);
     ON(be, cnnext::cpu::max_pool2d_forward<T>(s, x.data(), oy2.data(), nullptr),
-       cnnext::emu::max_pool2d_forward<T>(s, x.data(), oy2.data(), nullptr, nullptr));
+       cnnext::emulated::max_pool2d_forward<T>(s, x.data(), oy2.data(), nullptr, nullptr));
     expect_close(label("max_pool2d", "forward(no indices)", be, tname<T>(), shape).c_str(), oy2, y);
   }
 #ifndef NO_CPU
@@ -392,17 +395,15 @@ void avg_pool2d_case(int64_t planes, int64_t H, int64_t W, int64_t kH, int64_t k
                 (long long)planes, (long long)H, (long long)W, (long long)kH, (long long)kW, (long long)sH,
                 (long long)sW, (long long)pH, (long long)pW, ceil ? " ceil" : "", cip ? " count_include_pad" : "",
                 (long long)dov);
+  const cnnext::AvgPool2dShape as{planes, H, W, OH, OW, kH, kW, sH, sW, pH, pW, cip, dov};
   for (Be be : kBackends) {
     auto oy = poisoned<T>(planes * OH * OW), ogx = poisoned<T>(planes * H * W);
     ON(be, {
-         auto plan = cnnext::cpu::avg_pool2d_plan<T>(H, W, OH, OW, kH, kW, sH, sW, pH, pW, cip, dov);
-         cnnext::cpu::avg_pool2d_forward<T>(x.data(), oy.data(), planes, plan);
-         cnnext::cpu::avg_pool2d_backward<T>(gy.data(), ogx.data(), planes, plan);
+         cnnext::cpu::avg_pool2d_forward<T>(as, x.data(), oy.data());
+         cnnext::cpu::avg_pool2d_backward<T>(as, gy.data(), ogx.data());
        }, {
-         cnnext::emu::avg_pool2d_forward<T>(x.data(), oy.data(), planes, H, W, OH, OW, kH, kW, sH, sW, pH, pW, cip,
-                                            dov, nullptr);
-         cnnext::emu::avg_pool2d_backward<T>(gy.data(), ogx.data(), planes, H, W, OH, OW, kH, kW, sH, sW, pH, pW, cip,
-                                             dov, nullptr);
+         cnnext::emulated::avg_pool2d_forward<T>(as, x.data(), oy.data(), nullptr);
+         cnnext::emulated::avg_pool2d_backward<T>(as, gy.data(), ogx.data(), nullptr);
        });
     expect_close(label("avg_pool2d", "forward", be, tname<T>(), shape).c_str(), oy, y);
     expect_close(label("avg_pool2d", "backward", be, tname<T>(), shape).c_str(), ogx, gx);
@@ -438,17 +439,11 @@ void adaptive_case(int64_t planes, int64_t H, int64_t W, int64_t OH, int64_t OW)
   for (Be be : kBackends) {
     auto oy = poisoned<T>(planes * OH * OW), ogx = poisoned<T>(planes * H * W);
     ON(be, {
-         if (OH == 1 && OW == 1) {
-           cnnext::cpu::global_avg_pool2d_forward<T>(x.data(), oy.data(), planes, H * W);
-           cnnext::cpu::global_avg_pool2d_backward<T>(gy.data(), ogx.data(), planes, H * W);
-         } else {
-           auto plan = cnnext::cpu::adaptive_avg_pool2d_plan<T>(H, W, OH, OW);
-           cnnext::cpu::avg_pool2d_forward<T>(x.data(), oy.data(), planes, plan);
-           cnnext::cpu::avg_pool2d_backward<T>(gy.data(), ogx.data(), planes, plan);
-         }
+         cnnext::cpu::adaptive_avg_pool2d_forward<T>({planes, H, W, OH, OW}, x.data(), oy.data());
+         cnnext::cpu::adaptive_avg_pool2d_backward<T>({planes, H, W, OH, OW}, gy.data(), ogx.data());
        }, {
-         cnnext::emu::adaptive_avg_pool2d_forward<T>(x.data(), oy.data(), planes, H, W, OH, OW, nullptr);
-         cnnext::emu::adaptive_avg_pool2d_backward<T>(gy.data(), ogx.data(), planes, H, W, OH, OW, nullptr);
+         cnnext::emulated::adaptive_avg_pool2d_forward<T>({planes, H, W, OH, OW}, x.data(), oy.data(), nullptr);
+         cnnext::emulated::adaptive_avg_pool2d_backward<T>({planes, H, W, OH, OW}, gy.data(), ogx.data(), nullptr);
        });
     expect_close(label("adaptive_avg_pool2d", "forward", be, tname<T>(), shape).c_str(), oy, y);
     expect_close(label("adaptive_avg_pool2d", "backward", be, tname<T>(), shape).c_str(), ogx, gx);
@@ -495,19 +490,16 @@ void cat_case(int64_t outer, vector<int64_t> bytes, vector<int64_t> pad, int64_t
   for (Be be : kBackends) {
     vector<unsigned char> got(outer * row + 1, 0xAB);
     for (int64_t i = 0; i < n; ++i) gin[i].assign(outer * bytes[i] + 1, 0xCD);
-    vector<const void*> ptrs(n);
-    vector<void*> gptrs(n);
     vector<cnnext::CatPiece> pieces(n), gpieces(n);
     for (int64_t i = 0; i < n; ++i) {
-      ptrs[i] = in[i].data(); gptrs[i] = gin[i].data();
       pieces[i] = {in[i].data(), bytes[i], strides[i]}; gpieces[i] = {gin[i].data(), bytes[i], bytes[i]};
     }
     ON(be, {
-         cnnext::cpu::cat_forward(ptrs.data(), bytes.data(), strides.data(), n, got.data(), outer);
-         cnnext::cpu::cat_backward(gout.data(), gstride, outer, gptrs.data(), bytes.data(), n);
+         cnnext::cpu::cat_forward(pieces.data(), n, got.data(), outer);
+         cnnext::cpu::cat_backward(gout.data(), gstride, outer, gpieces.data(), n);
        }, {
-         cnnext::emu::cat_forward(pieces.data(), n, got.data(), outer, nullptr);
-         cnnext::emu::cat_backward(gout.data(), gstride, outer, gpieces.data(), n, nullptr);
+         cnnext::emulated::cat_forward(pieces.data(), n, got.data(), outer, nullptr);
+         cnnext::emulated::cat_backward(gout.data(), gstride, outer, gpieces.data(), n, nullptr);
        });
     ++g_checks;
     if (std::memcmp(got.data(), want.data(), outer * row) || got[outer * row] != 0xAB) {
@@ -582,6 +574,7 @@ void batch_norm_case(int64_t N, int64_t C, int64_t S, bool training, bool affine
   std::snprintf(shape, sizeof shape, "N=%lld C=%lld S=%lld%s%s%s%s", (long long)N, (long long)C, (long long)S,
                 training ? " training" : " eval", affine ? " affine" : "", stats ? " running-stats" : "",
                 relu ? " relu" : "");
+  const cnnext::BatchNormShape bs{N, C, S, training, momentum, eps, relu};
   for (Be be : kBackends) {
     auto oy = poisoned<T>(N * C * S), ogx = poisoned<T>(N * C * S), ogw = poisoned<T>(C), ogb = poisoned<T>(C),
          om = poisoned<T>(C), ois = poisoned<T>(C);
@@ -591,15 +584,14 @@ void batch_norm_case(int64_t N, int64_t C, int64_t S, bool training, bool affine
     T* rmp = stats ? orm.data() : nullptr;
     T* rvp = stats ? orv.data() : nullptr;
     ON(be, {
-         cnnext::cpu::batch_norm_forward<T>(x.data(), oy.data(), wp, bp, rmp, rvp, om.data(), ois.data(), N, C, S,
-                                            training, momentum, eps, relu);
-         cnnext::cpu::batch_norm_backward<T>(gy.data(), x.data(), wp, bp, om.data(), ois.data(), ogx.data(),
-                                             ogw.data(), ogb.data(), N, C, S, training, relu);
+         cnnext::cpu::batch_norm_forward<T>(bs, {x.data(), oy.data(), wp, bp, rmp, rvp, om.data(), ois.data()});
+         cnnext::cpu::batch_norm_backward<T>(bs, {gy.data(), x.data(), wp, bp, om.data(), ois.data(), ogx.data(),
+                                                  ogw.data(), ogb.data()});
        }, {
-         cnnext::emu::batch_norm_forward<T>(x.data(), oy.data(), wp, bp, rmp, rvp, om.data(), ois.data(), N, C, S,
-                                            training, momentum, eps, relu, nullptr);
-         cnnext::emu::batch_norm_backward<T>(gy.data(), x.data(), wp, bp, om.data(), ois.data(), ogx.data(),
-                                             ogw.data(), ogb.data(), N, C, S, training, relu, nullptr);
+         cnnext::emulated::batch_norm_forward<T>(bs, {x.data(), oy.data(), wp, bp, rmp, rvp, om.data(), ois.data()},
+                                                 nullptr);
+         cnnext::emulated::batch_norm_backward<T>(bs, {gy.data(), x.data(), wp, bp, om.data(), ois.data(), ogx.data(),
+                                                       ogw.data(), ogb.data()}, nullptr);
        });
     expect_close(label("batch_norm", "forward", be, tname<T>(), shape).c_str(), oy, y);
     if (training) {
