@@ -7,11 +7,9 @@
 // adaptive_avg_pool2d.h, which also has the global (1, 1) kernels).
 #pragma once
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
-#include "vec.h"
-
+#include "simd.h"  // load_n, store_n (also used by adaptive_avg_pool2d.cpp)
 
 namespace cnnext::cpu {
 
@@ -35,18 +33,5 @@ void avg_pool2d_forward(const T* x, T* y, int64_t planes, const AvgPoolPlan<T>& 
 // gy: (planes, OH, OW) -> gx: (planes, H, W), contiguous; every gx element written.
 template <typename T>
 void avg_pool2d_backward(const T* gy, T* gx, int64_t planes, const AvgPoolPlan<T>& plan);
-
-// ---- vector helpers shared by avg_pool2d.cpp and adaptive_avg_pool2d.cpp ----
-// The first n lanes (0 <= n <= N) of a vector at p, the others zero / stored back only to p[0:n]:
-// the tail of a row in one vector operation.  AVX-512 masked loads and stores never touch memory
-// past p[n-1]; vec.h's load_part / store_part (masked or partial vector moves on every ISA).
-template <typename T>
-inline typename Vec<T>::type load_n(const T* p, int64_t n) {
-  return load_part<T>(p, n, typename Vec<T>::type{});
-}
-template <typename T>
-inline void store_n(T* p, typename Vec<T>::type v, int64_t n) {
-  store_part<T>(p, v, n);
-}
 
 }  // namespace cnnext::cpu

@@ -46,7 +46,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "vec.h"
+#include "simd.h"  // load_part, store_part
 
 namespace cnnext::cpu {
 namespace {
@@ -57,7 +57,7 @@ constexpr int64_t kRowChunk = 128;   // rows per partial sum in the rows layout
 template <typename T>
 using VT = typename Vec<T>::type;
 
-// load_part / store_part (vec.h): the first n < Vec<T>::size lanes.
+// load_part / store_part (simd.h): the first n < Vec<T>::size lanes.
 template <typename T>
 inline VT<T> ld(const T* p, int64_t len, VT<T> fill) {
   return len == Vec<T>::size ? Vec<T>::load(p) : load_part<T>(p, len, fill);
