@@ -195,7 +195,4 @@ CNNEXT_INSTANTIATE(float)
 CNNEXT_INSTANTIATE(double)
 #undef CNNEXT_INSTANTIATE
 
-CNNEXT_REGISTER_CPU_KERNEL(AdaptiveAvgPool2dForward, adaptive_avg_pool2d_forward)
-CNNEXT_REGISTER_CPU_KERNEL(AdaptiveAvgPool2dBackward, adaptive_avg_pool2d_backward)
-
 }  // namespace cnnext::cpu

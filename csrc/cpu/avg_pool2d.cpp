@@ -397,7 +397,4 @@ CNNEXT_INSTANTIATE(float)
 CNNEXT_INSTANTIATE(double)
 #undef CNNEXT_INSTANTIATE
 
-CNNEXT_REGISTER_CPU_KERNEL(AvgPool2dForward, avg_pool2d_forward)
-CNNEXT_REGISTER_CPU_KERNEL(AvgPool2dBackward, avg_pool2d_backward)
-
 }  // namespace cnnext::cpu

@@ -570,7 +570,4 @@ CNNEXT_INSTANTIATE(float)
 CNNEXT_INSTANTIATE(double)
 #undef CNNEXT_INSTANTIATE
 
-CNNEXT_REGISTER_CPU_KERNEL(BatchNormForward, batch_norm_forward)
-CNNEXT_REGISTER_CPU_KERNEL(BatchNormBackward, batch_norm_backward)
-
 }  // namespace cnnext::cpu

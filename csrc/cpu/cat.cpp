@@ -75,7 +75,4 @@ void cat_backward(const void* grad_out, int64_t grad_stride, int64_t outer, cons
                  bytes.data(), bytes.data(), n);
 }
 
-CNNEXT_REGISTER_KERNEL_T(CatForward, void, ::cnnext::Backend::CPU, &::cnnext::WithoutStream<&cat_forward>::call)
-CNNEXT_REGISTER_KERNEL_T(CatBackward, void, ::cnnext::Backend::CPU, &::cnnext::WithoutStream<&cat_backward>::call)
-
 }  // namespace cnnext::cpu

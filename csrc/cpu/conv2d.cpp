@@ -143,15 +143,4 @@ CNNEXT_INSTANTIATE(float)
 CNNEXT_INSTANTIATE(double)
 #undef CNNEXT_INSTANTIATE
 
-namespace {
-template <typename T>  // the CPU variants keep their own scratch: no workspace
-void conv2d_backward_weight_entry(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb, T*) {
-  conv2d_backward_weight<T>(s, x, gy, gw, gb);
-}
-}  // namespace
-
-CNNEXT_REGISTER_CPU_KERNEL(Conv2dForward, conv2d_forward)
-CNNEXT_REGISTER_CPU_KERNEL(Conv2dBackwardInput, conv2d_backward_input)
-CNNEXT_REGISTER_CPU_KERNEL(Conv2dBackwardWeight, conv2d_backward_weight_entry)
-
 }  // namespace cnnext::cpu

@@ -89,8 +89,4 @@ CNNEXT_INSTANTIATE(float)
 CNNEXT_INSTANTIATE(double)
 #undef CNNEXT_INSTANTIATE
 
-CNNEXT_REGISTER_CPU_KERNEL(Corr2dForward, corr2d_forward)
-CNNEXT_REGISTER_CPU_KERNEL(Corr2dBackwardInput, corr2d_backward_input)
-CNNEXT_REGISTER_CPU_KERNEL(Corr2dBackwardKernel, corr2d_backward_kernel)
-
 }  // namespace cnnext::cpu

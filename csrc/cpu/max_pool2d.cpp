@@ -605,8 +605,4 @@ CNNEXT_INSTANTIATE(float)
 CNNEXT_INSTANTIATE(double)
 #undef CNNEXT_INSTANTIATE
 
-CNNEXT_REGISTER_CPU_KERNEL(MaxPool2dForward, max_pool2d_forward)
-CNNEXT_REGISTER_CPU_KERNEL(MaxPool2dForwardNhwc, max_pool2d_forward_nhwc)
-CNNEXT_REGISTER_CPU_KERNEL(MaxPool2dBackward, max_pool2d_backward)
-
 }  // namespace cnnext::cpu

@@ -1,0 +1,45 @@
+// cpu_kernels.cpp -- the CPU backend's kernels, registered for csrc/ops (common/backend.h): one line
+// per entry point.  The CUDA backend registers its launchers at the end of each csrc/cuda/<op>.cu;
+// the CPU kernels are compiled once per ISA into cnnext/_cpu_<isa>.so (csrc/isa/variant.cpp), which
+// export only their cnnext::cpu:: entry points, so their registration lives here, in the ops
+// library: these references resolve to the variant the loader loaded first.
+#include "../cpu/adaptive_avg_pool2d.h"
+#include "../cpu/avg_pool2d.h"
+#include "../cpu/batch_norm.h"
+#include "../cpu/cat.h"
+#include "../cpu/conv2d.h"
+#include "../cpu/corr2d.h"
+#include "../cpu/max_pool2d.h"
+
+namespace cnnext::cpu {
+namespace {
+template <typename T>  // the CPU conv2d variants keep their own scratch: no workspace
+void conv2d_backward_weight_ws(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb, T*) {
+  conv2d_backward_weight<T>(s, x, gy, gw, gb);
+}
+}  // namespace
+
+CNNEXT_REGISTER_CPU_KERNEL(Conv2dForward, conv2d_forward)
+CNNEXT_REGISTER_CPU_KERNEL(Conv2dBackwardInput, conv2d_backward_input)
+CNNEXT_REGISTER_CPU_KERNEL(Conv2dBackwardWeight, conv2d_backward_weight_ws)
+
+CNNEXT_REGISTER_CPU_KERNEL(Corr2dForward, corr2d_forward)
+CNNEXT_REGISTER_CPU_KERNEL(Corr2dBackwardInput, corr2d_backward_input)
+CNNEXT_REGISTER_CPU_KERNEL(Corr2dBackwardKernel, corr2d_backward_kernel)
+
+CNNEXT_REGISTER_CPU_KERNEL(MaxPool2dForward, max_pool2d_forward)
+CNNEXT_REGISTER_CPU_KERNEL(MaxPool2dForwardNhwc, max_pool2d_forward_nhwc)  // a layout only the CPU has
+CNNEXT_REGISTER_CPU_KERNEL(MaxPool2dBackward, max_pool2d_backward)
+
+CNNEXT_REGISTER_CPU_KERNEL(AvgPool2dForward, avg_pool2d_forward)
+CNNEXT_REGISTER_CPU_KERNEL(AvgPool2dBackward, avg_pool2d_backward)
+
+CNNEXT_REGISTER_CPU_KERNEL(AdaptiveAvgPool2dForward, adaptive_avg_pool2d_forward)
+CNNEXT_REGISTER_CPU_KERNEL(AdaptiveAvgPool2dBackward, adaptive_avg_pool2d_backward)
+
+CNNEXT_REGISTER_CPU_KERNEL(BatchNormForward, batch_norm_forward)
+CNNEXT_REGISTER_CPU_KERNEL(BatchNormBackward, batch_norm_backward)
+
+CNNEXT_REGISTER_KERNEL_T(CatForward, void, ::cnnext::Backend::CPU, &::cnnext::WithoutStream<&cat_forward>::call)
+CNNEXT_REGISTER_KERNEL_T(CatBackward, void, ::cnnext::Backend::CPU, &::cnnext::WithoutStream<&cat_backward>::call)
+}  // namespace cnnext::cpu
