@@ -7,12 +7,6 @@
 
 #include "backend.h"
 
-#if defined(__CUDACC__)
-#define CNNEXT_HOST_DEVICE __host__ __device__
-#else
-#define CNNEXT_HOST_DEVICE
-#endif
-
 namespace cnnext {
 
 struct AvgPool2dShape {

@@ -16,6 +16,13 @@
 struct CUstream_st;
 typedef CUstream_st* cudaStream_t;
 
+// A helper of csrc/common that the CPU kernels and the CUDA kernels (nvcc, or the emulator) both call.
+#if defined(__CUDACC__)
+#define CNNEXT_HOST_DEVICE __host__ __device__
+#else
+#define CNNEXT_HOST_DEVICE
+#endif
+
 namespace cnnext {
 
 enum class Backend : int { CPU = 0, Emulator = 1, CUDA = 2 };  // (EMU is the emulator build's macro)

@@ -38,6 +38,26 @@ struct BatchNormBackwardArgs {
   T *gx, *gw, *gb;  // gw, gb: (C,) always written (the sums of gy * xhat and of gy)
 };
 
+// Channel c's pre-activation terms, y = (x - center) * scale + shift: scale = invstd * w (invstd when
+// w is nullptr), center = mean, shift = b (0 when b is nullptr); a non-finite scale (w = +-inf,
+// invstd = inf) takes torch's form x * scale + (b - mean * scale) (center 0), so inf - inf is NaN as
+// in torch.  The one definition the CPU and CUDA kernels use.
+template <typename T>
+struct BatchNormAffine {
+  T center, scale, shift;
+};
+template <typename T>
+CNNEXT_HOST_DEVICE inline T batch_norm_scale(const T* invstd, const T* w, int64_t c) {
+  return w ? invstd[c] * w[c] : invstd[c];
+}
+template <typename T>
+CNNEXT_HOST_DEVICE inline BatchNormAffine<T> batch_norm_affine(const T* mean, const T* invstd, const T* w, const T* b,
+                                                              int64_t c) {
+  const T sc = batch_norm_scale(invstd, w, c), m = mean[c], b0 = b ? b[c] : T(0);
+  const bool finite = sc - sc == T(0);
+  return {finite ? m : T(0), sc, finite ? b0 : b0 - m * sc};
+}
+
 struct BatchNormForward {
   template <typename T>
   using Fn = void(const BatchNormShape& s, const BatchNormForwardArgs<T>& a, cudaStream_t stream);

@@ -219,13 +219,10 @@ inline void plane_grad_input(const T* __restrict__ gy, const T* __restrict__ x, 
 template <typename T>
 struct Affine {
   const T *w, *b;
-  static bool finite(T v) { return v - v == T(0); }
-  T scale(const T* invstd, int64_t c) const { return w ? invstd[c] * w[c] : invstd[c]; }
-  T center(const T* mean, const T* invstd, int64_t c) const { return finite(scale(invstd, c)) ? mean[c] : T(0); }
-  T shift(const T* mean, const T* invstd, int64_t c) const {
-    const T b0 = b ? b[c] : T(0), s = scale(invstd, c);
-    return finite(s) ? b0 : b0 - mean[c] * s;
-  }
+  // the terms of batch_norm_affine (../common/batch_norm.h), one at a time
+  T scale(const T* invstd, int64_t c) const { return batch_norm_scale(invstd, w, c); }
+  T center(const T* mean, const T* invstd, int64_t c) const { return batch_norm_affine(mean, invstd, w, b, c).center; }
+  T shift(const T* mean, const T* invstd, int64_t c) const { return batch_norm_affine(mean, invstd, w, b, c).shift; }
 };
 
 // mean, invstd and the running statistics of channel c from its shifted sums.

@@ -53,21 +53,16 @@ __device__ __forceinline__ T bn_pre(T x, T mean, T scale, T shift) {
 
 template <typename T>
 __device__ __forceinline__ T channel_scale(const T* invstd, const T* w, int64_t c) {
-  return w ? invstd[c] * w[c] : invstd[c];
+  return cnnext::batch_norm_scale(invstd, w, c);
 }
 
-// Channel c's pre-activation terms, y = bn_pre(x, center, scale, shift): center = mean,
-// shift = b; a non-finite scale (w = +-inf, invstd = inf) takes torch's form
-// x * scale + (b - mean * scale) (center 0), so inf - inf is NaN as in torch
-// (see Affine in csrc/cpu/batch_norm.cpp).
+// Channel c's pre-activation terms, y = bn_pre(x, center, scale, shift): batch_norm_affine of
+// ../common/batch_norm.h, the CPU kernels' too.
 template <typename T>
 __device__ __forceinline__ void channel_pre(const T* mean, const T* invstd, const T* w, const T* b, int64_t c, T& ce,
                                             T& sc, T& sh) {
-  sc = channel_scale(invstd, w, c);
-  const T m = mean[c], b0 = b ? b[c] : T(0);
-  const bool finite = sc - sc == T(0);
-  ce = finite ? m : T(0);
-  sh = finite ? b0 : b0 - m * sc;
+  const cnnext::BatchNormAffine<T> a = cnnext::batch_norm_affine(mean, invstd, w, b, c);
+  ce = a.center, sc = a.scale, sh = a.shift;
 }
 
 // (n, mean, m2) <- merge with (nb, mb, m2b) (Chan et al.); counts are in T.
