@@ -335,7 +335,7 @@ static_assert((TC_A_STAGE * 4) % 32 == 0 && (TC_B_STAGE * 4) % 32 == 0 && (16 * 
               "every WMMA tile pointer must be 32-byte aligned");
 
 template <int KIND, bool PW>
-__global__ void __launch_bounds__(kBlock)
+__global__ void __launch_bounds__(kBlock, 2)  // two blocks per SM: at most 128 registers (sm_90 took 188 unbounded)
 conv2d_igemm_tf32(const Geom gm, const float* __restrict__ x, const float* __restrict__ w,
                   const float* __restrict__ gy, const float* __restrict__ bias, float* __restrict__ out) {
 #if CNNEXT_TF32_MMA
