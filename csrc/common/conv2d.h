@@ -17,6 +17,10 @@ struct Conv2dShape {
   int64_t K, R, S;     // output channels, kernel height, kernel width
   int64_t P, Q;        // output height, width
   int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
+  // The plan's precision: float convs may use TF32 tensor cores (torch.backends.cudnn.allow_tf32, read by
+  // csrc/ops/conv2d.cpp as cuDNN reads it). The CUDA launchers (and the emulator) follow it; the CPU
+  // kernels and float64 are always exact.
+  bool allow_tf32 = false;
   // The plan's overrides, read from the environment by csrc/ops (the launchers read no environment):
   bool cuda_direct = false;  // CNNEXT_CONV2D_DIRECT=1: the CUDA launchers' 64-bit direct kernels (tests)
   int cuda_tile = 0;         // CNNEXT_CONV2D_TILE=64|128: the CUDA float GEMM tile; 0: chosen per shape

@@ -89,6 +89,8 @@ Conv2dShape make_shape(at::IntArrayRef in, at::IntArrayRef wt, const Params& p, 
               "2^62 or more elements");
   s.P = int64_t(P);
   s.Q = int64_t(Q);
+  // cuDNN's switch for convolutions (torch.backends.cudnn.allow_tf32 / cudnn.conv.fp32_precision)
+  s.allow_tf32 = at::globalContext().allowTF32CuDNN(at::Float32Op::CONV);
   // the plan's test overrides, read here once per call: the launchers read no environment
   const char* direct = std::getenv("CNNEXT_CONV2D_DIRECT");
   s.cuda_direct = direct && direct[0] == '1';
