@@ -44,6 +44,7 @@
 // an order fixed by the shape and the thread count: results are bit-identical across runs.
 // Tensors so large that the packing's 32-bit offsets could overflow take plain direct loops.
 #include "conv2d.h"
+#include "conv2d_grad_weight.h"
 
 #include <ATen/Parallel.h>
 
@@ -910,6 +911,8 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw
     });
   }
   if (s.K * CRS == 0) return;
+  // dilation 1: dot products over padded phase planes (conv2d_grad_weight.cpp)
+  if (conv2d_backward_weight_planes(s, x, gy, gw)) return;
   // 1x1 with few channels: dot-product tiles (the GEMM's transposed packing would cost more than its
   // FMAs); many channels or tiny images: the GEMM below, whose 8x32 tile reuses registers better.
   if (s.R == 1 && s.S == 1 && s.pad_h == 0 && s.pad_w == 0 && PQ >= 16 && Kg * Cg <= 12288) {
