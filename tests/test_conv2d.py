@@ -131,6 +131,7 @@ def test_128_tiles(xs, ws, kw, monkeypatch):
         _check_against_torch(x, w, b, **kw)
 
 
+@pytest.mark.parametrize("mode", ["planes", "cols", "auto"])
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize(
     "xs,ws,kw",
@@ -149,9 +150,12 @@ def test_128_tiles(xs, ws, kw, monkeypatch):
         ((2, 4, 5, 5), (4, 2, 2), dict(stride=3, padding=2)),  # stride > kernel: unused phases
     ],
 )
-def test_grad_weight_paths(xs, ws, kw, threads):
-    """grad weight on the CPU: padded phase planes or im2col rows, images per chunk, row segments,
-    partial sums per thread or rows of gW per thread, strides, groups; float32 and float64."""
+def test_grad_weight_paths(xs, ws, kw, threads, mode, monkeypatch):
+    """grad weight on the CPU (csrc/cpu/conv2d_grad_weight.cpp): padded phase planes or im2col rows
+    (CNNEXT_CONV2D_GW forces one), images per chunk, row segments, partial sums per thread or rows of gW
+    per thread, strides, groups; float32 and float64."""
+    if mode != "auto":
+        monkeypatch.setenv("CNNEXT_CONV2D_GW", mode)
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -11,6 +11,10 @@
 // -- a dot product of two contiguous rows, no masks, no transposes, no im2col.  (The zero columns of
 // gYp cost (Wq - Q)/Q extra FMAs; rows are rounded up to a whole vector, also zero.)
 //
+// Small images (waste over ~10-30%, by k count) keep conv2d.cpp's packed GEMM, 1x1 convs with few
+// channels its dot tiles; 1x1 convs of small or strided images use explicit im2col rows instead of planes
+// (see the choice in conv2d_backward_weight_planes).
+//
 // Kernel: a TK x TC tile of gW (TK channels k, TC consecutive rows (c, r, t)) in TK*TC vector
 // accumulators (AVX-512: 4 x 4 = 16 zmm, 8 loads per 16 FMAs); per chunk of the reduction the tile's
 // accumulators are reduced across lanes by a shuffle tree (VS vectors -> one vector of VS sums) and
@@ -30,6 +34,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -185,7 +190,24 @@ bool conv2d_backward_weight_planes(const Conv2dShape& s, const T* x, const T* gy
   if (Cg * nph * Xr * int64_t(sizeof(T)) > (int64_t(64) << 20)) return false;  // huge planes: the GEMM path
   // Planes waste (Lr - PQ) / PQ of the FMAs on zero columns; small images (ResNet's @6, @3) take
   // explicit im2col rows instead, built per tile of TC rows (L1) next to a chunk of gY rows (L2).
-  const bool cols = 8 * Lr > 9 * PQ;
+  // Which layout, or the packed GEMM of conv2d.cpp (return false), by the measured ratios vs torch on the
+  // family's shapes (AMD Zen 5 and Intel SPR tunings): planes waste (Lr - PQ) / PQ of their FMAs on zero
+  // columns, so small images (@12 and below with many k) keep the GEMM; 1x1 convs with few channels keep
+  // conv2d.cpp's dot tiles (no copies at all); 1x1 convs of small or strided images take explicit im2col
+  // rows (built per tile of TC rows, L1, next to a chunk of gY rows, L2).
+  // CNNEXT_CONV2D_GW=planes|cols|gemm forces one (tests, diagnostics; read per call like the CUDA
+  // launchers' overrides).
+  const double waste = double(Lr) / double(PQ);
+  const bool pointwise = RS == 1 && s.pad_h == 0 && s.pad_w == 0;
+  const char* force = std::getenv("CNNEXT_CONV2D_GW");
+  const std::string_view f = force ? force : "";
+  if (f == "gemm") return false;
+  bool cols = f == "cols";
+  if (f != "planes" && f != "cols") {
+    if (pointwise && sh == 1 && sw == 1 && Kg * Cg <= 12288 && PQ >= 16) return false;
+    if (!pointwise && !(waste < 1.1 || (Kg <= 64 && waste < 1.3) || (Kg <= 16 && waste < 1.5))) return false;
+    cols = pointwise && (waste > 1.25 || sh > 1 || sw > 1);
+  }
   const int64_t nthreads = at::get_num_threads(), ntk = ceil_div(Kg, TK);
   const bool split_k = s.N < nthreads || (cols ? s.K > L : s.K * CRS > s.N * s.C * nph * Xr);
   const int64_t nparts = split_k ? std::min(nthreads, G * ntk) : std::min(nthreads, s.N);
