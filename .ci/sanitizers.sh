@@ -50,7 +50,9 @@ export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:exitcode=66}
 
 # ---------------------------------------------------------------- which ops exist
 CU_OPS=$(for f in csrc/cuda/*.cu; do [ -e "$f" ] && basename "$f" .cu; done | grep -vx emulator | sort)  # emulator.cu: settings, not an op
-CPU_OPS=$(for f in csrc/cpu/*.cpp; do [ -e "$f" ] && basename "$f" .cpp; done | sort)
+# an op's CPU side is csrc/cpu/<op>.cpp (with csrc/ops/<op>.cpp) plus any csrc/cpu/<op>_*.cpp variant files
+CPU_OPS=$(for f in csrc/cpu/*.cpp; do o=$(basename "$f" .cpp); [ -e "csrc/ops/$o.cpp" ] && echo "$o"; done | sort)
+CPU_SRCS=$(for f in csrc/cpu/*.cpp; do basename "$f" .cpp; done | sort)
 DEFS=""; for o in $CU_OPS; do DEFS+=" -DHAVE_CU_$o"; done; for o in $CPU_OPS; do DEFS+=" -DHAVE_CPU_$o"; done
 echo "CUDA ops (emulated): $(echo $CU_OPS)"
 echo "CPU ops:             $(echo $CPU_OPS)"
@@ -69,7 +71,7 @@ job "$CXX $BASE -fsanitize=undefined -fno-sanitize-recover=all $PL -o $B/planted
 job "$CXX $BASE $TSAN $PL -o $B/planted-tsan"
 TORCH_INC="-isystem $TORCH_DIR/include"
 ASAN_OBJS=""; TSAN_OBJS=""
-for o in $CPU_OPS; do
+for o in $CPU_SRCS; do
   job "$CXX $BASE $ASAN -fopenmp -fPIC $TORCH_INC -c csrc/cpu/$o.cpp -o $B/obj-asan/cpu_$o.o"; ASAN_OBJS+=" $B/obj-asan/cpu_$o.o"
 done
 for o in $CU_OPS; do

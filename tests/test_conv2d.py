@@ -131,7 +131,7 @@ def test_128_tiles(xs, ws, kw, monkeypatch):
         _check_against_torch(x, w, b, **kw)
 
 
-@pytest.mark.parametrize("mode", ["planes", "cols", "auto"])
+@pytest.mark.parametrize("mode", ["planes", "cols", "auto", "im2col"])
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize(
     "xs,ws,kw",
@@ -152,7 +152,7 @@ def test_128_tiles(xs, ws, kw, monkeypatch):
 )
 def test_grad_weight_paths(xs, ws, kw, threads, mode, monkeypatch):
     """grad weight on the CPU (csrc/cpu/conv2d_grad_weight.cpp): padded phase planes or im2col rows
-    (CNNEXT_CONV2D_GW forces one), images per chunk, row segments, partial sums per thread or rows of gW
+    (CNNEXT_CONV2D_GW forces a variant), images per chunk, row segments, partial sums per thread or rows of gW
     per thread, strides, groups; float32 and float64."""
     if mode != "auto":
         monkeypatch.setenv("CNNEXT_CONV2D_GW", mode)

@@ -7,14 +7,9 @@
 // adaptive_avg_pool2d.h, which also has the global (1, 1) kernels).
 #pragma once
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
-#include "vec.h"
-
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
+#include "simd.h"  // load_n, store_n (also used by adaptive_avg_pool2d.cpp)
 
 namespace cnnext::cpu {
 
@@ -38,34 +33,5 @@ void avg_pool2d_forward(const T* x, T* y, int64_t planes, const AvgPoolPlan<T>& 
 // gy: (planes, OH, OW) -> gx: (planes, H, W), contiguous; every gx element written.
 template <typename T>
 void avg_pool2d_backward(const T* gy, T* gx, int64_t planes, const AvgPoolPlan<T>& plan);
-
-// ---- vector helpers shared by avg_pool2d.cpp and adaptive_avg_pool2d.cpp ----
-// The first n lanes (0 <= n <= N) of a vector at p, the others zero / stored back only to p[0:n]:
-// the tail of a row in one vector operation.  AVX-512 masked loads and stores never touch memory
-// past p[n-1]; elsewhere a copy through a zeroed vector does the same.
-template <typename T>
-inline typename Vec<T>::type load_n(const T* p, int64_t n) {
-#if defined(__AVX512F__)
-  if constexpr (sizeof(T) == 4)
-    return (typename Vec<T>::type)_mm512_maskz_loadu_ps(__mmask16((1u << n) - 1), p);
-  else
-    return (typename Vec<T>::type)_mm512_maskz_loadu_pd(__mmask8((1u << n) - 1), p);
-#else
-  typename Vec<T>::type v{};
-  std::memcpy(&v, p, n * sizeof(T));
-  return v;
-#endif
-}
-template <typename T>
-inline void store_n(T* p, typename Vec<T>::type v, int64_t n) {
-#if defined(__AVX512F__)
-  if constexpr (sizeof(T) == 4)
-    _mm512_mask_storeu_ps(p, __mmask16((1u << n) - 1), (__m512)v);
-  else
-    _mm512_mask_storeu_pd(p, __mmask8((1u << n) - 1), (__m512d)v);
-#else
-  std::memcpy(p, &v, n * sizeof(T));
-#endif
-}
 
 }  // namespace cnnext::cpu

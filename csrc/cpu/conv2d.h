@@ -1,9 +1,9 @@
-// CPU kernels of conv2d (see conv2d.cpp).  The contract csrc/ops/conv2d.cpp relies on:
+// CPU kernels of conv2d (the planner conv2d.cpp; its variants in conv2d_variants.h).  The contract
+// csrc/ops/conv2d.cpp relies on (geometry in ../common/conv2d.h):
 //   x  (N, C, H, W)        contiguous NCHW input
 //   w  (K, C/groups, R, S) contiguous weight
 //   b  (K) or nullptr      bias
 //   y  (N, K, P, Q)        contiguous NCHW output, fully written
-//   P = (H + 2*pad_h - dil_h*(R-1) - 1) / stride_h + 1, Q likewise (callers check P, Q >= 1).
 // Backward kernels write their outputs fully (no accumulation into the caller's buffer):
 //   conv2d_backward_input   gx (N, C, H, W) from gy (N, K, P, Q) and w
 //   conv2d_backward_weight  gw (K, C/groups, R, S) from x and gy; gb (K) = sum of gy over N, P, Q
@@ -12,7 +12,7 @@
 #pragma once
 #include <cstdint>
 
-#include "../cuda/conv2d_shape.h"
+#include "../common/conv2d.h"
 
 namespace cnnext::cpu {
 

@@ -1,5 +1,5 @@
 // CPU kernels of max_pool2d (see max_pool2d.cpp); shapes and index convention in
-// ../cuda/max_pool2d.h (MaxPool2dShape).
+// ../common/max_pool2d.h (MaxPool2dShape).
 //   forward   x (NC, H, W) -> y, ind (NC, OH, OW); ind[p, oh, ow] = h*W + w of the max in plane p
 //   backward  gx (NC, H, W) = scatter-add of gy into ind, fully written; returns false (and skips
 //             them) if some index lies outside [0, H*W)
@@ -8,7 +8,7 @@
 #pragma once
 #include <cstdint>
 
-#include "../cuda/max_pool2d.h"
+#include "../common/max_pool2d.h"
 
 namespace cnnext::cpu {
 template <typename T>

@@ -1,7 +1,7 @@
 // Launchers of csrc/cuda/conv2d.cu; same contract as csrc/cpu/conv2d.h (NCHW contiguous x, y;
 // weight (K, C/groups, R, S); b and gb may be nullptr; outputs fully written, deterministic).
 #pragma once
-#include "conv2d_shape.h"
+#include "../common/conv2d.h"
 #include "launchers.h"
 
 CNNEXT_DECLARE_LAUNCHERS(

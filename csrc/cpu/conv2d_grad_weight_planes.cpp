@@ -11,9 +11,9 @@
 // -- a dot product of two contiguous rows, no masks, no transposes, no im2col.  (The zero columns of
 // gYp cost (Wq - Q)/Q extra FMAs; rows are rounded up to a whole vector, also zero.)
 //
-// Small images (waste over ~10-30%, by k count) keep conv2d.cpp's packed GEMM, 1x1 convs with few
-// channels its dot tiles; 1x1 convs of small or strided images use explicit im2col rows instead of planes
-// (see the choice in conv2d_backward_weight_planes).
+// Two variants (conv2d_variants.h): "planes" as above, and "cols": explicit im2col rows, built per tile
+// of TC rows (L1) next to a chunk of gY rows (L2) -- no zero columns, but a copy per (c, r, s) row, so
+// it pays for 1x1 convs of small or strided images.  The planner (conv2d.cpp) picks them by shape.
 //
 // Kernel: a TK x TC tile of gW (TK channels k, TC consecutive rows (c, r, t)) in TK*TC vector
 // accumulators (AVX-512: 4 x 4 = 16 zmm, 8 loads per 16 FMAs); per chunk of the reduction the tile's
@@ -27,7 +27,7 @@
 // batch (or the batch smaller than the thread count), each thread owns a range of gW's k tiles over the
 // whole batch.  Every sum runs in an order fixed by the shape and the thread count: bit-identical
 // results across runs.
-#include "conv2d_grad_weight.h"
+#include "conv2d_variants.h"
 
 #include <ATen/Parallel.h>
 
@@ -173,41 +173,18 @@ inline void valid_range(int64_t ofs, int64_t step, int64_t size, int64_t n, int6
   hi = std::max(lo, std::min(n, size - 1 - ofs < 0 ? int64_t(0) : (size - 1 - ofs) / step + 1));
 }
 
-}  // namespace
-
 template <typename T>
-bool conv2d_backward_weight_planes(const Conv2dShape& s, const T* x, const T* gy, T* gw) {
+void planes_grad_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, bool cols) {
   constexpr int64_t VS = Vec<T>::size;
-  if (s.dil_h != 1 || s.dil_w != 1 || s.N * s.P * s.Q == 0) return false;
   const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, RS = s.R * s.S, CRS = Cg * RS;
-  if (s.K * CRS == 0) return false;
   const int64_t sh = s.stride_h, sw = s.stride_w, HW = s.H * s.W, PQ = s.P * s.Q, L = s.N * PQ;
   const int64_t nA = std::min(sh, s.R), nB = std::min(sw, s.S), nph = nA * nB;
   const int64_t Rq = (s.R - 1) / sh + 1, Sq = (s.S - 1) / sw + 1;
   const int64_t Wq = s.Q + Sq - 1, Hq = s.P + Rq - 1;
   const int64_t Lr = round_up(s.P * Wq, VS);                     // gYp row of one image
   const int64_t Xr = round_up(Lr + (Rq - 1) * Wq + Sq - 1, VS);  // one phase plane of one image
-  if (Cg * nph * Xr * int64_t(sizeof(T)) > (int64_t(64) << 20)) return false;  // huge planes: the GEMM path
   // Planes waste (Lr - PQ) / PQ of the FMAs on zero columns; small images (ResNet's @6, @3) take
   // explicit im2col rows instead, built per tile of TC rows (L1) next to a chunk of gY rows (L2).
-  // Which layout, or the packed GEMM of conv2d.cpp (return false), by the measured ratios vs torch on the
-  // family's shapes (AMD Zen 5 and Intel SPR tunings): planes waste (Lr - PQ) / PQ of their FMAs on zero
-  // columns, so small images (@12 and below with many k) keep the GEMM; 1x1 convs with few channels keep
-  // conv2d.cpp's dot tiles (no copies at all); 1x1 convs of small or strided images take explicit im2col
-  // rows (built per tile of TC rows, L1, next to a chunk of gY rows, L2).
-  // CNNEXT_CONV2D_GW=planes|cols|gemm forces one (tests, diagnostics; read per call like the CUDA
-  // launchers' overrides).
-  const double waste = double(Lr) / double(PQ);
-  const bool pointwise = RS == 1 && s.pad_h == 0 && s.pad_w == 0;
-  const char* force = std::getenv("CNNEXT_CONV2D_GW");
-  const std::string_view f = force ? force : "";
-  if (f == "gemm") return false;
-  bool cols = f == "cols";
-  if (f != "planes" && f != "cols") {
-    if (pointwise && sh == 1 && sw == 1 && Kg * Cg <= 12288 && PQ >= 16) return false;
-    if (!pointwise && !(waste < 1.1 || (Kg <= 64 && waste < 1.3) || (Kg <= 16 && waste < 1.5))) return false;
-    cols = pointwise && (waste > 1.25 || sh > 1 || sw > 1);
-  }
   const int64_t nthreads = at::get_num_threads(), ntk = ceil_div(Kg, TK);
   const bool split_k = s.N < nthreads || (cols ? s.K > L : s.K * CRS > s.N * s.C * nph * Xr);
   const int64_t nparts = split_k ? std::min(nthreads, G * ntk) : std::min(nthreads, s.N);
@@ -346,10 +323,36 @@ bool conv2d_backward_weight_planes(const Conv2dShape& s, const T* x, const T* gy
       }
     });
   }
-  return true;
 }
 
-template bool conv2d_backward_weight_planes<float>(const Conv2dShape&, const float*, const float*, float*);
-template bool conv2d_backward_weight_planes<double>(const Conv2dShape&, const double*, const double*, double*);
+}  // namespace
+
+namespace conv2d_variants {
+template <typename T>
+void planes_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb) {
+  grad_bias(s, gy, gb);
+  planes_grad_weight(s, x, gy, gw, false);
+}
+template <typename T>
+void cols_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb) {
+  grad_bias(s, gy, gb);
+  planes_grad_weight(s, x, gy, gw, true);
+}
+#define CNNEXT_INSTANTIATE(T)                                                                    \
+  template void planes_backward_weight<T>(const Conv2dShape&, const T*, const T*, T*, T*);      \
+  template void cols_backward_weight<T>(const Conv2dShape&, const T*, const T*, T*, T*);
+CNNEXT_INSTANTIATE(float)
+CNNEXT_INSTANTIATE(double)
+#undef CNNEXT_INSTANTIATE
+}  // namespace conv2d_variants
+
+PlanesGeometry planes_geometry(const Conv2dShape& s, int64_t vs) {
+  PlanesGeometry g;
+  const int64_t Rq = (s.R - 1) / s.stride_h + 1, Sq = (s.S - 1) / s.stride_w + 1, Wq = s.Q + Sq - 1;
+  g.row = round_up(s.P * Wq, vs);
+  g.plane = round_up(g.row + (Rq - 1) * Wq + Sq - 1, vs);
+  g.phases = std::min(s.stride_h, s.R) * std::min(s.stride_w, s.S);
+  return g;
+}
 
 }  // namespace cnnext::cpu

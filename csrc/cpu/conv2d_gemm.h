@@ -1,0 +1,197 @@
+// conv2d_gemm.h -- the packed GEMM the CPU conv2d variants are built on (BLIS style), and the
+// blocking of the batch's output pixels into column blocks.  Internal to csrc/cpu/conv2d_*.cpp.
+//
+// The GEMM C[M, N] = A[M, Kd] * B[Kd, N]:
+//   * A is packed into micro-panels of MR = 8 rows, [kc][MR]; B into micro-panels of NR = 2 SIMD
+//     vectors (32 floats with AVX-512), [kc][NR]; both zero-padded, so the micro-kernel only ever
+//     sees full tiles.  Kd is cut into blocks of KC = 256 (a B micro-panel is 32 KiB, an A
+//     micro-panel 8 KiB), columns into blocks of at most NC = 12 panels.
+//   * micro-kernel: an 8 x 32 tile of C in 16 zmm accumulators; per step of the reduction it loads
+//     two vectors of B and broadcasts eight scalars of A: 16 FMAs (AVX-512 intrinsics for float
+//     under __AVX512F__; vec.h GCC vectors -- any ISA -- otherwise and for double).
+//   * loops per block of columns:  for kc block: pack B (conv2d_im2col.h: im2col on the fly) -> for
+//     each A panel (L1-resident) -> for each B panel (L2-resident) -> micro-kernel into a C buffer ->
+//     the caller's epilogue.
+// Everything here has internal linkage (an anonymous namespace): each variant file gets its own
+// copy, inlined as in one file.
+#pragma once
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "../common/conv2d.h"
+#include "simd.h"
+
+namespace cnnext::cpu {
+namespace {
+
+constexpr int64_t MR = 8;
+template <typename T>
+constexpr int64_t NR = 2 * Vec<T>::size;
+constexpr int64_t KC = 256;
+template <typename T>
+constexpr int64_t NC = 12 * NR<T>;
+constexpr int32_t kInvalid = -(1 << 30);  // h0 / w0 of a padding column: every bounds test fails
+
+inline int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+template <typename T>
+struct Buf {  // 64-byte aligned scratch
+  T* p;
+  explicit Buf(int64_t n) {
+    p = static_cast<T*>(std::aligned_alloc(64, round_up(std::max<int64_t>(n, 1) * int64_t(sizeof(T)), 64)));
+  }
+  ~Buf() { std::free(p); }
+  Buf(const Buf&) = delete;
+  Buf& operator=(const Buf&) = delete;
+};
+
+// ---------------------------------------------------------------------------------------------
+// micro-kernel: C[MR x NR] (row stride ldc) = (acc ? C : 0) + A[kc][MR] * B[kc][NR]
+template <typename T>
+inline void micro_kernel(int64_t kc, const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C,
+                         int64_t ldc, bool acc) {
+  using V = Vec<T>;
+  using vt = typename V::type;
+  constexpr int VS = V::size;
+  vt c0[MR], c1[MR];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+    c0[i] = acc ? V::load(C + i * ldc) : vt{};
+    c1[i] = acc ? V::load(C + i * ldc + VS) : vt{};
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    const vt b0 = V::load(B), b1 = V::load(B + VS);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const vt a = V::broadcast(A[i]);
+      c0[i] += a * b0;
+      c1[i] += a * b1;
+    }
+    A += MR;
+    B += 2 * VS;
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+    V::store(C + i * ldc, c0[i]);
+    V::store(C + i * ldc + VS, c1[i]);
+  }
+}
+
+#if defined(__AVX512F__)
+template <>
+inline void micro_kernel<float>(int64_t kc, const float* __restrict__ A, const float* __restrict__ B,
+                                float* __restrict__ C, int64_t ldc, bool acc) {
+  __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
+  if (acc) {
+#define L(i) c##i##0 = _mm512_loadu_ps(C + i * ldc); c##i##1 = _mm512_loadu_ps(C + i * ldc + 16);
+    L(0) L(1) L(2) L(3) L(4) L(5) L(6) L(7)
+#undef L
+  } else {
+#define Z(i) c##i##0 = _mm512_setzero_ps(); c##i##1 = _mm512_setzero_ps();
+    Z(0) Z(1) Z(2) Z(3) Z(4) Z(5) Z(6) Z(7)
+#undef Z
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m512 b0 = _mm512_load_ps(B), b1 = _mm512_load_ps(B + 16);
+#define F(i)                                         \
+  {                                                  \
+    const __m512 a = _mm512_set1_ps(A[i]);           \
+    c##i##0 = _mm512_fmadd_ps(a, b0, c##i##0);       \
+    c##i##1 = _mm512_fmadd_ps(a, b1, c##i##1);       \
+  }
+    F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7)
+#undef F
+    A += 8;
+    B += 32;
+  }
+#define S(i) _mm512_storeu_ps(C + i * ldc, c##i##0); _mm512_storeu_ps(C + i * ldc + 16, c##i##1);
+  S(0) S(1) S(2) S(3) S(4) S(5) S(6) S(7)
+#undef S
+}
+#endif
+
+// C[Mpad x ncpad] (+)= A * B for one block of columns.  Apack: the A blocks of Kd, block pc at
+// Apack + pc*Mpad, its panel ir at + ir*kc, each [kc][MR].  pack_b(pc, kc, Bbuf) writes the
+// ncpad/NR panels of rows pc..pc+kc, panel jr at Bbuf + jr*kc.
+template <typename T, typename PackB>
+void gemm_block(int64_t Mpad, int64_t ncpad, int64_t Kd, const T* Apack, PackB&& pack_b, T* Bbuf, T* C,
+                int64_t ldc, bool acc) {
+  for (int64_t pc = 0; pc < Kd; pc += KC) {
+    const int64_t kc = std::min(KC, Kd - pc);
+    pack_b(pc, kc, Bbuf);
+    const T* Ablk = Apack + pc * Mpad;
+    for (int64_t ir = 0; ir < Mpad; ir += MR)
+      for (int64_t jr = 0; jr < ncpad; jr += NR<T>)
+        micro_kernel<T>(kc, Ablk + ir * kc, Bbuf + jr * kc, C + ir * ldc + jr, ldc, acc || pc > 0);
+  }
+}
+
+// A(i, kd) = src(i, kd) for i < M (0 for M <= i < Mpad), packed as gemm_block wants; threads over panels.
+template <typename T, typename Src>
+void pack_a(T* dst, Src&& src, int64_t M, int64_t Mpad, int64_t Kd) {
+  at::parallel_for(0, Mpad / MR, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t pc = 0; pc < Kd; pc += KC) {
+      const int64_t kc = std::min(KC, Kd - pc);
+      for (int64_t ir = p0 * MR; ir < p1 * MR; ir += MR) {
+        T* d = dst + pc * Mpad + ir * kc;
+        for (int64_t i = 0; i < MR; ++i) {
+          if (ir + i < M) {
+            for (int64_t k = 0; k < kc; ++k) d[k * MR + i] = src(ir + i, pc + k);
+          } else {
+            for (int64_t k = 0; k < kc; ++k) d[k * MR + i] = T(0);
+          }
+        }
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Visit the columns j0 .. j0+nc as runs inside one image row: f(n, p, q0, q1, jj) with jj = j - j0 of q0.
+template <typename F>
+void for_each_row_run(const Conv2dShape& s, int64_t j0, int64_t nc, F&& f) {
+  const int64_t PQ = s.P * s.Q;
+  int64_t j = j0;
+  while (j < j0 + nc) {
+    const int64_t n = j / PQ, pq = j % PQ, p = pq / s.Q, q0 = pq % s.Q;
+    const int64_t q1 = std::min(s.Q, q0 + (j0 + nc - j));
+    f(n, p, q0, q1, j - j0);
+    j += q1 - q0;
+  }
+}
+
+// Columns j0 .. j0+nc as runs inside one image: f(n, pq0, pq1, jj).
+template <typename F>
+void for_each_image_run(const Conv2dShape& s, int64_t j0, int64_t nc, F&& f) {
+  const int64_t PQ = s.P * s.Q;
+  int64_t j = j0;
+  while (j < j0 + nc) {
+    const int64_t n = j / PQ, pq0 = j % PQ, pq1 = std::min(PQ, pq0 + (j0 + nc - j));
+    f(n, pq0, pq1, j - j0);
+    j += pq1 - pq0;
+  }
+}
+
+// Split L columns into blocks of a multiple of NR columns, at most NC, their count a multiple of the
+// thread count (so the threads get equal shares); returns the block width.
+template <typename T>
+int64_t column_block(int64_t L, int64_t threads) {
+  const int64_t nb = threads * ceil_div(L, threads * NC<T>);
+  return std::max<int64_t>(NR<T>, std::min<int64_t>(NC<T>, round_up(ceil_div(L, nb), NR<T>)));
+}
+
+// The packed paths address a block of columns with 32-bit offsets relative to its first image: a block
+// spans at most NC columns, so at most NC / min(PQ, HW) + 2 images of x, gy or gx.
+inline bool offsets_fit(const Conv2dShape& s) {
+  const int64_t img = std::max(s.C * s.H * s.W, s.K * s.P * s.Q);
+  const int64_t span = 384 / std::max<int64_t>(1, std::min(s.P * s.Q, s.H * s.W)) + 2;
+  return img * span < (int64_t(1) << 31) - 1;
+}
+
+}  // namespace
+}  // namespace cnnext::cpu

@@ -1,0 +1,167 @@
+// conv2d variants built on the packed GEMM with the im2col folded into the B packing
+// (conv2d_gemm.h, conv2d_im2col.h): the forward and the two grad-input variants.
+//
+// Per group g, Cg = C/groups, Kg = K/groups, CRS = Cg*R*S, and the GEMM columns j = (n, p, q) run
+// over every output pixel of the whole batch, L = N*P*Q of them:
+//   im2col_forward             Y[k, j] = b[k] + sum_crs W[k, crs] * col[crs, j]   GEMM M = Kg, N = L, Kd = CRS
+//   transposed_backward_input  stride 1: the forward conv of gY with the flipped, transposed kernel
+//                              (pad' = dh*(R-1) - ph): the same fast path, no col2im.
+//   col2im_backward_input      gcol[crs, j] = sum_k W[k, crs] * gY[k, j]          GEMM M = CRS, N = L, Kd = Kg
+//                              then col2im gx[n, c, h, w] += gcol[crs, j] (scatter, one thread per image)
+// Threads (at::parallel_for): the forward over blocks of columns (independent, as many per thread;
+// its epilogue adds the bias and scatters the block's columns to NCHW y); col2im over whole images
+// (its scatters stay inside an image).
+#include "conv2d_im2col.h"
+#include "conv2d_variants.h"
+
+namespace cnnext::cpu::conv2d_variants {
+
+// =============================================================================================
+// The forward with the weights already packed: Ap holds, per group, the Mpad x CRS A of gemm_block.
+template <typename T>
+void forward_packed(const Conv2dShape& s, const T* x, const T* Ap, const T* b, T* y) {
+  const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, HW = s.H * s.W, PQ = s.P * s.Q;
+  const int64_t CRS = Cg * s.R * s.S, L = s.N * PQ, Mpad = round_up(Kg, MR);
+  const RowTab rt = rows_im2col(s, Cg, CRS);
+  const int64_t ncb = column_block<T>(L, at::get_num_threads());
+  const int64_t nblocks = ceil_div(L, ncb);
+  at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
+    const int64_t ncbpad = round_up(ncb, NR<T>);
+    Buf<T> Bbuf(KC * ncbpad), Cbuf(Mpad * ncbpad);
+    ColTab ct;
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t j0 = blk * ncb, nc = std::min(ncb, L - j0), ncpad = round_up(nc, NR<T>);
+      fill_cols<NR<T>>(ct, s, j0, nc, ncpad, s.C * HW, true);
+      for (int64_t g = 0; g < G; ++g) {
+        const T* Xg = x + (ct.n0 * s.C + g * Cg) * HW;
+        gemm_block(Mpad, ncpad, CRS, Ap + g * Mpad * CRS,
+                   [&](int64_t pc, int64_t kc, T* Bb) {
+                     for (int64_t jr = 0; jr < ncpad; jr += NR<T>)
+                       pack_b_cols(Bb + jr * kc, Xg, ct, jr, rt, pc, kc, s.H, s.W);
+                   },
+                   Bbuf.p, Cbuf.p, ncpad, false);
+        for_each_image_run(s, j0, nc, [&](int64_t n, int64_t pq0, int64_t pq1, int64_t jj) {
+          for (int64_t k = 0; k < Kg; ++k) {
+            const T bias = b ? b[g * Kg + k] : T(0);
+            const T* src = Cbuf.p + k * ncpad + jj;
+            T* dst = y + (n * s.K + g * Kg + k) * PQ + pq0;
+            for (int64_t i = 0; i < pq1 - pq0; ++i) dst[i] = src[i] + bias;
+          }
+        });
+      }
+    }
+  });
+}
+
+template <typename T>
+void im2col_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y) {
+  const int64_t G = s.groups, Kg = s.K / G, CRS = s.C / G * s.R * s.S, Mpad = round_up(Kg, MR);
+  Buf<T> Ap(G * Mpad * CRS);
+  for (int64_t g = 0; g < G; ++g) {
+    const T* wg = w + g * Kg * CRS;
+    pack_a(Ap.p + g * Mpad * CRS, [&](int64_t i, int64_t kd) { return wg[i * CRS + kd]; }, Kg, Mpad, CRS);
+  }
+  forward_packed(s, x, Ap.p, b, y);
+}
+
+template <typename T>
+void transposed_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx) {
+  const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G;
+  // Stride 1: grad input is the forward conv of gY with the flipped, transposed kernel
+  //   gx[n, c, h, w] = sum_{k, r', s'} gy[n, k, h - ph' + r'*dh, w - pw' + s'*dw] * w[k, c, R-1-r', S-1-s']
+  // with ph' = dh*(R-1) - ph: the fast forward path, no col2im.
+  Conv2dShape t = s;
+  t.C = s.K, t.H = s.P, t.W = s.Q, t.K = s.C, t.P = s.H, t.Q = s.W;
+  t.pad_h = s.dil_h * (s.R - 1) - s.pad_h, t.pad_w = s.dil_w * (s.S - 1) - s.pad_w;
+  const int64_t RS = s.R * s.S, KRS = Kg * RS, Mp = round_up(Cg, MR);
+  // A(c, (k, r', s')) = w[k, c, R-1-r', S-1-s'] per group: transposed into wt (read w in order), then packed
+  std::vector<T> wt(s.C * KRS);
+  at::parallel_for(0, s.C, 16, [&](int64_t c0, int64_t c1) {
+    for (int64_t k = 0; k < s.K; ++k) {
+      const int64_t g = k / Kg, kl = k % Kg;
+      for (int64_t c = std::max(c0, g * Cg); c < std::min(c1, (g + 1) * Cg); ++c) {
+        const T* src = w + (k * Cg + c - g * Cg) * RS;
+        T* dst = wt.data() + c * KRS + kl * RS;
+        for (int64_t i = 0; i < RS; ++i) dst[i] = src[RS - 1 - i];
+      }
+    }
+  });
+  Buf<T> Ap(G * Mp * KRS);
+  for (int64_t g = 0; g < G; ++g) {
+    const T* wg = wt.data() + g * Cg * KRS;
+    pack_a(Ap.p + g * Mp * KRS, [&](int64_t c, int64_t kd) { return wg[c * KRS + kd]; }, Cg, Mp, KRS);
+  }
+  forward_packed(t, gy, Ap.p, (const T*)nullptr, gx);
+}
+
+template <typename T>
+void col2im_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx) {
+  const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, HW = s.H * s.W, PQ = s.P * s.Q;
+  const int64_t CRS = Cg * s.R * s.S, Mpad = round_up(CRS, MR);
+  // A = W^T per group: A(crs, k) = w[(g*Kg + k)*CRS + crs]
+  Buf<T> Ap(G * Mpad * Kg);
+  for (int64_t g = 0; g < G; ++g) {
+    const T* wg = w + g * Kg * CRS;
+    pack_a(Ap.p + g * Mpad * Kg, [&](int64_t i, int64_t kd) { return wg[kd * CRS + i]; }, CRS, Mpad, Kg);
+  }
+  // B rows are gY's channels k: offset k*PQ, always in bounds
+  const RowTab rt = rows_planes(Kg, PQ);
+  const int64_t nthreads = at::get_num_threads();
+
+  // one block of columns j0..j0+nc: gcol (Mpad x ncpad) into Cbuf, then written or scattered to gx
+  auto block = [&](int64_t j0, int64_t nc, ColTab& ct, T* Bbuf, T* Cbuf) {
+    const int64_t ncpad = round_up(nc, NR<T>);
+    fill_cols<NR<T>>(ct, s, j0, nc, ncpad, s.K * PQ, false);
+    for (int64_t g = 0; g < G; ++g) {
+      const T* Yg = gy + (ct.n0 * s.K + g * Kg) * PQ;
+      gemm_block(Mpad, ncpad, Kg, Ap.p + g * Mpad * Kg,
+                 [&](int64_t pc, int64_t kc, T* Bb) {
+                   for (int64_t jr = 0; jr < ncpad; jr += NR<T>) pack_b_cols(Bb + jr * kc, Yg, ct, jr, rt, pc, kc, 1, 1);
+                 },
+                 Bbuf, Cbuf, ncpad, false);
+      {
+        for_each_row_run(s, j0, nc, [&](int64_t n, int64_t p, int64_t q0, int64_t q1, int64_t jj) {
+          for (int64_t crs = 0; crs < CRS; ++crs) {
+            const int64_t c = crs / (s.R * s.S), r = (crs / s.S) % s.R, t = crs % s.S;
+            const int64_t h = p * s.stride_h - s.pad_h + r * s.dil_h;
+            if (h < 0 || h >= s.H) continue;
+            const int64_t wofs = -s.pad_w + t * s.dil_w;  // w = q*sw + wofs
+            // valid q: 0 <= q*sw + wofs < W
+            const int64_t qa = std::max(q0, wofs >= 0 ? int64_t(0) : ceil_div(-wofs, s.stride_w));
+            const int64_t qb = std::min(q1, s.W - 1 - wofs < 0 ? int64_t(0) : (s.W - 1 - wofs) / s.stride_w + 1);
+            if (qa >= qb) continue;
+            T* dst = gx + ((n * s.C + g * Cg + c) * s.H + h) * s.W + wofs;
+            const T* src = Cbuf + crs * ncpad + jj - q0;
+            if (s.stride_w == 1) {
+              for (int64_t q = qa; q < qb; ++q) dst[q] += src[q];
+            } else {
+              for (int64_t q = qa; q < qb; ++q) dst[q * s.stride_w] += src[q];
+            }
+          }
+        });
+      }
+    }
+  };
+
+  // col2im scatters inside an image: a thread owns whole images (several when images are small)
+  const int64_t ipc = std::max<int64_t>(1, std::min(ceil_div(NC<T>, PQ), ceil_div(s.N, 2 * nthreads)));
+  const int64_t nchunks = ceil_div(s.N, ipc);
+  const int64_t ncb = std::min<int64_t>(NC<T>, round_up(ipc * PQ, NR<T>));
+  at::parallel_for(0, nchunks, 1, [&](int64_t c0, int64_t c1) {
+    Buf<T> Bbuf(KC * ncb), Cbuf(Mpad * ncb);
+    ColTab ct;
+    for (int64_t ch = c0; ch < c1; ++ch) {
+      const int64_t n0 = ch * ipc, n1 = std::min(s.N, n0 + ipc);
+      std::fill(gx + n0 * s.C * HW, gx + n1 * s.C * HW, T(0));
+      for (int64_t j0 = n0 * PQ; j0 < n1 * PQ; j0 += ncb) block(j0, std::min(ncb, n1 * PQ - j0), ct, Bbuf.p, Cbuf.p);
+    }
+  });
+}
+
+template void forward_packed<float>(const Conv2dShape&, const float*, const float*, const float*, float*);
+template void forward_packed<double>(const Conv2dShape&, const double*, const double*, const double*, double*);
+CNNEXT_CONV2D_FORWARD_VARIANT(im2col_forward)
+CNNEXT_CONV2D_BACKWARD_INPUT_VARIANT(transposed_backward_input)
+CNNEXT_CONV2D_BACKWARD_INPUT_VARIANT(col2im_backward_input)
+
+}  // namespace cnnext::cpu::conv2d_variants
