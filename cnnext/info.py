@@ -5,25 +5,45 @@ import platform
 import torch
 
 
+def cpu_model() -> str:
+    """The CPU's model name, as `lscpu | grep 'Model name'` prints it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def info() -> dict:
-    """Versions (build and runtime), compiler, CPU SIMD level, CUDA archs, GPU and emulator availability, threads."""
+    """Versions (build and runtime), compiler, CPU model, the CPU variant in use (cpu_isa) and those built,
+    CUDA archs, GPU and emulator availability, threads."""
     import cnnext
+
+    from ._loader import CPU
 
     native = json.loads(torch.ops.cnnext.build_info())
     try:
         from . import _build_info as b
         build = {"torch_version_built": b.TORCH_VERSION, "cuda_archs": b.CUDA_ARCHS, "nvcc": b.NVCC,
-                 "march": b.MARCH}
+                 "march": b.MARCH, "mtune": getattr(b, "MTUNE", "")}
     except ImportError:  # a CMake-built library (CNNEXT_LIBRARY)
         build = {"torch_version_built": native["torch_version_compiled"], "cuda_archs": "", "nvcc": "",
-                 "march": ""}
+                 "march": "", "mtune": ""}
     return {
         "cnnext_version": cnnext.__version__,
         "library": cnnext._LIBRARY,
         "torch_version": torch.__version__,
         **build,
         "compiler": native["compiler"],
-        "cpu_simd": native["simd"],
+        "cpu_model": cpu_model(),
+        "cpu_isa": CPU["isa"],              # the CPU variant in use (cnnext/_loader.py)
+        "cpu_isas_built": CPU["built"],
+        "cpu_isas_supported": CPU["supported"],
+        "cpu_simd": CPU["simd"],            # the widest vectors of that variant's kernels
+        "cpu_library": CPU["library"],
         "cuda_kernels_compiled": native["cuda_compiled"],
         "gpu_available": bool(native["cuda_compiled"] and torch.cuda.is_available()),
         "gpu": torch.cuda.get_device_name(0) if native["cuda_compiled"] and torch.cuda.is_available() else None,

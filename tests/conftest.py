@@ -1,24 +1,63 @@
-"""Shared test fixtures: every op test runs on the CPU kernels and on the emulated CUDA kernels."""
+"""Shared test fixtures: every op test runs on the CPU kernels, on the emulated CUDA kernels and, when
+torch sees a CUDA device, on the real CUDA kernels."""
 import contextlib
 
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
 import cnnext
 
-BACKENDS = ["cpu", "emu"]
+BACKENDS = ["cpu", "emu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+class _OnCuda(TorchFunctionMode):
+    """The 'cuda' backend: the tensors a test creates with torch's factory functions and no device
+    (torch.randn with a CPU generator, torch.tensor, torch.zeros, ...) are created as the test asks, on
+    the CPU (so the same generator gives the same values as on the other backends), then moved to the
+    GPU; everything computed from them (cnnext's ops, the torch references) then runs there."""
+
+    FACTORIES = {torch.randn, torch.rand, torch.randint, torch.randperm, torch.zeros, torch.ones, torch.empty,
+                 torch.full, torch.arange, torch.linspace, torch.tensor, torch.as_tensor, torch.eye,
+                 torch.empty_strided, torch.normal}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in self.FACTORIES and kwargs.get("device") is None:
+            rg = kwargs.pop("requires_grad", False)
+            out = func(*args, **kwargs)  # this mode is off inside its own handler: a CPU tensor
+            if isinstance(out, torch.Tensor):
+                out = out.to("cuda").requires_grad_(rg)
+            return out
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def on(backend):
+    """Context manager selecting a backend by name: 'cpu' (the CPU kernels), 'emu' (the CUDA kernels under
+    the emulator, on CPU tensors, inside emulate_cuda()), 'cuda' (the CUDA kernels on the GPU)."""
+    with cnnext.emulate_cuda(backend == "emu"), (_OnCuda() if backend == "cuda" else contextlib.nullcontext()):
+        yield
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request):
-    """'cpu': the CPU kernels; 'emu': the CUDA kernels run by the emulator (inside emulate_cuda())."""
-    with cnnext.emulate_cuda(request.param == "emu"):
+    """'cpu', 'emu' or 'cuda' (when torch.cuda.is_available()): see on()."""
+    with on(request.param):
         yield request.param
 
 
-def on(backend):
-    """Context manager selecting a backend by name inside a test body."""
-    return cnnext.emulate_cuda(backend == "emu")
+@pytest.fixture(autouse=True)
+def _fp32_exact():
+    """cnnext's conv2d follows torch.backends.cudnn.allow_tf32 as cuDNN does (torch's default True: TF32
+    tensor cores on CUDA and the emulator). The op tests hold every backend to the FP32 bar (1e-5), with
+    torch's CUDA references exact too, so they run with TF32 off; tests/test_conv2d_tf32.py turns it on."""
+    prev = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = prev
 
 
 @contextlib.contextmanager

@@ -1,5 +1,6 @@
 """The build: info(), the version guard, the emulate switch."""
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -51,8 +52,14 @@ def test_cpu_kernels_are_built_with_openmp():
     # CPU kernel on one thread. The library must call into the OpenMP runtime.
     import shutil
 
-    lib = cnnext._LIBRARY
+    # the kernels are in the CPU variant libraries (cnnext/_cpu_<isa>.so): each of them
+    from cnnext._loader import CPU, _variant_libraries
+
     nm = shutil.which("nm")
     assert nm, "binutils' nm is needed for this check"
-    syms = subprocess.run([nm, "-D", "--undefined-only", lib], capture_output=True, text=True, check=True).stdout
-    assert "GOMP_parallel" in syms, "cnnext was compiled without OpenMP: at::parallel_for runs single-threaded"
+    folder = os.path.dirname(CPU["library"])
+    libs = _variant_libraries(folder, "libcnnext_cpu_" if os.path.basename(CPU["library"]).startswith("lib") else "_cpu_")
+    assert CPU["isa"] in libs
+    for isa, lib in libs.items():
+        syms = subprocess.run([nm, "-D", "--undefined-only", lib], capture_output=True, text=True, check=True).stdout
+        assert "GOMP_parallel" in syms, f"cnnext's {isa} kernels were compiled without OpenMP: at::parallel_for runs single-threaded"

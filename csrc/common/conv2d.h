@@ -14,5 +14,9 @@ struct Conv2dShape {
   int64_t K, R, S;     // output channels, kernel height, kernel width
   int64_t P, Q;        // output height, width
   int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
+  // The plan's precision: float convs may use TF32 tensor cores (torch.backends.cudnn.allow_tf32, read by
+  // csrc/ops/conv2d.cpp as cuDNN reads it). The CUDA launchers (and the emulator) follow it; the CPU
+  // kernels and float64 are always exact.
+  bool allow_tf32 = false;
 };
 }  // namespace cnnext

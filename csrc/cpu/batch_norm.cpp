@@ -46,11 +46,7 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
-#include "vec.h"
+#include "simd.h"  // load_part, store_part
 
 namespace cnnext::cpu {
 namespace {
@@ -61,37 +57,7 @@ constexpr int64_t kRowChunk = 128;   // rows per partial sum in the rows layout
 template <typename T>
 using VT = typename Vec<T>::type;
 
-// Load n < Vec<T>::size elements; lanes >= n get `fill`.  Masked AVX-512 loads
-// do not touch memory past p[n-1].
-template <typename T>
-inline VT<T> load_part(const T* p, int64_t n, VT<T> fill) {
-#if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>)
-    return (VT<T>)_mm512_mask_loadu_ps((__m512)fill, (__mmask16)((1u << n) - 1), p);
-  else
-    return (VT<T>)_mm512_mask_loadu_pd((__m512d)fill, (__mmask8)((1u << n) - 1), p);
-#else
-  T buf[Vec<T>::size];
-  std::memcpy(buf, &fill, sizeof(buf));
-  std::memcpy(buf, p, size_t(n) * sizeof(T));
-  return Vec<T>::load(buf);
-#endif
-}
-
-template <typename T>
-inline void store_part(T* p, VT<T> v, int64_t n) {
-#if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float>)
-    _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), (__m512)v);
-  else
-    _mm512_mask_storeu_pd(p, (__mmask8)((1u << n) - 1), (__m512d)v);
-#else
-  T buf[Vec<T>::size];
-  Vec<T>::store(buf, v);
-  std::memcpy(p, buf, size_t(n) * sizeof(T));
-#endif
-}
-
+// load_part / store_part (simd.h): the first n < Vec<T>::size lanes.
 template <typename T>
 inline VT<T> ld(const T* p, int64_t len, VT<T> fill) {
   return len == Vec<T>::size ? Vec<T>::load(p) : load_part<T>(p, len, fill);

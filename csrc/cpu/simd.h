@@ -1,5 +1,6 @@
 // simd.h -- the SIMD helpers the CPU kernels share on top of vec.h: the tail of a row in one vector
-// operation (load_n / store_n), a horizontal sum in a fixed order (hsum), and the in-bounds test of
+// operation (load_part / store_part, load_n / store_n: masked or partial moves on every ISA, never
+// a copy through the stack), a horizontal sum in a fixed order (hsum), and the in-bounds test of
 // an (h, w) position against an (H, W) plane, for one element (in_bounds) and for 16 lanes at once
 // (in_bounds16, AVX-512).  Every function is a few instructions, inlined where it is used.
 #pragma once
@@ -9,38 +10,92 @@
 
 #include "vec.h"
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__) || defined(__SSE2__)
 #include <immintrin.h>
 #endif
 
 namespace cnnext::cpu {
 
-// The first n lanes (0 <= n <= N) of a vector at p, the others zero / stored back only to p[0:n]:
-// the tail of a row in one vector operation.  AVX-512 masked loads and stores never touch memory
-// past p[n-1]; elsewhere a copy through a zeroed vector does the same.
+// ---- tails: the first n lanes (0 <= n <= Vec<T>::size) of a vector ----
+// load_part: lanes >= n get `fill`; store_part writes p[0:n] only.  No memory past p[n-1] is
+// touched, and no copy through the stack (a narrower store reloaded as a vector fails
+// store-to-load forwarding: .ci/check_libs.py rejects it): AVX-512 masked moves, AVX2 maskload /
+// maskstore, SSE2 half- and single-lane moves.
 template <typename T>
-inline typename Vec<T>::type load_n(const T* p, int64_t n) {
+inline typename Vec<T>::type load_part(const T* p, int64_t n, typename Vec<T>::type fill) {
+  using V = typename Vec<T>::type;
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>);
 #if defined(__AVX512F__)
-  if constexpr (sizeof(T) == 4)
-    return (typename Vec<T>::type)_mm512_maskz_loadu_ps(__mmask16((1u << n) - 1), p);
+  if constexpr (std::is_same_v<T, float>)
+    return (V)_mm512_mask_loadu_ps((__m512)fill, (__mmask16)((1u << n) - 1), p);
   else
-    return (typename Vec<T>::type)_mm512_maskz_loadu_pd(__mmask8((1u << n) - 1), p);
+    return (V)_mm512_mask_loadu_pd((__m512d)fill, (__mmask8)((1u << n) - 1), p);
+#elif defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) {
+    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return (V)_mm256_blendv_ps((__m256)fill, _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
+  } else {
+    const __m256i m = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+    return (V)_mm256_blendv_pd((__m256d)fill, _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m));
+  }
+#elif defined(__SSE2__)
+  if (n >= Vec<T>::size) return Vec<T>::load(p);
+  if constexpr (std::is_same_v<T, float>) {
+    const __m128 f = (__m128)fill;
+    if (n == 0) return fill;
+    if (n == 1) return (V)_mm_move_ss(f, _mm_load_ss(p));
+    const __m128 lo = _mm_loadl_pi(f, reinterpret_cast<const __m64*>(p));  // p0 p1 f2 f3
+    if (n == 2) return (V)lo;
+    const __m128 hi = _mm_move_ss(_mm_shuffle_ps(f, f, _MM_SHUFFLE(3, 3, 3, 3)), _mm_load_ss(p + 2));  // p2 f3 ..
+    return (V)_mm_movelh_ps(lo, hi);
+  } else {
+    return n == 0 ? fill : (V)_mm_loadl_pd((__m128d)fill, p);
+  }
 #else
-  typename Vec<T>::type v{};
-  std::memcpy(&v, p, n * sizeof(T));
+  V v = fill;
+  for (int64_t i = 0; i < n; ++i) v[i] = p[i];
   return v;
 #endif
 }
+
+template <typename T>
+inline void store_part(T* p, typename Vec<T>::type v, int64_t n) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>);
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>)
+    _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1), (__m512)v);
+  else
+    _mm512_mask_storeu_pd(p, (__mmask8)((1u << n) - 1), (__m512d)v);
+#elif defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>)
+    _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)),
+                        (__m256)v);
+  else
+    _mm256_maskstore_pd(p, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3)), (__m256d)v);
+#elif defined(__SSE2__)
+  if (n >= Vec<T>::size) return Vec<T>::store(p, v);
+  if constexpr (std::is_same_v<T, float>) {
+    const __m128 x = (__m128)v;
+    if (n == 1) _mm_store_ss(p, x);
+    if (n >= 2) _mm_storel_pi(reinterpret_cast<__m64*>(p), x);
+    if (n == 3) _mm_store_ss(p + 2, _mm_movehl_ps(x, x));
+  } else {
+    if (n == 1) _mm_storel_pd(p, (__m128d)v);
+  }
+#else
+  for (int64_t i = 0; i < n; ++i) p[i] = v[i];
+#endif
+}
+
+
+// The first n lanes (0 <= n <= N) of a vector at p, the others zero / stored back only to p[0:n].
+template <typename T>
+inline typename Vec<T>::type load_n(const T* p, int64_t n) {
+  return load_part<T>(p, n, typename Vec<T>::type{});
+}
 template <typename T>
 inline void store_n(T* p, typename Vec<T>::type v, int64_t n) {
-#if defined(__AVX512F__)
-  if constexpr (sizeof(T) == 4)
-    _mm512_mask_storeu_ps(p, __mmask16((1u << n) - 1), (__m512)v);
-  else
-    _mm512_mask_storeu_pd(p, __mmask8((1u << n) - 1), (__m512d)v);
-#else
-  std::memcpy(p, &v, n * sizeof(T));
-#endif
+  store_part<T>(p, v, n);
 }
 
 #if defined(__AVX512F__)

@@ -1,10 +1,11 @@
 // vec.h -- the SIMD vector the CPU kernels are written with.
 //
-// GCC/Clang vector extensions: Vec<T>::type is the widest vector the build
-// targets (setup.py compiles with -march=native unless CNNEXT_MARCH says
-// otherwise): 64 bytes with AVX-512, 32 with AVX/AVX2, 16 otherwise (SSE2,
-// NEON, or plain scalar code the compiler splits).  So the instruction set is
-// chosen at build time, for the machine that builds; `cnnext.info()` reports it.
+// GCC/Clang vector extensions: Vec<T>::type is the widest vector the CPU
+// variant being compiled targets: 64 bytes with AVX-512 (avx512 = x86-64-v4),
+// 32 with AVX/AVX2 (avx2 = x86-64-v3), 16 otherwise (baseline x86-64 = SSE2,
+// NEON, or plain scalar code the compiler splits).  setup.py compiles every
+// csrc/cpu file once per variant; the import picks the variant from cpuid and
+// `cnnext.info()["cpu_isa"]` reports it.
 // Arithmetic on these types is element-wise; with -ffp-contract=fast a*b+c
 // becomes an FMA.
 #pragma once

@@ -88,6 +88,8 @@ Conv2dShape make_shape(at::IntArrayRef in, at::IntArrayRef wt, const Params& p, 
               "2^62 or more elements");
   s.P = int64_t(P);
   s.Q = int64_t(Q);
+  // cuDNN's switch for convolutions (torch.backends.cudnn.allow_tf32 / cudnn.conv.fp32_precision)
+  s.allow_tf32 = at::globalContext().allowTF32CuDNN(at::Float32Op::CONV);
   return s;
 }
 

@@ -84,9 +84,9 @@ vector<T> poisoned(int64_t n) {
 
 // max |got - ref| / max |ref| within the project's tolerance (fp32 1e-5, fp64 1e-10); NaN = unwritten.
 template <typename T>
-void expect_close(const char* what, const vector<T>& got, const vector<double>& ref) {
+void expect_close(const char* what, const vector<T>& got, const vector<double>& ref, double tol_override = 0) {
   ++g_checks;
-  const double tol = sizeof(T) == 4 ? 1e-5 : 1e-10;
+  const double tol = tol_override ? tol_override : sizeof(T) == 4 ? 1e-5 : 1e-10;
   double scale = 1e-30, err = 0;
   int64_t worst = -1;
   for (double r : ref) scale = std::max(scale, std::fabs(r));
@@ -221,6 +221,16 @@ void conv2d_case(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t 
     expect_close(label("conv2d", "backward_input", be, tname<T>(), shape).c_str(), ogx, gx);
     expect_close(label("conv2d", "backward_weight", be, tname<T>(), shape).c_str(), ogw, gw);
     if (bias) expect_close(label("conv2d", "backward_bias", be, tname<T>(), shape).c_str(), ogb, gb);
+  }
+  if constexpr (sizeof(T) == 4) {  // the TF32 tensor-core kernels (WMMA + cp.async pipeline): TF32's error
+    s.allow_tf32 = true;
+    auto oy = poisoned<T>(N * K * P * Q), ogx = poisoned<T>(N * C * H * W), ogw = poisoned<T>(K * Cg * R * S);
+    cnnext::emu::conv2d_forward<T>(s, x.data(), w.data(), bias ? b.data() : nullptr, oy.data(), nullptr);
+    cnnext::emu::conv2d_backward_input<T>(s, gy.data(), w.data(), ogx.data(), nullptr);
+    cnnext::emu::conv2d_backward_weight<T>(s, x.data(), gy.data(), ogw.data(), nullptr, nullptr);
+    expect_close(label("conv2d", "forward_tf32", Be::EMU, tname<T>(), shape).c_str(), oy, y, 1e-2);
+    expect_close(label("conv2d", "backward_input_tf32", Be::EMU, tname<T>(), shape).c_str(), ogx, gx, 1e-2);
+    expect_close(label("conv2d", "backward_weight_tf32", Be::EMU, tname<T>(), shape).c_str(), ogw, gw, 1e-2);
   }
 }
 void check_conv2d(bool big) {
