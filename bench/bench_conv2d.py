@@ -6,9 +6,13 @@ Shapes (input sizes as in d2l ch. 7; identical shapes are timed once, under the 
   LeNet 28x28; AlexNet 224x224; VGG-11 224x224 with d2l's small variant (ratio 4: channels 16, 32, 64,
   128, 128 instead of 64 ... 512, to keep the run short); NiN 224x224; ResNet-18, GoogLeNet (b1, b2 and
   the inception blocks 3a, 3b, 4a) and DenseNet at 96x96.
-Two groups: forward, and forward+backward (grads of weight, bias and -- except for a net's first layer,
-whose input is the image -- of the input).  GFLOP/s counts 2*N*K*P*Q*C/groups*R*S per pass (x3 for
-forward+backward, x2 when the input needs no grad); pct_peak is cnnext's rate over torch.mm's measured
+Four groups: forward; forward+backward (grads of weight, bias and -- except for a net's first layer,
+whose input is the image -- of the input); and the two backward passes on their own, so the weak one
+shows: grad input (not for a net's first layer) and grad weight (+bias).  The torch side of those two is
+torch.ops.aten.convolution_backward with one output mask each ([input] / [weight, bias]), cnnext's
+its conv2d_backward_input / conv2d_backward_weight ops, on the same grad_output, timed alternately in one
+process.  --only forward,grad-weight,... runs a subset of the groups.  GFLOP/s counts 2*N*K*P*Q*C/groups*R*S
+per pass (x3 for forward+backward, x2 when the input needs no grad); pct_peak is cnnext's rate over torch.mm's measured
 single-precision rate on the same threads (harness.matmul_peak).
 Note: at::parallel_for runs in parallel only when the extension is compiled with -fopenmp (ATen's
 OpenMP backend is inline in the headers); without it every cnnext CPU kernel runs on one thread.
@@ -68,7 +72,10 @@ def shapes():
     return out
 
 
-def cases():
+GROUPS = ("forward", "forward+backward", "grad input", "grad weight")
+
+
+def cases(groups=GROUPS):
     out = []
     for net, ci, co, k, st, pad, hw, first in shapes():
         x = torch.randn(BATCH, ci, hw, hw)
@@ -81,7 +88,8 @@ def cases():
                            lambda x=x, w=w, b=b, st=st, pad=pad: cnnext.functional.conv2d(x, w, b, st, pad),
                            flops=flops, group="forward")
         fwd.no_grad = True
-        out.append(fwd)
+        if "forward" in groups:
+            out.append(fwd)
         xg, wg, bg = x.clone().requires_grad_(not first), w.clone().requires_grad_(), b.clone().requires_grad_()
         gy = torch.randn(BATCH, co, P, P)
         inputs = (wg, bg) if first else (xg, wg, bg)
@@ -89,23 +97,49 @@ def cases():
         def fb(conv, xg=xg, wg=wg, bg=bg, st=st, pad=pad, gy=gy, inputs=inputs):
             return torch.autograd.grad(conv(xg, wg, bg, st, pad), inputs, gy)
 
-        out.append(harness.Case(name, lambda fb=fb: fb(F.conv2d), lambda fb=fb: fb(cnnext.functional.conv2d),
-                                flops=flops * (2 if first else 3), group="forward+backward"))
+        if "forward+backward" in groups:
+            out.append(harness.Case(name, lambda fb=fb: fb(F.conv2d), lambda fb=fb: fb(cnnext.functional.conv2d),
+                                    flops=flops * (2 if first else 3), group="forward+backward"))
+        # the backward passes alone: aten.convolution_backward with one output mask vs cnnext's op
+        conv_args = ([st, st], [pad, pad], [1, 1])
+        if "grad input" in groups and not first:
+            gi = harness.Case(
+                name,
+                lambda x=x, w=w, gy=gy, a=conv_args: torch.ops.aten.convolution_backward(
+                    gy, x, w, [co], *a, False, [0, 0], 1, [True, False, False])[0],
+                lambda x=x, w=w, gy=gy, a=conv_args: torch.ops.cnnext.conv2d_backward_input(gy, w, list(x.shape), *a, 1),
+                flops=flops, group="grad input")
+            gi.no_grad = True
+            out.append(gi)
+        if "grad weight" in groups:
+            gw = harness.Case(
+                name,
+                lambda x=x, w=w, gy=gy, a=conv_args: torch.ops.aten.convolution_backward(
+                    gy, x, w, [co], *a, False, [0, 0], 1, [False, True, True])[1:],
+                lambda x=x, w=w, gy=gy, a=conv_args: torch.ops.cnnext.conv2d_backward_weight(
+                    gy, x, list(w.shape), *a, 1, True),
+                flops=flops, group="grad weight")
+            gw.no_grad = True
+            out.append(gw)
     return out
 
 
 if __name__ == "__main__":
     p = harness.parser(__doc__)
     p.set_defaults(repeats=3)  # 61 shapes x 2 passes: keeps the whole run to a few minutes
+    p.add_argument("--only", default="", help="comma-separated groups: " + ", ".join(g.replace(" ", "-") for g in GROUPS))
     args = p.parse_args()
+    groups = tuple(g for g in GROUPS if not args.only or g.replace(" ", "-") in args.only.split(","))
     # the best of three: on a shared machine a single measurement can land in someone else's build
     peak = max(harness.matmul_peak(threads=args.threads) for _ in range(3))
     print(f"torch.mm single-precision peak on {args.threads} threads: {peak:.0f} GFLOP/s")
-    rows = harness.run(cases(), threads=args.threads, repeats=1 if args.quick else args.repeats,
+    rows = harness.run(cases(groups), threads=args.threads, repeats=1 if args.quick else args.repeats,
                        min_time=0.01 if args.quick else args.min_time, title="conv2d, CPU, batch 32",
                        json_path=args.json, extra_columns={"pct_peak": lambda row, c: 100 * row["cnnext_gflops"] / peak})
-    for g in ("forward", "forward+backward"):
+    for g in groups:
         print(f"\n{g}, geometric-mean ratio torch/cnnext per net:")
         for net in dict.fromkeys(r["case"].split()[0] for r in rows):
             rs = [r["ratio"] for r in rows if r["group"] == g and r["case"].split()[0] == net]
+            if not rs:
+                continue
             print(f"  {net:10s} {harness.geomean(rs):.2f} (min {min(rs):.2f}, {len(rs)} shapes)")

@@ -131,6 +131,41 @@ def test_128_tiles(xs, ws, kw, monkeypatch):
         _check_against_torch(x, w, b, **kw)
 
 
+@pytest.mark.parametrize("mode", ["planes", "cols", "auto", "im2col"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize(
+    "xs,ws,kw",
+    [
+        ((2, 3, 40, 40), (5, 3, 3), dict(padding=1)),  # planes, one image's row cut into segments
+        ((5, 20, 12, 12), (9, 3, 3), dict(padding=1)),  # planes or im2col rows, several images per chunk
+        ((6, 9, 6, 6), (7, 3, 3), dict(padding=1)),  # im2col rows (small image)
+        ((3, 6, 3, 3), (70, 3, 3), dict(padding=1)),  # im2col rows, gW large next to the batch: split over k
+        ((1, 4, 9, 9), (10, 3, 3), dict(padding=1)),  # batch smaller than the threads: split over k
+        ((4, 5, 13, 11), (6, 3, 3), dict(stride=2, padding=1)),  # stride phases
+        ((2, 3, 29, 31), (4, 7, 7), dict(stride=2, padding=3)),
+        ((3, 6, 25, 27), (4, 11, 11), dict(stride=4, padding=1)),
+        ((4, 17, 7, 7), (19, 1, 1), dict()),  # 1x1: no padding columns
+        ((4, 8, 9, 9), (6, 1, 1), dict(stride=2)),
+        ((3, 8, 10, 7), (6, 3, 2), dict(stride=(1, 3), padding=(2, 0), groups=2)),
+        ((2, 4, 5, 5), (4, 2, 2), dict(stride=3, padding=2)),  # stride > kernel: unused phases
+    ],
+)
+def test_grad_weight_paths(xs, ws, kw, threads, mode, monkeypatch):
+    """grad weight on the CPU (csrc/cpu/conv2d_grad_weight.cpp): padded phase planes or im2col rows
+    (CNNEXT_CONV2D_GW forces a variant), images per chunk, row segments, partial sums per thread or rows of gW
+    per thread, strides, groups; float32 and float64."""
+    if mode != "auto":
+        monkeypatch.setenv("CNNEXT_CONV2D_GW", mode)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for dtype in (torch.float32, torch.float64):
+            x, w, b = _make(xs, ws, kw.get("groups", 1), dtype, seed=threads)
+            _check_against_torch(x, w, b, **kw)
+    finally:
+        torch.set_num_threads(old)
+
+
 def test_no_bias_and_partial_grads(backend):
     x, w, b = _make((2, 4, 7, 6), (6, 3, 3), 2, torch.float64)
     _check_against_torch(x, w, None, padding=1, groups=2)

@@ -11,14 +11,22 @@
 //                    transposed stride 1: the forward of gY with the flipped, transposed kernel
 //                    col2im     stride > 1: GEMM into columns, scattered back per image
 //   backward_weight  direct     (as above)
-//                    pointwise  1x1 unpadded, PQ >= 16, few channels (Kg*Cg <= 12288): dot-product
+//                    pointwise  1x1 unpadded stride 1, PQ >= 16, few channels (Kg*Cg <= 12288): dot-product
 //                               tiles beat the GEMM's transposed packing there
 //                    im2col_nhwc Cg a multiple of the vector width: a channels-last copy of x
 //                    im2col     everything else
+//                    planes     dilation 1, images large enough that the padded phase planes waste
+//                               little (< 10%; < 30% with <= 64 k, < 50% with <= 16 k): dot products
+//                               of contiguous rows, no packing (beats the im2col GEMM there)
+//                    cols       1x1 convs of small (zero columns > 25%) or strided images, unless
+//                               pointwise: the same dot products over explicit im2col rows
+//                    CNNEXT_CONV2D_GW=<variant> forces a backward_weight variant that runs on the
+//                    shape (tests, diagnostics; read per call)
 // Results are deterministic: every variant sums in an order fixed by the shape and the thread count.
 #include "conv2d.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "conv2d_gemm.h"  // offsets_fit
@@ -39,6 +47,13 @@ template <typename T>
 bool fits_nhwc(const Conv2dShape& s) {
   return offsets_fit(s) && (s.C / s.groups) % Vec<T>::size == 0;
 }
+// dilation 1, a phase plane of every channel of a group within 64 MiB, a non-empty reduction
+template <typename T>
+bool planes_fit(const Conv2dShape& s) {
+  if (!offsets_fit(s) || s.dil_h != 1 || s.dil_w != 1 || s.N * s.P * s.Q == 0) return false;
+  const PlanesGeometry g = planes_geometry(s, Vec<T>::size);
+  return s.C / s.groups * g.phases * g.plane * int64_t(sizeof(T)) <= (int64_t(64) << 20);
+}
 
 template <typename T>
 struct Variants {
@@ -56,6 +71,8 @@ struct Variants {
       {"pointwise", fits_1x1, pointwise_backward_weight<T>},
       {"im2col_nhwc", fits_nhwc<T>, im2col_nhwc_backward_weight<T>},
       {"im2col", fits, im2col_backward_weight<T>},
+      {"planes", planes_fit<T>, planes_backward_weight<T>},
+      {"cols", planes_fit<T>, cols_backward_weight<T>},
   };
 };
 
@@ -82,11 +99,24 @@ const Conv2dVariant<Conv2dBackwardInputFn<T>>& plan_conv2d_backward_input(const 
 
 template <typename T>
 const Conv2dVariant<Conv2dBackwardWeightFn<T>>& plan_conv2d_backward_weight(const Conv2dShape& s) {
-  const int64_t Cg = s.C / s.groups, Kg = s.K / s.groups;
-  const char* name = !offsets_fit(s)                                               ? "direct"
-                     : fits_1x1(s) && s.P * s.Q >= 16 && Kg * Cg <= 12288          ? "pointwise"
-                     : fits_nhwc<T>(s)                                             ? "im2col_nhwc"
-                                                                                   : "im2col";
+  const int64_t Cg = s.C / s.groups, Kg = s.K / s.groups, PQ = s.P * s.Q;
+  if (const char* force = std::getenv("CNNEXT_CONV2D_GW")) {
+    for (const auto& v : Variants<T>::backward_weight)
+      if (std::strcmp(v.name, force) == 0 && v.runs(s)) return v;
+  }
+  // strided 1x1 convs gather x first in "pointwise": "cols" does without
+  const bool pointwise = fits_1x1(s) && PQ >= 16 && Kg * Cg <= 12288 && s.stride_h == 1 && s.stride_w == 1;
+  // the measured ratios vs torch on the family's shapes (AMD Zen 5 and the Intel SPR tuning)
+  const double waste = planes_fit<T>(s) ? double(planes_geometry(s, Vec<T>::size).row) / double(PQ) : 1e9;
+  const bool planes = !fits_1x1(s) && (waste < 1.1 || (Kg <= 64 && waste < 1.3) || (Kg <= 16 && waste < 1.5));
+  const bool cols = fits_1x1(s) && !pointwise && waste < 1e9;
+  const char* name = !offsets_fit(s)                                        ? "direct"
+                     : pointwise                                            ? "pointwise"
+                     : planes                                               ? "planes"
+                     : cols && (waste > 1.25 || s.stride_h > 1 || s.stride_w > 1) ? "cols"
+                     : cols                                                 ? "planes"
+                     : fits_nhwc<T>(s)                                      ? "im2col_nhwc"
+                                                                            : "im2col";
   return by_name(Variants<T>::backward_weight, name);
 }
 

@@ -13,6 +13,8 @@
 //                    pointwise            conv2d_grad_weight_pointwise.cpp  1x1, unpadded, offsets_fit
 //                    im2col_nhwc          conv2d_grad_weight_im2col.cpp     offsets_fit, Cg % VS == 0
 //                    im2col               conv2d_grad_weight_im2col.cpp     offsets_fit(s)
+//                    planes               conv2d_grad_weight_planes.cpp     planes_fit(s): dilation 1
+//                    cols                 conv2d_grad_weight_planes.cpp     planes_fit(s)
 // Every variant writes its outputs fully (gb too when not nullptr) and sums in an order fixed by the
 // shape and the thread count: results are bit-identical across runs.
 #pragma once
@@ -67,6 +69,11 @@ void im2col_nhwc_backward_weight(const Conv2dShape& s, const T* x, const T* gy, 
 template <typename T>
 void im2col_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb);
 
+template <typename T>
+void planes_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb);
+template <typename T>
+void cols_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb);
+
 // gb[k] = sum of gy[:, k] over N, P, Q: the packed variants' grad bias (vector lanes per image row,
 // then the images in order).  gb may be nullptr (nothing to do).
 template <typename T>
@@ -76,6 +83,15 @@ void grad_bias(const Conv2dShape& s, const T* gy, T* gb);
 template <typename T>
 void forward_packed(const Conv2dShape& s, const T* x, const T* Ap, const T* b, T* y);
 }  // namespace conv2d_variants
+
+// The padded phase planes of the "planes" grad weight (conv2d_grad_weight_planes.cpp) for vectors of vs
+// elements: row = one image's gY row (P rows of Wq = Q + (S-1)/stride_w, rounded up to a vector),
+// plane = one phase plane of x, phases = the stride phases that hold kernel taps.  row / (P*Q) is the
+// FMA overhead of the zero columns.
+struct PlanesGeometry {
+  int64_t row, plane, phases;
+};
+PlanesGeometry planes_geometry(const Conv2dShape& s, int64_t vs);
 
 }  // namespace cnnext::cpu
 
