@@ -1,0 +1,84 @@
+// conv2d_igemm.h -- what conv2d's two implicit-GEMM kernel files share (conv2d.cu: the SIMT kernels,
+// the plan and the launchers; conv2d_tf32.cu: the TF32 tensor-core kernel): the GEMM's sizes (Geom),
+// the pass kinds, the block size and reduction step, and the mixed-radix counters of the im2col index
+// math.  Included after compat.h.
+#pragma once
+#include <cstdint>
+
+#include "../common/conv2d.h"
+#include "compat.h"
+
+// `#pragma unroll` for nvcc; the host compiler of the emulator does not know it.
+#if defined(__CUDACC__)
+#define UNROLL _Pragma("unroll")
+#else
+#define UNROLL
+#endif
+
+namespace cnnext::conv2d_igemm {
+
+constexpr int kBlock = 256;
+constexpr int BK = 16, kPad = 4;  // reduction step; shared-memory row padding
+constexpr int kFwd = 0, kBwdIn = 1, kBwdW = 2;
+constexpr int TC_BM = 64, TC_BN = 128;  // the TF32 kernel's output tile (conv2d_tf32.cu)
+
+// The sizes one conv2d_igemm launch needs, computed once on the host: as kernel parameters they live
+// in constant memory, so the kernel reads them as instruction operands instead of holding registers.
+struct Geom {
+  int H, W, P, Q, R, S, sh, sw, ph, pw, dh, dw;
+  int Cg, Kg, HW, PQ, RS;
+  int M, tiles_m, nz, splits;  // GEMM rows, their tiles, grid z extent (groups x splits), splits
+  int64_t C, K, Ncols, red, tiles_n, chunk, wrow;  // wrow = Cg*R*S: length of a weight row
+  int tile;                                         // SIMT: 64 or 128; 0: the TF32 kernel (host side: which kernel)
+};
+
+}  // namespace cnnext::conv2d_igemm
+
+namespace {
+
+using cnnext::Conv2dShape;
+using namespace cnnext::conv2d_igemm;
+
+// A number in mixed radix (a, b, c) with digits b < B, c < C: stepping it by a fixed amount costs
+// two compares instead of two divisions.
+struct Digits {
+  int64_t a;
+  int b, c;
+  __device__ void set(int64_t v, int B, int C) {
+    a = v / (int64_t(B) * C);
+    const int rem = int(v - a * B * C);
+    b = rem / C;
+    c = rem - b * C;
+  }
+  // Adds the step (da, db, dc), given in the same radix.
+  __device__ void step(int64_t da, int db, int dc, int B, int C) {
+    c += dc;
+    const int cb = c >= C;
+    c -= cb ? C : 0;
+    b += db + cb;
+    const int ca = b >= B;
+    b -= ca ? B : 0;
+    a += da + ca;
+  }
+};
+
+struct Step {
+  int64_t da;
+  int db, dc;
+  __device__ Step(int64_t v, int B, int C) : da(v / (int64_t(B) * C)), db(int(v / C % B)), dc(int(v % C)) {}
+};
+
+// The im2col gathers, all in 32-bit within one image.
+template <typename T>
+__device__ T x_at(const T* xn, int c, int h, int w, int H, int W) {  // xn: this image, this group
+  return (h >= 0 && h < H && w >= 0 && w < W) ? xn[(c * H + h) * W + w] : T(0);
+}
+
+}  // namespace
+
+namespace cnnext::CNNEXT_DEVICE_NS {
+// The TF32 tensor-core kernel of pass KIND (float, g.tile == 0), defined in conv2d_tf32.cu.
+template <int KIND>
+void conv2d_tf32_launch(const conv2d_igemm::Geom& g, dim3 grid, bool pw, const float* x, const float* w,
+                        const float* gy, const float* b, float* out, cudaStream_t stream);
+}  // namespace cnnext::CNNEXT_DEVICE_NS
