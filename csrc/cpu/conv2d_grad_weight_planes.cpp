@@ -205,8 +205,9 @@ void planes_grad_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, bo
     const int64_t c = i / RS, r = i / s.S % s.R, t = i % s.S;
     xoff[i] = ((c * nph + (r % sh) * nB + t % sw) * nbmax) * Xr + (r / sh) * Wq + t / sw;
   }
-  // partial sums of parts 1.. (part 0 writes gw); split_k: every part writes its own rows of gw
-  std::vector<T> Pbuf(split_k ? 0 : (nparts - 1) * s.K * CRS);
+  // partial sums of parts 1.. (part 0 writes gw); split_k: every part writes its own rows of gw.  Not
+  // zero-filled: each part stores its first chunk's sums.
+  Scratch<T> Pbuf(split_k ? 0 : (nparts - 1) * s.K * CRS);
 
   at::parallel_for(0, nparts, 1, [&](int64_t p0, int64_t p1) {
     Scratch<T> xb(cols ? TC * Jc : Cg * nph * nbmax * Xr), yb(cols ? Kg * Jc : Kg * nbmax * Lr);
@@ -218,7 +219,7 @@ void planes_grad_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, bo
       } else {
         n0 = s.N * part / nparts, n1 = s.N * (part + 1) / nparts;
       }
-      T* dst = split_k || part == 0 ? gw : Pbuf.data() + (part - 1) * s.K * CRS;
+      T* dst = split_k || part == 0 ? gw : Pbuf.p + (part - 1) * s.K * CRS;
       for (int64_t g = t0 / ntk; g < G && g * ntk < t1; ++g) {
         const int64_t ka = std::max(t0 - g * ntk, int64_t(0)), kb = std::min(t1 - g * ntk, ntk);  // k tiles
         const int64_t kr0 = ka * TK, kr1 = std::min(kb * TK, Kg);                                 // k rows
@@ -318,7 +319,7 @@ void planes_grad_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, bo
     at::parallel_for(0, s.K * CRS, 2048, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         T v = gw[i];
-        for (int64_t part = 1; part < nparts; ++part) v += Pbuf[(part - 1) * s.K * CRS + i];
+        for (int64_t part = 1; part < nparts; ++part) v += Pbuf.p[(part - 1) * s.K * CRS + i];
         gw[i] = v;
       }
     });
