@@ -11,7 +11,7 @@ ops library (_C / libcnnext.so) are checked for:
 1. split vector moves: two narrower stores to a stack slot that one wider load reads back (two 32-byte
    halves reloaded as a 64-byte vector, or 16-byte halves as 32): the load fails store-to-load forwarding
    and stalls.  GCC's Intel tunings emit this for memcpy-based vector loads and for some aggregate
-   copies/zero-inits (the same test as ../shared/tools/split-vector-moves).  None may be found.
+   copies/zero-inits (the same test as the split-vector-moves tool on our machines).  None may be found.
 2. instruction set, from each instruction's encoding: an EVEX prefix (0x62, AVX-512) may appear only in the
    avx512 (or native) variant, a VEX prefix (0xC4/0xC5, AVX/AVX2/FMA) only in avx2 and above; the ops
    library and every variant's cpuid probe (cnnext_cpu_* functions, run before a variant is chosen) must

@@ -72,7 +72,7 @@ def emu_grid_cap(cap):
         torch.ops.cnnext._set_emu_grid_cap(prev)
 
 
-# fp32 rel err <= 1e-5, fp64 <= 1e-10 (DEVELOPERS.md), relative to the largest reference magnitude.
+# fp32 rel err <= 1e-5, fp64 <= 1e-10 (the README's "Guarantees"), relative to the largest reference magnitude.
 RTOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 
 

@@ -1,4 +1,4 @@
-"""The CNNs of d2l ch. 6-7, as in the book's PyTorch code (see /work/shared/seeds), built from
+"""The CNNs of d2l ch. 6-7, as in the book's PyTorch code (d2l.ai, chapters 6-7), built from
 cnnext's layers (`layers="cnnext"`) or torch.nn's (`layers="torch"`): same module tree either way.
 
 | builder | d2l | input |
