@@ -93,13 +93,14 @@ inline typename Vec<T>::type sum_lanes(typename Vec<T>::type* a) {
 
 // Keeps a loaded vector in a register: without it GCC folds the load into each of the TC FMAs that use
 // it (TC loads instead of one: the loop becomes load-bound).
+// Takes and returns the vector by value: no reference to a stack slot (ASan's frames give 64-byte vectors
+// only 32-byte alignment, which UBSan reports as a misaligned reference binding).
 template <typename vt>
-inline void in_register(vt& v) {
+inline vt in_register(vt v) {
 #if defined(__x86_64__) || defined(__i386__)
   asm("" : "+v"(v));
-#else
-  (void)v;
 #endif
+  return v;
 }
 
 // out[a*TC + b] = sum over images i < nimg and elements j < nj (a multiple of the vector width) of
@@ -125,13 +126,11 @@ inline void dot_tile(const T* const* y, const T* const* x, int64_t nimg, int64_t
       vt xv[TC];
 #pragma GCC unroll 4
       for (int b = 0; b < TC; ++b) {
-        xv[b] = V::load(xp[b] + j);
-        in_register(xv[b]);
+        xv[b] = in_register(V::load(xp[b] + j));
       }
 #pragma GCC unroll 4
       for (int a = 0; a < TK; ++a) {
-        vt yv = V::load(yp[a] + j);
-        in_register(yv);
+        const vt yv = in_register(V::load(yp[a] + j));
 #pragma GCC unroll 4
         for (int b = 0; b < TC; ++b) acc[a * TC + b] += yv * xv[b];
       }
