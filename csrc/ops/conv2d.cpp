@@ -12,6 +12,7 @@
 // Padding is symmetric here; padding='same' with an even dilated kernel is handled in Python by
 // padding the input's right/bottom edge first, as torch does.
 // Inputs of any strides (channels_last included) are made NCHW-contiguous; outputs are NCHW-contiguous.
+#include <ATen/Context.h>
 #include <torch/library.h>
 
 #include <cstdlib>
