@@ -1,7 +1,8 @@
 """batch_norm and the fused batch_norm + ReLU vs torch.nn.functional.batch_norm (and F.relu), CPU.
 
 Shapes: ResNet-18's BN layers at batch 32 (stage outputs at 96x96 input) and DenseNet-121-like BN
-layers (growing channel counts at 24x24 and 12x12). Groups: training forward, training
+layers (growing channel counts at 24x24 and 12x12), plus three spatial sizes that are not multiples of
+16 (30x30, 20x20, 8x8: planes that end in a partial vector), run by --quick too. Groups: training forward, training
 forward+backward, eval forward, fused BN+ReLU forward+backward vs F.relu(F.batch_norm(...)).
 GB/s counts the bytes the op must move at least (forward: read x, write y; backward: read x and
 gy, write gx) and is printed beside the machine's copy bandwidth.
@@ -17,12 +18,13 @@ from bench import harness
 RESNET = [(32, 64, 24, 24), (32, 128, 12, 12), (32, 256, 6, 6), (32, 512, 3, 3)]
 DENSENET = [(32, 64, 24, 24), (32, 128, 24, 24), (32, 192, 24, 24), (32, 128, 12, 12), (32, 160, 12, 12),
             (32, 192, 12, 12)]
+ODD = [(32, 32, 30, 30), (32, 64, 20, 20), (32, 128, 8, 8)]
 
 
 def shapes(quick=False):
     out = [("resnet", s) for s in RESNET]
     out += [("densenet", s) for s in DENSENET if ("resnet", s) not in out]
-    return out[:3] if quick else out
+    return (out[:3] if quick else out) + [("odd", s) for s in ODD]
 
 
 def name(net, s):

@@ -252,6 +252,16 @@ inline int64_t chunks_per_channel(int64_t N, int64_t C) {
 
 // ------------------------------- (N, C, S) layout -------------------------------
 
+// fn(n, c) for the planes p = n * C + c in [p0, p1), counting (n, c) up instead of dividing per
+// plane: one 64-bit division per plane cost as much as normalising a 6x6 plane.
+template <typename Fn>
+inline void for_planes(int64_t p0, int64_t p1, int64_t C, Fn&& fn) {
+  for (int64_t p = p0, n = p0 / C, c = p0 % C; p < p1; ++p) {
+    fn(n, c);
+    if (++c == C) c = 0, ++n;
+  }
+}
+
 template <typename T, bool RELU>
 void forward_planes(const T* x, T* y, Affine<T> af, T* rmean, T* rvar, T* mean, T* invstd, int64_t N, int64_t C,
                     int64_t S, bool training, double momentum, double eps) {
@@ -282,7 +292,7 @@ void forward_planes(const T* x, T* y, Affine<T> af, T* rmean, T* rvar, T* mean, 
       return;
     }
     at::parallel_for(0, N * C, std::max<int64_t>(1, 16384 / S), [&](int64_t p0, int64_t p1) {
-      for (int64_t p = p0; p < p1; ++p) normalize_plane(p / C, p % C);
+      for_planes(p0, p1, C, normalize_plane);
     });
   };
   if (!training) {
@@ -411,7 +421,7 @@ void backward_planes(const T* gy, const T* x, Affine<T> af, const T* mean, const
     coef[c] = grad_coef<T>(c, M, s1, s2, af.w, invstd, gw, gb, training);
   }
   at::parallel_for(0, N * C, std::max<int64_t>(1, 16384 / S), [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) grad_plane(p / C, p % C, coef[p % C]);
+    for_planes(p0, p1, C, [&](int64_t n, int64_t c) { grad_plane(n, c, coef[c]); });
   });
 }
 
