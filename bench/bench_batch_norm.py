@@ -1,9 +1,9 @@
 """batch_norm and the fused batch_norm + ReLU vs torch.nn.functional.batch_norm (and F.relu), CPU.
 
 Shapes: ResNet-18's BN layers at batch 32 (stage outputs at 96x96 input) and DenseNet-121-like BN
-layers (growing channel counts at 24x24 and 12x12), plus three spatial sizes that are not multiples of
-16 (30x30, 20x20, 8x8: planes that end in a partial vector), run by --quick too. Groups: training forward, training
-forward+backward, eval forward, fused BN+ReLU forward+backward vs F.relu(F.batch_norm(...)).
+layers (growing channel counts at 24x24 and 12x12), plus three whose sides are not multiples of 16
+(30x30, 20x20, 8x8, the sizes issue #16's bar names), which --quick runs too. Groups: training forward,
+training forward+backward, eval forward, fused BN+ReLU forward+backward vs F.relu(F.batch_norm(...)).
 GB/s counts the bytes the op must move at least (forward: read x, write y; backward: read x and
 gy, write gx) and is printed beside the machine's copy bandwidth.
 
