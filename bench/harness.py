@@ -43,7 +43,7 @@ def machine():
 
     i = cnnext.info()
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"), "cpu": cpu_model(),
-            "cpu_isa": i.get("cpu_isa", i["cpu_simd"]), "threads": torch.get_num_threads(),
+            "cpu_isa": i["cpu_isa"], "threads": torch.get_num_threads(),
             "torch": torch.__version__}
 
 

@@ -1,4 +1,5 @@
 """`cnnext.info()` / `python -m cnnext.info`: what this build of cnnext is and can do here."""
+import functools
 import json
 import platform
 
@@ -17,6 +18,18 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+@functools.cache
+def native_build() -> dict:
+    """What the compiled ops library says of itself (torch.ops.cnnext.build_info()): compiler,
+    cuda_compiled, torch_version_compiled, emulator. Fixed for the process, so read once."""
+    return json.loads(torch.ops.cnnext.build_info())
+
+
+def cuda_kernels_compiled() -> bool:
+    """Whether this build carries real CUDA kernels (nvcc); the emulator is always there."""
+    return bool(native_build()["cuda_compiled"])
+
+
 def info() -> dict:
     """Versions (build and runtime), compiler, CPU model, the CPU variant in use (cpu_isa) and those built,
     CUDA archs, GPU and emulator availability, threads."""
@@ -24,7 +37,7 @@ def info() -> dict:
 
     from ._loader import CPU
 
-    native = json.loads(torch.ops.cnnext.build_info())
+    native = native_build()
     try:
         from . import _build_info as b
         build = {"torch_version_built": b.TORCH_VERSION, "cuda_archs": b.CUDA_ARCHS, "nvcc": b.NVCC,

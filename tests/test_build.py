@@ -19,7 +19,30 @@ def test_info_fields():
     assert i["cuda_emulator"] is True
     assert i["num_threads"] == torch.get_num_threads()
     native = json.loads(torch.ops.cnnext.build_info())
+    # exactly the facts the ops library knows; the CPU variant's are the loader's (cpu_isa, cpu_simd)
+    assert set(native) == {"compiler", "cuda_compiled", "torch_version_compiled", "emulator"}, native
     assert native["torch_version_compiled"] == torch.__version__.split("+")[0]
+
+
+def test_build_facts_read_without_info(monkeypatch):
+    # cnnext.nn.swap asks only whether CUDA kernels were compiled: cuda_kernels_compiled() reads the
+    # ops library's build_info once, and never calls the whole info() (which queries the GPU).
+    import importlib
+
+    import cnnext.nn as cnn
+
+    ci = importlib.import_module("cnnext.info")  # the module (cnnext.info, the attribute, is its function)
+
+    assert ci.cuda_kernels_compiled() is bool(json.loads(torch.ops.cnnext.build_info())["cuda_compiled"])
+    assert ci.cuda_kernels_compiled() == cnnext.info()["cuda_kernels_compiled"]
+
+    def refuse():
+        raise AssertionError("swap called cnnext.info()")
+
+    monkeypatch.setattr(cnnext, "info", refuse)
+    monkeypatch.setattr(ci, "info", refuse)
+    m = cnn.swap(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.ReLU()))
+    assert isinstance(m[0], cnn.Conv2d) and isinstance(m[1], cnn.BatchNormReLU2d), m
 
 
 def test_info_module_prints():

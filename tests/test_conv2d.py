@@ -370,6 +370,9 @@ def _bad(xs, ws, bs=None, dtype=torch.float32, wdtype=None, bdtype=None, wdevice
         (_bad((1, 2, 5, 5), (4, 2, 3, 3), stride=0), r"conv2d: stride must be positive"),
         (_bad((1, 2, 5, 5), (4, 2, 3, 3), stride=(1, -1)), r"conv2d: stride must be positive"),
         (_bad((1, 2, 5, 5), (4, 2, 3, 3), dilation=0), r"conv2d: dilation must be positive"),
+        # padding='same' derives the padding from the dilation: a negative one must still be named
+        (_bad((2, 1, 2, 5), (2, 1, 1, 3), padding="same", dilation=-1), r"conv2d: dilation must be positive"),
+        (_bad((2, 1, 5, 5), (2, 1, 2, 3), padding="same", dilation=(1, 0)), r"conv2d: dilation must be positive"),
         (_bad((1, 2, 5, 5), (4, 2, 3, 3), padding=-1), r"conv2d: padding must be non-negative"),
         (_bad((1, 2, 5, 5), (4, 2, 3, 3), groups=0), r"conv2d: groups must be positive"),
         (_bad((1, 2, 5, 5), (4, 2, 3, 3), stride=(1, 2, 3)), r"conv2d: stride must be an int or a pair"),

@@ -25,12 +25,6 @@ def layer_namespace(layers="cnnext"):
         import cnnext.functional as cf
         import cnnext.nn as cnn
 
-        missing = [f"cnnext.nn.{n}" for n in NAMES if not hasattr(cnn, n)]
-        if not hasattr(cf, "cat"):
-            missing.append("cnnext.functional.cat")
-        if missing:
-            raise NotImplementedError(f"layers='cnnext': this build of cnnext lacks {', '.join(missing)}; "
-                                      "use layers='torch'")
         return SimpleNamespace(**{n: getattr(cnn, n) for n in NAMES}, cat=cf.cat,
                                bn_relu=lambda c: (cnn.BatchNormReLU2d(c), cnn.FusedReLU()))
     raise ValueError(f"layers must be 'cnnext' or 'torch', got {layers!r}")

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..info import cuda_kernels_compiled
+
 # torch.nn class -> name of the cnnext.nn drop-in
 SWAPPABLE = {nn.Conv2d: "Conv2d", nn.MaxPool2d: "MaxPool2d", nn.AvgPool2d: "AvgPool2d",
              nn.AdaptiveAvgPool2d: "AdaptiveAvgPool2d", nn.BatchNorm1d: "BatchNorm1d", nn.BatchNorm2d: "BatchNorm2d"}
@@ -157,11 +159,7 @@ def swap(model, back=False, report=False, fuse=True):
     (a new object only if the root itself was swapped), and with report=True the pair
     (model, SwapReport)."""
     cx = _cnnext_classes()
-    try:
-        import cnnext
-        cnnext_cuda = bool(cnnext.info()["cuda_kernels_compiled"])
-    except Exception:  # pragma: no cover - info needs the native library, which cnnext.nn imports anyway
-        cnnext_cuda = False
+    cnnext_cuda = cuda_kernels_compiled()
     rep = SwapReport(back=back)
     memo = {}
 

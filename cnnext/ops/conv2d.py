@@ -196,7 +196,8 @@ def conv2d(
                 raise ValueError(f"conv2d: input must be 3-D (C, H, W) or 4-D (N, C, H, W), got {input.dim()}-D")
             if weight.dim() != 4:
                 raise ValueError(f"conv2d: weight must be 4-D (out, in/groups, kh, kw), got {weight.dim()}-D")
-            totals = [d * (k - 1) for d, k in zip(dilation, weight.shape[2:])]
+            # A non-positive dilation gets no padding here, so that the C++ check names dilation.
+            totals = [max(d, 0) * (k - 1) for d, k in zip(dilation, weight.shape[2:])]
             padding = tuple(t // 2 for t in totals)
             extra = [t - 2 * (t // 2) for t in totals]  # 1 where the total padding is odd
             if any(extra):

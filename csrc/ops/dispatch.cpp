@@ -62,22 +62,6 @@ void check_dim(const char* op, const char* arg, const at::Tensor& t, int64_t d, 
 
 namespace {
 
-std::string simd_level() {
-#if defined(__AVX512F__)
-  return "AVX-512";
-#elif defined(__AVX2__)
-  return "AVX2";
-#elif defined(__AVX__)
-  return "AVX";
-#elif defined(__SSE2__)
-  return "SSE2";
-#elif defined(__ARM_NEON)
-  return "NEON";
-#else
-  return "scalar";
-#endif
-}
-
 // A JSON object; cnnext/info.py adds what Python knows (versions, archs, GPU).
 std::string build_info() {
   std::ostringstream o;
@@ -87,7 +71,7 @@ std::string build_info() {
 #elif defined(__GNUC__)
       "gcc "
 #endif
-    << __VERSION__ << "\", \"simd\": \"" << simd_level() << "\", \"cuda_compiled\": "
+    << __VERSION__ << "\", \"cuda_compiled\": "
 #ifdef CNNEXT_WITH_CUDA
     << "true"
 #else
