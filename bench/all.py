@@ -28,6 +28,7 @@ BENCHES = [
     ("bench_cat", "cat (GoogLeNet / DenseNet concatenations)"),
     ("bench_corr2d", "corr2d (vs F.conv2d with one channel)"),
     ("bench_models", "one SGD training step per model"),
+    ("bench_autograd", "the autograd layer (per call, LeNet epoch) by mechanism"),
 ]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEGIN, END = "<!-- bench.all:begin -->", "<!-- bench.all:end -->"

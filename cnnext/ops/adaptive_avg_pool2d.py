@@ -5,36 +5,18 @@ from torch import Tensor
 
 from . import _checks
 from ._autograd import fast_apply
-
-
-def _check_shapes(shape, output_size, what):
-    """The checks of csrc/ops/adaptive_avg_pool2d.cpp (same messages), for the fake kernels."""
-    torch._check(len(shape) in (3, 4),
-                 lambda: f"adaptive_avg_pool2d: {what} must be 3-D (C, H, W) or 4-D (N, C, H, W), got {len(shape)}-D")
-    torch._check(shape[-3] > 0 and shape[-2] > 0 and shape[-1] > 0,
-                 lambda: f"adaptive_avg_pool2d: {what} must have nonzero C, H and W (only the batch may be empty), "
-                         f"got shape {list(shape)}")
-    torch._check(len(output_size) == 2,
-                 lambda: f"adaptive_avg_pool2d: output_size must have 2 elements (OH, OW), got {list(output_size)}")
-    torch._check(output_size[0] > 0 and output_size[1] > 0,
-                 lambda: f"adaptive_avg_pool2d: output_size must be positive, got {list(output_size)}")
+from ._checks import cpp_checks
 
 
 @torch.library.register_fake("cnnext::adaptive_avg_pool2d_forward")
 def _adaptive_avg_pool2d_forward_fake(input, output_size):
-    torch._check(input.dtype in (torch.float32, torch.float64),
-                 lambda: f"adaptive_avg_pool2d: input must be float32 or float64, got {input.dtype}")
-    _check_shapes(input.shape, output_size, "input")
+    cpp_checks(_forward_op, input, output_size)
     return input.new_empty((*input.shape[:-2], *output_size))
 
 
 @torch.library.register_fake("cnnext::adaptive_avg_pool2d_backward")
 def _adaptive_avg_pool2d_backward_fake(grad_output, input_shape):
-    torch._check(grad_output.dim() == len(input_shape) and grad_output.dim() >= 2
-                 and tuple(grad_output.shape[:-2]) == tuple(input_shape[:-2]),
-                 lambda: f"adaptive_avg_pool2d: grad_output has shape {list(grad_output.shape)}, which does not "
-                         f"match input_shape {list(input_shape)}")
-    _check_shapes(input_shape, grad_output.shape[-2:], "input_shape")
+    cpp_checks(_backward_op, grad_output, input_shape)
     return grad_output.new_empty(input_shape)
 
 

@@ -6,7 +6,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from ._autograd import fast_apply
-from ._checks import same_device
+from ._checks import cpp_checks
 
 _OP = "batch_norm"
 
@@ -21,44 +21,18 @@ def _like_input(input):
     return torch.empty_like(input, memory_format=fmt)
 
 
-def _check_channel_arg(arg, t, input):
-    same_device(_OP, arg, t, "input", input)
-    torch._check(t.dtype == input.dtype,
-                 lambda: f"{_OP}: {arg} has dtype {t.dtype} but input has dtype {input.dtype}; they must match")
-    torch._check(t.dim() == 1 and t.shape[0] == input.shape[1],
-                 lambda: f"{_OP}: {arg} must have shape (C,) = ({input.shape[1]},) for input of shape "
-                         f"{list(input.shape)}, got {list(t.shape)}")
-
-
-def _check_input(input):
-    torch._check(input.dtype in (torch.float32, torch.float64),
-                 lambda: f"{_OP}: input must be float32 or float64, got {input.dtype}")
-    torch._check(input.dim() >= 2, lambda: f"{_OP}: input must have at least 2 dims (N, C, *), got {input.dim()}-D")
-
-
 @torch.library.register_fake("cnnext::batch_norm_forward")
 def _batch_norm_forward_fake(input, weight, bias, running_mean, running_var, training, momentum, eps, relu):
-    _check_input(input)
-    for arg, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
-        if t is not None:
-            _check_channel_arg(arg, t, input)
-    torch._check((running_mean is None) == (running_var is None),
-                 lambda: f"{_OP}: running_mean and running_var must both be given or both be None")
-    torch._check(training or running_mean is not None,
-                 lambda: f"{_OP}: running_mean and running_var must be given in evaluation mode (training=False)")
-    torch._check(not (training and eps <= 0), lambda: f"{_OP}: eps must be positive during training, but got {eps}")
-    torch._check(not eps < 0, lambda: f"{_OP}: eps must be non-negative, but got {eps}")
+    cpp_checks(torch.ops.cnnext.batch_norm_forward.default, input, weight, bias, running_mean, running_var, training,
+               momentum, eps, relu)
     C = input.shape[1]
     return _like_input(input), input.new_empty(C), input.new_empty(C)
 
 
 @torch.library.register_fake("cnnext::batch_norm_backward")
 def _batch_norm_backward_fake(grad_output, input, weight, bias, save_mean, save_invstd, training, relu):
-    _check_input(input)
-    same_device(_OP, "grad_output", grad_output, "input", input)
-    for arg, t in (("weight", weight), ("bias", bias), ("save_mean", save_mean), ("save_invstd", save_invstd)):
-        if t is not None:
-            _check_channel_arg(arg, t, input)
+    cpp_checks(torch.ops.cnnext.batch_norm_backward.default, grad_output, input, weight, bias, save_mean, save_invstd,
+               training, relu)
     C = input.shape[1]
     return _like_input(input), input.new_empty(C), input.new_empty(C)
 
@@ -121,11 +95,10 @@ def _check_args(input, running_mean, running_var, weight, bias, training, moment
     for arg, v in (("momentum", momentum), ("eps", eps)):
         if not (isinstance(v, numbers.Real) or isinstance(v, Tensor) and v.dim() == 0):  # torch takes a 0-D tensor
             raise TypeError(f"{_OP}: {arg} must be a float, got {type(v).__name__}")
-    if input.dim() < 2:  # before _verify_batch_size, which indexes size[0]
-        raise ValueError(f"{_OP}: input must have at least 2 dims (N, C, *), got {input.dim()}-D")
-    if training:
+    if training and input.dim() >= 2:  # (fewer dims: the op's own check says so)
         _verify_batch_size(input.size())
-    # F.batch_norm's eps checks (a NaN eps passes them, as in torch: the output is NaN)
+    # F.batch_norm's eps checks, which torch too makes in Python: a ValueError, the float as Python prints
+    # it (the op's own check raises a RuntimeError; a NaN eps passes both, as in torch: the output is NaN)
     if training and eps <= 0.0:
         raise ValueError(f"{_OP}: eps must be positive during training, but got {eps}")
     if eps < 0.0:

@@ -6,12 +6,12 @@ from torch import Tensor
 from torch._prims_common import suggest_memory_format
 
 from ._autograd import fast_apply
-from ._checks import same_device
+from ._checks import cpp_checks
+from ._geometry import cat_shape, legacy_empty
 
 
 def _legacy_empty(t):
-    # torch.cat skips 1-D empty tensors of shape (0,) whatever the others' rank.
-    return t.dim() == 1 and t.shape[0] == 0
+    return legacy_empty(t.shape)
 
 
 def _output_format(tensors):
@@ -23,50 +23,17 @@ def _output_format(tensors):
     return fmt
 
 
-def _wrap_dim(dim, nd, what):
-    torch._check_index(-nd <= dim < nd, lambda: f"cat: dim must be in [{-nd}, {nd - 1}] for {what} of {nd} dims, "
-                                                f"got {dim}")
-    return dim + nd if dim < 0 else dim
-
-
 @torch.library.register_fake("cnnext::cat_forward")
 def _cat_forward_fake(tensors, dim):
-    torch._check_value(len(tensors) > 0, lambda: "cat: tensors must be a non-empty list of tensors")
-    first = tensors[0]
-    for i, t in enumerate(tensors):
-        torch._check(t.dim() > 0, lambda: f"cat: tensors[{i}] is zero-dimensional and cannot be concatenated")
-        if i > 0:
-            torch._check_type(t.dtype == first.dtype, lambda: f"cat: tensors[{i}] has dtype {t.dtype} but tensors[0] "
-                                                              f"has dtype {first.dtype}; they must match")
-            same_device("cat", f"tensors[{i}]", t, "tensors[0]", first)
-    kept = [i for i, t in enumerate(tensors) if not _legacy_empty(t)]
-    if not kept:
-        _wrap_dim(dim, 1, "tensors")
-        return first.new_empty((0,))
-    r = tensors[kept[0]]
-    nd = r.dim()
-    dim = _wrap_dim(dim, nd, "tensors")
-    size = 0
-    for i in kept:
-        t = tensors[i]
-        torch._check(t.dim() == nd, lambda: f"cat: tensors[{i}] is {t.dim()}-D but tensors[{kept[0]}] is {nd}-D; all "
-                                            "tensors must have the same number of dims")
-        for d in range(nd):
-            torch._check(d == dim or t.shape[d] == r.shape[d],
-                         lambda: f"cat: sizes of tensors must match except in dim {dim}: tensors[{i}] has size "
-                                 f"{t.shape[d]} in dim {d} but tensors[{kept[0]}] has size {r.shape[d]}")
-        size = size + t.shape[dim]
-    shape = list(r.shape)
-    shape[dim] = size
-    return torch.empty(shape, dtype=first.dtype, device=first.device, memory_format=_output_format(tensors))
+    cpp_checks(torch.ops.cnnext.cat_forward.default, tensors, dim)
+    shape = cat_shape([t.shape for t in tensors], dim)
+    return torch.empty(shape, dtype=tensors[0].dtype, device=tensors[0].device, memory_format=_output_format(tensors))
 
 
 @torch.library.register_fake("cnnext::cat_backward")
 def _cat_backward_fake(grad_output, dim, split_sizes):
-    dim = _wrap_dim(dim, grad_output.dim(), "grad_output")
-    torch._check(sum(split_sizes) == grad_output.shape[dim],
-                 lambda: f"cat: split_sizes {list(split_sizes)} sum to {sum(split_sizes)} but grad_output has size "
-                         f"{grad_output.shape[dim]} in dim {dim}")
+    cpp_checks(torch.ops.cnnext.cat_backward.default, grad_output, dim, split_sizes)
+    dim = dim + grad_output.dim() if dim < 0 else dim
     fmt = suggest_memory_format(grad_output)
     shape = list(grad_output.shape)
     out = []
@@ -88,7 +55,7 @@ class CatFunction(torch.autograd.Function):
         dim, *tensors = inputs
         ctx.skipped = [_legacy_empty(t) for t in tensors]
         kept = [t for t, s in zip(tensors, ctx.skipped) if not s]
-        ctx.dim = _wrap_dim(dim, kept[0].dim(), "tensors") if kept else 0
+        ctx.dim = (dim + kept[0].dim() if dim < 0 else dim) if kept else 0  # (checked by the forward op)
         ctx.splits = [t.shape[ctx.dim] for t in kept]
 
     @staticmethod

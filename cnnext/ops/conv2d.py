@@ -7,58 +7,29 @@ from torch import Tensor
 
 from . import _checks
 from ._autograd import fast_apply
-from ._checks import same_device
+from ._checks import cpp_checks
+from ._geometry import conv_shape
 
 _OP = "conv2d"
 
 
-def _out_size(size, k, stride, pad, dil):
-    return (size + 2 * pad - dil * (k - 1) - 1) // stride + 1
-
-
-def _check_fake(input, weight, stride, padding, dilation, groups, in_arg="input"):
-    """The shape checks of csrc/ops/conv2d.cpp, for fake tensors; returns the output shape."""
-    torch._check(
-        len(input) in (3, 4), lambda: f"conv2d: {in_arg} must be 3-D (C, H, W) or 4-D (N, C, H, W), got {len(input)}-D"
-    )
-    torch._check(len(weight) == 4, lambda: f"conv2d: weight must be 4-D (out, in/groups, kh, kw), got {len(weight)}-D")
-    sh, sw = (stride[0], stride[0]) if len(stride) == 1 else stride
-    ph, pw = (padding[0], padding[0]) if len(padding) == 1 else padding
-    dh, dw = (dilation[0], dilation[0]) if len(dilation) == 1 else dilation
-    torch._check(sh > 0 and sw > 0, lambda: f"conv2d: stride must be positive, got {list(stride)}")
-    torch._check(ph >= 0 and pw >= 0, lambda: f"conv2d: padding must be non-negative, got {list(padding)}")
-    torch._check(dh > 0 and dw > 0, lambda: f"conv2d: dilation must be positive, got {list(dilation)}")
-    torch._check(groups > 0, lambda: f"conv2d: groups must be positive, got {groups}")
-    *lead, C, H, W = input
-    K, Cg, R, S = weight
-    torch._check(C % groups == 0, lambda: f"conv2d: {in_arg} channels ({C}) must be divisible by groups ({groups})")
-    torch._check(K % groups == 0, lambda: f"conv2d: weight out channels ({K}) must be divisible by groups ({groups})")
-    torch._check(Cg * groups == C, lambda: f"conv2d: weight must have shape (out, in/groups, kh, kw), got {weight}")
-    P, Q = _out_size(H, R, sh, ph, dh), _out_size(W, S, sw, pw, dw)
-    torch._check(P >= 1 and Q >= 1, lambda: f"conv2d: weight's kernel is larger than the padded {in_arg}")
-    return (*lead, K, P, Q)
-
-
 @torch.library.register_fake("cnnext::conv2d_forward")
 def _conv2d_forward_fake(input, weight, bias, stride, padding, dilation, groups):
-    same_device(_OP, "weight", weight, "input", input)
-    if bias is not None:
-        same_device(_OP, "bias", bias, "input", input)
-    shape = _check_fake(input.shape, weight.shape, stride, padding, dilation, groups)
-    return input.new_empty(shape)
+    cpp_checks(_forward_op, input, weight, bias, stride, padding, dilation, groups)
+    return input.new_empty(conv_shape(input.shape, weight.shape, stride, padding, dilation))
 
 
 @torch.library.register_fake("cnnext::conv2d_backward_input")
 def _conv2d_backward_input_fake(grad_output, weight, input_shape, stride, padding, dilation, groups):
-    same_device(_OP, "weight", weight, "grad_output", grad_output)
-    _check_fake(input_shape, weight.shape, stride, padding, dilation, groups)
+    cpp_checks(torch.ops.cnnext.conv2d_backward_input.default, grad_output, weight, input_shape, stride, padding,
+               dilation, groups)
     return grad_output.new_empty(input_shape)
 
 
 @torch.library.register_fake("cnnext::conv2d_backward_weight")
 def _conv2d_backward_weight_fake(grad_output, input, weight_shape, stride, padding, dilation, groups, bias):
-    same_device(_OP, "grad_output", grad_output, "input", input)
-    _check_fake(input.shape, weight_shape, stride, padding, dilation, groups)
+    cpp_checks(torch.ops.cnnext.conv2d_backward_weight.default, grad_output, input, weight_shape, stride, padding,
+               dilation, groups, bias)
     return input.new_empty(weight_shape), input.new_empty((weight_shape[0] if bias else 0,))
 
 
@@ -155,10 +126,6 @@ _backward_input = fast_apply(Conv2dBackwardInput)
 _backward_weight = fast_apply(Conv2dBackwardWeight)
 
 
-def _pair(v, name):
-    return tuple(_checks.pair(_OP, name, v))
-
-
 def conv2d(
     input: Tensor,
     weight: Tensor,
@@ -184,7 +151,7 @@ def conv2d(
     if bias is not None:
         _checks.tensor(_OP, "bias", bias)
     groups = _checks.integer(_OP, "groups", groups)
-    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    stride, dilation = _checks.pair(_OP, "stride", stride), _checks.pair(_OP, "dilation", dilation)
     if isinstance(padding, str):
         if padding == "valid":
             padding = (0, 0)
@@ -205,5 +172,5 @@ def conv2d(
         else:
             raise ValueError(f"conv2d: padding must be 'valid', 'same', an int or a pair, got '{padding}'")
     else:
-        padding = _pair(padding, "padding")
+        padding = _checks.pair(_OP, "padding", padding)
     return _conv2d(input, weight, bias, list(stride), list(padding), list(dilation), groups)

@@ -4,25 +4,25 @@ from torch import Tensor
 
 from . import _checks
 from ._autograd import fast_apply
-from ._checks import same_device
+from ._checks import cpp_checks
+from ._geometry import corr2d_shape
 
 
 @torch.library.register_fake("cnnext::corr2d_forward")
 def _corr2d_forward_fake(input, kernel):
-    torch._check(input.dim() >= 2, lambda: f"corr2d: input must have at least 2 dims (..., H, W), got {input.dim()}-D")
-    torch._check(kernel.dim() == 2, lambda: f"corr2d: kernel must be 2-D (kh, kw), got {kernel.dim()}-D")
-    same_device("corr2d", "kernel", kernel, "input", input)
-    kh, kw = kernel.shape
-    return input.new_empty((*input.shape[:-2], input.shape[-2] - kh + 1, input.shape[-1] - kw + 1))
+    cpp_checks(_forward_op, input, kernel)
+    return input.new_empty(corr2d_shape(input.shape, kernel.shape))
 
 
 @torch.library.register_fake("cnnext::corr2d_backward_input")
 def _corr2d_backward_input_fake(grad_output, kernel, input_shape):
+    cpp_checks(torch.ops.cnnext.corr2d_backward_input.default, grad_output, kernel, input_shape)
     return grad_output.new_empty(input_shape)
 
 
 @torch.library.register_fake("cnnext::corr2d_backward_kernel")
 def _corr2d_backward_kernel_fake(grad_output, input, kernel_size):
+    cpp_checks(torch.ops.cnnext.corr2d_backward_kernel.default, grad_output, input, kernel_size)
     return input.new_empty(kernel_size)
 
 

@@ -43,7 +43,7 @@ at::Tensor adaptive_avg_pool2d_forward(const at::Tensor& input, c10::SymIntArray
   out_shape[out_shape.size() - 2] = OH;
   out_shape[out_shape.size() - 1] = OW;
   at::Tensor y = at::empty(out_shape, input.options());
-  if (y.numel() == 0) return y;
+  if (nothing_to_compute(y)) return y;
   const at::DeviceGuard guard(input.device());
   const at::Tensor x = input.contiguous();
   const int64_t planes = x.numel() / (H * W);
@@ -67,7 +67,7 @@ at::Tensor adaptive_avg_pool2d_backward(const at::Tensor& grad_output, c10::SymI
     TORCH_CHECK(grad_output.size(i) == shape[i], kOp, ": grad_output has shape ", grad_output.sizes(),
                 ", which does not match input_shape ", shape);
   at::Tensor gx = at::empty(shape, grad_output.options());
-  if (gx.numel() == 0) return gx;
+  if (nothing_to_compute(gx)) return gx;
   const at::DeviceGuard guard(gx.device());
   const at::Tensor gy = grad_output.contiguous();
   const int64_t H = shape[shape.size() - 2], W = shape[shape.size() - 1], planes = gx.numel() / (H * W);

@@ -12,6 +12,7 @@
 #include <climits>
 
 #include "../common/avg_pool2d.h"
+#include "../common/pool2d.h"
 #include "dispatch.h"
 
 namespace cnnext {
@@ -26,26 +27,6 @@ struct Pool2d {
   int64_t H, W, OH, OW;
 };
 
-std::array<int64_t, 2> pair_arg(const char* name, at::IntArrayRef v) {
-  TORCH_CHECK(v.size() == 1 || v.size() == 2, kOp, ": ", name, " must be an int or a pair of ints, got ", v);
-  return {v[0], v[v.size() - 1]};
-}
-
-// 128-bit: kernel_size, stride and padding may each be anywhere in int64 (2^63 - 1 included), and
-// in + 2p - k + s - 1 must not wrap (the build uses -fwrapv: a wrapped sum turned a kernel of 2^63 - 1
-// into a valid-looking output of size 1).
-__int128 floor_div(__int128 a, __int128 b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-
-// torch's pooling_output_shape: floor (or ceil) of (in + 2p - k) / s, plus one; in ceil mode the
-// last window must start inside the input or its left padding. Exact for any int64 arguments (the
-// result lies in [-2^63, 2^63], and is only used once checked to lie in (0, INT_MAX)).
-__int128 out_size(int64_t in, int64_t k, int64_t s, int64_t p, bool ceil_mode) {
-  const __int128 in_ = in, p_ = p, s_ = s;
-  __int128 out = floor_div(in_ + 2 * p_ - k + (ceil_mode ? s_ - 1 : 0), s_) + 1;
-  if (ceil_mode && out > 0 && (out - 1) * s_ >= in_ + p_) --out;
-  return out;
-}
-
 // Checks every argument against the input's shape; returns the pooling geometry.
 Pool2d check_pool(at::IntArrayRef in_shape, at::IntArrayRef kernel_size, at::IntArrayRef stride,
                   at::IntArrayRef padding, bool ceil_mode, bool count_include_pad,
@@ -54,9 +35,9 @@ Pool2d check_pool(at::IntArrayRef in_shape, at::IntArrayRef kernel_size, at::Int
   TORCH_CHECK(d == 3 || d == 4, kOp, ": ", what, " must be 3-D (C, H, W) or 4-D (N, C, H, W), got ", d, "-D");
   TORCH_CHECK(in_shape[d - 3] > 0 && in_shape[d - 2] > 0 && in_shape[d - 1] > 0, kOp, ": ", what,
               " must have nonzero C, H and W (only the batch may be empty), got shape ", in_shape);
-  const auto k = pair_arg("kernel_size", kernel_size);
-  const auto s = stride.empty() ? k : pair_arg("stride", stride);
-  const auto p = pair_arg("padding", padding);
+  const auto k = pair_arg(kOp, "kernel_size", kernel_size);
+  const auto s = stride.empty() ? k : pair_arg(kOp, "stride", stride);
+  const auto p = pair_arg(kOp, "padding", padding);
   TORCH_CHECK(k[0] > 0 && k[1] > 0, kOp, ": kernel_size must be positive, got ", kernel_size);
   TORCH_CHECK(s[0] > 0 && s[1] > 0, kOp, ": stride must be positive, got ", stride);
   TORCH_CHECK(p[0] >= 0 && p[1] >= 0, kOp, ": padding must be non-negative, got ", padding);
@@ -64,7 +45,8 @@ Pool2d check_pool(at::IntArrayRef in_shape, at::IntArrayRef kernel_size, at::Int
               " should be at most half of kernel_size ", kernel_size, " (pad should be at most half of effective kernel size)");
   TORCH_CHECK(!divisor_override || *divisor_override != 0, kOp, ": divisor_override must not be zero");
   const int64_t H = in_shape[d - 2], W = in_shape[d - 1];
-  const __int128 OH_ = out_size(H, k[0], s[0], p[0], ceil_mode), OW_ = out_size(W, k[1], s[1], p[1], ceil_mode);
+  const __int128 OH_ = pool2d_out_size(H, k[0], s[0], p[0], 1, ceil_mode),
+                 OW_ = pool2d_out_size(W, k[1], s[1], p[1], 1, ceil_mode);
   TORCH_CHECK(OH_ > 0 && OW_ > 0, kOp, ": kernel_size ", kernel_size, " is larger than the padded input (",
               H, " + 2 * ", p[0], ", ", W, " + 2 * ", p[1], ")");
   // each factor below INT_MAX first, so that the products cannot wrap
@@ -95,7 +77,7 @@ at::Tensor avg_pool2d_forward(const at::Tensor& input, at::IntArrayRef kernel_si
   out_shape[out_shape.size() - 2] = g.OH;
   out_shape[out_shape.size() - 1] = g.OW;
   at::Tensor y = at::empty(out_shape, input.options());
-  if (y.numel() == 0) return y;
+  if (nothing_to_compute(y)) return y;
   const at::DeviceGuard guard(input.device());
   const at::Tensor x = input.contiguous();
   const int64_t planes = x.numel() / (g.H * g.W);
@@ -121,7 +103,7 @@ at::Tensor avg_pool2d_backward(const at::Tensor& grad_output, c10::SymIntArrayRe
   TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(out_shape), kOp, ": grad_output has shape ",
               grad_output.sizes(), " but the output for input_shape ", shape, " has shape ", out_shape);
   at::Tensor gx = at::empty(shape, grad_output.options());
-  if (gx.numel() == 0) return gx;
+  if (nothing_to_compute(gx)) return gx;
   const at::DeviceGuard guard(gx.device());
   const at::Tensor gy = grad_output.contiguous();
   const int64_t planes = gx.numel() / (g.H * g.W);

@@ -78,7 +78,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_forward(
   const at::Tensor x = input.contiguous(format_of(l));
   at::Tensor y = at::empty_like(x, format_of(l));
   at::Tensor mean = at::zeros({l.C}, input.options()), invstd = at::zeros({l.C}, input.options());
-  if (x.numel() == 0) return {y, mean, invstd};
+  if (nothing_to_compute(x)) return {y, mean, invstd};
   const at::DeviceGuard guard(input.device());
   const at::Tensor wc = w ? w->contiguous() : at::Tensor(), bc = b ? b->contiguous() : at::Tensor();
   // running statistics are written in place; a non-contiguous one goes through a copy
@@ -119,7 +119,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
   const at::Tensor x = input.contiguous(format_of(l)), gy = grad_output.contiguous(format_of(l));
   at::Tensor gx = at::empty_like(x, format_of(l));
   at::Tensor gw = at::zeros({l.C}, input.options()), gb = at::zeros({l.C}, input.options());
-  if (x.numel() == 0) return {gx, gw, gb};
+  if (nothing_to_compute(x)) return {gx, gw, gb};
   const at::DeviceGuard guard(input.device());
   const at::Tensor wc = w ? w->contiguous() : at::Tensor(), bc = b ? b->contiguous() : at::Tensor();
   const at::Tensor mc = save_mean.contiguous(), ic = save_invstd.contiguous();

@@ -139,7 +139,7 @@ at::Tensor cat_forward(at::TensorList tensors, int64_t dim) {
   for (const at::Tensor& t : tensors)
     if (t.suggest_memory_format() != fmt) fmt = at::MemoryFormat::Contiguous;
   at::Tensor out = at::empty(out_sizes, first.options().memory_format(fmt));
-  if (out.numel() == 0) return out;
+  if (nothing_to_compute(out)) return out;
 
   const at::DeviceGuard guard(out.device());
   const int64_t esize = int64_t(out.element_size());
@@ -177,7 +177,7 @@ std::vector<at::Tensor> cat_backward(const at::Tensor& grad_output, int64_t dim,
     sizes[dim] = s;
     grads.push_back(at::empty(sizes, grad_output.options().memory_format(fmt)));
   }
-  if (grad_output.numel() == 0) return grads;
+  if (nothing_to_compute(grad_output)) return grads;
 
   const at::DeviceGuard guard(grad_output.device());
   int64_t gs = row_stride(grad_output, dim, fmt);

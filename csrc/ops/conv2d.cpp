@@ -30,15 +30,10 @@ struct Params {
   int64_t sh, sw, ph, pw, dh, dw, groups;
 };
 
-int64_t pick(at::IntArrayRef v, int i) { return v.size() == 1 ? v[0] : v[i]; }
-
 Params check_params(at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups) {
-  TORCH_CHECK(stride.size() == 1 || stride.size() == 2, kOp, ": stride must have 1 or 2 elements, got ", stride);
-  TORCH_CHECK(padding.size() == 1 || padding.size() == 2, kOp, ": padding must have 1 or 2 elements, got ", padding);
-  TORCH_CHECK(dilation.size() == 1 || dilation.size() == 2, kOp, ": dilation must have 1 or 2 elements, got ",
-              dilation);
-  const Params p{pick(stride, 0), pick(stride, 1), pick(padding, 0), pick(padding, 1),
-                 pick(dilation, 0), pick(dilation, 1), groups};
+  const auto st = pair_arg(kOp, "stride", stride), pd = pair_arg(kOp, "padding", padding);
+  const auto dl = pair_arg(kOp, "dilation", dilation);
+  const Params p{st[0], st[1], pd[0], pd[1], dl[0], dl[1], groups};
   TORCH_CHECK(p.sh > 0 && p.sw > 0, kOp, ": stride must be positive, got ", stride);
   TORCH_CHECK(p.ph >= 0 && p.pw >= 0, kOp, ": padding must be non-negative, got ", padding);
   TORCH_CHECK(p.dh > 0 && p.dw > 0, kOp, ": dilation must be positive, got ", dilation);
@@ -126,7 +121,7 @@ at::Tensor conv2d_forward(const at::Tensor& input, const at::Tensor& weight, con
     TORCH_CHECK(bias->dim() == 1 && bias->size(0) == s.K, kOp, ": bias must be 1-D of size out_channels (", s.K,
                 "), got shape ", bias->sizes());
   at::Tensor y = at::empty(out_shape(s, input.dim() == 4), input.options());
-  if (y.numel() == 0) return y;
+  if (nothing_to_compute(y)) return y;
   const at::DeviceGuard guard(input.device());
   const at::Tensor x = input.contiguous(), w = weight.contiguous();
   const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
@@ -152,7 +147,7 @@ at::Tensor conv2d_backward_input(const at::Tensor& grad_output, const at::Tensor
   const bool batched = shape.size() == 4;
   check_grad_output(grad_output, s, batched);
   at::Tensor gx = at::empty(shape, grad_output.options());
-  if (gx.numel() == 0) return gx;
+  if (nothing_to_compute(gx)) return gx;
   const at::DeviceGuard guard(gx.device());
   const at::Tensor gy = grad_output.contiguous(), w = weight.contiguous();
   const Backend be = backend_for(gy);
@@ -178,6 +173,7 @@ std::tuple<at::Tensor, at::Tensor> conv2d_backward_weight(const at::Tensor& grad
   check_grad_output(grad_output, s, input.dim() == 4);
   at::Tensor gw = at::empty(wshape, input.options());
   at::Tensor gb = at::empty({bias ? s.K : 0}, input.options());
+  if (input.is_meta()) return {gw, gb};  // shapes only (see nothing_to_compute)
   if (s.N == 0) {  // empty batch: the sums are empty
     gw.zero_();
     gb.zero_();

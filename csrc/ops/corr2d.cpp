@@ -33,7 +33,7 @@ at::Tensor corr2d_forward(const at::Tensor& input, const at::Tensor& kernel) {
   out_shape[out_shape.size() - 2] = H - kh + 1;
   out_shape[out_shape.size() - 1] = W - kw + 1;
   at::Tensor y = at::empty(out_shape, input.options());
-  if (y.numel() == 0) return y;
+  if (nothing_to_compute(y)) return y;
   const at::DeviceGuard guard(input.device());
   const at::Tensor x = input.contiguous(), k = kernel.contiguous();
   const int64_t B = x.numel() / (H * W);
@@ -59,7 +59,7 @@ at::Tensor corr2d_backward_input(const at::Tensor& grad_output, const at::Tensor
                   grad_output.size(-1) == W - kw + 1,
               kOp, ": grad_output has shape ", grad_output.sizes(), ", which is not the output shape for input ",
               shape, " and kernel ", kernel.sizes());
-  if (gx.numel() == 0) return gx;
+  if (nothing_to_compute(gx)) return gx;
   const at::DeviceGuard guard(gx.device());
   const at::Tensor gy = grad_output.contiguous(), k = kernel.contiguous();
   const int64_t B = gx.numel() / (H * W);
@@ -86,7 +86,7 @@ at::Tensor corr2d_backward_kernel(const at::Tensor& grad_output, const at::Tenso
                   grad_output.size(-1) == W - kw + 1,
               kOp, ": grad_output has shape ", grad_output.sizes(), ", which is not the output shape for input ",
               input.sizes(), " and kernel ", ks);
-  if (input.numel() == 0) return gk;
+  if (nothing_to_compute(input)) return gk;
   const at::DeviceGuard guard(input.device());
   const at::Tensor gy = grad_output.contiguous(), x = input.contiguous();
   const int64_t B = x.numel() / (H * W);

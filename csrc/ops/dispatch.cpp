@@ -56,6 +56,11 @@ void check_same_dtype(const char* op, const char* arg, const at::Tensor& t, cons
                    ref_arg, " has dtype ", ref.scalar_type(), "; they must match");
 }
 
+std::array<int64_t, 2> pair_arg(const char* op, const char* arg, at::IntArrayRef v) {
+  TORCH_CHECK(v.size() == 1 || v.size() == 2, op, ": ", arg, " must be an int or a pair of ints, got ", v);
+  return {v[0], v[v.size() - 1]};
+}
+
 void check_dim(const char* op, const char* arg, const at::Tensor& t, int64_t d, const char* shape) {
   TORCH_CHECK(t.dim() == d, op, ": ", arg, " must be ", d, "-D ", shape, ", got ", t.dim(), "-D");
 }

@@ -11,6 +11,7 @@
 #include <ATen/ops/zeros.h>
 #include <c10/util/Exception.h>
 
+#include <array>
 #include <utility>
 
 #include "../common/backend.h"
@@ -22,6 +23,11 @@ bool emulating_cuda();
 bool set_emulating_cuda(bool on);  // returns the previous value
 
 // CUDA for CUDA tensors; for CPU tensors Emulator inside emulate_cuda(), else CPU.
+// Whether an op is done once its checks have passed and its outputs are allocated: an empty output,
+// or meta tensors -- the fake kernels (cnnext/ops/_checks.py, cpp_checks) run the op on meta
+// stand-ins so that its checks here are the only ones, and a meta tensor has no data to compute on.
+inline bool nothing_to_compute(const at::Tensor& out) { return out.numel() == 0 || out.is_meta(); }
+
 inline Backend backend_for(const at::Tensor& t) {
   if (t.is_cuda()) return Backend::CUDA;
   return emulating_cuda() ? Backend::Emulator : Backend::CPU;
@@ -49,6 +55,9 @@ decltype(auto) call_kernel(Backend be, A&&... args) {
 
 // ---- argument checks: every message starts with the op's name ----
 // float32 / float64 only.
+// An (h, w) argument (schema int[2]): one value is both, two are (h, w); any other count is refused,
+// naming the op and the argument. (cnnext/ops/_checks.py's `pair` is the Python side's normaliser.)
+std::array<int64_t, 2> pair_arg(const char* op, const char* arg, at::IntArrayRef v);
 void check_float(const char* op, const char* arg, const at::Tensor& t);
 // same device as `ref` (named ref_arg).
 void check_same_device(const char* op, const char* arg, const at::Tensor& t, const char* ref_arg,

@@ -17,6 +17,7 @@
 #include <torch/library.h>
 
 #include "../common/max_pool2d.h"
+#include "../common/pool2d.h"
 #include "dispatch.h"
 
 namespace cnnext {
@@ -24,31 +25,13 @@ namespace {
 
 constexpr const char* kOp = "max_pool2d";
 
-// One (h, w) argument: 1 element -> both, 2 -> as given; empty stride -> kernel_size.
-std::array<int64_t, 2> pair_arg(const char* name, at::IntArrayRef v) {
-  TORCH_CHECK(v.size() == 1 || v.size() == 2, kOp, ": ", name, " must be an int or a pair of ints, got ",
-              v.size(), " values ", v);
-  return {v[0], v.size() == 2 ? v[1] : v[0]};
-}
-
-// In 128 bits: every argument may be anywhere in int64 (d * (k - 1) up to ~2^126), and a wrapped
-// int64 sum (the build uses -fwrapv) would turn an absurd kernel or dilation into a valid-looking size.
-__int128 out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode) {
-  const __int128 s_ = s;
-  const __int128 num = __int128(in) + 2 * __int128(p) - __int128(d) * (k - 1) - 1 + (ceil_mode ? s_ - 1 : 0);
-  // floor division (num may be negative when the kernel is larger than the padded input)
-  __int128 o = (num >= 0 ? num / s_ : -((-num + s_ - 1) / s_)) + 1;
-  if (ceil_mode && o > 0 && (o - 1) * s_ >= __int128(in) + p) --o;  // the last window must start inside input or left pad
-  return o;
-}
-
 // Checks the pooling arguments against an input shape (..., H, W) and returns the sizes.
 MaxPool2dShape make_shape(at::IntArrayRef in, at::IntArrayRef kernel_size, at::IntArrayRef stride,
                           at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode) {
-  const auto k = pair_arg("kernel_size", kernel_size);
-  const auto st = stride.empty() ? k : pair_arg("stride", stride);
-  const auto p = pair_arg("padding", padding);
-  const auto d = pair_arg("dilation", dilation);
+  const auto k = pair_arg(kOp, "kernel_size", kernel_size);
+  const auto st = stride.empty() ? k : pair_arg(kOp, "stride", stride);
+  const auto p = pair_arg(kOp, "padding", padding);
+  const auto d = pair_arg(kOp, "dilation", dilation);
   TORCH_CHECK(k[0] > 0 && k[1] > 0, kOp, ": kernel_size must be positive, got (", k[0], ", ", k[1], ")");
   TORCH_CHECK(st[0] > 0 && st[1] > 0, kOp, ": stride must be positive, got (", st[0], ", ", st[1], ")");
   TORCH_CHECK(d[0] > 0 && d[1] > 0, kOp, ": dilation must be positive, got (", d[0], ", ", d[1], ")");
@@ -75,8 +58,8 @@ MaxPool2dShape make_shape(at::IntArrayRef in, at::IntArrayRef kernel_size, at::I
   s.W = W;
   s.kh = k[0], s.kw = k[1], s.stride_h = st[0], s.stride_w = st[1];
   s.pad_h = p[0], s.pad_w = p[1], s.dil_h = d[0], s.dil_w = d[1];
-  const __int128 OH = out_size(H, s.kh, s.stride_h, s.pad_h, s.dil_h, ceil_mode);
-  const __int128 OW = out_size(W, s.kw, s.stride_w, s.pad_w, s.dil_w, ceil_mode);
+  const __int128 OH = pool2d_out_size(H, s.kh, s.stride_h, s.pad_h, s.dil_h, ceil_mode);
+  const __int128 OW = pool2d_out_size(W, s.kw, s.stride_w, s.pad_w, s.dil_w, ceil_mode);
   // a valid output size is at most H + 2 * pad <= H + kernel_size; clamp before narrowing for the message
   s.OH = int64_t(OH < INT64_MIN ? INT64_MIN : OH > INT64_MAX ? INT64_MAX : OH);
   s.OW = int64_t(OW < INT64_MIN ? INT64_MIN : OW > INT64_MAX ? INT64_MAX : OW);
@@ -120,7 +103,7 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& input, at::IntArray
   const auto fmt = cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   at::Tensor y = at::empty(shape, input.options().memory_format(fmt));
   at::Tensor ind = with_indices ? at::empty(shape, input.options().dtype(at::kLong).memory_format(fmt)) : at::Tensor();
-  if (y.numel() == 0) return {y, ind};
+  if (nothing_to_compute(y)) return {y, ind};
   const at::DeviceGuard guard(input.device());
   const Backend be = backend_for(input);
   if (cl && has_kernel<MaxPool2dForwardNhwc, float>(be)) {  // a kernel for (N, H, W, C) memory (the CPU's)
@@ -173,7 +156,7 @@ at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& 
   TORCH_CHECK(indices.sizes() == grad_output.sizes(), kOp, ": indices has shape ", indices.sizes(),
               " but grad_output has shape ", grad_output.sizes());
   at::Tensor gx = at::empty(in, grad_output.options());
-  if (gx.numel() == 0) return gx;
+  if (nothing_to_compute(gx)) return gx;
   const at::DeviceGuard guard(gx.device());
   at::Tensor gy = grad_output.contiguous(), ix = indices.contiguous();
   // Windows entirely in the padding (see empty_windows): their output depends on no input, so their
