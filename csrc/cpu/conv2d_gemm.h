@@ -2,13 +2,14 @@
 // blocking of the batch's output pixels into column blocks.  Internal to csrc/cpu/conv2d_*.cpp.
 //
 // The GEMM C[M, N] = A[M, Kd] * B[Kd, N]:
-//   * A is packed into micro-panels of MR = 8 rows, [kc][MR]; B into micro-panels of NR = 2 SIMD
-//     vectors (32 floats with AVX-512), [kc][NR]; both zero-padded, so the micro-kernel only ever
-//     sees full tiles.  Kd is cut into blocks of KC = 256 (a B micro-panel is 32 KiB, an A
-//     micro-panel 8 KiB), columns into blocks of at most NC = 12 panels.
-//   * micro-kernel: an 8 x 32 tile of C in 16 zmm accumulators; per step of the reduction it loads
-//     two vectors of B and broadcasts eight scalars of A: 16 FMAs (AVX-512 intrinsics for float
-//     under __AVX512F__; vec.h GCC vectors -- any ISA -- otherwise and for double).
+//   * A is packed into micro-panels of MR = 8 rows (6 without AVX-512: 16 vector registers), [kc][MR];
+//     B into micro-panels of NR = 2 SIMD vectors (32 floats with AVX-512), [kc][NR]; both
+//     zero-padded, so the micro-kernel only ever sees full tiles.  Kd is cut into blocks of KC = 256
+//     (a B micro-panel is 32 KiB, an A micro-panel 8 KiB), columns into blocks of at most NC = 12 panels.
+//   * micro-kernel: an MR x 2-vector tile of C in 2 MR accumulators (8 x 32 floats in 16 zmm with
+//     AVX-512); per step of the reduction it loads two vectors of B and broadcasts MR scalars of A:
+//     2 MR FMAs (AVX-512 intrinsics for float under __AVX512F__; vec.h GCC vectors -- any ISA --
+//     otherwise and for double).
 //   * loops per block of columns:  for kc block: pack B (conv2d_im2col.h: im2col on the fly) -> for
 //     each A panel (L1-resident) -> for each B panel (L2-resident) -> micro-kernel into a C buffer ->
 //     the caller's epilogue.
@@ -28,7 +29,14 @@
 namespace cnnext::cpu {
 namespace {
 
+// MR x NR accumulators + two B vectors + one A broadcast must fit the vector registers: 8 x 2 + 3 = 19
+// of AVX-512's 32; AVX2 and SSE2 have 16, where 8 rows spilled accumulators to the stack on every
+// step of the reduction (the avx2 variant's conv2d ran at 0.3-0.6x torch), so 6 x 2 + 3 = 15 there.
+#if defined(__AVX512F__)
 constexpr int64_t MR = 8;
+#else
+constexpr int64_t MR = 6;
+#endif
 template <typename T>
 constexpr int64_t NR = 2 * Vec<T>::size;
 constexpr int64_t KC = 256;

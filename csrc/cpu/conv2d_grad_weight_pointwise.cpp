@@ -65,14 +65,20 @@ inline void dot_tile_4x4(const float* y, const int64_t* oy, int64_t img_y, const
 #endif
 
 // grad weight of a 1x1, stride 1, unpadded conv: gW[k, c] = sum_j gY[k, j] * x[c, j], both rows contiguous
-// along the pixels j of an image, so no transposition at all: a 4 x 4 tile of dot products kept in 16
+// along the pixels j of an image, so no transposition at all: a 4 x 4 (AVX-512; else 2 x 4) tile of dot products kept in 16
 // vector accumulators over a chunk of ~2048 columns (8 loads per 16 FMAs), reduced once per chunk.
 // Threads: fixed ranges of the batch's columns, partial gW added in part order (deterministic).
 template <typename T>
 void pointwise_gw(const Conv2dShape& s, const T* x, const T* gy, T* gw) {
   using V = Vec<T>;
   using vt = typename V::type;
+  // a TK x TC tile of accumulators + TK + TC operand vectors: 4 x 4 + 8 of AVX-512's 32 registers,
+  // 2 x 4 + 6 of the 16 elsewhere (4 x 4 spilled there); the same sums in the same order either way
+#if defined(__AVX512F__)
   constexpr int64_t VS = V::size, TK = 4, TC = 4;
+#else
+  constexpr int64_t VS = V::size, TK = 2, TC = 4;
+#endif
   const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, PQ = s.P * s.Q;
   const int64_t nparts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), s.N));
   std::vector<T> P(nparts * s.K * Cg, T(0));

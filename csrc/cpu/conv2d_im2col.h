@@ -242,6 +242,32 @@ void pack_b_cols(T* __restrict__ out, const T* X, const ColTab& ct, int64_t jr, 
     }
     return;
   }
+#elif defined(__AVX2__)
+  if constexpr (std::is_same_v<T, float>) {  // NR = 16: two vectors of 8 lanes per row of the panel
+    auto ld = [](const int32_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); };
+    const __m256i Hv = _mm256_set1_epi32(int32_t(H)), Wv = _mm256_set1_epi32(int32_t(W));
+    const __m256i h0a = ld(ct.h0.data() + jr), h0b = ld(ct.h0.data() + jr + 8);
+    const __m256i w0a = ld(ct.w0.data() + jr), w0b = ld(ct.w0.data() + jr + 8);
+    const bool contig = ct.contig[jr / nr];
+    const __m256i ba = ld(ct.base.data() + jr), bb = ld(ct.base.data() + jr + 8);
+    for (int64_t k = 0; k < kc; ++k) {
+      const __m256i rh = _mm256_set1_epi32(rt.rh[r0 + k]), rs = _mm256_set1_epi32(rt.rs[r0 + k]);
+      const __m256i ma = in_bounds8(h0a, rh, Hv, w0a, rs, Wv), mb = in_bounds8(h0b, rh, Hv, w0b, rs, Wv);
+      if (contig) {  // masked loads (a masked-off lane reads nothing, so it cannot fault)
+        const float* src = X + ct.base[jr] + rt.off[r0 + k];
+        _mm256_store_ps(out + k * nr, _mm256_maskload_ps(src, ma));
+        _mm256_store_ps(out + k * nr + 8, _mm256_maskload_ps(src + 8, mb));
+      } else {  // masked gathers
+        const __m256i off = _mm256_set1_epi32(rt.off[r0 + k]);
+        const __m256 z = _mm256_setzero_ps();
+        _mm256_store_ps(out + k * nr, _mm256_mask_i32gather_ps(z, X, _mm256_add_epi32(ba, off),
+                                                               _mm256_castsi256_ps(ma), 4));
+        _mm256_store_ps(out + k * nr + 8, _mm256_mask_i32gather_ps(z, X, _mm256_add_epi32(bb, off),
+                                                                   _mm256_castsi256_ps(mb), 4));
+      }
+    }
+    return;
+  }
 #endif
   for (int64_t k = 0; k < kc; ++k) {
     const int32_t rh = rt.rh[r0 + k], rs = rt.rs[r0 + k];

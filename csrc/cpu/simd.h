@@ -2,7 +2,7 @@
 // operation (load_part / store_part, load_n / store_n: masked or partial moves on every ISA, never
 // a copy through the stack), a horizontal sum in a fixed order (hsum), and the in-bounds test of
 // an (h, w) position against an (H, W) plane, for one element (in_bounds) and for 16 lanes at once
-// (in_bounds16, AVX-512).  Every function is a few instructions, inlined where it is used.
+// (in_bounds16, AVX-512; in_bounds8, AVX2).  Every function is a few instructions, inlined where it is used.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -129,6 +129,14 @@ inline bool in_bounds(int32_t h, int64_t H, int32_t w, int64_t W) {
 // (H, W broadcast; any operand may be a broadcast).
 inline __mmask16 in_bounds16(__m512i h, __m512i dh, __m512i H, __m512i w, __m512i dw, __m512i W) {
   return _mm512_cmplt_epu32_mask(_mm512_add_epi32(h, dh), H) & _mm512_cmplt_epu32_mask(_mm512_add_epi32(w, dw), W);
+}
+#elif defined(__AVX2__)
+// in_bounds for 8 lanes, as a lane mask (all ones where in bounds): AVX2 compares signed only, so
+// 0 <= v < N is v > -1 and N > v.
+inline __m256i in_bounds8(__m256i h, __m256i dh, __m256i H, __m256i w, __m256i dw, __m256i W) {
+  const __m256i m1 = _mm256_set1_epi32(-1), hh = _mm256_add_epi32(h, dh), ww = _mm256_add_epi32(w, dw);
+  return _mm256_and_si256(_mm256_and_si256(_mm256_cmpgt_epi32(hh, m1), _mm256_cmpgt_epi32(H, hh)),
+                          _mm256_and_si256(_mm256_cmpgt_epi32(ww, m1), _mm256_cmpgt_epi32(W, ww)));
 }
 #endif
 

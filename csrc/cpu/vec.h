@@ -32,7 +32,8 @@ struct Vec {
   typedef T unaligned __attribute__((vector_size(kVecBytes), aligned(alignof(T)), may_alias));
   static type load(const T* p) { return *reinterpret_cast<const unaligned*>(p); }
   static void store(T* p, type v) { *reinterpret_cast<unaligned*>(p) = v; }
-  static type broadcast(T x) { return type{} + x; }
+  // x - 0 is x for every x (-0 included, unlike 0 + x), so it folds away to one broadcast
+  static type broadcast(T x) { return x - type{}; }
   static T sum(type v) { T s = 0; for (int i = 0; i < size; ++i) s += v[i]; return s; }
 };
 
