@@ -1,6 +1,8 @@
 """The ops' output shapes, for the fake kernels: the formulas of csrc/ops in plain Python, on ints or
 SymInts (torch.compile traces them with symbolic sizes). No checks here: the fake kernels run the C++
 op's own checks first (_checks.cpp_checks), so these see only arguments the C++ op accepts."""
+import torch
+
 from ._checks import pair
 
 
@@ -35,6 +37,18 @@ def corr2d_shape(input_shape, kernel_shape):
     return (*input_shape[:-2], input_shape[-2] - kernel_shape[0] + 1, input_shape[-1] - kernel_shape[1] + 1)
 
 
+def layout_of(input):
+    """The memory format the C++ ops (max_pool2d, batch_norm) give the outputs of `input`: a 4-D
+    channels_last input keeps channels_last, anything else is made contiguous."""
+    cl = input.dim() == 4 and not input.is_contiguous() and input.is_contiguous(memory_format=torch.channels_last)
+    return torch.channels_last if cl else torch.contiguous_format
+
+
+def wrap_dim(dim, nd):
+    """A dim in [-nd, nd) as a dim in [0, nd) (the C++ op checks the range)."""
+    return dim + nd if dim < 0 else dim
+
+
 def legacy_empty(shape):
     """torch.cat skips 1-D empty tensors of shape (0,), whatever the others' rank."""
     return len(shape) == 1 and shape[0] == 0
@@ -46,8 +60,7 @@ def cat_shape(shapes, dim):
     kept = [s for s in shapes if not legacy_empty(s)]
     if not kept:
         return [0]
-    nd = len(kept[0])
-    dim = dim + nd if dim < 0 else dim
+    dim = wrap_dim(dim, len(kept[0]))
     out = list(kept[0])
     out[dim] = sum(s[dim] for s in kept)
     return out

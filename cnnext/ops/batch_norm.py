@@ -7,18 +7,13 @@ from torch.autograd.function import once_differentiable
 
 from ._autograd import fast_apply
 from ._checks import cpp_checks
+from ._geometry import layout_of
 
 _OP = "batch_norm"
 
 
-def _is_channels_last(input):
-    # the C++ op's choice: a 4-D channels_last input keeps its layout, anything else is made contiguous
-    return input.dim() == 4 and not input.is_contiguous() and input.is_contiguous(memory_format=torch.channels_last)
-
-
 def _like_input(input):
-    fmt = torch.channels_last if _is_channels_last(input) else torch.contiguous_format
-    return torch.empty_like(input, memory_format=fmt)
+    return torch.empty_like(input, memory_format=layout_of(input))
 
 
 @torch.library.register_fake("cnnext::batch_norm_forward")

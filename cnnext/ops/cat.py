@@ -7,11 +7,7 @@ from torch._prims_common import suggest_memory_format
 
 from ._autograd import fast_apply
 from ._checks import cpp_checks
-from ._geometry import cat_shape, legacy_empty
-
-
-def _legacy_empty(t):
-    return legacy_empty(t.shape)
+from ._geometry import cat_shape, legacy_empty, wrap_dim
 
 
 def _output_format(tensors):
@@ -33,7 +29,7 @@ def _cat_forward_fake(tensors, dim):
 @torch.library.register_fake("cnnext::cat_backward")
 def _cat_backward_fake(grad_output, dim, split_sizes):
     cpp_checks(torch.ops.cnnext.cat_backward.default, grad_output, dim, split_sizes)
-    dim = dim + grad_output.dim() if dim < 0 else dim
+    dim = wrap_dim(dim, grad_output.dim())
     fmt = suggest_memory_format(grad_output)
     shape = list(grad_output.shape)
     out = []
@@ -53,9 +49,9 @@ class CatFunction(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         dim, *tensors = inputs
-        ctx.skipped = [_legacy_empty(t) for t in tensors]
+        ctx.skipped = [legacy_empty(t.shape) for t in tensors]
         kept = [t for t, s in zip(tensors, ctx.skipped) if not s]
-        ctx.dim = (dim + kept[0].dim() if dim < 0 else dim) if kept else 0  # (checked by the forward op)
+        ctx.dim = wrap_dim(dim, kept[0].dim()) if kept else 0  # (checked by the forward op)
         ctx.splits = [t.shape[ctx.dim] for t in kept]
 
     @staticmethod

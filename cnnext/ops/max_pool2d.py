@@ -5,29 +5,22 @@ from torch import Tensor
 from . import _checks
 from ._autograd import fast_apply
 from ._checks import cpp_checks
-from ._geometry import pool_shape
-
-
-def _channels_last(input):
-    # the C++ op's choice: a 4-D channels_last input gives channels_last output and indices
-    return input.dim() == 4 and not input.is_contiguous() and input.is_contiguous(memory_format=torch.channels_last)
+from ._geometry import layout_of, pool_shape
 
 
 @torch.library.register_fake("cnnext::max_pool2d_forward")
 def _max_pool2d_forward_fake(input, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):
     cpp_checks(_forward_op, input, kernel_size, stride, padding, dilation, ceil_mode)
     shape = pool_shape("max_pool2d", input.shape, kernel_size, stride, padding, dilation, ceil_mode)
-    fmt = torch.channels_last if _channels_last(input) else torch.contiguous_format
+    fmt = layout_of(input)
     return (torch.empty(shape, dtype=input.dtype, device=input.device, memory_format=fmt),
             torch.empty(shape, dtype=torch.int64, device=input.device, memory_format=fmt))
 
 
 @torch.library.register_fake("cnnext::max_pool2d")
 def _max_pool2d_fake(input, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):
-    cpp_checks(_values_op, input, kernel_size, stride, padding, dilation, ceil_mode)
-    shape = pool_shape("max_pool2d", input.shape, kernel_size, stride, padding, dilation, ceil_mode)
-    fmt = torch.channels_last if _channels_last(input) else torch.contiguous_format
-    return torch.empty(shape, dtype=input.dtype, device=input.device, memory_format=fmt)
+    # the values op's checks and output are the forward op's (csrc/ops/max_pool2d.cpp: one function)
+    return _max_pool2d_forward_fake(input, kernel_size, stride, padding, dilation, ceil_mode)[0]
 
 
 @torch.library.register_fake("cnnext::max_pool2d_backward")
