@@ -69,8 +69,10 @@ def split_moves(lib, text=None):
             continue
         m = _STORE.search(line)
         if m:
-            recent.append((int(m.group(3) or "0", 16), _width(m.group(1), m.group(2)), m.group(4)))
-            recent = recent[-8:]
+            st = (int(m.group(3) or "0", 16), _width(m.group(1), m.group(2)), m.group(4))
+            # a store overwrites the earlier stores inside its bytes: a load it covers is forwarded from it
+            recent = [s for s in recent if not (s[2] == st[2] and st[0] <= s[0] and s[0] + s[1] <= st[0] + st[1])]
+            recent = (recent + [st])[-8:]
             continue
         m = _LOAD.search(line)
         if m and recent:

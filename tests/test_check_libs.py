@@ -33,6 +33,17 @@ def test_finds_planted_split_moves(planted):
     assert check_libs.main(["--split-moves", planted]) == 1
 
 
+def test_a_full_width_store_after_the_halves_is_forwarded():
+    # two 16-byte stores, then one 32-byte store over the same bytes: the 32-byte load reads the last
+    # store whole (forwarded), so no split move; without the full store it is one
+    halves = ("0000000000001000 <f>:\n"
+              "    1000:\tvmovaps %xmm1,0xa0(%rsp)\n"
+              "    1008:\tvmovaps %xmm2,0xb0(%rsp)\n")
+    load = "    1020:\tvmovdqa 0xa0(%rsp),%ymm5\n"
+    assert check_libs.split_moves(None, text=halves + load) == {"f": 1}
+    assert check_libs.split_moves(None, text=halves + "    1010:\tvmovdqa %ymm7,0xa0(%rsp)\n" + load) == {}
+
+
 def test_finds_instructions_above_the_variant(planted):
     base = check_libs.isa_findings(planted, check_libs.LEVEL["baseline"])
     assert set(base) == {"planted_split_avx512", "planted_avx2", "planted_avx512vl"}, base
