@@ -80,6 +80,69 @@ def test_ties_nan_inf(backend, cfg, kind):
     check_against_torch(x, k, s, p, d, ceil, what=f"{ids(cfg)} {kind}")
 
 
+def _cpu_variants():
+    """The CPU forward variants this build runs (csrc/cpu/max_pool2d_variants.h): name -> float dtypes."""
+    out = {"scalar": (torch.float32, torch.float64), "channels": (torch.float32, torch.float64)}
+    if cnnext.info()["cpu_isa"] == "avx512":
+        out.update(rows=(torch.float32,), planes=(torch.float32,), columns=(torch.float32,),
+                   channels_avx512=(torch.float32,))
+    return out
+
+
+def _runs(name, cfg):
+    shape, k, s, p, d, ceil = cfg
+    small = shape[-1] * shape[-2] <= 16 and torch.Size(F.max_pool2d(torch.empty(shape), k, s, p, d, ceil).shape[-2:]).numel() <= 16
+    return small if name == "planes" else True
+
+
+@pytest.mark.parametrize("name", ["scalar", "rows", "planes", "columns", "channels", "channels_avx512"])
+def test_each_cpu_variant(name, monkeypatch):
+    """CNNEXT_MAX_POOL2D=<variant> runs that variant (the planner would pick another on most shapes):
+    each against torch on every config it runs on, values and indices, with ties, NaN and +-inf."""
+    variants = _cpu_variants()
+    if name not in variants:
+        pytest.skip(f"{name}: not in this build's {cnnext.info()['cpu_isa']} variant")
+    monkeypatch.setenv("CNNEXT_MAX_POOL2D", name)
+    nhwc = name.startswith("channels")
+    cfgs = [c for c in CONFIGS if _runs(name, c)]
+    assert cfgs
+    for dtype in variants[name]:
+        for i, cfg in enumerate(cfgs):
+            shape, k, s, p, d, ceil = cfg
+            torch.manual_seed(i)
+            for kind in ("randn", "nan+inf"):
+                x = torch.randn(shape, dtype=dtype) if kind == "randn" else torch.randint(0, 3, shape).to(dtype)
+                if kind != "randn":
+                    x[torch.rand(shape) < 0.1] = float("nan")
+                    x[torch.rand(shape) < 0.1] = float("inf")
+                    x[torch.rand(shape) < 0.2] = float("-inf")
+                if nhwc:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                what = f"{name} {ids(cfg)} {dtype} {kind}"
+                if name == "columns":  # values only
+                    with torch.no_grad():
+                        y, y2 = max_pool2d(x, k, s, p, d, ceil), F.max_pool2d(x, k, s, p, d, ceil)
+                    assert torch.equal(y.nan_to_num(), y2.nan_to_num()) and torch.equal(y.isnan(), y2.isnan()), what
+                else:
+                    check_against_torch(x, k, s, p, d, ceil, what=what)
+
+
+def test_forced_variant_that_does_not_run():
+    """A forced variant that cannot compute the call raises (never silently runs another one)."""
+    x = torch.randn(1, 2, 9, 9)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CNNEXT_MAX_POOL2D", "no_such_variant")
+        with pytest.raises(RuntimeError, match="CNNEXT_MAX_POOL2D=no_such_variant names no variant of this op"):
+            max_pool2d(x, 3)
+        if "planes" in _cpu_variants():
+            mp.setenv("CNNEXT_MAX_POOL2D", "planes")  # a 9x9 plane is more than one vector
+            with pytest.raises(RuntimeError, match="CNNEXT_MAX_POOL2D=planes does not run on this call"):
+                max_pool2d(x, 3)
+            mp.setenv("CNNEXT_MAX_POOL2D", "columns")  # values only: calls with indices keep the planner's
+            y, i = max_pool2d(x, 3, return_indices=True)
+            assert torch.equal(i, F.max_pool2d(x, 3, return_indices=True)[1])
+
+
 def test_noncontiguous_channels_last_unbatched(backend):
     torch.manual_seed(2)
     base = torch.randn(2, 3, 19, 23, dtype=torch.float64)

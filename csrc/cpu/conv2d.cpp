@@ -20,14 +20,12 @@
 //                               of contiguous rows, no packing (beats the im2col GEMM there)
 //                    cols       1x1 convs of small (zero columns > 25%) or strided images, unless
 //                               pointwise: the same dot products over explicit im2col rows
-//                    CNNEXT_CONV2D_GW=<variant> forces a backward_weight variant that runs on the
-//                    shape (tests, diagnostics; read per call)
+//                    CNNEXT_CONV2D_GW=<variant> forces a backward_weight variant (tests, diagnostics;
+//                    read per call; a variant that does not run on the call raises: variant.h)
 // Results are deterministic: every variant sums in an order fixed by the shape and the thread count.
 #include "conv2d.h"
 
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 
 #include "conv2d_gemm.h"  // offsets_fit
 #include "conv2d_variants.h"
@@ -76,13 +74,6 @@ struct Variants {
   };
 };
 
-template <typename V, size_t n>
-const V& by_name(const V (&table)[n], const char* name) {
-  for (const V& v : table)
-    if (std::strcmp(v.name, name) == 0) return v;
-  return table[0];  // not reached: the planner names only variants of the table
-}
-
 }  // namespace
 
 // ---- the planner: one readable choice per direction ----
@@ -100,10 +91,7 @@ const Conv2dVariant<Conv2dBackwardInputFn<T>>& plan_conv2d_backward_input(const 
 template <typename T>
 const Conv2dVariant<Conv2dBackwardWeightFn<T>>& plan_conv2d_backward_weight(const Conv2dShape& s) {
   const int64_t Cg = s.C / s.groups, Kg = s.K / s.groups, PQ = s.P * s.Q;
-  if (const char* force = std::getenv("CNNEXT_CONV2D_GW")) {
-    for (const auto& v : Variants<T>::backward_weight)
-      if (std::strcmp(v.name, force) == 0 && v.runs(s)) return v;
-  }
+  if (const auto* v = forced(Variants<T>::backward_weight, "conv2d", "CNNEXT_CONV2D_GW", s)) return *v;
   // strided 1x1 convs gather x first in "pointwise": "cols" does without
   const bool pointwise = fits_1x1(s) && PQ >= 16 && Kg * Cg <= 12288 && s.stride_h == 1 && s.stride_w == 1;
   // the measured ratios vs torch on the family's shapes (AMD Zen 5 and the Intel SPR tuning)
@@ -122,11 +110,7 @@ const Conv2dVariant<Conv2dBackwardWeightFn<T>>& plan_conv2d_backward_weight(cons
 
 template <typename Fn>
 const Conv2dVariant<Fn>* find_conv2d_variant(const char* name) {
-  auto find = [&](const auto& table) -> const Conv2dVariant<Fn>* {
-    for (const auto& v : table)
-      if (std::strcmp(v.name, name) == 0) return &v;
-    return nullptr;
-  };
+  auto find = [&](const auto& table) -> const Conv2dVariant<Fn>* { return find_variant(table, name); };
   if constexpr (std::is_same_v<Fn, Conv2dForwardFn<float>>) return find(Variants<float>::forward);
   if constexpr (std::is_same_v<Fn, Conv2dForwardFn<double>>) return find(Variants<double>::forward);
   if constexpr (std::is_same_v<Fn, Conv2dBackwardInputFn<float>>) return find(Variants<float>::backward_input);

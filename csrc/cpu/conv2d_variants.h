@@ -21,6 +21,7 @@
 #include <cstdint>
 
 #include "../common/conv2d.h"
+#include "variant.h"
 
 namespace cnnext::cpu {
 
@@ -31,13 +32,9 @@ using Conv2dBackwardInputFn = void (*)(const Conv2dShape& s, const T* gy, const 
 template <typename T>
 using Conv2dBackwardWeightFn = void (*)(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb);
 
-// One named variant: `runs(s)` says whether fn computes shape s (not whether it is the fastest).
+// One named variant (variant.h): `runs(s)` says whether fn computes shape s (not whether it is the fastest).
 template <typename Fn>
-struct Conv2dVariant {
-  const char* name;
-  bool (*runs)(const Conv2dShape& s);
-  Fn fn;
-};
+using Conv2dVariant = Variant<Fn, Conv2dShape>;
 
 // The planner's choice for shape s (conv2d.cpp), and the variant called `name` (nullptr if none).
 template <typename T>

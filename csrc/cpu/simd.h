@@ -1,6 +1,6 @@
 // simd.h -- the SIMD helpers the CPU kernels share on top of vec.h: the tail of a row in one vector
 // operation (load_part / store_part, load_n / store_n: masked or partial moves on every ISA, never
-// a copy through the stack), a horizontal sum in a fixed order (hsum), and the in-bounds test of
+// a copy through the stack), a horizontal sum in a fixed order (hsum), lane-mask ranges (bit_range), and the in-bounds test of
 // an (h, w) position against an (H, W) plane, for one element (in_bounds) and for 16 lanes at once
 // (in_bounds16, AVX-512; in_bounds8, AVX2).  Every function is a few instructions, inlined where it is used.
 #pragma once
@@ -117,6 +117,12 @@ inline T hsum(typename Vec<T>::type v) {
   if constexpr (std::is_same_v<T, float> && Vec<T>::size == 16) return hsum16((__m512)v);
 #endif
   return Vec<T>::sum(v);
+}
+
+// Bits [lo, hi) of a lane mask of up to 32 lanes (empty when hi <= lo; lo, hi clamped to [0, 32]).
+inline uint32_t bit_range(int64_t lo, int64_t hi) {
+  lo = lo < 0 ? 0 : lo, hi = hi > 32 ? 32 : hi;
+  return hi <= lo ? 0u : uint32_t(((uint64_t(1) << hi) - 1) & ~((uint64_t(1) << lo) - 1));
 }
 
 // 0 <= h < H and 0 <= w < W, as two unsigned compares (a negative h or w wraps to a huge value).
