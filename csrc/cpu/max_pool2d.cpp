@@ -10,9 +10,10 @@
 // chosen here from the shape:
 //   forward (indices)   planes for planes of <= 16 elements, else rows, else (float64, no AVX-512,
 //                       indices past int32) scalar
-//   forward_values      planes, else columns for rows of 32 or more (measured slower on narrower
-//                       rows), else rows, else scalar
-//   forward_nhwc        channels_avx512, else channels
+//   forward_values      planes, else columns for kernels 3 or more wide on rows of 24 or more
+//                       (measured: rows are as fast or faster for 2x2 windows and narrow rows),
+//                       else rows, else scalar
+//   forward_nhwc        channels (the only one)
 // The float32 AVX-512 variants keep only the running max on the dependency chain, with a NaN mapped
 // to +inf; the rare outputs that end at +inf (a NaN or a +inf in the window) are redone by
 // PyTorch's loop, so ties, NaN and +inf follow PyTorch exactly.
@@ -37,7 +38,6 @@ namespace {
 using namespace max_pool2d_variants;
 
 bool any_shape(const MaxPool2dShape&) { return true; }
-bool int32_plane(const MaxPool2dShape& s) { return s.H * s.W <= std::numeric_limits<int32_t>::max(); }
 
 template <typename T>
 struct Variants {  // float64, or no AVX-512: the portable variants
@@ -62,7 +62,6 @@ struct Variants<float> {
   };
   static constexpr MaxPool2dVariant<MaxPool2dForwardNhwcFn<float>> forward_nhwc[] = {
       {"channels", any_shape, channels_forward_nhwc<float>},
-      {"channels_avx512", int32_plane, channels_avx512_forward_nhwc},
   };
   static constexpr bool avx512 = true;
 };
@@ -75,11 +74,11 @@ template <typename T>
 MaxPool2dForwardFn<T> plan_forward(const MaxPool2dShape& s, bool indices) {
   using V = Variants<T>;
   if constexpr (V::avx512) {
-    constexpr int64_t kColumnsMinW = 32;  // columns first only on rows this wide (measured)
+    constexpr int64_t kColumnsMinW = 24, kColumnsMinKw = 3;  // columns first only there (measured)
     if (!indices) {
       if (const auto* v = forced(V::forward_values, "max_pool2d", kForce, s, V::forward_nhwc)) return v->fn;
       const char* name = small_plane(s)                           ? "planes"
-                         : int32_fits(s) && s.W >= kColumnsMinW ? "columns"
+                         : int32_fits(s) && s.W >= kColumnsMinW && s.kw >= kColumnsMinKw ? "columns"
                          : int32_fits(s)                          ? "rows"
                                                                   : "scalar";
       return by_name(V::forward_values, name).fn;
@@ -106,8 +105,7 @@ void max_pool2d_forward_nhwc(const MaxPool2dShape& s, int64_t C, const T* x, T* 
     if constexpr (V::avx512) return forced(V::forward_nhwc, "max_pool2d", kForce, s, V::forward_values);
     else return forced(V::forward_nhwc, "max_pool2d", kForce, s, V::forward);
   }();
-  if (!v) v = &by_name(V::forward_nhwc, V::avx512 && int32_plane(s) ? "channels_avx512" : "channels");
-  v->fn(s, C, x, y, ind);
+  (v ? v->fn : V::forward_nhwc[0].fn)(s, C, x, y, ind);
 }
 
 template <typename T>

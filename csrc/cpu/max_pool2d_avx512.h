@@ -1,5 +1,5 @@
 // max_pool2d_avx512.h -- the AVX-512 pieces the float32 max_pool2d variants share (rows, columns,
-// planes, channels_avx512): tap loads of 16 output lanes at a stride, the per-call row plan, int32
+// planes): tap loads of 16 output lanes at a stride, the per-call row plan, int32
 // index lanes widened on the store, and the redo of lanes that ended at +inf (a NaN or a +inf in the
 // window) with PyTorch's literal loop.  Only in builds with AVX-512 (the avx512 variant).
 #pragma once

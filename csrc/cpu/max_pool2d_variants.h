@@ -13,9 +13,7 @@
 //   forward_values   columns (*)      max_pool2d_columns.cpp     int32_fits: the window's rows reduced
 //                    (values only)                               first, then kw taps per output
 //   forward_nhwc     channels         max_pool2d_nhwc.cpp        any shape, float and double: vec.h
-//                                                                vectors of channels, the rest one by one
-//                    channels_avx512 (*)  max_pool2d_nhwc.cpp    H*W < 2^31: 16 channels per vector,
-//                                                                the last one masked
+//                                                                vectors of channels, the last masked
 //   (*) float32 in the avx512 build only.
 // forward computes y and ind (ind != nullptr), forward_values y only (ind == nullptr).  Every variant
 // writes all of y (and ind) with PyTorch's ties and NaN rule, so all of them give the same values;
@@ -53,7 +51,6 @@ void channels_forward_nhwc(const MaxPool2dShape& s, int64_t C, const T* x, T* y,
 void rows_forward(const MaxPool2dShape& s, const float* x, float* y, int64_t* ind);
 void planes_forward(const MaxPool2dShape& s, const float* x, float* y, int64_t* ind);
 void columns_forward(const MaxPool2dShape& s, const float* x, float* y, int64_t* ind);  // ind: nullptr
-void channels_avx512_forward_nhwc(const MaxPool2dShape& s, int64_t C, const float* x, float* y, int64_t* ind);
 #endif
 }  // namespace max_pool2d_variants
 

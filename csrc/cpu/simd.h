@@ -125,6 +125,23 @@ inline uint32_t bit_range(int64_t lo, int64_t hi) {
   return hi <= lo ? 0u : uint32_t(((uint64_t(1) << hi) - 1) & ~((uint64_t(1) << lo) - 1));
 }
 
+// Whether any lane of a vector comparison's result (lanes all ones or all zeros) is set.
+template <typename M>
+inline bool any_lane(M m) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(M) == 64) return _mm512_test_epi32_mask((__m512i)m, (__m512i)m) != 0;
+#endif
+#if defined(__AVX__)
+  if constexpr (sizeof(M) == 32) return !_mm256_testz_si256((__m256i)m, (__m256i)m);
+#endif
+#if defined(__SSE2__)
+  if constexpr (sizeof(M) == 16) return _mm_movemask_epi8((__m128i)m) != 0;
+#endif
+  bool any = false;
+  for (std::size_t l = 0; l < sizeof(M) / sizeof(m[0]); ++l) any |= m[l] != 0;
+  return any;
+}
+
 // 0 <= h < H and 0 <= w < W, as two unsigned compares (a negative h or w wraps to a huge value).
 inline bool in_bounds(int32_t h, int64_t H, int32_t w, int64_t W) {
   return uint32_t(h) < uint32_t(H) && uint32_t(w) < uint32_t(W);
