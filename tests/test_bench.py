@@ -32,6 +32,17 @@ def test_bench_all_runs_every_benchmark():
     assert ran == set(MODULES)
 
 
+def test_variants_table_runs_every_variant_by_name():
+    """bench.variants forces each variant (a '-' only where it does not run) beside torch."""
+    out = _run(["bench.variants", "max_pool2d", "--quick", "--min-time", "0.001", "--threads", "1"])
+    assert out.returncode == 0, out.stderr
+    assert harness.cpu_model() in out.stdout
+    rows = [line for line in out.stdout.splitlines() if line.startswith("| ") and "---" not in line
+            and not line.startswith("| case")]
+    assert len(rows) == 6  # two cases per direction
+    assert all(cell.strip() != "-" for row in rows for cell in row.split("|")[2:4])  # torch, planner
+
+
 def test_a_benchmark_prints_where_it_ran(tmp_path):
     js = tmp_path / "corr2d.json"
     out = _run(["bench.bench_corr2d", "--quick", "--repeats", "1", "--min-time", "0.001", "--threads", "1",
