@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 import cnnext
 from bench import harness
-from bench import bench_max_pool2d
+from bench import bench_avg_pool2d, bench_max_pool2d
 
 # op -> (environment variable, variant names by direction)
 OPS = {
@@ -23,7 +23,38 @@ OPS = {
         "forward_values": ["scalar", "rows", "planes", "columns"],
         "forward_nhwc": ["channels"],
     }),
+    "avg_pool2d": ("CNNEXT_AVG_POOL2D", {  # avg_pool2d and adaptive_avg_pool2d share the variants
+        "forward": ["rows", "2x2", "global"],
+        "forward+backward": ["rows", "2x2", "global"],
+    }),
 }
+
+
+def avg_pool2d_cases():
+    """bench_avg_pool2d's 2x2 pools and adaptive heads: forward (no grad) and forward+backward."""
+    out = []
+    for name, shape in bench_avg_pool2d.AVG:
+        calls = (lambda x: F.avg_pool2d(x, 2, 2), lambda x: cnnext.functional.avg_pool2d(x, 2, 2))
+        out += _fwd_and_fwdbwd(f"{name} 2x2 {'x'.join(map(str, shape))}", shape, *calls)
+    for name, shape, size in bench_avg_pool2d.ADAPTIVE:
+        calls = (lambda x, s=size: F.adaptive_avg_pool2d(x, s), lambda x, s=size: cnnext.functional.adaptive_avg_pool2d(x, s))
+        out += _fwd_and_fwdbwd(f"{name} {'x'.join(map(str, shape))} -> {size}", shape, *calls)
+    return out
+
+
+def _fwd_and_fwdbwd(label, shape, t_op, c_op):
+    x = torch.randn(shape)
+    xg = x.clone().requires_grad_()
+    g = torch.randn_like(t_op(x))
+
+    def fb(op):
+        def run():
+            xg.grad = None
+            with torch.enable_grad():
+                op(xg).backward(g)
+        return run
+    return [("forward", label, lambda: t_op(x), lambda: c_op(x)),
+            ("forward+backward", label, fb(t_op), fb(c_op))]
 
 
 def max_pool2d_cases():
@@ -45,7 +76,7 @@ def max_pool2d_cases():
     return out
 
 
-CASES = {"max_pool2d": max_pool2d_cases}
+CASES = {"max_pool2d": max_pool2d_cases, "avg_pool2d": avg_pool2d_cases}
 
 
 def main(argv=None):

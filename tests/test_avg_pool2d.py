@@ -232,3 +232,42 @@ def test_argument_forms_as_torch():
                dict(kernel_size=[2, True]), dict(kernel_size=2, stride=[]), dict(kernel_size=3, stride=(2,), padding=[1]),
                dict(kernel_size=2, divisor_override=np.int64(3))):
         assert_rel_close(avg_pool2d(x, **kw), F.avg_pool2d(x, **kw))
+
+
+@pytest.mark.parametrize("name", ["rows", "2x2", "global"])
+def test_each_cpu_variant(name, monkeypatch):
+    """CNNEXT_AVG_POOL2D=<variant> (csrc/cpu/avg_pool2d_variants.h) runs that variant of avg_pool2d and
+    adaptive_avg_pool2d: against torch (outputs, gradients) on every case it runs on; the others raise
+    'does not run on this call'."""
+    monkeypatch.setenv("CNNEXT_AVG_POOL2D", name)
+    adaptive = [((2, 64, 7, 7), 1), ((3, 5, 13, 11), 1), ((2, 16, 3, 3), 1), ((2, 8, 5, 6), (2, 3)), ((2, 4, 8, 8), 4)]
+    ran = set()
+    for dtype in (torch.float32, torch.float64):
+        torch.manual_seed(0)
+        for i, case in enumerate(CASES):
+            try:
+                check_against_torch(torch.randn(case[0], dtype=dtype), reference_args(case))
+                ran.add(("avg", i))
+            except RuntimeError as e:
+                if f"CNNEXT_AVG_POOL2D={name} does not run on this call" not in str(e):
+                    raise
+        for i, (shape, size) in enumerate(adaptive):
+            x = torch.randn(shape, dtype=dtype, requires_grad=True)
+            x2 = x.detach().clone().requires_grad_()
+            try:
+                y = cnnext.functional.adaptive_avg_pool2d(x, size)
+            except RuntimeError as e:
+                if f"CNNEXT_AVG_POOL2D={name} does not run on this call" not in str(e):
+                    raise
+                continue
+            y2 = F.adaptive_avg_pool2d(x2, size)
+            g = torch.randn_like(y2)
+            y.backward(g), y2.backward(g)
+            assert_rel_close(y, y2, what="adaptive output"), assert_rel_close(x.grad, x2.grad, what="adaptive grad")
+            ran.add(("adaptive", i))
+    if name == "rows":  # any plan
+        assert len(ran) == len(CASES) + len(adaptive)
+    elif name == "2x2":  # LeNet's pools, DenseNet's transition, adaptive 8 -> 4; not 3x3 windows
+        assert {("avg", 0), ("avg", 1), ("avg", 2), ("adaptive", 4)} <= ran and ("avg", 5) not in ran
+    else:  # a window that is the whole plane (kernel = input, a clipped 4x4 on 3x3) and the (1, 1) heads
+        assert ran == {("avg", 17), ("avg", 18), ("avg", 21), ("adaptive", 0), ("adaptive", 1), ("adaptive", 2)}

@@ -1,5 +1,5 @@
 // CPU kernels of adaptive_avg_pool2d (see adaptive_avg_pool2d.cpp): the window tables for the
-// shared average-pooling kernels of avg_pool2d.h, and the global (1, 1) case.
+// shared average-pooling kernels of avg_pool2d.h (whose planner takes the global variant for (1, 1)).
 #pragma once
 #include <cstdint>
 
@@ -12,13 +12,7 @@ namespace cnnext::cpu {
 template <typename T>
 AvgPoolPlan<T> adaptive_avg_pool2d_plan(int64_t H, int64_t W, int64_t OH, int64_t OW);
 
-// The global (1, 1) case, x: (planes, HW) contiguous: y[p] = mean(x[p, :]); gx[p, :] = gy[p] / HW.
-template <typename T>
-void global_avg_pool2d_forward(const T* x, T* y, int64_t planes, int64_t HW);
-template <typename T>
-void global_avg_pool2d_backward(const T* gy, T* gx, int64_t planes, int64_t HW);
-
-// The entry points (../common/adaptive_avg_pool2d.h): the global kernels for (1, 1), else the plan's.
+// The entry points (../common/adaptive_avg_pool2d.h): the plan, then avg_pool_forward / avg_pool_backward.
 template <typename T>
 void adaptive_avg_pool2d_forward(const AdaptiveAvgPool2dShape& s, const T* x, T* y);
 template <typename T>
