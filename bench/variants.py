@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 import cnnext
 from bench import harness
-from bench import bench_avg_pool2d, bench_max_pool2d
+from bench import bench_avg_pool2d, bench_batch_norm, bench_max_pool2d
 
 # op -> (environment variable, variant names by direction)
 OPS = {
@@ -27,7 +27,37 @@ OPS = {
         "forward": ["rows", "2x2", "global"],
         "forward+backward": ["rows", "2x2", "global"],
     }),
+    "batch_norm": ("CNNEXT_BATCH_NORM", {
+        "train forward": ["blocks", "chunks", "rows"],
+        "eval forward": ["normalize", "rows"],
+        "train forward+backward": ["blocks", "chunks", "rows"],
+    }),
 }
+
+
+def batch_norm_cases():
+    """bench_batch_norm's shapes (NCHW) and one channels_last (rows) case."""
+    out = []
+    for net, shape in bench_batch_norm.shapes() + [("channels_last", (32, 64, 12, 12))]:
+        C = shape[1]
+        x = torch.randn(shape)
+        if net == "channels_last":
+            x = x.contiguous(memory_format=torch.channels_last)
+        w, b, rm, rv = torch.randn(C), torch.randn(C), torch.zeros(C), torch.ones(C)
+        label = bench_batch_norm.name(net, shape)
+        for train, direction in ((True, "train forward"), (False, "eval forward")):
+            out.append((direction, label, lambda x=x, t=train, p=(rm, rv, w, b): F.batch_norm(x, *p[:2], *p[2:], t),
+                        lambda x=x, t=train, p=(rm, rv, w, b): cnnext.functional.batch_norm(x, *p[:2], *p[2:], t)))
+        xg, wg, bg, gy = x.clone().requires_grad_(), w.clone().requires_grad_(), b.clone().requires_grad_(), torch.randn_like(x)
+
+        def fb(op, xg=xg, wg=wg, bg=bg, gy=gy, rm=rm, rv=rv):
+            def run():
+                xg.grad = wg.grad = bg.grad = None
+                with torch.enable_grad():
+                    op(xg, rm, rv, wg, bg, True).backward(gy)
+            return run
+        out.append(("train forward+backward", label, fb(F.batch_norm), fb(cnnext.functional.batch_norm)))
+    return out
 
 
 def avg_pool2d_cases():
@@ -76,7 +106,7 @@ def max_pool2d_cases():
     return out
 
 
-CASES = {"max_pool2d": max_pool2d_cases, "avg_pool2d": avg_pool2d_cases}
+CASES = {"max_pool2d": max_pool2d_cases, "avg_pool2d": avg_pool2d_cases, "batch_norm": batch_norm_cases}
 
 
 def main(argv=None):

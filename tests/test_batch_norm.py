@@ -529,3 +529,35 @@ def test_relu_mask_is_the_forward_outputs(backend, dtype, shape, training):
         assert torch.equal(xs.grad != 0, pos)
     # the level sits on the threshold: some of its outputs are 0 and some (rounding) may be positive
     assert (y == 0).any()
+
+
+@pytest.mark.parametrize("name", ["blocks", "chunks", "normalize", "rows"])
+def test_each_cpu_variant(name, monkeypatch):
+    """CNNEXT_BATCH_NORM=<variant> (csrc/cpu/batch_norm_variants.h) runs that variant: against torch
+    (outputs, running statistics, gradients; with and without ReLU) on every shape and mode it runs
+    on, including the ones the planner gives another (blocks with few channels, chunks with many);
+    the others raise 'does not run on this call'."""
+    monkeypatch.setenv("CNNEXT_BATCH_NORM", name)
+    ran = set()
+    for dtype in DTYPES:
+        for shape in SHAPES + NET_SHAPES + [(6, 40, 5, 5)]:
+            for training in (True, False):
+                for relu in (False, True):
+                    x, w, b, rm, rv = make(shape, dtype)
+                    fn, ref = (batch_norm_relu, torch_bn_relu) if relu else (batch_norm, F.batch_norm)
+                    try:
+                        check_pair(run_pair(fn, ref, x, w, b, rm, rv, training, momentum=0.3, eps=1e-3))
+                    except RuntimeError as e:
+                        if f"CNNEXT_BATCH_NORM={name} does not run on this call" not in str(e):
+                            raise
+                        continue
+                    ran.add((shape, training))
+    planes = [s for s in SHAPES + NET_SHAPES + [(6, 40, 5, 5)] if len(s) > 2]
+    # the forward decides: blocks and chunks compute statistics (training), normalize uses the
+    # running ones (eval), rows needs S == 1 ((N, C) inputs here)
+    expect = {"blocks": {(s, True) for s in SHAPES + NET_SHAPES + [(6, 40, 5, 5)]},
+              "chunks": {(s, True) for s in SHAPES + NET_SHAPES + [(6, 40, 5, 5)]},
+              "normalize": {(s, False) for s in SHAPES + NET_SHAPES + [(6, 40, 5, 5)]},
+              "rows": {(s, t) for s in SHAPES + NET_SHAPES + [(6, 40, 5, 5)] if s not in planes or s[2:] == (1, 1)
+                       for t in (True, False)}}[name]
+    assert ran == expect
