@@ -10,9 +10,8 @@
 // chosen here from the shape:
 //   forward (indices)   planes for planes of <= 16 elements, else rows, else (float64, no AVX-512,
 //                       indices past int32) scalar
-//   forward_values      planes, else columns for kernels 3 or more wide on rows of 24 or more
-//                       (measured: rows are as fast or faster for 2x2 windows and narrow rows),
-//                       else rows, else scalar
+//   forward_values      planes, else columns on rows of 32 or more (24 or more for windows 3 or
+//                       more wide), else rows, else scalar
 //   forward_nhwc        channels (the only one)
 // The float32 AVX-512 variants keep only the running max on the dependency chain, with a NaN mapped
 // to +inf; the rare outputs that end at +inf (a NaN or a +inf in the window) are redone by
@@ -74,11 +73,12 @@ template <typename T>
 MaxPool2dForwardFn<T> plan_forward(const MaxPool2dShape& s, bool indices) {
   using V = Variants<T>;
   if constexpr (V::avx512) {
-    constexpr int64_t kColumnsMinW = 24, kColumnsMinKw = 3;  // columns first only there (measured)
+    // columns first on rows of 32 or more, and of 24 or more for windows 3 or more wide (measured,
+    // generic and znver3 tunings: LeNet's 2x2 pools on 28-wide rows are faster by rows)
     if (!indices) {
       if (const auto* v = forced(V::forward_values, "max_pool2d", kForce, s, V::forward_nhwc)) return v->fn;
       const char* name = small_plane(s)                           ? "planes"
-                         : int32_fits(s) && s.W >= kColumnsMinW && s.kw >= kColumnsMinKw ? "columns"
+                         : int32_fits(s) && (s.W >= 32 || (s.W >= 24 && s.kw >= 3)) ? "columns"
                          : int32_fits(s)                          ? "rows"
                                                                   : "scalar";
       return by_name(V::forward_values, name).fn;
