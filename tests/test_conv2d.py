@@ -448,3 +448,25 @@ def test_argument_forms_as_torch():
     for kw in (dict(stride=np.int64(2)), dict(padding=torch.tensor(1)), dict(dilation=[2, True]),
                dict(groups=np.int64(1), stride=(np.int64(1), 2))):
         assert_rel_close(conv2d(x, w, b, **kw), F.conv2d(x, w, b, **kw))
+
+
+# The bias grad is two-stage on the CUDA backend (csrc/cuda/conv2d.cu, reduce.h): each channel's N*P*Q
+# values in fixed chunks of >= 2048.  (4, 2, 32, 32) padded 3x3: 4096 per channel, 2 splits, 4-wide
+# vectors (P*Q = 1024); (3, 2, 37, 41): 4551, 3 splits, scalar (P*Q odd); stride 2 runs the strided
+# grad input too.
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("xs,ws,stride", [((4, 2, 32, 32), (3, 3, 3), 1), ((3, 2, 37, 41), (2, 3, 3), 1),
+                                          ((2, 3, 95, 97), (2, 3, 3), 2)])
+def test_split_bias_grad(backend, xs, ws, stride, dtype):
+    x, w, b = _make(xs, ws, 1, dtype)
+    _check_against_torch(x, w, b, stride=stride, padding=1)
+
+
+def test_split_bias_grad_deterministic():
+    x, w, b = _make((3, 2, 37, 41), (2, 3, 3), 1, torch.float32)
+    gy = torch.randn(3, 2, 37, 41, generator=torch.Generator().manual_seed(2))
+    with on("emu"):
+        runs = [torch.ops.cnnext.conv2d_backward_weight(gy, x, list(w.shape), [1, 1], [1, 1], [1, 1], 1, True)
+                for _ in range(2)]
+    for a, e in zip(*runs):
+        assert torch.equal(a, e)

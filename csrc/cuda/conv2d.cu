@@ -26,13 +26,16 @@
 //                       The 1x1 / stride 1 / no padding case (PW = true) is a plain GEMM: no (r, s) math.
 //   conv2d_igemm_tf32   the TF32 tensor-core version for float convs that allow TF32 (conv2d_tf32.cu)
 //   conv2d_sum_splits   one thread per gW element (grid-stride): sums the split partials in order
-//   conv2d_bias_grad    one block per output channel k (grid-stride): threads stride over (n, p, q),
-//                       then warp shuffles + shared memory reduce in a fixed order
+//   grad bias           two-stage (reduce.h): channel_sum_partial_kernel, block (split, k) [grid y strides
+//                       over k], sums a fixed chunk of channel k's N*P*Q values (counters, 16-byte loads
+//                       when P*Q is a whole number of vectors) in a fixed order into the workspace;
+//                       sum_splits_kernel, one thread per k, adds the partials in split order
 //   conv2d_*_direct     fallback for an image (C*H*W or K*P*Q) or a reduction over 2^31 elements: the
 //                       plain loops of the formulas, fully 64-bit, one output element per thread
 // Offsets: within one image 32-bit (checked by the launchers), across the batch 64-bit.
 #include <algorithm>
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -267,21 +270,6 @@ __global__ void conv2d_sum_splits(const T* __restrict__ ws, T* __restrict__ gw, 
   }
 }
 
-template <typename T>
-__global__ void __launch_bounds__(kBlock)
-conv2d_bias_grad(Conv2dShape s, const T* __restrict__ gy, T* __restrict__ gb) {
-  const int64_t PQ = s.P * s.Q, total = s.N * PQ;
-  for (int64_t k = blockIdx.x; k < s.K; k += gridDim.x) {
-    T acc = 0;
-    for (int64_t idx = threadIdx.x; idx < total; idx += blockDim.x) {
-      const int64_t n = idx / PQ;
-      acc += gy[(n * s.K + k) * PQ + (idx - n * PQ)];
-    }
-    acc = block_sum<kBlock>(acc);
-    if (threadIdx.x == 0) gb[k] = acc;
-  }
-}
-
 // ---- 64-bit fallbacks (direct loops) for sizes the tiled kernels do not index in 32 bits ----
 template <typename T>
 __global__ void conv2d_forward_direct(Conv2dShape s, const T* __restrict__ x, const T* __restrict__ w,
@@ -489,20 +477,47 @@ void conv2d_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx,
   run_igemm<T, kBwdIn>(g, grid, pointwise(s), nullptr, w, gy, nullptr, gx, stream);
 }
 
+namespace {
 // The grad-weight split partials: (splits, K, Cg*R*S) elements when the reduction is split, else none
-// (the GEMM writes gw itself).  csrc/ops allocates them; the launcher allocates nothing.
+// (the GEMM writes gw itself).
 template <typename T>
-int64_t conv2d_weight_workspace(const Conv2dShape& s, cudaStream_t) {
+int64_t split_k_workspace(const Conv2dShape& s) {
   if (use_direct(s)) return 0;
   dim3 grid;
   const Geom g = make_geom(s, kBwdW, std::is_same_v<T, float>, use_tf32<T>(s), &grid);
   return g.splits > 1 ? s.K * g.wrow * g.splits : 0;
 }
+// The bias grad's split (two-stage, reduce.h): K sums of N*P*Q values each, chunks of >= 2048 values.
+SplitPlan bias_plan(const Conv2dShape& s) { return split_plan(s.K, s.N * s.P * s.Q, 2048, 4); }
+}  // namespace
+
+// The workspace: the grad-weight split partials, then the bias grad's K * splits partial sums.
+// csrc/ops allocates it; the launcher allocates nothing.
+template <typename T>
+int64_t conv2d_weight_workspace(const Conv2dShape& s, cudaStream_t) {
+  return split_k_workspace<T>(s) + s.K * bias_plan(s).splits;
+}
 
 template <typename T>
 void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb, T* workspace,
                             cudaStream_t stream) {
-  if (gb) launch(conv2d_bias_grad<T>, dim3(grid_size(s.K, 1)), dim3(kBlock), 0, stream, s, gy, gb);
+  if (workspace == nullptr)
+    throw std::runtime_error("conv2d: the grad-weight launcher needs the workspace of conv2d_weight_workspace");
+  if (gb) {  // gb[k] = sum over (n, p, q) of gy[n, k, p, q]: split partials, then summed in split order
+    const SplitPlan bp = bias_plan(s);
+    const int64_t PQ = s.P * s.Q;
+    T* const bws = workspace + split_k_workspace<T>(s);
+    const dim3 grid(unsigned(bp.splits), grid_size(s.K, 1));
+    const bool vec = aligned16(gy), i32 = walk_fits32(s.N * s.K * PQ);
+    if (PQ % kVec<T> == 0)
+      launch(i32 ? channel_sum_partial_kernel<T, kVec<T>, uint32_t> : channel_sum_partial_kernel<T, kVec<T>, uint64_t>,
+             grid, dim3(kBlock), 0, stream, gy, bws, s.N, s.K, PQ, bp.chunk, bp.chunk / PQ, bp.chunk % PQ, vec);
+    else
+      launch(i32 ? channel_sum_partial_kernel<T, 1, uint32_t> : channel_sum_partial_kernel<T, 1, uint64_t>, grid,
+             dim3(kBlock), 0, stream, gy, bws, s.N, s.K, PQ, bp.chunk, bp.chunk / PQ, bp.chunk % PQ, vec);
+    launch(sum_splits_kernel<T>, dim3(grid_size(s.K, kBlock)), dim3(kBlock), 0, stream, (const T*)bws, gb, s.K,
+           bp.splits);
+  }
   if (use_direct(s)) {
     launch(conv2d_backward_weight_direct<T>, dim3(grid_size(s.K * (s.C / s.groups) * s.R * s.S, 1)), dim3(kBlock), 0,
            stream, s, x, gy, gw);
@@ -511,8 +526,6 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw
   dim3 grid;
   const Geom g = make_geom(s, kBwdW, std::is_same_v<T, float>, use_tf32<T>(s), &grid);
   const int64_t total = s.K * g.wrow;
-  if (g.splits > 1 && workspace == nullptr)
-    throw std::runtime_error("conv2d: the grad-weight launcher needs the workspace of conv2d_weight_workspace");
   T* ws = g.splits > 1 ? workspace : gw;  // the split partials, or gw itself when there is one split
   run_igemm<T, kBwdW>(g, grid, pointwise(s), x, nullptr, gy, nullptr, ws, stream);
   if (g.splits > 1)

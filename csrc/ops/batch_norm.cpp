@@ -92,8 +92,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_forward(
     scalar_t* rvp = rv ? rvc.mutable_data_ptr<scalar_t>() : nullptr;
     scalar_t *yp = y.mutable_data_ptr<scalar_t>(), *mp = mean.mutable_data_ptr<scalar_t>(),
              *ip = invstd.mutable_data_ptr<scalar_t>();
-    call_kernel<BatchNormForward, scalar_t>(be, BatchNormShape{l.N, l.C, l.S, training, momentum, eps, relu},
-                                            BatchNormForwardArgs<scalar_t>{xp, yp, wp, bp, rmp, rvp, mp, ip});
+    const BatchNormShape s{l.N, l.C, l.S, training, momentum, eps, relu};
+    // scratch of the backend's plan (the CUDA split partials and coefficients), allocated here
+    const at::Tensor ws = workspace<BatchNormForwardWorkspace, scalar_t>(be, s, x);
+    call_kernel<BatchNormForward, scalar_t>(
+        be, s, BatchNormForwardArgs<scalar_t>{xp, yp, wp, bp, rmp, rvp, mp, ip, workspace_ptr<scalar_t>(ws)});
   });
   if (training && rm && !rmc.is_same(*rm)) rm->copy_(rmc);
   if (training && rv && !rvc.is_same(*rv)) rv->copy_(rvc);
@@ -131,8 +134,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
     const scalar_t *mp = mc.const_data_ptr<scalar_t>(), *ip = ic.const_data_ptr<scalar_t>();
     scalar_t *gxp = gx.mutable_data_ptr<scalar_t>(), *gwp = gw.mutable_data_ptr<scalar_t>(),
              *gbp = gb.mutable_data_ptr<scalar_t>();
-    call_kernel<BatchNormBackward, scalar_t>(be, BatchNormShape{l.N, l.C, l.S, training, 0.0, 0.0, relu},
-                                             BatchNormBackwardArgs<scalar_t>{gyp, xp, wp, bp, mp, ip, gxp, gwp, gbp});
+    const BatchNormShape s{l.N, l.C, l.S, training, 0.0, 0.0, relu};
+    const at::Tensor ws = workspace<BatchNormBackwardWorkspace, scalar_t>(be, s, x);
+    call_kernel<BatchNormBackward, scalar_t>(
+        be, s, BatchNormBackwardArgs<scalar_t>{gyp, xp, wp, bp, mp, ip, gxp, gwp, gbp, workspace_ptr<scalar_t>(ws)});
   });
   return {gx, gw, gb};
 }
