@@ -250,6 +250,11 @@ void check_conv2d(bool big) {
   conv2d_case<float>(1, 2, 8, 8, 3, 1, 1, 3, 3, 0, 0, 1, 1, 1, true);    // 1x1, stride > kernel
   conv2d_case<double>(1, 3, 11, 4, 2, 11, 4, 1, 1, 0, 0, 1, 1, 1, true); // kernel = input
   if (big) conv2d_case<float>(2, 8, 20, 20, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, true);
+  // strided grad input by phases: gcd(stride, dilation) > 1 (phases without taps), asymmetric, groups,
+  // a kernel smaller than the stride; and a bias grad over several splits (4096 values per channel)
+  conv2d_case<float>(1, 4, 13, 11, 4, 3, 3, 2, 3, 2, 1, 2, 1, 2, true);
+  conv2d_case<double>(2, 2, 10, 9, 3, 2, 2, 3, 3, 0, 1, 1, 1, 1, false);
+  conv2d_case<float>(4, 2, 32, 32, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, true);
 }
 #endif
 
