@@ -7,7 +7,8 @@
 //                 p*sh = h + ph - r*dh (0 out of range): a gather, no atomics.  Stride 1: one GEMM.
 //                 Stride > 1 (kBwdInS), by phase decomposition: sh*sw GEMMs, one per phase (a, b) =
 //                 ((h + ph) % sh, (w + pw) % sw), each over that phase's rows and columns of gX
-//                 (N = N*ceil-ish(H/sh)*ceil-ish(W/sw)) and only the taps r*dh % sh == a, s*dw % sw == b
+//                 (N = N*Hn*Wn, Hn = ceil((H - h0)/sh) for its first row h0) and only the taps
+//                 r*dh % sh == a, s*dw % sw == b
 //                 (red = Kg*Rn*Sn): a dense stride-1 sub-problem, p = hh + base - i*dp (phase_dim in
 //                 conv2d_igemm.h), instead of a gather through (1 - 1/(sh*sw)) zero taps with a div/mod
 //                 per load; a phase without taps writes zeros
