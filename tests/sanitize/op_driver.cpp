@@ -642,7 +642,17 @@ void check_batch_norm(bool big) {
   batch_norm_case<double>(1, 2, 33, true, false, true, true);   // N = 1, relu
   batch_norm_case<float>(2, 3, 9, false, false, true, true);    // eval, relu, no affine
   if (big) batch_norm_case<float>(4, 16, 300, true, true, true, false);
-  // several splits per channel (two-stage reductions): planes with whole vectors, planes without, rows
+  // several splits per channel (two-stage reductions): planes with whole vectors, planes without, rows;
+  // the backward workspace (2*C*splits partials + 6*C coefficients) says how many splits the plan took
+  const auto splits = [](int64_t N, int64_t C, int64_t S) {
+    const cnnext::BatchNormShape bs{N, C, S, true, 0.1, 1e-5, false};
+    return (cnnext::emulated::batch_norm_backward_workspace<float>(bs, nullptr) - 6 * C) / (2 * C);
+  };
+  ++g_checks;
+  if (splits(8, 2, 1024) != 4 || splits(5, 1, 999) != 3 || splits(700, 3, 1) != 11) {
+    std::printf("FAIL batch_norm: the split plan is not the expected 4 / 3 / 11 splits\n");
+    ++g_fail;
+  }
   batch_norm_case<float>(8, 2, 1024, true, true, true, true);
   batch_norm_case<double>(5, 1, 999, true, true, true, false);
   batch_norm_case<float>(700, 3, 1, true, true, true, true);
