@@ -561,3 +561,63 @@ def test_each_cpu_variant(name, monkeypatch):
               "rows": {(s, t) for s in SHAPES + NET_SHAPES + [(6, 40, 5, 5)] if s not in planes or s[2:] == (1, 1)
                        for t in (True, False)}}[name]
     assert ran == expect
+
+
+# The two-stage reductions of the CUDA kernels (csrc/cuda/batch_norm.cu, reduce.h split_plan): each
+# channel's values are cut into fixed chunks of >= 2048 values (planes) or >= 64 rows (rows layout),
+# up to 1024 blocks in all.  These shapes run several splits per channel, and the stage-1 grid
+# (splits, channels) is not a grid-stride grid, so the emulator runs every split:
+#   (8, 2, 32, 32)    M = 8192 per channel: 4 splits, 4-wide vectors (S = 1024)
+#   (6, 3, 25, 27)    M = 4050: 2 splits, S = 675 odd: scalar values
+#   (3000, 4)         rows: 47 splits of 64 rows
+#   (16, 2, 16, 16)   channels_last, rows (R = 4096, C = 2): 64 splits, 2-wide rows (float 2 < 4: scalar)
+#   (2, 200, 8, 8)    C = 200 > 64: the stage-1 grid strides over channels on the emulator, 4-wide
+SPLIT_SHAPES = [(8, 2, 32, 32), (6, 3, 25, 27), (3000, 4), (16, 2, 16, 16, "channels_last"), (2, 200, 8, 8)]
+
+
+def _split_case(shape, dtype, seed=0):
+    cl = shape[-1] == "channels_last"
+    shape = shape[:-1] if cl else shape
+    x, w, b, rm, rv = make(shape, dtype, seed=seed)
+    if cl:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, w, b, rm, rv
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SPLIT_SHAPES, ids=str)
+@pytest.mark.parametrize("relu", [False, True])
+def test_split_reductions_match_torch(backend, shape, dtype, relu):
+    x, w, b, rm, rv = _split_case(shape, dtype)
+    fn, ref = (batch_norm_relu, torch_bn_relu) if relu else (batch_norm, F.batch_norm)
+    check_pair(run_pair(fn, ref, x, w, b, rm, rv, True))
+    check_pair(run_pair(fn, ref, x, w, b, rm, rv, False))
+
+
+def _all_outputs(x, w, b, rm, rv, relu):
+    fn = batch_norm_relu if relu else batch_norm
+    xs, ws, bs, rms, rvs = clone(x, True), clone(w, True), clone(b, True), clone(rm), clone(rv)
+    y = fn(xs, rms, rvs, ws, bs, True, 0.1, 1e-5)
+    y.backward(torch.randn(y.shape, dtype=y.dtype, generator=torch.Generator().manual_seed(1)))
+    return [y, rms, rvs, xs.grad, ws.grad, bs.grad]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SPLIT_SHAPES, ids=str)
+def test_split_reductions_deterministic(shape, dtype):
+    """Two runs give the same bits (fixed splits, fixed merge order, no atomics); so does an input at
+    an odd storage offset, which the kernels read with scalar instead of 16-byte loads (the grouping of
+    the values is the shape's, not the alignment's)."""
+    x, w, b, rm, rv = _split_case(shape, dtype)
+    with on("emu"):
+        first = _all_outputs(x, w, b, rm, rv, True)
+        second = _all_outputs(x, w, b, rm, rv, True)
+        buf = torch.empty(x.numel() + 1, dtype=dtype)
+        xo = buf[1:].view(x.shape) if x.is_contiguous() else buf[1:].view(
+            x.permute(0, 2, 3, 1).shape).permute(0, 3, 1, 2)
+        xo.copy_(x)
+        assert xo.data_ptr() % 16 != 0 and xo.stride() == x.stride()
+        shifted = _all_outputs(xo, w, b, rm, rv, True)
+    for i, (a, c, d) in enumerate(zip(first, second, shifted)):
+        assert torch.equal(a, c), f"output {i} differs between two runs"
+        assert torch.equal(a, d), f"output {i} differs for a misaligned input"

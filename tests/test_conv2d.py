@@ -448,3 +448,80 @@ def test_argument_forms_as_torch():
     for kw in (dict(stride=np.int64(2)), dict(padding=torch.tensor(1)), dict(dilation=[2, True]),
                dict(groups=np.int64(1), stride=(np.int64(1), 2))):
         assert_rel_close(conv2d(x, w, b, **kw), F.conv2d(x, w, b, **kw))
+
+
+# The bias grad is two-stage on the CUDA backend (csrc/cuda/conv2d.cu, reduce.h): each channel's N*P*Q
+# values in fixed chunks of >= 2048.  (4, 2, 32, 32) padded 3x3: 4096 per channel, 2 splits, 4-wide
+# vectors (P*Q = 1024); (3, 2, 37, 41): 4551, 3 splits, scalar (P*Q odd); stride 2 runs the strided
+# grad input too.
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("xs,ws,stride", [((4, 2, 32, 32), (3, 3, 3), 1), ((3, 2, 37, 41), (2, 3, 3), 1),
+                                          ((2, 3, 95, 97), (2, 3, 3), 2)])
+def test_split_bias_grad(backend, xs, ws, stride, dtype):
+    x, w, b = _make(xs, ws, 1, dtype)
+    _check_against_torch(x, w, b, stride=stride, padding=1)
+
+
+def test_split_bias_grad_deterministic():
+    x, w, b = _make((3, 2, 37, 41), (2, 3, 3), 1, torch.float32)
+    gy = torch.randn(3, 2, 37, 41, generator=torch.Generator().manual_seed(2))
+    with on("emu"):
+        runs = [torch.ops.cnnext.conv2d_backward_weight(gy, x, list(w.shape), [1, 1], [1, 1], [1, 1], 1, True)
+                for _ in range(2)]
+    for a, e in zip(*runs):
+        assert torch.equal(a, e)
+
+
+# Strided grad input by phase decomposition (csrc/cuda/conv2d.cu, kBwdInS; conv2d_igemm.h phase_dim):
+# sh*sw dense stride-1 sub-GEMMs, one per phase (h + pad) % sh, (w + pad) % sw, over that phase's taps
+# only.  Odd sizes; dilation sharing a factor with the stride (gcd > 1: some phases have no taps, their
+# rows of grad input are 0); a kernel smaller than the stride (phases without taps); an input smaller
+# than the stride (phases without rows); padding above the stride; groups, depthwise; 1x1.
+# (name, (N, C, H, W), (K, kh, kw), stride, padding, dilation, groups)
+STRIDED_CASES = [
+    ("s2_3x3_odd", (2, 3, 11, 13), (4, 3, 3), 2, 1, 1, 1),
+    ("s3_5x5_odd", (1, 2, 17, 14), (3, 5, 5), 3, 2, 1, 1),
+    ("s2_dil2_gcd2", (1, 3, 13, 12), (2, 3, 3), 2, 2, 2, 1),
+    ("s3_dil2_groups2", (2, 4, 14, 16), (6, 3, 3), 3, (1, 2), 2, 2),
+    ("s2x3_dil1x2_groups2", (1, 4, 15, 19), (4, 3, 4), (2, 3), (2, 1), (1, 2), 2),
+    ("s3_k2_phase_without_taps", (1, 2, 10, 11), (3, 2, 2), 3, 0, 1, 1),
+    ("s2_1x1", (2, 4, 9, 7), (5, 1, 1), 2, 0, 1, 1),
+    ("s3_depthwise", (1, 3, 13, 10), (3, 3, 3), 3, 1, 1, 3),
+    ("s3_h_below_stride", (1, 2, 2, 8), (2, 1, 3), 3, 0, 1, 1),
+    ("s2_pad_above_stride", (1, 2, 9, 9), (3, 5, 5), 2, 4, 1, 1),
+    ("s3_dil3_gcd3", (1, 2, 16, 17), (2, 3, 2), 3, 3, 3, 1),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name,xs,ws,stride,padding,dilation,groups", STRIDED_CASES, ids=[c[0] for c in STRIDED_CASES])
+def test_strided_grad_input_phases(backend, name, xs, ws, stride, padding, dilation, groups, dtype):
+    x, w, b = _make(xs, ws, groups, dtype)
+    _check_against_torch(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+@pytest.mark.parametrize("tile", ["64", "128"])
+@pytest.mark.parametrize("name", ["s3_dil2_groups2", "s2x3_dil1x2_groups2", "s3_k2_phase_without_taps"])
+def test_strided_grad_input_phases_tiles(name, tile, monkeypatch):
+    """Both SIMT tiles (the GEMM rows are few: the 128 tile runs only when forced)."""
+    _, xs, ws, stride, padding, dilation, groups = next(c for c in STRIDED_CASES if c[0] == name)
+    x, w, b = _make(xs, ws, groups, torch.float64)
+    monkeypatch.setenv("CNNEXT_CONV2D_TILE", tile)
+    with on("emu"):
+        _check_against_torch(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+def test_strided_grad_input_gpu_grid():
+    """Stride 2 with more than 64 column tiles per phase, on the GPU's grid (one block per tile), and
+    the same bits as the emulator's capped grid (grid-stride loops over tiles and phases)."""
+    from conftest import emu_grid_cap
+    x, w, b = _make((2, 3, 161, 163), (4, 3, 3), 1, torch.float32)
+    gy = torch.randn(2, 4, 81, 82, generator=torch.Generator().manual_seed(4))
+    args = (gy, w, list(x.shape), [2, 2], [1, 1], [1, 1], 1)
+    with on("emu"), emu_grid_cap(65535):
+        big = torch.ops.cnnext.conv2d_backward_input(*args)
+    with on("emu"):
+        capped = torch.ops.cnnext.conv2d_backward_input(*args)
+    ref = torch.nn.grad.conv2d_input(x.shape, w, gy, stride=2, padding=1)
+    assert_rel_close(big, ref)
+    assert torch.equal(big, capped)

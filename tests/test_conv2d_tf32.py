@@ -51,6 +51,9 @@ CASES = [
     ("dil2_asym", (1, 5, 12, 13), (7, 3, 2), dict(stride=(2, 1), padding=(1, 2), dilation=(2, 1))),
     ("groups3", (2, 9, 8, 7), (12, 3, 3), dict(padding=1, groups=3)),
     ("splitk", (4, 3, 30, 29), (5, 3, 3), dict(padding=1)),
+    # strided grad input by phases (kBwdInS): a phase without taps (gcd(stride, dilation) = 2), groups
+    ("s2_dil2_phases", (1, 6, 17, 15), (10, 3, 3), dict(stride=2, padding=2, dilation=2)),
+    ("s3x2_groups2_phases", (2, 8, 14, 13), (12, 3, 4), dict(stride=(3, 2), padding=(1, 2), groups=2)),
 ]
 
 

@@ -157,3 +157,21 @@ def test_bad_input(backend, make, match):
 def test_empty_batch(backend):
     x = torch.randn(0, 5, 5)
     assert corr2d(x, torch.ones(2, 2)).shape == (0, 4, 4)
+
+
+# The grad kernel is two-stage on the CUDA backend (csrc/cuda/corr2d.cu): each tap's B*OH*OW products
+# are cut into fixed chunks of >= 2048.  (3, 50, 41) with a 2x3 kernel: 5733 products per tap, 3
+# splits; (2, 70, 70) with 3x3: 9248, 5 splits.
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("xs,ks", [((3, 50, 41), (2, 3)), ((2, 70, 70), (3, 3))])
+def test_split_grad_kernel(backend, xs, ks, dtype):
+    test_matches_conv2d_with_grads(backend, xs, ks, dtype)
+
+
+def test_split_grad_kernel_deterministic():
+    g = torch.Generator().manual_seed(5)
+    x, k = torch.randn(3, 50, 41, generator=g), torch.randn(2, 3, generator=g)
+    gy = torch.randn(3, 49, 39, generator=g)
+    with on("emu"):
+        runs = [torch.ops.cnnext.corr2d_backward_kernel(gy, x, [2, 3]) for _ in range(2)]
+    assert torch.equal(runs[0], runs[1])

@@ -28,6 +28,7 @@ struct BatchNormForwardArgs {
   const T *w, *b;
   T *running_mean, *running_var;
   T *mean, *invstd;
+  T* workspace = nullptr;  // BatchNormForwardWorkspace's elements (allocated by csrc/ops); nullptr when 0
 };
 
 template <typename T>
@@ -36,6 +37,7 @@ struct BatchNormBackwardArgs {
   const T *w, *b;
   const T *mean, *invstd;
   T *gx, *gw, *gb;  // gw, gb: (C,) always written (the sums of gy * xhat and of gy)
+  T* workspace = nullptr;  // BatchNormBackwardWorkspace's elements (allocated by csrc/ops); nullptr when 0
 };
 
 // Channel c's pre-activation terms, y = (x - center) * scale + shift: scale = invstd * w (invstd when
@@ -65,6 +67,16 @@ struct BatchNormForward {
 struct BatchNormBackward {
   template <typename T>
   using Fn = void(const BatchNormShape& s, const BatchNormBackwardArgs<T>& a, cudaStream_t stream);
+};
+// The elements of scratch a backend's forward / backward needs for shape s (the CUDA launchers' split
+// partials and per-channel coefficients); a backend without the tag (the CPU) needs none.
+struct BatchNormForwardWorkspace {
+  template <typename T>
+  using Fn = int64_t(const BatchNormShape& s, cudaStream_t stream);
+};
+struct BatchNormBackwardWorkspace {
+  template <typename T>
+  using Fn = int64_t(const BatchNormShape& s, cudaStream_t stream);
 };
 
 }  // namespace cnnext

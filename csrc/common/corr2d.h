@@ -20,8 +20,15 @@ struct Corr2dBackwardInput {  // gx (B, H, W) from gy and k, fully written
   template <typename T>
   using Fn = void(const Corr2dShape& shape, const T* gy, const T* k, T* gx, cudaStream_t stream);
 };
-struct Corr2dBackwardKernel {  // gk (kh, kw) = sum over the batch of gy * shifted x
+// gk (kh, kw) = sum over the batch of gy * shifted x.  workspace: Corr2dKernelWorkspace's number of
+// elements (allocated by csrc/ops), nullptr when the backend has no such tag (the CPU).
+struct Corr2dBackwardKernel {
   template <typename T>
-  using Fn = void(const Corr2dShape& shape, const T* gy, const T* x, T* gk, cudaStream_t stream);
+  using Fn = void(const Corr2dShape& shape, const T* gy, const T* x, T* gk, T* workspace, cudaStream_t stream);
+};
+// The elements of scratch Corr2dBackwardKernel needs for shape (the CUDA launcher's split partials).
+struct Corr2dKernelWorkspace {
+  template <typename T>
+  using Fn = int64_t(const Corr2dShape& shape, cudaStream_t stream);
 };
 }  // namespace cnnext

@@ -2,78 +2,114 @@
 // channel c's M = N*S values are x[(n*C + c)*S + s]; channels_last arrives as
 // (N*H*W, C, 1).  Formulas: see csrc/cpu/batch_norm.cpp.
 //
-// Kernels ((N, C, S) layout; S == 1 -- (N, C) and channels_last -- uses the
-// *_rows_ variants of the two reductions, described where they are defined):
-//   bn_stats_kernel        one block per channel c.  Thread t runs Welford over the
-//                          channel's values t, t+blockDim, ... (shifted by K_c, the
-//                          channel's first value, so 1e4 + randn keeps its digits),
-//                          then the block merges the (count, mean, M2) triples with
-//                          warp shuffles and, across warps, through shared memory,
-//                          always in the same order: deterministic, no atomics.
-//                          Thread 0 writes mean, invstd and the running statistics.
-//   bn_eval_stats_kernel   one thread per channel: mean = running_mean,
-//                          invstd = 1/sqrt(running_var + eps).
-//   bn_normalize_kernel    one thread per element (grid-stride):
-//                          y = (x - mean) * invstd * w + b, optionally relu
-//                          (relu keeps NaN, like torch.relu).
-//   bn_grad_sums_kernel    one block per channel: sum gy' and sum gy' (x - mean)
-//                          (gy' = gy masked by y <= 0 ? 0 : gy for relu -- kept where y is
-//                          NaN, like torch's threshold_backward -- y recomputed from x the
-//                          same way as the forward), block-reduced as above;
-//                          thread 0 writes gb = sum gy', gw = invstd * sum gy' (x - mean).
-//   bn_grad_input_kernel   one thread per element (grid-stride):
-//                          gx = w invstd (gy' - gb/M - (x - mean) invstd gw/M)  (training)
-//                          gx = w invstd gy'                                    (eval)
-// Per-thread accumulation is in T (float for float, double for double); the
-// per-channel finish is in double.  Offsets are 64-bit.  Passes: training forward
-// = stats (read x) + normalize (read x, write y); backward = sums (read x, gy) +
-// grad input (read x, gy, write gx); the relu mask costs no extra pass.  One block
-// per channel keeps the reductions simple and deterministic; with few channels
-// and large N*H*W it leaves SMs idle (a split, fixed-order two-stage reduction
-// would be the next step).
+// The reductions are two-stage (reduce.h): each channel's M values are cut into `splits` fixed chunks
+// (split_plan: a function of the shape only, so results are bit-identical run to run and on every
+// GPU), block (split, c) writes its chunk's partial to the workspace (allocated by csrc/ops: the
+// launchers allocate nothing), and a finishing kernel merges a channel's partials in split order.  No
+// atomics.  Workspace: the partials (forward, training: 3*C*splits; backward: 2*C*splits), then the
+// per-channel coefficients the elementwise kernels read (forward 3*C, backward 6*C).
+//
+// Kernels ((N, C, S) layout, "planes"; S == 1 -- (N, C) and channels_last, "rows" of C channels -- uses
+// the *_rows_ variants of the two stage-1 kernels, described where they are defined):
+//   bn_stats_partial_kernel     block (split, c) (grid y strides over channels): thread t walks the
+//                               chunk's values V at a time (ChannelWalk: counters, no division per
+//                               element; V = 4 floats / 2 doubles when S % V == 0, one 16-byte load
+//                               when x is aligned), shifted by K_c = x[c*S], the channel's first value,
+//                               so 1e4 + randn keeps its digits; per group of V values one Chan merge
+//                               of (V, mean, M2) into the thread's Welford triple (count, mean, M2).
+//                               The block merges the triples with warp shuffles and, across warps,
+//                               through shared memory, always in the same order; thread 0 writes the
+//                               chunk's (count, mean, M2) to the workspace.
+//   bn_stats_finish_kernel      one thread per channel: merges the channel's split triples in split
+//                               order (in double), writes mean, invstd, the running statistics, and the
+//                               channel's coefficients (center, scale, shift) = batch_norm_affine.
+//   bn_eval_stats_kernel        one thread per channel: mean = running_mean,
+//                               invstd = 1/sqrt(running_var + eps), and the coefficients.
+//   bn_normalize_kernel         a 2-D grid over (planes, chunks of a plane): a 2-D block (bx, by) covers
+//                               by planes (blockIdx.y, threadIdx.y: plane n*C + c, or a row) and bx
+//                               vectors of V values of each (blockIdx.x, threadIdx.x), bx = the plane's
+//                               vectors split into at most 256-wide chunks; the channel comes from the
+//                               plane by a counter (planes) or is the column (rows): no integer division
+//                               per element.  y = bn_pre(x, center, scale, shift) from the precomputed
+//                               coefficients, optionally relu (relu keeps NaN, like torch.relu); 16-byte
+//                               loads and stores when every pointer is aligned and the plane (S, or C
+//                               for rows) is a whole number of vectors.
+//   bn_grad_sums_partial_kernel block (split, c), walking the chunk as bn_stats_partial_kernel does:
+//                               sums gy' and gy' (x - mean) (gy' = gy masked by y <= 0 ? 0 : gy for relu
+//                               -- kept where y is NaN, like torch's threshold_backward -- y recomputed
+//                               from x with the forward's very expression, bn_pre), block-reduced in a
+//                               fixed order; thread 0 writes the chunk's two sums.
+//   bn_grad_sums_finish_kernel  one thread per channel: adds the split sums in split order (double),
+//                               writes gb = sum gy', gw = invstd * sum gy' (x - mean), and the grad-input
+//                               coefficients (center, scale, shift, mean, gb/M, invstd gw/M).
+//   bn_grad_input_kernel        the 2-D grid of bn_normalize_kernel:
+//                               gx = scale (gy' - gb/M - (x - mean) invstd gw/M)  (training)
+//                               gx = scale gy'                                    (eval)
+// Per-thread accumulation is in T (float for float, double for double); the per-channel finish is in
+// double.  Offsets are 64-bit.  Passes: training forward = stats (read x) + normalize (read x, write
+// y); backward = sums (read x, gy) + grad input (read x, gy, write gx); the relu mask costs no extra
+// pass; the finishing kernels touch O(C * splits) values.
+#include <algorithm>
+#include <stdexcept>
+
 #include "batch_norm.h"
 #include "compat.h"
+#include "reduce.h"
 
 namespace {
 
 constexpr int kBlock = 256;
+// A stage-1 block's chunk: at least 2048 values (8 per thread) of a plane-layout channel, at least
+// 64 rows (8 per row lane) of a rows-layout channel tile.
+constexpr int64_t kMinChunk = 2048, kMinRows = 64;
 
 // One fused multiply-add, rounded once, whatever the compiler's contraction settings (nvcc's
 // --fmad, the host compiler's -ffp-contract): the same bits in every kernel that calls it.
 __device__ __forceinline__ float fma_rn(float a, float b, float c) { return __fmaf_rn(a, b, c); }
 __device__ __forceinline__ double fma_rn(double a, double b, double c) { return __fma_rn(a, b, c); }
+// The IEEE-rounded reciprocal: Welford's 1/count without the division's slow-path call (the calls made
+// ptxas spill in the partial kernels); one rounding more than a division, far below the tolerances.
+__device__ __forceinline__ float rcp_rn(float a) { return __frcp_rn(a); }
+__device__ __forceinline__ double rcp_rn(double a) { return __drcp_rn(a); }
 
 // The forward's pre-activation; the relu backward recomputes it with the very same
 // expression, pinned to one explicit FMA, so its mask is exactly torch's threshold_backward
-// of the forward's output: gy' = y <= 0 ? 0 : gy.
+// of the forward's output: gy' = y <= 0 ? 0 : gy.  The coefficients come from batch_norm_affine
+// (../common/batch_norm.h) on the same mean, invstd, w, b in the forward and the backward: the same
+// bits, whether they are computed per block or precomputed per channel.
 template <typename T>
 __device__ __forceinline__ T bn_pre(T x, T mean, T scale, T shift) {
   return fma_rn(x - mean, scale, shift);
 }
 
-template <typename T>
-__device__ __forceinline__ T channel_scale(const T* invstd, const T* w, int64_t c) {
-  return cnnext::batch_norm_scale(invstd, w, c);
-}
-
-// Channel c's pre-activation terms, y = bn_pre(x, center, scale, shift): batch_norm_affine of
-// ../common/batch_norm.h, the CPU kernels' too.
-template <typename T>
-__device__ __forceinline__ void channel_pre(const T* mean, const T* invstd, const T* w, const T* b, int64_t c, T& ce,
-                                            T& sc, T& sh) {
-  const cnnext::BatchNormAffine<T> a = cnnext::batch_norm_affine(mean, invstd, w, b, c);
-  ce = a.center, sc = a.scale, sh = a.shift;
-}
-
-// (n, mean, m2) <- merge with (nb, mb, m2b) (Chan et al.); counts are in T.
+// (n, mean, m2) <- merge with (nb, mb, m2b) (Chan et al.).
 template <typename T>
 __device__ __forceinline__ void welford_merge(T& n, T& mean, T& m2, T nb, T mb, T m2b) {
   const T nn = n + nb;
   if (nn == T(0)) return;
-  const T delta = mb - mean, f = nb / nn;
+  const T delta = mb - mean, f = nb * rcp_rn(nn);
   mean += delta * f;
   m2 += m2b + delta * delta * n * f;
   n = nn;
+}
+
+// The V shifted values d into the thread's triple: Welford for V == 1, else the group's own
+// (V, mean, M2) merged in (one division per V values).
+template <int V, typename T>
+__device__ __forceinline__ void welford_add(T& n, T& mean, T& m2, const T (&d)[V]) {
+  if constexpr (V == 1) {
+    n += T(1);
+    const T delta = d[0] - mean;
+    mean = fma_rn(delta, rcp_rn(n), mean);
+    m2 += delta * (d[0] - mean);
+  } else {
+    T sum = d[0];
+    for (int j = 1; j < V; ++j) sum += d[j];
+    const T mb = sum * T(1.0 / V);  // V is a power of two: exact
+    T m2b = 0;
+    for (int j = 0; j < V; ++j) m2b += (d[j] - mb) * (d[j] - mb);
+    welford_merge(n, mean, m2, T(V), mb, m2b);
+  }
 }
 
 template <typename T>
@@ -86,101 +122,162 @@ __device__ __forceinline__ void warp_welford(T& n, T& mean, T& m2) {
   }
 }
 
-template <typename T, typename I>
+// Workspace layout of the partials: quantity q (stats: count, mean, M2; grad sums: sum gy', sum gy' (x -
+// mean)) of channel c, split sp at ws[(q*C + c)*splits + sp].
+__device__ __forceinline__ int64_t part(int q, int64_t c, int64_t C, int64_t splits, int64_t sp) {
+  return (q * C + c) * splits + sp;
+}
+
+template <typename T, int V, typename I>
 __global__ void __launch_bounds__(kBlock)
-bn_stats_kernel(const T* __restrict__ x, T* __restrict__ mean_out, T* __restrict__ invstd_out, T* __restrict__ rmean,
-                T* __restrict__ rvar, int64_t N, int64_t C, int64_t S, double momentum, double eps) {
+bn_stats_partial_kernel(const T* __restrict__ x, T* __restrict__ ws, int64_t N, int64_t C, int64_t S,
+                        int64_t chunk, int64_t cn, int64_t cs, bool vec) {
   __shared__ T sh_n[kBlock / 32], sh_mean[kBlock / 32], sh_m2[kBlock / 32];
-  const int64_t c = blockIdx.x, M = N * S;
-  const T k = x[c * S];  // shift
-  T n = 0, mean = 0, m2 = 0;
-  for (int64_t i = threadIdx.x; i < M; i += blockDim.x) {
-    const I n_ = I(i) / I(S), s_ = I(i) - n_ * I(S);  // 32-bit division when it fits
-    const T d = x[(int64_t(n_) * C + c) * S + s_] - k;
-    n += T(1);
-    const T delta = d - mean;
-    mean += delta / n;
-    m2 += delta * (d - mean);
-  }
-  warp_welford(n, mean, m2);
+  const int64_t M = N * S, splits = gridDim.x, sp = blockIdx.x, e = min(M, sp * chunk + chunk);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  if (lane == 0) sh_n[warp] = n, sh_mean[warp] = mean, sh_m2[warp] = m2;
-  __syncthreads();
-  if (warp == 0) {
-    const bool have = lane < int(blockDim.x / 32);
-    n = have ? sh_n[lane] : T(0);
-    mean = have ? sh_mean[lane] : T(0);
-    m2 = have ? sh_m2[lane] : T(0);
-    warp_welford(n, mean, m2);
-    if (lane == 0) {
-      const double m = double(k) + double(mean), var_sum = m2 < T(0) ? 0.0 : double(m2);  // NaN stays NaN
-      mean_out[c] = T(m);
-      invstd_out[c] = T(1.0 / sqrt(var_sum / double(M) + eps));
-      if (rmean) rmean[c] = T((1 - momentum) * double(rmean[c]) + momentum * m);
-      if (rvar) rvar[c] = T((1 - momentum) * double(rvar[c]) + momentum * var_sum / double(M - 1));
+  int64_t nb, sb;
+  split_begin(sp, cn, cs, S, nb, sb);
+  ChannelWalk<I> it(nb, sb, e, C, S, V);
+  for (int64_t c = blockIdx.y; c < C; c += gridDim.y) {
+    const T k = x[c * S];  // shift: the channel's first value, the same for every split
+    T n = 0, mean = 0, m2 = 0;
+    for (it.start(c); it.ok(); it.next()) {
+      T d[V];
+      load_v<V>(d, x + it.off, vec);
+      for (int j = 0; j < V; ++j) d[j] -= k;
+      welford_add<V>(n, mean, m2, d);
     }
+    warp_welford(n, mean, m2);
+    if (lane == 0) sh_n[warp] = n, sh_mean[warp] = mean, sh_m2[warp] = m2;
+    __syncthreads();
+    if (warp == 0) {
+      const bool have = lane < int(blockDim.x / 32);
+      n = have ? sh_n[lane] : T(0);
+      mean = have ? sh_mean[lane] : T(0);
+      m2 = have ? sh_m2[lane] : T(0);
+      warp_welford(n, mean, m2);
+      if (lane == 0) ws[part(0, c, C, splits, sp)] = n, ws[part(1, c, C, splits, sp)] = mean,
+                     ws[part(2, c, C, splits, sp)] = m2;
+    }
+    __syncthreads();  // the shared triples are rewritten for the next channel
   }
 }
 
-// Rows layout (S == 1: (N, C) inputs, channels_last as (N*H*W, C)): a block is a
-// tile of 32 channels x kRowsY row lanes.  Thread (tx, ty) runs Welford for channel
-// c = 32*blockIdx.x + tx over rows ty, ty+kRowsY, ...: each warp reads 32
-// consecutive channels of a row (coalesced).  The kRowsY partial triples of a
-// channel are merged through shared memory by the ty == 0 thread in ty order.
+// Rows layout (S == 1: (N, C) inputs, channels_last as (N*H*W, C)): a block is a tile of 32 channels x
+// kRowsY row lanes, grid (channel tiles [grid-stride], splits).  Thread (tx, ty) runs Welford for
+// channel c = 32*tile + tx over the split's rows ty, ty+kRowsY, ... (shifted by row 0's value): each warp
+// reads 32 consecutive channels of a row (coalesced).  The kRowsY partial triples of a channel are
+// merged through shared memory by the ty == 0 thread in ty order, which writes the split's triple.
 constexpr int kRowsY = kBlock / 32;
 
 template <typename T>
 __global__ void __launch_bounds__(kBlock)
-bn_stats_rows_kernel(const T* __restrict__ x, T* __restrict__ mean_out, T* __restrict__ invstd_out,
-                     T* __restrict__ rmean, T* __restrict__ rvar, int64_t R, int64_t C, double momentum,
-                     double eps) {
+bn_stats_rows_partial_kernel(const T* __restrict__ x, T* __restrict__ ws, int64_t R, int64_t C, int64_t chunk) {
   __shared__ T sh_n[kRowsY][32], sh_mean[kRowsY][32], sh_m2[kRowsY][32];
-  const int64_t c = blockIdx.x * int64_t(32) + threadIdx.x;
-  T n = 0, mean = 0, m2 = 0;
-  if (c < C) {
-    const T k = x[c];  // shift: row 0
-    for (int64_t r = threadIdx.y; r < R; r += kRowsY) {
-      const T d = x[r * C + c] - k;
-      n += T(1);
-      const T delta = d - mean;
-      mean += delta / n;
-      m2 += delta * (d - mean);
+  const int64_t splits = gridDim.y, sp = blockIdx.y, r0 = sp * chunk, r1 = min(R, r0 + chunk);
+  const int64_t tiles = (C + 31) / 32;
+  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const int64_t c = tile * 32 + threadIdx.x;
+    T n = 0, mean = 0, m2 = 0;
+    if (c < C) {
+      const T k = x[c];  // shift: row 0
+      for (int64_t r = r0 + threadIdx.y; r < r1; r += kRowsY) {
+        const T d[1] = {x[r * C + c] - k};
+        welford_add<1>(n, mean, m2, d);
+      }
     }
+    sh_n[threadIdx.y][threadIdx.x] = n, sh_mean[threadIdx.y][threadIdx.x] = mean;
+    sh_m2[threadIdx.y][threadIdx.x] = m2;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < C) {
+      for (int j = 1; j < kRowsY; ++j)
+        welford_merge(n, mean, m2, sh_n[j][threadIdx.x], sh_mean[j][threadIdx.x], sh_m2[j][threadIdx.x]);
+      ws[part(0, c, C, splits, sp)] = n, ws[part(1, c, C, splits, sp)] = mean, ws[part(2, c, C, splits, sp)] = m2;
+    }
+    __syncthreads();
   }
-  sh_n[threadIdx.y][threadIdx.x] = n, sh_mean[threadIdx.y][threadIdx.x] = mean, sh_m2[threadIdx.y][threadIdx.x] = m2;
-  __syncthreads();
-  if (threadIdx.y == 0 && c < C) {
-    for (int j = 1; j < kRowsY; ++j)
-      welford_merge(n, mean, m2, sh_n[j][threadIdx.x], sh_mean[j][threadIdx.x], sh_m2[j][threadIdx.x]);
-    const double m = double(x[c]) + double(mean), var_sum = m2 < T(0) ? 0.0 : double(m2);  // NaN stays NaN
+}
+
+// Channel c's forward coefficients: coef[c] = center, coef[C + c] = scale, coef[2C + c] = shift.
+template <typename T>
+__device__ __forceinline__ void write_affine(T* coef, const T* mean, const T* invstd, const T* w, const T* b,
+                                             int64_t c, int64_t C) {
+  const cnnext::BatchNormAffine<T> a = cnnext::batch_norm_affine(mean, invstd, w, b, c);
+  coef[c] = a.center, coef[C + c] = a.scale, coef[2 * C + c] = a.shift;
+}
+
+// kstride: where channel c's shift value is (x[c * kstride]: S for planes, 1 for rows).
+template <typename T>
+__global__ void bn_stats_finish_kernel(const T* __restrict__ x, const T* __restrict__ ws, int64_t splits, int64_t C,
+                                       int64_t kstride, int64_t M, T* __restrict__ mean_out,
+                                       T* __restrict__ invstd_out, T* __restrict__ rmean, T* __restrict__ rvar,
+                                       const T* __restrict__ w, const T* __restrict__ b, T* __restrict__ coef,
+                                       double momentum, double eps) {
+  for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < C; c += int64_t(blockDim.x) * gridDim.x) {
+    double n = 0, mean = 0, m2 = 0;
+    for (int64_t sp = 0; sp < splits; ++sp)
+      welford_merge(n, mean, m2, double(ws[part(0, c, C, splits, sp)]), double(ws[part(1, c, C, splits, sp)]),
+                    double(ws[part(2, c, C, splits, sp)]));
+    const double m = double(x[c * kstride]) + mean, var_sum = m2 < 0 ? 0.0 : m2;  // NaN stays NaN
     mean_out[c] = T(m);
-    invstd_out[c] = T(1.0 / sqrt(var_sum / double(R) + eps));
+    invstd_out[c] = T(1.0 / sqrt(var_sum / double(M) + eps));
     if (rmean) rmean[c] = T((1 - momentum) * double(rmean[c]) + momentum * m);
-    if (rvar) rvar[c] = T((1 - momentum) * double(rvar[c]) + momentum * var_sum / double(R - 1));
+    if (rvar) rvar[c] = T((1 - momentum) * double(rvar[c]) + momentum * var_sum / double(M - 1));
+    write_affine(coef, (const T*)mean_out, (const T*)invstd_out, w, b, c, C);
   }
 }
 
 template <typename T>
 __global__ void bn_eval_stats_kernel(const T* __restrict__ rmean, const T* __restrict__ rvar, T* __restrict__ mean,
-                                     T* __restrict__ invstd, int64_t C, double eps) {
+                                     T* __restrict__ invstd, const T* __restrict__ w, const T* __restrict__ b,
+                                     T* __restrict__ coef, int64_t C, double eps) {
   for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < C; c += int64_t(blockDim.x) * gridDim.x) {
     mean[c] = rmean[c];
     invstd[c] = T(1.0 / sqrt(double(rvar[c]) + eps));
+    write_affine(coef, (const T*)mean, (const T*)invstd, w, b, c, C);
   }
 }
 
-template <typename T, typename I>
-__global__ void bn_normalize_kernel(const T* __restrict__ x, T* __restrict__ y, const T* __restrict__ w,
-                                    const T* __restrict__ b, const T* __restrict__ mean, const T* __restrict__ invstd,
-                                    int64_t C, int64_t S, int64_t total, bool relu) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(blockDim.x) * gridDim.x) {
-    const int64_t c = int64_t(I(i) / I(S) % I(C));
-    T ce, sc, sh;
-    channel_pre(mean, invstd, w, b, c, ce, sc, sh);
-    T v = bn_pre(x[i], ce, sc, sh);
-    if (relu && v <= T(0)) v = T(0);  // NaN stays NaN, like torch.relu
-    y[i] = v;
+// The elementwise kernels' 2-D walk: planes p = blockIdx.y*blockDim.y + threadIdx.y (grid-stride),
+// vectors v = blockIdx.x*blockDim.x + threadIdx.x of V values (grid-stride) of a plane of L values
+// (L % V == 0).  ROWS: a plane is a row of C channels and the channel is the column, so the
+// coefficients of the thread's V channels are loaded once per column; planes: the channel of plane
+// p = n*C + c is kept by a counter.  f(off, k) handles the V values at element offset off, whose
+// channels are k .. k+V-1 (rows) or k (planes).
+template <bool ROWS, int V, typename F>
+__device__ __forceinline__ void plane_walk(int64_t planes, int64_t L, int64_t C, F f) {
+  const int64_t Lv = L / V, xstep = int64_t(gridDim.x) * blockDim.x, ystep = int64_t(gridDim.y) * blockDim.y;
+  const int64_t v0 = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t p0 = int64_t(blockIdx.y) * blockDim.y + threadIdx.y;
+  if constexpr (ROWS) {
+    for (int64_t v = v0; v < Lv; v += xstep)
+      for (int64_t p = p0; p < planes; p += ystep) f(p * L + v * V, v * V);
+  } else {
+    int64_t c = p0 % C;  // once per thread
+    const int64_t dc = ystep % C;
+    for (int64_t p = p0; p < planes; p += ystep) {
+      for (int64_t v = v0; v < Lv; v += xstep) f(p * L + v * V, c);
+      c += dc;
+      if (c >= C) c -= C;
+    }
   }
+}
+
+template <typename T, int V, bool ROWS>
+__global__ void __launch_bounds__(kBlock)
+bn_normalize_kernel(const T* __restrict__ x, T* __restrict__ y, const T* __restrict__ coef, int64_t planes,
+                    int64_t L, int64_t C, bool relu, bool vec) {
+  plane_walk<ROWS, V>(planes, L, C, [&](int64_t off, int64_t k) {
+    T a[V];
+    load_v<V>(a, x + off, vec);
+    for (int j = 0; j < V; ++j) {
+      const int64_t c = ROWS ? k + j : k;
+      T v = bn_pre(a[j], coef[c], coef[C + c], coef[2 * C + c]);
+      if (relu && v <= T(0)) v = T(0);  // NaN stays NaN, like torch.relu
+      a[j] = v;
+    }
+    store_v<V>(y + off, a, vec);
+  });
 }
 
 // Sums of the pair (a, b) over the block, valid in thread 0 (fixed order).
@@ -203,111 +300,198 @@ __device__ __forceinline__ void block_sum2(T& a, T& b) {
       b += __shfl_down_sync(EMU_FULL_MASK, b, o);
     }
   }
+  __syncthreads();  // sh_a, sh_b may be rewritten by the next call
 }
 
-template <typename T, typename I>
+template <typename T, int V, typename I>
 __global__ void __launch_bounds__(kBlock)
-bn_grad_sums_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* __restrict__ w,
-                    const T* __restrict__ b, const T* __restrict__ mean, const T* __restrict__ invstd,
-                    T* __restrict__ gw, T* __restrict__ gb, int64_t N, int64_t C, int64_t S, bool relu) {
-  const int64_t c = blockIdx.x, M = N * S;
-  const T m = mean[c];
-  T ce, sc, sh;
-  channel_pre(mean, invstd, w, b, c, ce, sc, sh);
-  T s1 = 0, s2 = 0;
-  for (int64_t i = threadIdx.x; i < M; i += blockDim.x) {
-    const I n_ = I(i) / I(S), s_ = I(i) - n_ * I(S);
-    const int64_t off = (int64_t(n_) * C + c) * S + s_;
-    const T xv = x[off];
-    T g = gy[off];
-    if (relu && bn_pre(xv, ce, sc, sh) <= T(0)) g = T(0);
-    s1 += g;
-    s2 += g * (xv - m);
-  }
-  block_sum2(s1, s2);
-  if (threadIdx.x == 0) {
-    gb[c] = s1;
-    gw[c] = s2 * invstd[c];
+bn_grad_sums_partial_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* __restrict__ w,
+                            const T* __restrict__ b, const T* __restrict__ mean, const T* __restrict__ invstd,
+                            T* __restrict__ ws, int64_t N, int64_t C, int64_t S, int64_t chunk, int64_t cn,
+                            int64_t cs, bool relu, bool vec) {
+  const int64_t M = N * S, splits = gridDim.x, sp = blockIdx.x, hi = min(M, sp * chunk + chunk);
+  int64_t nb, sb;
+  split_begin(sp, cn, cs, S, nb, sb);
+  ChannelWalk<I> it(nb, sb, hi, C, S, V);
+  for (int64_t c = blockIdx.y; c < C; c += gridDim.y) {
+    const T m = mean[c];
+    const cnnext::BatchNormAffine<T> a = cnnext::batch_norm_affine(mean, invstd, w, b, c);
+    T s1 = 0, s2 = 0;
+    for (it.start(c); it.ok(); it.next()) {
+      T xv[V], g[V];
+      load_v<V>(xv, x + it.off, vec);
+      load_v<V>(g, gy + it.off, vec);
+      for (int j = 0; j < V; ++j) {
+        const T gj = relu && bn_pre(xv[j], a.center, a.scale, a.shift) <= T(0) ? T(0) : g[j];
+        s1 += gj;
+        s2 += gj * (xv[j] - m);
+      }
+    }
+    block_sum2(s1, s2);
+    if (threadIdx.x == 0) ws[part(0, c, C, splits, sp)] = s1, ws[part(1, c, C, splits, sp)] = s2;
   }
 }
 
-// Rows layout of bn_grad_sums_kernel: tiles of 32 channels x kRowsY row lanes as in
-// bn_stats_rows_kernel; the kRowsY partial sums are added in ty order.
+// Rows layout of bn_grad_sums_partial_kernel: tiles of 32 channels x kRowsY row lanes as in
+// bn_stats_rows_partial_kernel; the kRowsY partial sums are added in ty order.
 template <typename T>
 __global__ void __launch_bounds__(kBlock)
-bn_grad_sums_rows_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* __restrict__ w,
-                         const T* __restrict__ b, const T* __restrict__ mean, const T* __restrict__ invstd,
-                         T* __restrict__ gw, T* __restrict__ gb, int64_t R, int64_t C, bool relu) {
+bn_grad_sums_rows_partial_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* __restrict__ w,
+                                 const T* __restrict__ b, const T* __restrict__ mean, const T* __restrict__ invstd,
+                                 T* __restrict__ ws, int64_t R, int64_t C, int64_t chunk, bool relu) {
   __shared__ T sh_a[kRowsY][32], sh_b[kRowsY][32];
-  const int64_t c = blockIdx.x * int64_t(32) + threadIdx.x;
-  T s1 = 0, s2 = 0;
-  if (c < C) {
-    const T m = mean[c];
-    T ce, sc, sh;
-    channel_pre(mean, invstd, w, b, c, ce, sc, sh);
-    for (int64_t r = threadIdx.y; r < R; r += kRowsY) {
-      const T xv = x[r * C + c];
-      T g = gy[r * C + c];
-      if (relu && bn_pre(xv, ce, sc, sh) <= T(0)) g = T(0);
-      s1 += g;
-      s2 += g * (xv - m);
+  const int64_t splits = gridDim.y, sp = blockIdx.y, r0 = sp * chunk, r1 = min(R, r0 + chunk);
+  const int64_t tiles = (C + 31) / 32;
+  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const int64_t c = tile * 32 + threadIdx.x;
+    T s1 = 0, s2 = 0;
+    if (c < C) {
+      const T m = mean[c];
+      const cnnext::BatchNormAffine<T> a = cnnext::batch_norm_affine(mean, invstd, w, b, c);
+      for (int64_t r = r0 + threadIdx.y; r < r1; r += kRowsY) {
+        const T xv = x[r * C + c];
+        const T g = relu && bn_pre(xv, a.center, a.scale, a.shift) <= T(0) ? T(0) : gy[r * C + c];
+        s1 += g;
+        s2 += g * (xv - m);
+      }
     }
-  }
-  sh_a[threadIdx.y][threadIdx.x] = s1, sh_b[threadIdx.y][threadIdx.x] = s2;
-  __syncthreads();
-  if (threadIdx.y == 0 && c < C) {
-    for (int j = 1; j < kRowsY; ++j) s1 += sh_a[j][threadIdx.x], s2 += sh_b[j][threadIdx.x];
-    gb[c] = s1;
-    gw[c] = s2 * invstd[c];
+    sh_a[threadIdx.y][threadIdx.x] = s1, sh_b[threadIdx.y][threadIdx.x] = s2;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < C) {
+      for (int j = 1; j < kRowsY; ++j) s1 += sh_a[j][threadIdx.x], s2 += sh_b[j][threadIdx.x];
+      ws[part(0, c, C, splits, sp)] = s1, ws[part(1, c, C, splits, sp)] = s2;
+    }
+    __syncthreads();
   }
 }
 
-template <typename T, typename I>
-__global__ void bn_grad_input_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* __restrict__ w,
-                                     const T* __restrict__ b, const T* __restrict__ mean,
-                                     const T* __restrict__ invstd, const T* __restrict__ gw,
-                                     const T* __restrict__ gb, T* __restrict__ gx, int64_t C, int64_t S,
-                                     int64_t total, int64_t M, bool training, bool relu) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(blockDim.x) * gridDim.x) {
-    const int64_t c = int64_t(I(i) / I(S) % I(C));
-    const T m = mean[c], is = invstd[c];
-    T ce, sc, sh;
-    channel_pre(mean, invstd, w, b, c, ce, sc, sh);
-    const T xv = x[i];
-    T g = gy[i];
-    if (relu && bn_pre(xv, ce, sc, sh) <= T(0)) g = T(0);
-    if (training) g -= gb[c] / T(M) + (xv - m) * is * gw[c] / T(M);
-    gx[i] = g * sc;
+// Channel c's grad-input coefficients: coef[q*C + c], q = 0..5: center, scale, shift (the forward's),
+// mean, gb/M, invstd*gw/M.
+template <typename T>
+__global__ void bn_grad_sums_finish_kernel(const T* __restrict__ ws, int64_t splits, int64_t C, int64_t M,
+                                           const T* __restrict__ w, const T* __restrict__ b,
+                                           const T* __restrict__ mean, const T* __restrict__ invstd,
+                                           T* __restrict__ gw, T* __restrict__ gb, T* __restrict__ coef) {
+  for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < C; c += int64_t(blockDim.x) * gridDim.x) {
+    double s1 = 0, s2 = 0;
+    for (int64_t sp = 0; sp < splits; ++sp) s1 += double(ws[part(0, c, C, splits, sp)]), s2 += double(ws[part(1, c, C, splits, sp)]);
+    const T gbc = T(s1), gwc = T(s2 * double(invstd[c]));
+    gb[c] = gbc;
+    gw[c] = gwc;
+    write_affine(coef, mean, invstd, w, b, c, C);
+    coef[3 * C + c] = mean[c];
+    coef[4 * C + c] = T(double(gbc) / double(M));
+    coef[5 * C + c] = T(double(invstd[c]) * double(gwc) / double(M));
   }
+}
+
+template <typename T, int V, bool ROWS>
+__global__ void __launch_bounds__(kBlock)
+bn_grad_input_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* __restrict__ coef,
+                     T* __restrict__ gx, int64_t planes, int64_t L, int64_t C, bool training, bool relu, bool vec) {
+  plane_walk<ROWS, V>(planes, L, C, [&](int64_t off, int64_t k) {
+    T xv[V], g[V];
+    load_v<V>(xv, x + off, vec);
+    load_v<V>(g, gy + off, vec);
+    for (int j = 0; j < V; ++j) {
+      const int64_t c = ROWS ? k + j : k;
+      const T sc = coef[C + c];
+      T gj = relu && bn_pre(xv[j], coef[c], sc, coef[2 * C + c]) <= T(0) ? T(0) : g[j];
+      if (training) gj -= coef[4 * C + c] + (xv[j] - coef[3 * C + c]) * coef[5 * C + c];
+      g[j] = gj * sc;
+    }
+    store_v<V>(gx + off, g, vec);
+  });
 }
 
 }  // namespace
 
 namespace cnnext::CNNEXT_DEVICE_NS {
+namespace {
 
-// Index arithmetic in 32 bits when every flat index fits (64-bit division is slow on GPUs).
-inline bool fits32(int64_t n) { return n < (int64_t(1) << 31); }
+// The launch plan of one call, a function of the shape only (the workspace size and the launchers
+// compute the same one): layout, the reductions' split, the vector width.
+struct BnPlan {
+  bool rows;              // S == 1: rows of C channels
+  int64_t planes, L;      // the elementwise kernels' planes (N*C, or the N rows) of L values (S, or C)
+  int64_t splits, chunk;  // the reductions' split (values per chunk, or rows per chunk)
+  int V;                  // values per vector: kVec<T> when L is a whole number of vectors, else 1
+};
+
+template <typename T>
+BnPlan bn_plan(const BatchNormShape& s) {
+  BnPlan p{};
+  p.rows = s.S == 1;
+  p.planes = p.rows ? s.N : s.N * s.C;
+  p.L = p.rows ? s.C : s.S;
+  p.V = p.L % kVec<T> == 0 ? kVec<T> : 1;
+  const SplitPlan sp = p.rows ? split_plan((s.C + 31) / 32, s.N, kMinRows, 1) : split_plan(s.C, s.N * s.S, kMinChunk, 4);
+  p.splits = sp.splits;
+  p.chunk = sp.chunk;
+  return p;
+}
+
+// The elementwise kernels' 2-D block and grid: a plane's Lv vectors in nx <= 256-wide chunks of bx,
+// by = 256 / bx planes per block.
+void plane_grid(int64_t planes, int64_t Lv, dim3* grid, dim3* block) {
+  const int64_t nx = (Lv + kBlock - 1) / kBlock, bx = (Lv + nx - 1) / nx, by = std::max<int64_t>(1, kBlock / bx);
+  *block = dim3(unsigned(bx), unsigned(by));
+  *grid = dim3(grid_size(nx, 1), grid_size((planes + by - 1) / by, 1));
+}
+
+template <typename T>
+void need_workspace(const T* ws) {
+  if (ws == nullptr)
+    throw std::runtime_error("batch_norm: the CUDA launchers need the workspace of batch_norm_*_workspace");
+}
+
+}  // namespace
+
+template <typename T>
+int64_t batch_norm_forward_workspace(const BatchNormShape& s, cudaStream_t) {
+  const BnPlan p = bn_plan<T>(s);
+  return (s.training ? 3 * s.C * p.splits : 0) + 3 * s.C;
+}
+
+template <typename T>
+int64_t batch_norm_backward_workspace(const BatchNormShape& s, cudaStream_t) {
+  const BnPlan p = bn_plan<T>(s);
+  return 2 * s.C * p.splits + 6 * s.C;
+}
 
 template <typename T>
 void batch_norm_forward(const BatchNormShape& s, const BatchNormForwardArgs<T>& a, cudaStream_t stream) {
   const T *x = a.x, *w = a.w, *b = a.b;
   T *y = a.y, *rmean = a.running_mean, *rvar = a.running_var, *mean = a.mean, *invstd = a.invstd;
   const int64_t N = s.N, C = s.C, S = s.S;
-  const bool training = s.training, relu = s.relu;
-  const double momentum = s.momentum, eps = s.eps;
-  const int64_t total = N * C * S;
-  const bool i32 = fits32(total);
-  if (training && S == 1)
-    launch(bn_stats_rows_kernel<T>, dim3(unsigned((C + 31) / 32)), dim3(32, kRowsY), 0, stream, x, mean, invstd,
-           rmean, rvar, N, C, momentum, eps);
-  else if (training)
-    launch(i32 ? bn_stats_kernel<T, uint32_t> : bn_stats_kernel<T, uint64_t>, dim3(unsigned(C)), dim3(kBlock), 0,
-           stream, x, mean, invstd, rmean, rvar, N, C, S, momentum, eps);
-  else
+  const BnPlan p = bn_plan<T>(s);
+  need_workspace(a.workspace);
+  T* const part_ws = a.workspace;
+  T* const coef = a.workspace + (s.training ? 3 * C * p.splits : 0);
+  const unsigned sp = unsigned(p.splits);
+  if (s.training) {
+    if (p.rows)
+      launch(bn_stats_rows_partial_kernel<T>, dim3(grid_size((C + 31) / 32, 1), sp), dim3(32, kRowsY), 0, stream, x,
+             part_ws, N, C, p.chunk);
+    else
+      launch(walk_fits32(N * C * S) ? (p.V > 1 ? bn_stats_partial_kernel<T, kVec<T>, uint32_t>
+                                               : bn_stats_partial_kernel<T, 1, uint32_t>)
+                                    : (p.V > 1 ? bn_stats_partial_kernel<T, kVec<T>, uint64_t>
+                                               : bn_stats_partial_kernel<T, 1, uint64_t>),
+             dim3(sp, grid_size(C, 1)), dim3(kBlock), 0, stream, x, part_ws, N, C, S, p.chunk, p.chunk / S,
+             p.chunk % S, aligned16(x));
+    launch(bn_stats_finish_kernel<T>, dim3(grid_size(C, kBlock)), dim3(kBlock), 0, stream, x, (const T*)part_ws,
+           p.splits, C, p.rows ? int64_t(1) : S, N * S, mean, invstd, rmean, rvar, w, b, coef, s.momentum, s.eps);
+  } else {
     launch(bn_eval_stats_kernel<T>, dim3(grid_size(C, kBlock)), dim3(kBlock), 0, stream, (const T*)rmean,
-           (const T*)rvar, mean, invstd, C, eps);
-  launch(i32 ? bn_normalize_kernel<T, uint32_t> : bn_normalize_kernel<T, uint64_t>, dim3(grid_size(total, kBlock)),
-         dim3(kBlock), 0, stream, x, y, w, b, (const T*)mean, (const T*)invstd, C, S, total, relu);
+           (const T*)rvar, mean, invstd, w, b, coef, C, s.eps);
+  }
+  dim3 grid, block;
+  plane_grid(p.planes, p.L / p.V, &grid, &block);
+  const bool vec = aligned16(x) && aligned16(y);
+  auto* k = p.rows ? (p.V > 1 ? bn_normalize_kernel<T, kVec<T>, true> : bn_normalize_kernel<T, 1, true>)
+                   : (p.V > 1 ? bn_normalize_kernel<T, kVec<T>, false> : bn_normalize_kernel<T, 1, false>);
+  launch(k, grid, block, 0, stream, x, y, (const T*)coef, p.planes, p.L, C, s.relu, vec);
 }
 
 template <typename T>
@@ -315,28 +499,43 @@ void batch_norm_backward(const BatchNormShape& s, const BatchNormBackwardArgs<T>
   const T *gy = a.gy, *x = a.x, *w = a.w, *b = a.b, *mean = a.mean, *invstd = a.invstd;
   T *gx = a.gx, *gw = a.gw, *gb = a.gb;
   const int64_t N = s.N, C = s.C, S = s.S;
-  const bool training = s.training, relu = s.relu;
-  const int64_t total = N * C * S;
-  const bool i32 = fits32(total);
-  if (S == 1)
-    launch(bn_grad_sums_rows_kernel<T>, dim3(unsigned((C + 31) / 32)), dim3(32, kRowsY), 0, stream, gy, x, w, b, mean,
-           invstd, gw, gb, N, C, relu);
+  const BnPlan p = bn_plan<T>(s);
+  need_workspace(a.workspace);
+  T* const part_ws = a.workspace;
+  T* const coef = a.workspace + 2 * C * p.splits;
+  const unsigned sp = unsigned(p.splits);
+  if (p.rows)
+    launch(bn_grad_sums_rows_partial_kernel<T>, dim3(grid_size((C + 31) / 32, 1), sp), dim3(32, kRowsY), 0, stream,
+           gy, x, w, b, mean, invstd, part_ws, N, C, p.chunk, s.relu);
   else
-    launch(i32 ? bn_grad_sums_kernel<T, uint32_t> : bn_grad_sums_kernel<T, uint64_t>, dim3(unsigned(C)),
-           dim3(kBlock), 0, stream, gy, x, w, b, mean, invstd, gw, gb, N, C, S, relu);
-  launch(i32 ? bn_grad_input_kernel<T, uint32_t> : bn_grad_input_kernel<T, uint64_t>, dim3(grid_size(total, kBlock)),
-         dim3(kBlock), 0, stream, gy, x, w, b, mean, invstd, (const T*)gw, (const T*)gb, gx, C, S, total, N * S,
-         training, relu);
+    launch(walk_fits32(N * C * S) ? (p.V > 1 ? bn_grad_sums_partial_kernel<T, kVec<T>, uint32_t>
+                                             : bn_grad_sums_partial_kernel<T, 1, uint32_t>)
+                                  : (p.V > 1 ? bn_grad_sums_partial_kernel<T, kVec<T>, uint64_t>
+                                             : bn_grad_sums_partial_kernel<T, 1, uint64_t>),
+           dim3(sp, grid_size(C, 1)), dim3(kBlock), 0, stream, gy, x, w, b, mean, invstd, part_ws, N, C, S, p.chunk,
+           p.chunk / S, p.chunk % S, s.relu, aligned16(x) && aligned16(gy));
+  launch(bn_grad_sums_finish_kernel<T>, dim3(grid_size(C, kBlock)), dim3(kBlock), 0, stream, (const T*)part_ws,
+         p.splits, C, N * S, w, b, mean, invstd, gw, gb, coef);
+  dim3 grid, block;
+  plane_grid(p.planes, p.L / p.V, &grid, &block);
+  const bool vec = aligned16(x) && aligned16(gy) && aligned16(gx);
+  auto* k = p.rows ? (p.V > 1 ? bn_grad_input_kernel<T, kVec<T>, true> : bn_grad_input_kernel<T, 1, true>)
+                   : (p.V > 1 ? bn_grad_input_kernel<T, kVec<T>, false> : bn_grad_input_kernel<T, 1, false>);
+  launch(k, grid, block, 0, stream, gy, x, (const T*)coef, gx, p.planes, p.L, C, s.training, s.relu, vec);
 }
 
-#define CNNEXT_INSTANTIATE(T)                                                                        \
+#define CNNEXT_INSTANTIATE(T)                                                                                \
   template void batch_norm_forward<T>(const BatchNormShape&, const BatchNormForwardArgs<T>&, cudaStream_t);   \
-  template void batch_norm_backward<T>(const BatchNormShape&, const BatchNormBackwardArgs<T>&, cudaStream_t);
+  template void batch_norm_backward<T>(const BatchNormShape&, const BatchNormBackwardArgs<T>&, cudaStream_t); \
+  template int64_t batch_norm_forward_workspace<T>(const BatchNormShape&, cudaStream_t);                      \
+  template int64_t batch_norm_backward_workspace<T>(const BatchNormShape&, cudaStream_t);
 CNNEXT_INSTANTIATE(float)
 CNNEXT_INSTANTIATE(double)
 #undef CNNEXT_INSTANTIATE
 
 CNNEXT_REGISTER_DEVICE_KERNEL(BatchNormForward, batch_norm_forward)
 CNNEXT_REGISTER_DEVICE_KERNEL(BatchNormBackward, batch_norm_backward)
+CNNEXT_REGISTER_DEVICE_KERNEL(BatchNormForwardWorkspace, batch_norm_forward_workspace)
+CNNEXT_REGISTER_DEVICE_KERNEL(BatchNormBackwardWorkspace, batch_norm_backward_workspace)
 
 }  // namespace cnnext::CNNEXT_DEVICE_NS

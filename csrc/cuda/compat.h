@@ -123,8 +123,10 @@ struct dim3 {
 };
 struct alignas(8) float2 { float x, y; };
 struct alignas(16) float4 { float x, y, z, w; };
+struct alignas(16) double2 { double x, y; };
 inline float2 make_float2(float x, float y) { return {x, y}; }
 inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+inline double2 make_double2(double x, double y) { return {x, y}; }
 typedef struct CUstream_st* cudaStream_t;  // same spelling as CUDA's, so launcher declarations match
 constexpr int warpSize = 32;
 
@@ -137,6 +139,8 @@ inline float __expf(float x) { return std::exp(x); }
 inline float __fdividef(float a, float b) { return a / b; }
 inline float __fmaf_rn(float a, float b, float c) { return std::fma(a, b, c); }
 inline double __fma_rn(double a, double b, double c) { return std::fma(a, b, c); }
+inline float __frcp_rn(float x) { return 1.0f / x; }   // IEEE round-to-nearest reciprocal, as on the GPU
+inline double __drcp_rn(double x) { return 1.0 / x; }
 #ifndef EMU_NO_MINMAX
 template <class A, class B> inline std::common_type_t<A, B> min(A a, B b) { return b < a ? b : a; }
 template <class A, class B> inline std::common_type_t<A, B> max(A a, B b) { return a < b ? b : a; }

@@ -4,8 +4,14 @@
 //                 GEMM  M = Kg,  N = N*P*Q,  red = Cg*R*S
 //   grad input    gX[c, (n,h,w)]  = sum_{(k,r,s)}  W[k, c, r, s]      * gYcol[(k,r,s), (n,h,w)]
 //                 GEMM  M = Cg,  N = N*H*W,  red = Kg*R*S; gYcol gathers gy[n, k, p, q] with
-//                 p*sh = h + ph - r*dh (0 where that is not a multiple of the stride or out of range):
-//                 a gather, no atomics
+//                 p*sh = h + ph - r*dh (0 out of range): a gather, no atomics.  Stride 1: one GEMM.
+//                 Stride > 1 (kBwdInS), by phase decomposition: sh*sw GEMMs, one per phase (a, b) =
+//                 ((h + ph) % sh, (w + pw) % sw), each over that phase's rows and columns of gX
+//                 (N = N*Hn*Wn, Hn = ceil((H - h0)/sh) for its first row h0) and only the taps
+//                 r*dh % sh == a, s*dw % sw == b
+//                 (red = Kg*Rn*Sn): a dense stride-1 sub-problem, p = hh + base - i*dp (phase_dim in
+//                 conv2d_igemm.h), instead of a gather through (1 - 1/(sh*sw)) zero taps with a div/mod
+//                 per load; a phase without taps writes zeros
 //   grad weight   gW[k, (c,r,s)]  = sum_{(n,p,q)}  gY[k, (n,p,q)]     * Xcol[(c,r,s), (n,p,q)]
 //                 GEMM  M = Kg,  N = Cg*R*S,  red = N*P*Q, split into `splits` fixed chunks when the
 //                 gW tiles alone would not fill the GPU; partial tiles go to a workspace and
@@ -14,8 +20,10 @@
 //
 // Who computes what:
 //   conv2d_igemm        one 256-thread block per TxT tile of the GEMM output, T = TILE = 64, or 128 for
-//                       large float GEMMs (grid x: column tiles, y: row tiles, z: group [x split];
-//                       grid-stride loops over all three, so any grid size works). The block walks the
+//                       large float GEMMs (grid x: column tiles [kBwdInS: of the largest phase; a block
+//                       past its phase's tiles skips], y: row tiles, z: group [x split, or x phase: the
+//                       block computes its phase's geometry once per z]; grid-stride loops over all
+//                       three, so any grid size works). The block walks the
 //                       reduction in steps of BK=16: each thread loads T/16 elements of the Tx16 A tile
 //                       and T/16 of the 16xT B tile into registers (the im2col index math happens here,
 //                       with per-thread mixed-radix counters instead of divisions, and a per-tile column
@@ -24,15 +32,21 @@
 //                       thread (ty, tx) = (tid/16, tid%16) owns rows 64h + 4ty + (0..3) and columns
 //                       64h + 4tx + (0..3), h < T/64, read from shared memory with 16-byte loads.
 //                       The 1x1 / stride 1 / no padding case (PW = true) is a plain GEMM: no (r, s) math.
+//                       kBwdInS: the column decode also keeps each column's gX offset in shared memory
+//                       (the epilogue's scatter to the phase's rows h = first + hh*sh); the float 64
+//                       tile runs as conv2d_igemm_strided_f32_tile64, held to 128 registers.
 //   conv2d_igemm_tf32   the TF32 tensor-core version for float convs that allow TF32 (conv2d_tf32.cu)
 //   conv2d_sum_splits   one thread per gW element (grid-stride): sums the split partials in order
-//   conv2d_bias_grad    one block per output channel k (grid-stride): threads stride over (n, p, q),
-//                       then warp shuffles + shared memory reduce in a fixed order
+//   grad bias           two-stage (reduce.h): channel_sum_partial_kernel, block (split, k) [grid y strides
+//                       over k], sums a fixed chunk of channel k's N*P*Q values (counters, 16-byte loads
+//                       when P*Q is a whole number of vectors) in a fixed order into the workspace;
+//                       sum_splits_kernel, one thread per k, adds the partials in split order
 //   conv2d_*_direct     fallback for an image (C*H*W or K*P*Q) or a reduction over 2^31 elements: the
 //                       plain loops of the formulas, fully 64-bit, one output element per thread
 // Offsets: within one image 32-bit (checked by the launchers), across the batch 64-bit.
 #include <algorithm>
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -65,15 +79,17 @@ __device__ __forceinline__ void load4(double* r, const double* p) {
 #endif
 }
 
+// The kernel's body (the kernels below: the same body under two launch bounds).
 template <typename T, int KIND, bool PW, int TILE>
-__global__ void __launch_bounds__(kBlock)
-conv2d_igemm(const Geom gm, const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ gy,
-             const T* __restrict__ bias, T* __restrict__ out) {
+__device__ __forceinline__ void conv2d_igemm_body(const Geom& gm, const T* __restrict__ x, const T* __restrict__ w,
+                                                  const T* __restrict__ gy, const T* __restrict__ bias,
+                                                  T* __restrict__ out) {
   constexpr int TM = TILE / 16;  // rows (and columns) per thread; also loads per thread per operand
   __align__(16) __shared__ T As[BK][TILE + kPad];
   __align__(16) __shared__ T Bs[BK][TILE + kPad];
   __shared__ int64_t s_col_base[TILE];
   __shared__ int s_col_h[TILE], s_col_w[TILE];
+  __shared__ int64_t s_col_out[KIND == kBwdInS ? TILE : 1];  // kBwdInS: the column's gx offset
 
   const int Cg = gm.Cg, Kg = gm.Kg;
   const int H = gm.H, W = gm.W, P = gm.P, Q = gm.Q, R = gm.R, S = gm.S;
@@ -88,11 +104,18 @@ conv2d_igemm(const Geom gm, const T* __restrict__ x, const T* __restrict__ w, co
   const int nz = gm.nz;
 
   for (int z = blockIdx.z; z < nz; z += gridDim.z) {
-    const int g = KIND == kBwdW ? z / splits : z, split = KIND == kBwdW ? z % splits : 0;
-    const int64_t k_begin = split * chunk, k_end = KIND == kBwdW ? min(red, k_begin + chunk) : red;
+    const int g = KIND == kBwdW ? z / splits : KIND == kBwdInS ? z / gm.nphase : z;
+    const int split = KIND == kBwdW ? z % splits : 0;
+    // this z's GEMM: columns, reduction length, column tiles (kBwdInS: its phase's)
+    const PhaseDim phh = KIND == kBwdInS ? phase_dim(z % gm.nphase / sw, sh, ph, dh, H, R) : PhaseDim{};
+    const PhaseDim phw = KIND == kBwdInS ? phase_dim(z % gm.nphase % sw, sw, pw, dw, W, S) : PhaseDim{};
+    const int64_t ncols = KIND == kBwdInS ? gm.N * phh.n * phw.n : Ncols;
+    const int64_t nred = KIND == kBwdInS ? int64_t(Kg) * phh.tn * phw.tn : red;
+    const int64_t ntn = KIND == kBwdInS ? (ncols + TILE - 1) / TILE : tiles_n;
+    const int64_t k_begin = split * chunk, k_end = KIND == kBwdW ? min(red, k_begin + chunk) : nred;
     for (int tm = blockIdx.y; tm < tiles_m; tm += gridDim.y) {
       const int m0 = tm * TILE;
-      for (int64_t tn = blockIdx.x; tn < tiles_n; tn += gridDim.x) {
+      for (int64_t tn = blockIdx.x; tn < ntn; tn += gridDim.x) {
         const int64_t n0 = tn * TILE;
 
         // ---- per-tile setup of this thread's loads ----
@@ -107,7 +130,7 @@ conv2d_igemm(const Geom gm, const T* __restrict__ x, const T* __restrict__ w, co
         //   col_h/w   forward: p*sh - ph, q*sw - pw;  grad input: h + ph, w + pw;
         //             grad weight (columns are (c, r, s)): r*dh - ph, s*dw - pw
         if (tid < TILE) {
-          const int64_t col = n0 + tid, cc = col < Ncols ? col : 0;
+          const int64_t col = n0 + tid, cc = col < ncols ? col : 0;
           int64_t base;
           int ch, cw;
           if constexpr (KIND == kFwd) {  // col = (n, p, q)
@@ -122,6 +145,14 @@ conv2d_igemm(const Geom gm, const T* __restrict__ x, const T* __restrict__ w, co
             base = (n * gm.K + int64_t(g) * Kg) * PQ + (PW ? hw : 0);
             ch = h + ph;
             cw = ww + pw;
+          } else if constexpr (KIND == kBwdInS) {  // col = (n, hh, ww) of the phase's rows and columns
+            const int HWn = phh.n * phw.n;
+            const int64_t n = cc / HWn;
+            const int hw = int(cc - n * HWn), hh = hw / phw.n, ww = hw - hh * phw.n;
+            base = (n * gm.K + int64_t(g) * Kg) * PQ;
+            ch = hh + phh.base;
+            cw = ww + phw.base;
+            s_col_out[tid] = (n * gm.C + int64_t(g) * Cg) * HW + (phh.first + hh * sh) * W + phw.first + ww * sw;
           } else {  // col = (c, r, s)
             const int c = int(cc / RS), rs = int(cc - int64_t(c) * RS), r = rs / S, t = rs - r * S;
             base = int64_t(g * Cg + c) * HW;
@@ -137,10 +168,12 @@ conv2d_igemm(const Geom gm, const T* __restrict__ x, const T* __restrict__ w, co
         // Reduction counters (Digits of the reduction index this thread loads):
         //   forward      B: (c, r, s) of k_begin + b_k
         //   grad input   A: (k, r, s) of k_begin + a_k;  B: (k, r, s) of k_begin + b_k
+        //                (kBwdInS: (k, i, j), the phase's taps r = t0 + i*tstep, s likewise)
         //   grad weight  A and B: (n, p, q) of k_begin + a_k (= b_k)
         int64_t ka = k_begin + a_k, kb = k_begin + b_k;
         Digits da, db;
-        const int rad_b = KIND == kBwdW ? P : R, rad_c = KIND == kBwdW ? Q : S;
+        const int rad_b = KIND == kBwdW ? P : KIND == kBwdInS ? max(1, phh.tn) : R;
+        const int rad_c = KIND == kBwdW ? Q : KIND == kBwdInS ? max(1, phw.tn) : S;
         da.set(ka, rad_b, rad_c);
         db.set(kb, rad_b, rad_c);
         const Step st(BK, rad_b, rad_c);
@@ -157,6 +190,9 @@ UNROLL
                 v = a_row[int64_t(16 * i) * (gm.wrow) + ka];
               } else if constexpr (KIND == kBwdIn) {  // W[g*Kg + k, c = m, r, s]
                 v = w[(int64_t(g * Kg) + da.a) * (gm.wrow) + (m * R + da.b) * S + da.c];
+              } else if constexpr (KIND == kBwdInS) {  // W[g*Kg + k, m, t0 + i*tstep, t0' + j*tstep']
+                v = w[(int64_t(g * Kg) + da.a) * (gm.wrow) + (m * R + phh.t0 + da.b * phh.tstep) * S + phw.t0 +
+                      da.c * phw.tstep];
               } else {  // gy[n, g*Kg + m, p, q]
                 v = gy[(da.a * gm.K + g * Kg + m) * PQ + da.b * Q + da.c];
               }
@@ -167,7 +203,7 @@ UNROLL
           for (int j = 0; j < TM; ++j) {
             T v = 0;
             const int cj = b_n + 16 * j;
-            if (kb_ok && n0 + cj < Ncols) {
+            if (kb_ok && n0 + cj < ncols) {
               const int64_t base = s_col_base[cj];
               if constexpr (KIND == kFwd) {
                 const int c = int(db.a);
@@ -184,6 +220,9 @@ UNROLL
                   if (sw != 1) { ok = ok && tw % sw == 0; tw /= sw; }
                   if (ok && th < P && tw < Q) v = gy[base + k * PQ + th * Q + tw];
                 }
+              } else if constexpr (KIND == kBwdInS) {  // gy[n, g*Kg + k, hh + base - i*dp, ww + base' - j*dp']
+                const int th = s_col_h[cj] - db.b * phh.dp, tw = s_col_w[cj] - db.c * phw.dp;
+                if (th >= 0 && th < P && tw >= 0 && tw < Q) v = gy[base + int(db.a) * PQ + th * Q + tw];
               } else {  // x[n, g*Cg + c, p*sh + r*dh - ph, q*sw + s*dw - pw]
                 const T* xn = x + db.a * gm.C * HW + base;
                 if (PW) v = xn[db.b * Q + db.c];
@@ -235,7 +274,7 @@ UNROLL
 UNROLL
         for (int j = 0; j < TM; ++j) {
           const int64_t col = n0 + 64 * (j / 4) + tx * 4 + j % 4;
-          if (col >= Ncols) continue;
+          if (col >= ncols) continue;
 UNROLL
           for (int i = 0; i < TM; ++i) {
             const int m = m0 + 64 * (i / 4) + ty * 4 + i % 4;
@@ -247,14 +286,33 @@ UNROLL
             } else if constexpr (KIND == kBwdIn) {
               const int64_t n = col / HW, hw = col - n * HW;
               out[(n * gm.C + g * Cg + m) * HW + hw] = acc[i][j];
+            } else if constexpr (KIND == kBwdInS) {
+              out[s_col_out[col - n0] + int64_t(m) * HW] = acc[i][j];
             } else {  // partial (or whole) gW of this split
               out[(int64_t(split) * gm.K + g * Kg + m) * (gm.wrow) + col] = acc[i][j];
             }
           }
         }
+        if constexpr (KIND == kBwdInS) __syncthreads();  // s_col_out is rewritten by the next tile
       }
     }
   }
+}
+
+template <typename T, int KIND, bool PW, int TILE>
+__global__ void __launch_bounds__(kBlock)
+conv2d_igemm(const Geom gm, const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ gy,
+             const T* __restrict__ bias, T* __restrict__ out) {
+  conv2d_igemm_body<T, KIND, PW, TILE>(gm, x, w, gy, bias, out);
+}
+
+// The float strided grad input (kBwdInS) with 64 tiles, held to 128 registers: two blocks per SM, as
+// kBwdIn's 64 tile has (its phase terms took it to 158 unbounded on sm_80: one block per SM).  Double
+// stays unbounded (128 would spill).
+__global__ void __launch_bounds__(kBlock, 2)
+conv2d_igemm_strided_f32_tile64(const Geom gm, const float* __restrict__ x, const float* __restrict__ w,
+                             const float* __restrict__ gy, const float* __restrict__ bias, float* __restrict__ out) {
+  conv2d_igemm_body<float, kBwdInS, false, 64>(gm, x, w, gy, bias, out);
 }
 
 // gw[i] = sum over splits, in split order.
@@ -264,21 +322,6 @@ __global__ void conv2d_sum_splits(const T* __restrict__ ws, T* __restrict__ gw, 
     T v = 0;
     for (int sp = 0; sp < splits; ++sp) v += ws[sp * total + i];
     gw[i] = v;
-  }
-}
-
-template <typename T>
-__global__ void __launch_bounds__(kBlock)
-conv2d_bias_grad(Conv2dShape s, const T* __restrict__ gy, T* __restrict__ gb) {
-  const int64_t PQ = s.P * s.Q, total = s.N * PQ;
-  for (int64_t k = blockIdx.x; k < s.K; k += gridDim.x) {
-    T acc = 0;
-    for (int64_t idx = threadIdx.x; idx < total; idx += blockDim.x) {
-      const int64_t n = idx / PQ;
-      acc += gy[(n * s.K + k) * PQ + (idx - n * PQ)];
-    }
-    acc = block_sum<kBlock>(acc);
-    if (threadIdx.x == 0) gb[k] = acc;
   }
 }
 
@@ -397,18 +440,23 @@ Geom make_geom(const Conv2dShape& s, int kind, bool is_float, bool tf32, dim3* g
   g.dh = int(s.dil_h), g.dw = int(s.dil_w);
   g.Cg = int(s.C / s.groups), g.Kg = int(s.K / s.groups);
   g.HW = g.H * g.W, g.PQ = g.P * g.Q, g.RS = g.R * g.S;
-  g.C = s.C, g.K = s.K, g.wrow = int64_t(g.Cg) * g.RS;
+  g.N = s.N, g.C = s.C, g.K = s.K, g.wrow = int64_t(g.Cg) * g.RS;
   g.splits = 1;
+  g.nphase = 1;
   if (kind == kFwd) {
     g.M = g.Kg, g.Ncols = s.N * g.PQ, g.red = g.wrow;
   } else if (kind == kBwdIn) {
     g.M = g.Cg, g.Ncols = s.N * g.HW, g.red = int64_t(g.Kg) * g.RS;
+  } else if (kind == kBwdInS) {  // the largest phase: ceil(H/sh) x ceil(W/sw) rows, ceil(R/...) taps at most
+    g.nphase = g.sh * g.sw;
+    g.M = g.Cg, g.Ncols = s.N * ((g.H + g.sh - 1) / g.sh) * ((g.W + g.sw - 1) / g.sw);
+    g.red = int64_t(g.Kg) * g.RS;
   } else {
     g.M = g.Kg, g.Ncols = g.wrow, g.red = s.N * g.PQ;
   }
   g.tile = 64;
   if (is_float && g.M >= 128 && g.Ncols >= 128) {
-    const int64_t tiles128 = (g.M + 127) / 128 * ((g.Ncols + 127) / 128) * s.groups;
+    const int64_t tiles128 = (g.M + 127) / 128 * ((g.Ncols + 127) / 128) * s.groups * g.nphase;
     if (kind == kBwdW || tiles128 >= 264) g.tile = 128;
   }
   if (s.cuda_tile && is_float) g.tile = s.cuda_tile == 128 ? 128 : 64;
@@ -418,7 +466,7 @@ Geom make_geom(const Conv2dShape& s, int kind, bool is_float, bool tf32, dim3* g
   g.tiles_n = (g.Ncols + bn - 1) / bn;
   g.chunk = g.red;
   if (kind == kBwdW) g.splits = weight_splits(s, g.tiles_n * g.tiles_m * s.groups, &g.chunk);
-  g.nz = int(s.groups) * g.splits;
+  g.nz = int(s.groups) * g.splits * g.nphase;
   *grid = dim3(grid_size(g.tiles_n, 1), grid_size(g.tiles_m, 1), grid_size(g.nz, 1));
   return g;
 }
@@ -427,8 +475,14 @@ Geom make_geom(const Conv2dShape& s, int kind, bool is_float, bool tf32, dim3* g
 template <typename T, int KIND, int TILE>
 void run_igemm_tile(const Geom& g, dim3 grid, bool pw, const T* x, const T* w, const T* gy, const T* b, T* out,
                     cudaStream_t stream) {
-  if (pw) launch(conv2d_igemm<T, KIND, true, TILE>, grid, dim3(kBlock), 0, stream, g, x, w, gy, b, out);
-  else launch(conv2d_igemm<T, KIND, false, TILE>, grid, dim3(kBlock), 0, stream, g, x, w, gy, b, out);
+  if constexpr (KIND == kBwdInS && std::is_same_v<T, float> && TILE == 64) {
+    launch(conv2d_igemm_strided_f32_tile64, grid, dim3(kBlock), 0, stream, g, x, w, gy, b, out);
+  } else {
+    if constexpr (KIND != kBwdInS) {  // strided: never the 1x1 plain GEMM
+      if (pw) return launch(conv2d_igemm<T, KIND, true, TILE>, grid, dim3(kBlock), 0, stream, g, x, w, gy, b, out);
+    }
+    launch(conv2d_igemm<T, KIND, false, TILE>, grid, dim3(kBlock), 0, stream, g, x, w, gy, b, out);
+  }
 }
 
 template <typename T, int KIND>
@@ -485,24 +539,56 @@ void conv2d_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx,
     return;
   }
   dim3 grid;
+  if (s.stride_h > 1 || s.stride_w > 1) {  // sh*sw dense phases instead of a gather through zero taps
+    const Geom g = make_geom(s, kBwdInS, std::is_same_v<T, float>, use_tf32<T>(s), &grid);
+    run_igemm<T, kBwdInS>(g, grid, false, nullptr, w, gy, nullptr, gx, stream);
+    return;
+  }
   const Geom g = make_geom(s, kBwdIn, std::is_same_v<T, float>, use_tf32<T>(s), &grid);
   run_igemm<T, kBwdIn>(g, grid, pointwise(s), nullptr, w, gy, nullptr, gx, stream);
 }
 
+namespace {
 // The grad-weight split partials: (splits, K, Cg*R*S) elements when the reduction is split, else none
-// (the GEMM writes gw itself).  csrc/ops allocates them; the launcher allocates nothing.
+// (the GEMM writes gw itself).
 template <typename T>
-int64_t conv2d_weight_workspace(const Conv2dShape& s, cudaStream_t) {
+int64_t split_k_workspace(const Conv2dShape& s) {
   if (use_direct(s)) return 0;
   dim3 grid;
   const Geom g = make_geom(s, kBwdW, std::is_same_v<T, float>, use_tf32<T>(s), &grid);
   return g.splits > 1 ? s.K * g.wrow * g.splits : 0;
 }
+// The bias grad's split (two-stage, reduce.h): K sums of N*P*Q values each, chunks of >= 2048 values.
+SplitPlan bias_plan(const Conv2dShape& s) { return split_plan(s.K, s.N * s.P * s.Q, 2048, 4); }
+}  // namespace
+
+// The workspace: the grad-weight split partials, then the bias grad's K * splits partial sums.
+// csrc/ops allocates it; the launcher allocates nothing.
+template <typename T>
+int64_t conv2d_weight_workspace(const Conv2dShape& s, cudaStream_t) {
+  return split_k_workspace<T>(s) + s.K * bias_plan(s).splits;
+}
 
 template <typename T>
 void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb, T* workspace,
                             cudaStream_t stream) {
-  if (gb) launch(conv2d_bias_grad<T>, dim3(grid_size(s.K, 1)), dim3(kBlock), 0, stream, s, gy, gb);
+  if (workspace == nullptr)
+    throw std::runtime_error("conv2d: the grad-weight launcher needs the workspace of conv2d_weight_workspace");
+  if (gb) {  // gb[k] = sum over (n, p, q) of gy[n, k, p, q]: split partials, then summed in split order
+    const SplitPlan bp = bias_plan(s);
+    const int64_t PQ = s.P * s.Q;
+    T* const bws = workspace + split_k_workspace<T>(s);
+    const dim3 grid(unsigned(bp.splits), grid_size(s.K, 1));
+    const bool vec = aligned16(gy), i32 = walk_fits32(s.N * s.K * PQ);
+    if (PQ % kVec<T> == 0)
+      launch(i32 ? channel_sum_partial_kernel<T, kVec<T>, uint32_t> : channel_sum_partial_kernel<T, kVec<T>, uint64_t>,
+             grid, dim3(kBlock), 0, stream, gy, bws, s.N, s.K, PQ, bp.chunk, bp.chunk / PQ, bp.chunk % PQ, vec);
+    else
+      launch(i32 ? channel_sum_partial_kernel<T, 1, uint32_t> : channel_sum_partial_kernel<T, 1, uint64_t>, grid,
+             dim3(kBlock), 0, stream, gy, bws, s.N, s.K, PQ, bp.chunk, bp.chunk / PQ, bp.chunk % PQ, vec);
+    launch(sum_splits_kernel<T>, dim3(grid_size(s.K, kBlock)), dim3(kBlock), 0, stream, (const T*)bws, gb, s.K,
+           bp.splits);
+  }
   if (use_direct(s)) {
     launch(conv2d_backward_weight_direct<T>, dim3(grid_size(s.K * (s.C / s.groups) * s.R * s.S, 1)), dim3(kBlock), 0,
            stream, s, x, gy, gw);
@@ -511,8 +597,6 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw
   dim3 grid;
   const Geom g = make_geom(s, kBwdW, std::is_same_v<T, float>, use_tf32<T>(s), &grid);
   const int64_t total = s.K * g.wrow;
-  if (g.splits > 1 && workspace == nullptr)
-    throw std::runtime_error("conv2d: the grad-weight launcher needs the workspace of conv2d_weight_workspace");
   T* ws = g.splits > 1 ? workspace : gw;  // the split partials, or gw itself when there is one split
   run_igemm<T, kBwdW>(g, grid, pointwise(s), x, nullptr, gy, nullptr, ws, stream);
   if (g.splits > 1)

@@ -19,7 +19,8 @@ namespace cnnext::conv2d_igemm {
 
 constexpr int kBlock = 256;
 constexpr int BK = 16, kPad = 4;  // reduction step; shared-memory row padding
-constexpr int kFwd = 0, kBwdIn = 1, kBwdW = 2;
+// kBwdInS: grad input of a strided conv (stride > 1), by phase decomposition (phase_dim below)
+constexpr int kFwd = 0, kBwdIn = 1, kBwdW = 2, kBwdInS = 3;
 constexpr int TC_BM = 64, TC_BN = 128;  // the TF32 kernel's output tile (conv2d_tf32.cu)
 
 // The sizes one conv2d_igemm launch needs, computed once on the host: as kernel parameters they live
@@ -27,8 +28,10 @@ constexpr int TC_BM = 64, TC_BN = 128;  // the TF32 kernel's output tile (conv2d
 struct Geom {
   int H, W, P, Q, R, S, sh, sw, ph, pw, dh, dw;
   int Cg, Kg, HW, PQ, RS;
-  int M, tiles_m, nz, splits;  // GEMM rows, their tiles, grid z extent (groups x splits), splits
-  int64_t C, K, Ncols, red, tiles_n, chunk, wrow;  // wrow = Cg*R*S: length of a weight row
+  int M, tiles_m, nz, splits;  // GEMM rows, their tiles, grid z extent (groups x splits or phases), splits
+  int nphase;                  // kBwdInS: sh * sw phases (grid z = groups x phases), else 1
+  int64_t N, C, K, Ncols, red, tiles_n, chunk, wrow;  // wrow = Cg*R*S: length of a weight row
+                                                      // kBwdInS: Ncols, red, tiles_n are the largest phase's
   int tile;                                         // SIMT: 64 or 128; 0: the TF32 kernel (host side: which kernel)
 };
 
@@ -67,6 +70,34 @@ struct Step {
   int db, dc;
   __device__ Step(int64_t v, int B, int C) : da(v / (int64_t(B) * C)), db(int(v / C % B)), dc(int(v % C)) {}
 };
+
+// Strided grad input by phase decomposition (kBwdInS), per dimension (h shown; w likewise): the rows
+// h of gx with (h + pad) % stride == a (phase a < stride) take gy only from the taps r with
+// r*dil % stride == a -- r = t0 + i*tstep, i < tn, tstep = stride / gcd(stride, dil) -- at gy row
+// p = (h + pad - r*dil) / stride = hh + base - i*dp for h = first + hh*stride (hh < n), dp =
+// dil / gcd: each phase is a dense stride-1 sub-problem (no zero taps, no div/mod per load).  A phase
+// may have no rows (n = 0) or no taps (tn = 0: its rows of gx are 0).
+struct PhaseDim {
+  int first, n;        // rows first + hh*stride, hh < n
+  int t0, tstep, tn;   // taps t0 + i*tstep, i < tn
+  int base, dp;        // gy row hh + base - i*dp
+};
+__device__ inline PhaseDim phase_dim(int a, int stride, int pad, int dil, int H, int R) {
+  PhaseDim d;
+  d.first = ((a - pad) % stride + stride) % stride;
+  d.n = d.first < H ? (H - d.first + stride - 1) / stride : 0;
+  int x = stride, y = dil;  // gcd
+  while (y) { const int t = x % y; x = y; y = t; }
+  d.tstep = stride / x;
+  d.dp = dil / x;
+  d.t0 = -1;
+  for (int r = 0; r < d.tstep && r < R; ++r)
+    if (r * dil % stride == a) { d.t0 = r; break; }
+  d.tn = d.t0 < 0 ? 0 : (R - d.t0 + d.tstep - 1) / d.tstep;
+  d.base = d.t0 < 0 ? 0 : (d.first + pad - d.t0 * dil) / stride;  // exact: the numerator is a multiple
+  if (d.t0 < 0) d.t0 = 0;
+  return d;
+}
 
 // The im2col gathers, all in 32-bit within one image.
 template <typename T>

@@ -21,6 +21,8 @@ namespace {
 //           element (the one uniform operation on fragment elements);
 //   epilogue the accumulators go through shared memory (store_matrix_sync, the pipeline buffers reused);
 //           thread tid writes column tid%128, rows tid/128 + 2t, t < 32 (coalesced along the column).
+// Strided grad input (kBwdInS) is phase-decomposed exactly as in conv2d_igemm (grid z = group x phase,
+// each phase a dense GEMM over its own taps, the column's gX offset decoded into shared memory).
 constexpr int TC_STAGES = 3;  // TC_BM x TC_BN: conv2d_igemm.h
 constexpr int TC_LDA = BK + 4, TC_LDB = TC_BN + 4, TC_LDC = TC_BN + 4;  // floats; ldm multiples of 16 bytes
 constexpr int TC_A_STAGE = TC_BM * TC_LDA, TC_B_STAGE = BK * TC_LDB;
@@ -39,6 +41,7 @@ conv2d_igemm_tf32(const Geom gm, const float* __restrict__ x, const float* __res
   __align__(128) __shared__ float smem[TC_SMEM];
   __shared__ int64_t s_col_base[TC_BN];
   __shared__ int s_col_h[TC_BN], s_col_w[TC_BN];
+  __shared__ int64_t s_col_out[KIND == kBwdInS ? TC_BN : 1];  // kBwdInS: the column's gx offset
   float* const As = smem;                               // [stage][TC_BM][TC_LDA]
   float* const Bs = smem + TC_STAGES * TC_A_STAGE;      // [stage][BK][TC_LDB]
   float* const Cs = smem;                               // [TC_BM][TC_LDC], after the pipeline drained
@@ -55,15 +58,30 @@ conv2d_igemm_tf32(const Geom gm, const float* __restrict__ x, const float* __res
   const int b_n = KIND == kBwdW ? tid / 16 : tid % 16;
 
   for (int z = blockIdx.z; z < gm.nz; z += gridDim.z) {
-    const int g = KIND == kBwdW ? z / splits : z, split = KIND == kBwdW ? z % splits : 0;
-    const int64_t k_begin = split * chunk, k_end = KIND == kBwdW ? min(red, k_begin + chunk) : red;
+    const int g = KIND == kBwdW ? z / splits : KIND == kBwdInS ? z / gm.nphase : z;
+    const int split = KIND == kBwdW ? z % splits : 0;
+    // this z's GEMM (kBwdInS: its phase's, as in conv2d_igemm)
+    int64_t ncols = Ncols, nred = red, ntn = gm.tiles_n;
+    int rad_b = KIND == kBwdW ? P : R, rad_c = KIND == kBwdW ? Q : S;
+    PhaseDim phh{}, phw{};
+    if constexpr (KIND == kBwdInS) {
+      const int phz = z % gm.nphase;
+      phh = phase_dim(phz / sw, sh, ph, dh, H, R);
+      phw = phase_dim(phz % sw, sw, pw, dw, W, S);
+      ncols = gm.N * phh.n * phw.n;
+      nred = int64_t(Kg) * phh.tn * phw.tn;
+      ntn = (ncols + TC_BN - 1) / TC_BN;
+      rad_b = max(1, phh.tn);
+      rad_c = max(1, phw.tn);
+    }
+    const int64_t k_begin = split * chunk, k_end = KIND == kBwdW ? min(red, k_begin + chunk) : nred;
     for (int tm = blockIdx.y; tm < gm.tiles_m; tm += gridDim.y) {
       const int m0 = tm * TC_BM;
-      for (int64_t tn = blockIdx.x; tn < gm.tiles_n; tn += gridDim.x) {
+      for (int64_t tn = blockIdx.x; tn < ntn; tn += gridDim.x) {
         const int64_t n0 = tn * TC_BN;
         // this tile's B columns, decoded once (as in conv2d_igemm)
         if (tid < TC_BN) {
-          const int64_t col = n0 + tid, cc = col < Ncols ? col : 0;
+          const int64_t col = n0 + tid, cc = col < ncols ? col : 0;
           int64_t base;
           int ch, cw;
           if constexpr (KIND == kFwd) {
@@ -78,6 +96,14 @@ conv2d_igemm_tf32(const Geom gm, const float* __restrict__ x, const float* __res
             base = (n * gm.K + int64_t(g) * Kg) * PQ + (PW ? hw : 0);
             ch = h + ph;
             cw = ww + pw;
+          } else if constexpr (KIND == kBwdInS) {
+            const int HWn = phh.n * phw.n;
+            const int64_t n = cc / HWn;
+            const int hw = int(cc - n * HWn), hh = hw / phw.n, ww = hw - hh * phw.n;
+            base = (n * gm.K + int64_t(g) * Kg) * PQ;
+            ch = hh + phh.base;
+            cw = ww + phw.base;
+            s_col_out[tid] = (n * gm.C + int64_t(g) * Cg) * HW + (phh.first + hh * sh) * W + phw.first + ww * sw;
           } else {
             const int c = int(cc / RS), rs = int(cc - int64_t(c) * RS), r = rs / S, t = rs - r * S;
             base = int64_t(g * Cg + c) * HW;
@@ -92,7 +118,6 @@ conv2d_igemm_tf32(const Geom gm, const float* __restrict__ x, const float* __res
         const float* a_row = w + int64_t(g * Kg + m0 + a_m) * gm.wrow;
         int64_t ka = k_begin + a_k, kb = k_begin + b_k;
         Digits da, db;
-        const int rad_b = KIND == kBwdW ? P : R, rad_c = KIND == kBwdW ? Q : S;
         da.set(ka, rad_b, rad_c);
         db.set(kb, rad_b, rad_c);
         const Step st(BK, rad_b, rad_c);
@@ -111,6 +136,9 @@ UNROLL
             if (ok) {
               if constexpr (KIND == kFwd) src = a_row + int64_t(16 * i) * gm.wrow + ka;
               else if constexpr (KIND == kBwdIn) src = w + (int64_t(g * Kg) + da.a) * gm.wrow + (m * R + da.b) * S + da.c;
+              else if constexpr (KIND == kBwdInS)
+                src = w + (int64_t(g * Kg) + da.a) * gm.wrow + (m * R + phh.t0 + da.b * phh.tstep) * S + phw.t0 +
+                      da.c * phw.tstep;
               else src = gy + (da.a * gm.K + g * Kg + m) * PQ + da.b * Q + da.c;
             }
             cp_async<4>(as + (a_m + 16 * i) * TC_LDA + a_k, src, ok);
@@ -118,8 +146,8 @@ UNROLL
 UNROLL
           for (int j = 0; j < TC_BN / 16; ++j) {
             const int cj = b_n + 16 * j;
-            const float* src = KIND == kBwdIn ? gy : x;
-            bool ok = kb_ok && n0 + cj < Ncols;
+            const float* src = KIND == kBwdIn || KIND == kBwdInS ? gy : x;
+            bool ok = kb_ok && n0 + cj < ncols;
             if (ok) {
               const int64_t base = s_col_base[cj];
               if constexpr (KIND == kFwd) {
@@ -143,6 +171,10 @@ UNROLL
                   ok = ok && th < P && tw < Q;
                   src = gy + base + k * PQ + th * Q + tw;
                 }
+              } else if constexpr (KIND == kBwdInS) {
+                const int th = s_col_h[cj] - db.b * phh.dp, tw = s_col_w[cj] - db.c * phw.dp;
+                ok = th >= 0 && th < P && tw >= 0 && tw < Q;
+                src = gy + base + int(db.a) * PQ + th * Q + tw;
               } else {
                 const float* xn = x + db.a * gm.C * HW + base;
                 if (PW) {
@@ -153,7 +185,7 @@ UNROLL
                   src = xn + h * W + ww;
                 }
               }
-              if (!ok) src = KIND == kBwdIn ? gy : x;  // never dereferenced (zero-fill), but a valid address
+              if (!ok) src = KIND == kBwdIn || KIND == kBwdInS ? gy : x;  // never dereferenced (zero-fill), but valid
             }
             cp_async<4>(bs + b_k * TC_LDB + cj, src, ok);
           }
@@ -217,7 +249,7 @@ UNROLL
         // ---- epilogue: thread tid writes column n0 + tid%128, rows m0 + tid/128 + 2t ----
         const int cl = tid % TC_BN;
         const int64_t col = n0 + cl;
-        if (col < Ncols) {
+        if (col < ncols) {
           int64_t obase;
           int64_t ostride;  // between rows m and m + 1
           if constexpr (KIND == kFwd) {
@@ -227,6 +259,9 @@ UNROLL
           } else if constexpr (KIND == kBwdIn) {
             const int64_t n = col / HW, hw = col - n * HW;
             obase = (n * gm.C + g * Cg) * HW + hw;
+            ostride = HW;
+          } else if constexpr (KIND == kBwdInS) {
+            obase = s_col_out[cl];
             ostride = HW;
           } else {
             obase = (int64_t(split) * gm.K + g * Kg) * gm.wrow + col;
@@ -256,14 +291,18 @@ namespace cnnext::CNNEXT_DEVICE_NS {
 template <int KIND>
 void conv2d_tf32_launch(const conv2d_igemm::Geom& g, dim3 grid, bool pw, const float* x, const float* w,
                         const float* gy, const float* b, float* out, cudaStream_t stream) {
-  if (pw) launch(conv2d_igemm_tf32<KIND, true>, grid, dim3(kBlock), 0, stream, g, x, w, gy, b, out);
-  else launch(conv2d_igemm_tf32<KIND, false>, grid, dim3(kBlock), 0, stream, g, x, w, gy, b, out);
+  if constexpr (KIND != kBwdInS) {  // strided: never the 1x1 plain GEMM
+    if (pw) return launch(conv2d_igemm_tf32<KIND, true>, grid, dim3(kBlock), 0, stream, g, x, w, gy, b, out);
+  }
+  launch(conv2d_igemm_tf32<KIND, false>, grid, dim3(kBlock), 0, stream, g, x, w, gy, b, out);
 }
 
 template void conv2d_tf32_launch<kFwd>(const conv2d_igemm::Geom&, dim3, bool, const float*, const float*,
                                        const float*, const float*, float*, cudaStream_t);
 template void conv2d_tf32_launch<kBwdIn>(const conv2d_igemm::Geom&, dim3, bool, const float*, const float*,
                                          const float*, const float*, float*, cudaStream_t);
+template void conv2d_tf32_launch<kBwdInS>(const conv2d_igemm::Geom&, dim3, bool, const float*, const float*,
+                                          const float*, const float*, float*, cudaStream_t);
 template void conv2d_tf32_launch<kBwdW>(const conv2d_igemm::Geom&, dim3, bool, const float*, const float*,
                                         const float*, const float*, float*, cudaStream_t);
 

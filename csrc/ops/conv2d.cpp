@@ -186,12 +186,10 @@ std::tuple<at::Tensor, at::Tensor> conv2d_backward_weight(const at::Tensor& grad
     const scalar_t *gyp = gy.const_data_ptr<scalar_t>(), *xp = x.const_data_ptr<scalar_t>();
     scalar_t* gwp = gw.mutable_data_ptr<scalar_t>();
     scalar_t* gbp = bias ? gb.mutable_data_ptr<scalar_t>() : nullptr;
-    // scratch of the backend's plan (the CUDA split-K partial sums), allocated here: kernels allocate nothing
-    const int64_t nws = has_kernel<Conv2dWeightWorkspace, scalar_t>(be)
-                            ? call_kernel<Conv2dWeightWorkspace, scalar_t>(be, s) : 0;
-    at::Tensor ws = nws > 0 ? at::empty({nws}, x.options()) : at::Tensor();
-    scalar_t* wsp = nws > 0 ? ws.mutable_data_ptr<scalar_t>() : nullptr;
-    call_kernel<Conv2dBackwardWeight, scalar_t>(be, s, xp, gyp, gwp, gbp, wsp);
+    // scratch of the backend's plan (the CUDA split-K and bias-grad partial sums), allocated here: kernels
+    // allocate nothing
+    const at::Tensor ws = workspace<Conv2dWeightWorkspace, scalar_t>(be, s, x);
+    call_kernel<Conv2dBackwardWeight, scalar_t>(be, s, xp, gyp, gwp, gbp, workspace_ptr<scalar_t>(ws));
   });
   return {gw, gb};
 }

@@ -94,7 +94,10 @@ at::Tensor corr2d_backward_kernel(const at::Tensor& grad_output, const at::Tenso
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "corr2d_backward_kernel", [&] {
     const scalar_t *gyp = gy.const_data_ptr<scalar_t>(), *xp = x.const_data_ptr<scalar_t>();
     scalar_t* gkp = gk.mutable_data_ptr<scalar_t>();
-    call_kernel<Corr2dBackwardKernel, scalar_t>(be, Corr2dShape{B, H, W, kh, kw}, gyp, xp, gkp);
+    const Corr2dShape cs{B, H, W, kh, kw};
+    // scratch of the backend's plan (the CUDA split partials), allocated here: kernels allocate nothing
+    const at::Tensor ws = workspace<Corr2dKernelWorkspace, scalar_t>(be, cs, x);
+    call_kernel<Corr2dBackwardKernel, scalar_t>(be, cs, gyp, xp, gkp, workspace_ptr<scalar_t>(ws));
   });
   return gk;
 }

@@ -17,6 +17,10 @@ template <typename T>  // the CPU conv2d variants keep their own scratch: no wor
 void conv2d_backward_weight_ws(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb, T*) {
   conv2d_backward_weight<T>(s, x, gy, gw, gb);
 }
+template <typename T>  // likewise corr2d's grad kernel: no workspace
+void corr2d_backward_kernel_ws(const Corr2dShape& s, const T* gy, const T* x, T* gk, T*) {
+  corr2d_backward_kernel<T>(s, gy, x, gk);
+}
 }  // namespace
 
 CNNEXT_REGISTER_CPU_KERNEL(Conv2dForward, conv2d_forward)
@@ -25,7 +29,7 @@ CNNEXT_REGISTER_CPU_KERNEL(Conv2dBackwardWeight, conv2d_backward_weight_ws)
 
 CNNEXT_REGISTER_CPU_KERNEL(Corr2dForward, corr2d_forward)
 CNNEXT_REGISTER_CPU_KERNEL(Corr2dBackwardInput, corr2d_backward_input)
-CNNEXT_REGISTER_CPU_KERNEL(Corr2dBackwardKernel, corr2d_backward_kernel)
+CNNEXT_REGISTER_CPU_KERNEL(Corr2dBackwardKernel, corr2d_backward_kernel_ws)
 
 CNNEXT_REGISTER_CPU_KERNEL(MaxPool2dForward, max_pool2d_forward)
 CNNEXT_REGISTER_CPU_KERNEL(MaxPool2dForwardNhwc, max_pool2d_forward_nhwc)  // a layout only the CPU has

@@ -53,6 +53,19 @@ decltype(auto) call_kernel(Backend be, A&&... args) {
   return fn(std::forward<A>(args)..., stream_for(be));
 }
 
+// The scratch backend `be`'s kernel needs, from the op's workspace-size tag WsOp (e.g.
+// Conv2dWeightWorkspace: the CUDA launchers' split partials), allocated here with at::empty like `like`
+// (the launchers allocate nothing); undefined when the backend has no such tag (the CPU) or needs none.
+template <typename WsOp, typename T, typename S>
+at::Tensor workspace(Backend be, const S& s, const at::Tensor& like) {
+  const int64_t n = has_kernel<WsOp, T>(be) ? call_kernel<WsOp, T>(be, s) : 0;
+  return n > 0 ? at::empty({n}, like.options()) : at::Tensor();
+}
+template <typename T>
+T* workspace_ptr(const at::Tensor& ws) {
+  return ws.defined() ? ws.mutable_data_ptr<T>() : nullptr;
+}
+
 // ---- argument checks: every message starts with the op's name ----
 // float32 / float64 only.
 // An (h, w) argument (schema int[2]): one value is both, two are (h, w); any other count is refused,

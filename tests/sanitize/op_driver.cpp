@@ -155,7 +155,10 @@ void corr2d_case(int64_t B, int64_t H, int64_t W, int64_t kh, int64_t kw) {
     ON(be, cnnext::cpu::corr2d_backward_input<T>(cs, gy.data(), k.data(), ogx.data()),
        cnnext::emulated::corr2d_backward_input<T>(cs, gy.data(), k.data(), ogx.data(), nullptr));
     ON(be, cnnext::cpu::corr2d_backward_kernel<T>(cs, gy.data(), x.data(), ogk.data()),
-       cnnext::emulated::corr2d_backward_kernel<T>(cs, gy.data(), x.data(), ogk.data(), nullptr));
+       {
+         vector<T> ws(size_t(cnnext::emulated::corr2d_kernel_workspace<T>(cs, nullptr)));
+         cnnext::emulated::corr2d_backward_kernel<T>(cs, gy.data(), x.data(), ogk.data(), ws.data(), nullptr);
+       });
     expect_close(label("corr2d", "forward", be, tname<T>(), shape).c_str(), oy, y);
     expect_close(label("corr2d", "backward_input", be, tname<T>(), shape).c_str(), ogx, gx);
     expect_close(label("corr2d", "backward_kernel", be, tname<T>(), shape).c_str(), ogk, gk);
@@ -168,6 +171,7 @@ void check_corr2d(bool big) {
   corr2d_case<float>(1, 5, 33, 2, 33);  // kernel as wide as the input
   corr2d_case<double>(2, 4, 4, 1, 1);
   if (big) corr2d_case<float>(3, 78, 77, 3, 3);  // > 64 blocks * 256 threads: grid-stride loops loop
+  corr2d_case<double>(3, 50, 41, 2, 3);          // 5880 products per tap: 3 splits
 }
 #endif
 
@@ -246,6 +250,11 @@ void check_conv2d(bool big) {
   conv2d_case<float>(1, 2, 8, 8, 3, 1, 1, 3, 3, 0, 0, 1, 1, 1, true);    // 1x1, stride > kernel
   conv2d_case<double>(1, 3, 11, 4, 2, 11, 4, 1, 1, 0, 0, 1, 1, 1, true); // kernel = input
   if (big) conv2d_case<float>(2, 8, 20, 20, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, true);
+  // strided grad input by phases: gcd(stride, dilation) > 1 (phases without taps), asymmetric, groups,
+  // a kernel smaller than the stride; and a bias grad over several splits (4096 values per channel)
+  conv2d_case<float>(1, 4, 13, 11, 4, 3, 3, 2, 3, 2, 1, 2, 1, 2, true);
+  conv2d_case<double>(2, 2, 10, 9, 3, 2, 2, 3, 3, 0, 1, 1, 1, 1, false);
+  conv2d_case<float>(4, 2, 32, 32, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, true);
 }
 #endif
 
@@ -600,10 +609,13 @@ void batch_norm_case(int64_t N, int64_t C, int64_t S, bool training, bool affine
          cnnext::cpu::batch_norm_backward<T>(bs, {gy.data(), x.data(), wp, bp, om.data(), ois.data(), ogx.data(),
                                                   ogw.data(), ogb.data()});
        }, {
-         cnnext::emulated::batch_norm_forward<T>(bs, {x.data(), oy.data(), wp, bp, rmp, rvp, om.data(), ois.data()},
-                                                 nullptr);
+         // the launchers' workspaces (split partials, per-channel coefficients), sized exactly: ASan sees overruns
+         vector<T> wsf(size_t(cnnext::emulated::batch_norm_forward_workspace<T>(bs, nullptr)));
+         vector<T> wsb(size_t(cnnext::emulated::batch_norm_backward_workspace<T>(bs, nullptr)));
+         cnnext::emulated::batch_norm_forward<T>(bs, {x.data(), oy.data(), wp, bp, rmp, rvp, om.data(), ois.data(),
+                                                      wsf.data()}, nullptr);
          cnnext::emulated::batch_norm_backward<T>(bs, {gy.data(), x.data(), wp, bp, om.data(), ois.data(), ogx.data(),
-                                                       ogw.data(), ogb.data()}, nullptr);
+                                                       ogw.data(), ogb.data(), wsb.data()}, nullptr);
        });
     expect_close(label("batch_norm", "forward", be, tname<T>(), shape).c_str(), oy, y);
     if (training) {
@@ -630,6 +642,20 @@ void check_batch_norm(bool big) {
   batch_norm_case<double>(1, 2, 33, true, false, true, true);   // N = 1, relu
   batch_norm_case<float>(2, 3, 9, false, false, true, true);    // eval, relu, no affine
   if (big) batch_norm_case<float>(4, 16, 300, true, true, true, false);
+  // several splits per channel (two-stage reductions): planes with whole vectors, planes without, rows;
+  // the backward workspace (2*C*splits partials + 6*C coefficients) says how many splits the plan took
+  const auto splits = [](int64_t N, int64_t C, int64_t S) {
+    const cnnext::BatchNormShape bs{N, C, S, true, 0.1, 1e-5, false};
+    return (cnnext::emulated::batch_norm_backward_workspace<float>(bs, nullptr) - 6 * C) / (2 * C);
+  };
+  ++g_checks;
+  if (splits(8, 2, 1024) != 4 || splits(5, 1, 999) != 3 || splits(700, 3, 1) != 11) {
+    std::printf("FAIL batch_norm: the split plan is not the expected 4 / 3 / 11 splits\n");
+    ++g_fail;
+  }
+  batch_norm_case<float>(8, 2, 1024, true, true, true, true);
+  batch_norm_case<double>(5, 1, 999, true, true, true, false);
+  batch_norm_case<float>(700, 3, 1, true, true, true, true);
 }
 #endif
 
