@@ -81,8 +81,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_forward(
   const Layout l = layout_of(input);
   const at::Tensor x = input.contiguous(format_of(l));
   at::Tensor y = at::empty_like(x, format_of(l));
-  at::Tensor mean = at::zeros({l.C}, input.options()), invstd = at::zeros({l.C}, input.options());
-  if (nothing_to_compute(x)) return {y, mean, invstd};
+  at::Tensor mean = at::empty({l.C}, input.options()), invstd = at::empty({l.C}, input.options());  // all written
+  if (nothing_to_compute(x)) return {y, mean.zero_(), invstd.zero_()};
   const at::DeviceGuard guard(input.device());
   const at::Tensor wc = w ? w->contiguous() : at::Tensor(), bc = b ? b->contiguous() : at::Tensor();
   // running statistics are written in place; a non-contiguous one goes through a copy
