@@ -182,8 +182,11 @@ def _variant_sources(isa):
 # runtime torch already loaded, so torch.set_num_threads holds for cnnext's kernels too.
 # -g0 overrides the -g that Python's sysconfig CFLAGS put first: debug info made every file take 1.7x
 # as long to compile (CNNEXT_DEBUG=1 keeps it).
+# -Wno-subobject-linkage: each CPU variant compiles csrc/cpu/<file>.cpp through a one-line wrapper that
+# #includes it, so GCC takes the kernel file for a header and warns on every lambda capturing a type of
+# the anonymous namespaces that the kernel headers (conv2d_gemm.h, ...) use on purpose.
 CXX_COMMON = ["-O3", "-ffp-contract=fast", "-fno-math-errno", "-fopenmp", "-Wall", "-Wno-unused-function",
-              "-Wno-sign-compare"] + ([] if os.environ.get("CNNEXT_DEBUG") == "1" else ["-g0"])
+              "-Wno-sign-compare", "-Wno-subobject-linkage"] + ([] if os.environ.get("CNNEXT_DEBUG") == "1" else ["-g0"])
 
 
 def make_variant_extension(isa, flags):
