@@ -19,17 +19,14 @@ namespace {
 using namespace avg_pool2d_variants;
 
 template <typename T>
-bool any_plan(const AvgPoolPlan<T>&) { return true; }
-
-template <typename T>
 struct Variants {
   static constexpr AvgPoolVariant<AvgPoolForwardFn<T>, T> forward[] = {
-      {"rows", any_plan<T>, rows_forward<T>},
+      {"rows", any_shape<AvgPoolPlan<T>>, rows_forward<T>},
       {"2x2", pairs_plan<T>, pairs_forward<T>},
       {"global", global_plan<T>, global_forward<T>},
   };
   static constexpr AvgPoolVariant<AvgPoolBackwardFn<T>, T> backward[] = {
-      {"rows", any_plan<T>, rows_backward<T>},
+      {"rows", any_shape<AvgPoolPlan<T>>, rows_backward<T>},
       {"2x2", pairs_plan<T>, pairs_backward<T>},
       {"global", global_plan<T>, global_backward<T>},
   };

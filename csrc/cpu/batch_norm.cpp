@@ -36,7 +36,6 @@ using namespace batch_norm_variants;
 bool training(const BatchNormShape& s) { return s.training; }
 bool eval(const BatchNormShape& s) { return !s.training; }
 bool rows_layout(const BatchNormShape& s) { return s.S == 1; }
-bool any_shape(const BatchNormShape&) { return true; }
 
 template <typename T>
 struct Variants {
@@ -47,8 +46,8 @@ struct Variants {
       {"rows", rows_layout, rows_forward<T>},
   };
   static constexpr BatchNormVariant<BatchNormBackwardFn<T>> backward[] = {
-      {"blocks", any_shape, blocks_backward<T>},
-      {"chunks", any_shape, chunks_backward<T>},
+      {"blocks", any_shape<BatchNormShape>, blocks_backward<T>},
+      {"chunks", any_shape<BatchNormShape>, chunks_backward<T>},
       {"rows", rows_layout, rows_backward<T>},
   };
 };

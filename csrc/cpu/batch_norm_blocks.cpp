@@ -40,8 +40,7 @@ void blocks_forward(const BatchNormShape& sh, const BatchNormForwardArgs<T>& a) 
           for (int64_t n = 0; n < N; ++n)
             for (int64_t c = c0; c < c1; ++c) {
               const int64_t off = (n * C + c) * S;
-              plane_normalize<T, RELU>(x + off, a.y + off, S, af.center(a.mean, a.invstd, c),
-                                       af.scale(a.invstd, c), af.shift(a.mean, a.invstd, c));
+              plane_normalize<T, RELU>(x + off, a.y + off, S, af.terms(a.mean, a.invstd, c));
             }
         }
       }
@@ -66,8 +65,7 @@ void blocks_backward(const BatchNormShape& sh, const BatchNormBackwardArgs<T>& a
         for (int64_t n = 0; n < N; ++n)  // x[n, c0:c1, :] and gy[n, c0:c1, :]: contiguous streams
           for (int64_t c = c0; c < c1; ++c) {
             const int64_t off = (n * C + c) * S;
-            plane_grad_sums<T, RELU>(gy + off, x + off, S, mean[c], af.center(mean, invstd, c), af.scale(invstd, c),
-                                     af.shift(mean, invstd, c), acc[c - c0], 0);
+            plane_grad_sums<T, RELU>(gy + off, x + off, S, af.terms(mean, invstd, c), acc[c - c0], 0);
           }
         for (int64_t c = c0; c < c1; ++c) {
           acc[c - c0].flush();
@@ -77,8 +75,7 @@ void blocks_backward(const BatchNormShape& sh, const BatchNormBackwardArgs<T>& a
           for (int64_t c = c0; c < c1; ++c) {
             const int64_t off = (n * C + c) * S;
             const GradCoef<T>& k = coef[c - c0];
-            plane_grad_input<T, RELU>(gy + off, x + off, a.gx + off, S, mean[c], af.center(mean, invstd, c),
-                                      af.scale(invstd, c), af.shift(mean, invstd, c), k.a, k.bc, k.cc, sh.training);
+            plane_grad_input<T, RELU>(gy + off, x + off, a.gx + off, S, af.terms(mean, invstd, c), k.a, k.bc, k.cc, sh.training);
           }
       }
     });

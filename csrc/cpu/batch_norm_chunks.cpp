@@ -63,8 +63,7 @@ void chunks_backward(const BatchNormShape& sh, const BatchNormBackwardArgs<T>& a
         Sums<T> acc;
         for (int64_t n = k * N / K; n < n1; ++n) {
           const int64_t off = (n * C + c) * S;
-          plane_grad_sums<T, RELU>(gy + off, x + off, S, mean[c], af.center(mean, invstd, c), af.scale(invstd, c),
-                                   af.shift(mean, invstd, c), acc, n + 1 < n1 ? C * S : 0);
+          plane_grad_sums<T, RELU>(gy + off, x + off, S, af.terms(mean, invstd, c), acc, n + 1 < n1 ? C * S : 0);
         }
         acc.flush();
         part[2 * i] = acc.s1;
@@ -81,8 +80,7 @@ void chunks_backward(const BatchNormShape& sh, const BatchNormBackwardArgs<T>& a
       for_planes(p0, p1, C, [&](int64_t n, int64_t c) {
         const int64_t off = (n * C + c) * S;
         const GradCoef<T>& k = coef[c];
-        plane_grad_input<T, RELU>(gy + off, x + off, a.gx + off, S, mean[c], af.center(mean, invstd, c),
-                                  af.scale(invstd, c), af.shift(mean, invstd, c), k.a, k.bc, k.cc, sh.training);
+        plane_grad_input<T, RELU>(gy + off, x + off, a.gx + off, S, af.terms(mean, invstd, c), k.a, k.bc, k.cc, sh.training);
       });
     });
   });

@@ -105,11 +105,18 @@ inline void plane_sums(const T* __restrict__ x, int64_t n, T k, Sums<T>& home, c
   }
 }
 
-// y[0:n] = (x - mean) * scale + shift, then relu.
+// Channel c's terms for the per-plane loops (Affine::terms): its mean, for x - mean in the
+// gradients, and the pre-activation y = (x - center) * scale + shift.
+template <typename T>
+struct PlaneTerms {
+  T mean, center, scale, shift;
+};
+
+// y[0:n] = (x - center) * scale + shift, then relu.
 template <typename T, bool RELU>
-inline void plane_normalize(const T* __restrict__ x, T* __restrict__ y, int64_t n, T mean, T scale, T shift) {
+inline void plane_normalize(const T* __restrict__ x, T* __restrict__ y, int64_t n, const PlaneTerms<T>& t) {
   using V = Vec<T>;
-  const VT<T> mv = V::broadcast(mean), sv = V::broadcast(scale), bv = V::broadcast(shift);
+  const VT<T> mv = V::broadcast(t.center), sv = V::broadcast(t.scale), bv = V::broadcast(t.shift);
   for (int64_t i = 0; i < n; i += V::size) {
     const int64_t len = std::min<int64_t>(V::size, n - i);
     VT<T> v = (ld<T>(x + i, len, mv) - mv) * sv + bv;
@@ -138,11 +145,12 @@ inline void run_normalize(const T* __restrict__ x, T* __restrict__ y, int64_t n,
 // acc += (sum gy', sum gy' (x - mean)), gy' = gy zeroed where the forward's pre-activation
 // (x - center) * scale + shift is <= 0 if RELU.
 template <typename T, bool RELU>
-inline void plane_grad_sums(const T* __restrict__ gy, const T* __restrict__ x, int64_t n, T mean, T center, T scale,
-                            T shift, Sums<T>& home, int64_t next) {
+inline void plane_grad_sums(const T* __restrict__ gy, const T* __restrict__ x, int64_t n, const PlaneTerms<T>& t,
+                            Sums<T>& home, int64_t next) {
   using V = Vec<T>;
   LocalSums<T> acc(home);
-  const VT<T> mv = V::broadcast(mean), cv = V::broadcast(center), sv = V::broadcast(scale), bv = V::broadcast(shift);
+  const VT<T> mv = V::broadcast(t.mean), cv = V::broadcast(t.center), sv = V::broadcast(t.scale),
+              bv = V::broadcast(t.shift);
   for (int64_t i = 0; i < n; i += V::size) {
     if (next) prefetch(x + next, i), prefetch(gy + next, i);
     const int64_t len = std::min<int64_t>(V::size, n - i);
@@ -157,9 +165,10 @@ inline void plane_grad_sums(const T* __restrict__ gy, const T* __restrict__ x, i
 // x term, so a NaN / Inf x does not reach gx through 0 * x).
 template <typename T, bool RELU>
 inline void plane_grad_input(const T* __restrict__ gy, const T* __restrict__ x, T* __restrict__ gx, int64_t n,
-                             T mean, T center, T scale, T shift, T a, T bc, T cc, bool training) {
+                             const PlaneTerms<T>& t, T a, T bc, T cc, bool training) {
   using V = Vec<T>;
-  const VT<T> mv = V::broadcast(mean), cv = V::broadcast(center), sv = V::broadcast(scale), bv = V::broadcast(shift);
+  const VT<T> mv = V::broadcast(t.mean), cv = V::broadcast(t.center), sv = V::broadcast(t.scale),
+              bv = V::broadcast(t.shift);
   const VT<T> av = V::broadcast(a), bcv = V::broadcast(bc), ccv = V::broadcast(cc);
   auto loop = [&](auto train) {
     for (int64_t i = 0; i < n; i += V::size) {
@@ -183,10 +192,11 @@ inline void plane_grad_input(const T* __restrict__ gy, const T* __restrict__ x, 
 template <typename T>
 struct Affine {
   const T *w, *b;
-  // the terms of batch_norm_affine (../common/batch_norm.h), one at a time
-  T scale(const T* invstd, int64_t c) const { return batch_norm_scale(invstd, w, c); }
-  T center(const T* mean, const T* invstd, int64_t c) const { return batch_norm_affine(mean, invstd, w, b, c).center; }
-  T shift(const T* mean, const T* invstd, int64_t c) const { return batch_norm_affine(mean, invstd, w, b, c).shift; }
+  // channel c's terms (batch_norm_affine, ../common/batch_norm.h) and its mean
+  PlaneTerms<T> terms(const T* mean, const T* invstd, int64_t c) const {
+    const BatchNormAffine<T> a = batch_norm_affine(mean, invstd, w, b, c);
+    return {mean[c], a.center, a.scale, a.shift};
+  }
 };
 
 // mean, invstd and the running statistics of channel c from its shifted sums.
@@ -246,11 +256,13 @@ template <typename T>
 void spread(const Affine<T>& af, const T* mean, const T* invstd, int64_t c0, int64_t c1, int64_t S,
             std::vector<T>& me, std::vector<T>& se, std::vector<T>& be) {
   me.resize(static_cast<size_t>((c1 - c0) * S)), se.resize(me.size()), be.resize(me.size());
-  for (int64_t c = c0; c < c1; ++c)
+  for (int64_t c = c0; c < c1; ++c) {
+    const PlaneTerms<T> t = af.terms(mean, invstd, c);
     for (int64_t s = 0; s < S; ++s) {
       const size_t e = static_cast<size_t>((c - c0) * S + s);
-      me[e] = af.center(mean, invstd, c), se[e] = af.scale(invstd, c), be[e] = af.shift(mean, invstd, c);
+      me[e] = t.center, se[e] = t.scale, be[e] = t.shift;
     }
+  }
 }
 
 // Planes with fewer than two vectors of values are normalised as runs of whole images.
@@ -274,8 +286,7 @@ void normalize_planes(const T* x, T* y, Affine<T> af, const T* mean, const T* in
   at::parallel_for(0, N * C, std::max<int64_t>(1, 16384 / S), [&](int64_t p0, int64_t p1) {
     for_planes(p0, p1, C, [&](int64_t n, int64_t c) {
       const int64_t off = (n * C + c) * S;
-      plane_normalize<T, RELU>(x + off, y + off, S, af.center(mean, invstd, c), af.scale(invstd, c),
-                               af.shift(mean, invstd, c));
+      plane_normalize<T, RELU>(x + off, y + off, S, af.terms(mean, invstd, c));
     });
   });
 }

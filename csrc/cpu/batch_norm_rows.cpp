@@ -55,8 +55,10 @@ void forward_rows(const T* x, T* y, Affine<T> af, T* rmean, T* rvar, T* mean, T*
     }
   }
   std::vector<T> ce(static_cast<size_t>(C)), sc(static_cast<size_t>(C)), sh(static_cast<size_t>(C));
-  for (int64_t c = 0; c < C; ++c)
-    ce[c] = af.center(mean, invstd, c), sc[c] = af.scale(invstd, c), sh[c] = af.shift(mean, invstd, c);
+  for (int64_t c = 0; c < C; ++c) {
+    const PlaneTerms<T> t = af.terms(mean, invstd, c);
+    ce[c] = t.center, sc[c] = t.scale, sh[c] = t.shift;
+  }
   at::parallel_for(0, R, std::max<int64_t>(1, 16384 / C), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r)
       for (int64_t c = 0; c < C; c += V::size) {
@@ -75,8 +77,10 @@ void backward_rows(const T* gy, const T* x, Affine<T> af, const T* mean, const T
                    int64_t R, int64_t C, bool training) {
   using V = Vec<T>;
   std::vector<T> ce(static_cast<size_t>(C)), sc(static_cast<size_t>(C)), sh(static_cast<size_t>(C));
-  for (int64_t c = 0; c < C; ++c)
-    ce[c] = af.center(mean, invstd, c), sc[c] = af.scale(invstd, c), sh[c] = af.shift(mean, invstd, c);
+  for (int64_t c = 0; c < C; ++c) {
+    const PlaneTerms<T> t = af.terms(mean, invstd, c);
+    ce[c] = t.center, sc[c] = t.scale, sh[c] = t.shift;
+  }
   // gy' and x - mean of row r, channels [c, c+len)
   auto load = [&](int64_t r, int64_t c, int64_t len, VT<T>& g, VT<T>& xmu) {
     const VT<T> xv = ld<T>(x + r * C + c, len, VT<T>{});

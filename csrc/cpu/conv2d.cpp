@@ -35,7 +35,6 @@ namespace {
 
 using namespace conv2d_variants;
 
-bool any_shape(const Conv2dShape&) { return true; }
 bool fits(const Conv2dShape& s) { return offsets_fit(s); }
 bool fits_stride1(const Conv2dShape& s) { return offsets_fit(s) && s.stride_h == 1 && s.stride_w == 1; }
 bool fits_1x1(const Conv2dShape& s) {
@@ -56,16 +55,16 @@ bool planes_fit(const Conv2dShape& s) {
 template <typename T>
 struct Variants {
   static constexpr Conv2dVariant<Conv2dForwardFn<T>> forward[] = {
-      {"direct", any_shape, direct_forward<T>},
+      {"direct", any_shape<Conv2dShape>, direct_forward<T>},
       {"im2col", fits, im2col_forward<T>},
   };
   static constexpr Conv2dVariant<Conv2dBackwardInputFn<T>> backward_input[] = {
-      {"direct", any_shape, direct_backward_input<T>},
+      {"direct", any_shape<Conv2dShape>, direct_backward_input<T>},
       {"transposed", fits_stride1, transposed_backward_input<T>},
       {"col2im", fits, col2im_backward_input<T>},
   };
   static constexpr Conv2dVariant<Conv2dBackwardWeightFn<T>> backward_weight[] = {
-      {"direct", any_shape, direct_backward_weight<T>},
+      {"direct", any_shape<Conv2dShape>, direct_backward_weight<T>},
       {"pointwise", fits_1x1, pointwise_backward_weight<T>},
       {"im2col_nhwc", fits_nhwc<T>, im2col_nhwc_backward_weight<T>},
       {"im2col", fits, im2col_backward_weight<T>},

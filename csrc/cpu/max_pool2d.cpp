@@ -36,31 +36,30 @@ namespace {
 
 using namespace max_pool2d_variants;
 
-bool any_shape(const MaxPool2dShape&) { return true; }
-
 template <typename T>
 struct Variants {  // float64, or no AVX-512: the portable variants
-  static constexpr MaxPool2dVariant<MaxPool2dForwardFn<T>> forward[] = {{"scalar", any_shape, scalar_forward<T>}};
+  static constexpr MaxPool2dVariant<MaxPool2dForwardFn<T>> forward[] = {{"scalar", any_shape<MaxPool2dShape>, scalar_forward<T>}};
   static constexpr MaxPool2dVariant<MaxPool2dForwardNhwcFn<T>> forward_nhwc[] = {
-      {"channels", any_shape, channels_forward_nhwc<T>}};
+      {"channels", any_shape<MaxPool2dShape>, channels_forward_nhwc<T>}};
+  static constexpr const auto& forward_values = forward;  // the same variants with or without indices
   static constexpr bool avx512 = false;
 };
 #if defined(__AVX512F__)
 template <>
 struct Variants<float> {
   static constexpr MaxPool2dVariant<MaxPool2dForwardFn<float>> forward[] = {
-      {"scalar", any_shape, scalar_forward<float>},
+      {"scalar", any_shape<MaxPool2dShape>, scalar_forward<float>},
       {"rows", int32_fits, rows_forward},
       {"planes", small_plane, planes_forward},
   };
   static constexpr MaxPool2dVariant<MaxPool2dForwardFn<float>> forward_values[] = {
-      {"scalar", any_shape, scalar_forward<float>},
+      {"scalar", any_shape<MaxPool2dShape>, scalar_forward<float>},
       {"rows", int32_fits, rows_forward},
       {"planes", small_plane, planes_forward},
       {"columns", int32_fits, columns_forward},
   };
   static constexpr MaxPool2dVariant<MaxPool2dForwardNhwcFn<float>> forward_nhwc[] = {
-      {"channels", any_shape, channels_forward_nhwc<float>},
+      {"channels", any_shape<MaxPool2dShape>, channels_forward_nhwc<float>},
   };
   static constexpr bool avx512 = true;
 };
@@ -101,10 +100,7 @@ void max_pool2d_forward(const MaxPool2dShape& s, const T* x, T* y, int64_t* ind)
 template <typename T>
 void max_pool2d_forward_nhwc(const MaxPool2dShape& s, int64_t C, const T* x, T* y, int64_t* ind) {
   using V = Variants<T>;
-  const auto* v = [&] {
-    if constexpr (V::avx512) return forced(V::forward_nhwc, "max_pool2d", kForce, s, V::forward_values);
-    else return forced(V::forward_nhwc, "max_pool2d", kForce, s, V::forward);
-  }();
+  const auto* v = forced(V::forward_nhwc, "max_pool2d", kForce, s, V::forward_values);
   (v ? v->fn : V::forward_nhwc[0].fn)(s, C, x, y, ind);
 }
 

@@ -46,15 +46,7 @@ void channels_forward_nhwc(const MaxPool2dShape& s, int64_t C, const T* x, T* y,
       const auto [w0, w1] = cols_of(s, ow);
       const T* xn = x + n * HW * C;
       auto literal = [&](int64_t c) {  // PyTorch's loop for channel c
-        T best = -kInf;
-        int64_t best_i = h0 * s.W + w0;
-        for (int64_t h = h0; h < h1; h += s.dil_h)
-          for (int64_t w = w0; w < w1; w += s.dil_w) {
-            const T v = xn[(h * s.W + w) * C + c];
-            if (v > best || std::isnan(v)) best = v, best_i = h * s.W + w;
-          }
-        y[r * C + c] = best;
-        if (ind) ind[r * C + c] = best_i;
+        pool_one(s, xn + c, h0, h1, ow, y + r * C + c, ind ? ind + r * C + c : nullptr, C);
       };
       if (!lanes) {
         for (int64_t c = 0; c < C; ++c) literal(c);

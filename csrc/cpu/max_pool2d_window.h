@@ -34,16 +34,18 @@ inline Span cols_of(const MaxPool2dShape& s, int64_t ow) {
   return window_span(ow, s.stride_w, s.pad_w, s.kw, s.dil_w, s.W);
 }
 
-// One output's window scan: PyTorch's loop (the first valid tap is the initial index).
+// One output's window scan: PyTorch's loop (the first valid tap is the initial index).  Element
+// (h, w) of the plane is xp[(h*W + w) * step]: step 1 for NCHW planes, C for one channel of a
+// channels_last image.
 template <typename T>
 inline void pool_one(const MaxPool2dShape& s, const T* xp, int64_t h0, int64_t h1, int64_t ow, T* y,
-                     int64_t* ind) {
+                     int64_t* ind, int64_t step = 1) {
   const auto [w0, w1] = cols_of(s, ow);
   T best = -std::numeric_limits<T>::infinity();
   int64_t best_i = h0 * s.W + w0;
   for (int64_t h = h0; h < h1; h += s.dil_h)
     for (int64_t w = w0; w < w1; w += s.dil_w) {
-      const T v = xp[h * s.W + w];
+      const T v = xp[(h * s.W + w) * step];
       if (v > best || std::isnan(v)) {
         best = v;
         best_i = h * s.W + w;
