@@ -15,7 +15,7 @@
 //   grad weight   gW[k, (c,r,s)]  = sum_{(n,p,q)}  gY[k, (n,p,q)]     * Xcol[(c,r,s), (n,p,q)]
 //                 GEMM  M = Kg,  N = Cg*R*S,  red = N*P*Q, split into `splits` fixed chunks when the
 //                 gW tiles alone would not fill the GPU; partial tiles go to a workspace and
-//                 conv2d_sum_splits adds them in split order: deterministic, no float atomics
+//                 sum_splits_kernel (reduce.h) adds them in split order: deterministic, no float atomics
 //   grad bias     gb[k] = sum_{n,p,q} gy[n, k, p, q]
 //
 // Who computes what:
@@ -36,7 +36,7 @@
 //                       (the epilogue's scatter to the phase's rows h = first + hh*sh); the float 64
 //                       tile runs as conv2d_igemm_strided_f32_tile64, held to 128 registers.
 //   conv2d_igemm_tf32   the TF32 tensor-core version for float convs that allow TF32 (conv2d_tf32.cu)
-//   conv2d_sum_splits   one thread per gW element (grid-stride): sums the split partials in order
+//   sum_splits_kernel   (reduce.h) one thread per gW element (grid-stride): sums the split partials in order
 //   grad bias           two-stage (reduce.h): channel_sum_partial_kernel, block (split, k) [grid y strides
 //                       over k], sums a fixed chunk of channel k's N*P*Q values (counters, 16-byte loads
 //                       when P*Q is a whole number of vectors) in a fixed order into the workspace;
@@ -315,16 +315,6 @@ conv2d_igemm_strided_f32_tile64(const Geom gm, const float* __restrict__ x, cons
   conv2d_igemm_body<float, kBwdInS, false, 64>(gm, x, w, gy, bias, out);
 }
 
-// gw[i] = sum over splits, in split order.
-template <typename T>
-__global__ void conv2d_sum_splits(const T* __restrict__ ws, T* __restrict__ gw, int64_t total, int splits) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(blockDim.x) * gridDim.x) {
-    T v = 0;
-    for (int sp = 0; sp < splits; ++sp) v += ws[sp * total + i];
-    gw[i] = v;
-  }
-}
-
 // ---- 64-bit fallbacks (direct loops) for sizes the tiled kernels do not index in 32 bits ----
 template <typename T>
 __global__ void conv2d_forward_direct(Conv2dShape s, const T* __restrict__ x, const T* __restrict__ w,
@@ -587,7 +577,7 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw
       launch(i32 ? channel_sum_partial_kernel<T, 1, uint32_t> : channel_sum_partial_kernel<T, 1, uint64_t>, grid,
              dim3(kBlock), 0, stream, gy, bws, s.N, s.K, PQ, bp.chunk, bp.chunk / PQ, bp.chunk % PQ, vec);
     launch(sum_splits_kernel<T>, dim3(grid_size(s.K, kBlock)), dim3(kBlock), 0, stream, (const T*)bws, gb, s.K,
-           bp.splits);
+           bp.splits, bp.splits, int64_t(1));
   }
   if (use_direct(s)) {
     launch(conv2d_backward_weight_direct<T>, dim3(grid_size(s.K * (s.C / s.groups) * s.R * s.S, 1)), dim3(kBlock), 0,
@@ -600,8 +590,8 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw
   T* ws = g.splits > 1 ? workspace : gw;  // the split partials, or gw itself when there is one split
   run_igemm<T, kBwdW>(g, grid, pointwise(s), x, nullptr, gy, nullptr, ws, stream);
   if (g.splits > 1)
-    launch(conv2d_sum_splits<T>, dim3(grid_size(total, kBlock)), dim3(kBlock), 0, stream, (const T*)ws, gw, total,
-           g.splits);
+    launch(sum_splits_kernel<T>, dim3(grid_size(total, kBlock)), dim3(kBlock), 0, stream, (const T*)ws, gw, total,
+           int64_t(g.splits), int64_t(1), total);
 }
 
 #define CNNEXT_INSTANTIATE(T)                                                                               \

@@ -134,7 +134,7 @@ void corr2d_backward_kernel(const Corr2dShape& shape, const T* gy, const T* x, T
   launch(corr2d_grad_kernel_partial_kernel<T>, dim3(unsigned(p.splits), grid_size(kh * kw, 1)), dim3(kBlock), 0,
          stream, gy, x, workspace, B, H, W, kh, kw, p.chunk);
   launch(sum_splits_kernel<T>, dim3(grid_size(kh * kw, kBlock)), dim3(kBlock), 0, stream, (const T*)workspace, gk,
-         kh * kw, p.splits);
+         kh * kw, p.splits, p.splits, int64_t(1));
 }
 
 #define CNNEXT_INSTANTIATE(T)                                                                  \

@@ -180,12 +180,16 @@ channel_sum_partial_kernel(const T* __restrict__ x, T* __restrict__ ws, int64_t 
   }
 }
 
-// Stage 2: out[c] = the sum of ws[c*splits ..] in split order, one thread per output (grid-stride).
+// Stage 2: out[c] = the sum over sp of ws[c * c_stride + sp * split_stride] in split order, one
+// thread per output (grid-stride).  Partials per output side by side (the reductions above:
+// c_stride = splits, split_stride = 1) or one whole output array per split (conv2d's split-K grad
+// weight: 1, C).
 template <typename T>
-__global__ void sum_splits_kernel(const T* __restrict__ ws, T* __restrict__ out, int64_t C, int64_t splits) {
+__global__ void sum_splits_kernel(const T* __restrict__ ws, T* __restrict__ out, int64_t C, int64_t splits,
+                                  int64_t c_stride, int64_t split_stride) {
   for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < C; c += int64_t(blockDim.x) * gridDim.x) {
     T v = 0;
-    for (int64_t sp = 0; sp < splits; ++sp) v += ws[c * splits + sp];
+    for (int64_t sp = 0; sp < splits; ++sp) v += ws[c * c_stride + sp * split_stride];
     out[c] = v;
   }
 }
