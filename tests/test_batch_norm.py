@@ -327,7 +327,7 @@ def test_module_state_dict_roundtrip():
 @pytest.mark.parametrize(
     "make_args,match",
     [
-        (lambda: (torch.ones(4, 3, dtype=torch.int32), None, None), r"batch_norm: input must be float32 or float64"),
+        (lambda: (torch.ones(4, 3, dtype=torch.int32), None, None), r"batch_norm: input must be float32, float64, bf"),
         (lambda: (torch.ones(4), None, None), r"batch_norm: input must have at least 2 dims"),
         (lambda: (torch.randn(4, 3), torch.zeros(3, device="meta"), torch.ones(3)),
          r"batch_norm: running_mean is on meta but input is on cpu"),

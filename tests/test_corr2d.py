@@ -137,8 +137,8 @@ def test_learn_edge_kernel(backend):
 @pytest.mark.parametrize(
     "make,match",
     [
-        (lambda: (torch.ones(4, 4, dtype=torch.int32), torch.ones(2, 2)), r"corr2d: input must be float32 or float64"),
-        (lambda: (torch.ones(4, 4, dtype=torch.float16), torch.ones(2, 2)), r"corr2d: input must be float32"),
+        (lambda: (torch.ones(4, 4, dtype=torch.int32), torch.ones(2, 2)), r"corr2d: input must be float32, float64, bfloat"),
+        (lambda: (torch.ones(4, 4, dtype=torch.float8_e4m3fn), torch.ones(2, 2)), r"corr2d: input must be float32"),
         (lambda: (torch.ones(4, 4), torch.ones(2, 2, dtype=torch.float64)), r"corr2d: kernel has dtype"),
         (lambda: (torch.ones(4, 4), torch.ones(5, 2)), r"corr2d: kernel of size .* is larger than the input"),
         (lambda: (torch.ones(4, 4), torch.ones(2, 5)), r"corr2d: kernel of size .* is larger than the input"),

@@ -136,15 +136,15 @@ def test_report_lists_what_it_left_and_why():
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect"), MyConv(2, 2, 1),
-                        nn.BatchNorm2d(2).half(), nn.MaxPool2d(2, return_indices=True), nn.LazyConv2d(2, 1),
-                        nn.Conv2d(2, 2, 1).to(torch.bfloat16))
+                        nn.BatchNorm2d(2).to(torch.float8_e4m3fn), nn.MaxPool2d(2, return_indices=True),
+                        nn.LazyConv2d(2, 1), nn.Conv2d(2, 2, 1).to(torch.float8_e5m2))
     x = torch.randn(1, 1, 6, 6)
     ref0 = net[0](x)
     ref3 = net[3](ref0)
     net, rep = swap(net, report=True)
     left = {p: (c, why) for p, c, why in rep.left}
     assert left["1"][0] == "MyConv" and "subclass" in left["1"][1]
-    assert "float16" in left["2"][1] and "bfloat16" in left["5"][1]
+    assert "float8_e4m3fn" in left["2"][1] and "float8_e5m2" in left["5"][1]
     assert left["4"][0] == "LazyConv2d"
     assert [p for p, _, _ in rep.replaced] == ["0", "3"]
     assert type(net[0]) is cnnext.nn.Conv2d and type(net[3]) is cnnext.nn.MaxPool2d

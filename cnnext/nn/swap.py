@@ -11,9 +11,9 @@ attribute set on it; only its class changes (to the cnnext drop-in, a subclass o
 class, or back). Every torch.nn argument carries over (cnnext's Conv2d takes every padding_mode,
 its MaxPool2d return_indices and ceil_mode). A layer is left as it is, with the reason in the
 report, when its class is a subclass swap does not know (e.g. LazyConv2d, or a user's subclass
-whose forward may differ), when its tensors have a dtype cnnext has no kernels for (half,
-bfloat16) or sit on a device it has no kernels on, when cnnext lacks the layer, or when the cnnext
-constructor rejects one of its arguments.
+whose forward may differ), when its tensors have a dtype cnnext has no kernels for (float8) or sit
+on a device it has no kernels on, when cnnext lacks the layer, or when the cnnext constructor rejects
+one of its arguments.
 
 Fusion (fuse=True, the default): inside an nn.Sequential, a BatchNorm1d/2d followed directly by an
 nn.ReLU becomes cnnext's BatchNormReLU1d/2d (one pass over memory instead of two; the same values
@@ -35,7 +35,7 @@ SWAPPABLE = {nn.Conv2d: "Conv2d", nn.MaxPool2d: "MaxPool2d", nn.AvgPool2d: "AvgP
 # cnnext classes that have no single torch.nn counterpart (swap(back=True) leaves them)
 NO_TORCH_TWIN = {"BatchNormReLU1d": "a fused BatchNorm1d + ReLU has no single torch.nn layer",
                  "BatchNormReLU2d": "a fused BatchNorm2d + ReLU has no single torch.nn layer"}
-_DTYPES = (torch.float32, torch.float64)
+_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 
 
 @dataclass
@@ -90,7 +90,7 @@ def _tensor_reason(m, cnnext_cuda):
         if t is None or not t.is_floating_point():
             continue
         if t.dtype not in _DTYPES:
-            return f"{name} is {t.dtype}; cnnext's kernels take float32 and float64"
+            return f"{name} is {t.dtype}; cnnext's kernels take float32, float64, bfloat16 and float16"
         if t.device.type not in ("cpu", "meta") and not (t.device.type == "cuda" and cnnext_cuda):
             return f"{name} is on {t.device}; this build of cnnext has no kernels there"
     return None

@@ -88,7 +88,7 @@ def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
     .. math:: y[n, c, i, j] = \operatorname{mean}\, x[n, c, \lfloor iH/O_H \rfloor : \lceil (i+1)H/O_H \rceil,
               \lfloor jW/O_W \rfloor : \lceil (j+1)W/O_W \rceil]
 
-    `output_size`: an int or a pair; a None entry keeps the input's size. float32 or float64.
+    `output_size`: an int or a pair; a None entry keeps the input's size. float32, float64, bfloat16 or float16 (float32 accumulation).
     """
     _checks.tensor("adaptive_avg_pool2d", "input", input)
     size = _output_size(input, output_size)

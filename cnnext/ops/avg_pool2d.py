@@ -75,7 +75,7 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
     with the window clipped to the padded input (ceil_mode's overhang never counts) and the divisor
     :math:`d_{ij}` = `divisor_override`, else the window size counting padding if `count_include_pad`,
     else the number of input elements in it. `kernel_size`, `stride` (default: `kernel_size`) and
-    `padding`: an int or a pair. float32 or float64.
+    `padding`: an int or a pair. float32, float64, bfloat16 or float16 (float32 accumulation).
     """
     _checks.tensor("avg_pool2d", "input", input)
     k = _checks.pair("avg_pool2d", "kernel_size", kernel_size)

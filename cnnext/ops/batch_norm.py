@@ -16,12 +16,18 @@ def _like_input(input):
     return torch.empty_like(input, memory_format=layout_of(input))
 
 
+def _stats_dtype(input):
+    # the statistics of a bfloat16 / float16 input are float32 (csrc/ops/batch_norm.cpp)
+    return torch.float32 if input.dtype in (torch.bfloat16, torch.float16) else input.dtype
+
+
 @torch.library.register_fake("cnnext::batch_norm_forward")
 def _batch_norm_forward_fake(input, weight, bias, running_mean, running_var, training, momentum, eps, relu):
     cpp_checks(torch.ops.cnnext.batch_norm_forward.default, input, weight, bias, running_mean, running_var, training,
                momentum, eps, relu)
     C = input.shape[1]
-    return _like_input(input), input.new_empty(C), input.new_empty(C)
+    return _like_input(input), input.new_empty(C, dtype=_stats_dtype(input)), input.new_empty(
+        C, dtype=_stats_dtype(input))
 
 
 @torch.library.register_fake("cnnext::batch_norm_backward")
@@ -29,7 +35,8 @@ def _batch_norm_backward_fake(grad_output, input, weight, bias, save_mean, save_
     cpp_checks(torch.ops.cnnext.batch_norm_backward.default, grad_output, input, weight, bias, save_mean, save_invstd,
                training, relu)
     C = input.shape[1]
-    return _like_input(input), input.new_empty(C), input.new_empty(C)
+    return _like_input(input), (weight if weight is not None else input).new_empty(C), (
+        bias if bias is not None else input).new_empty(C)
 
 
 class BatchNormFunction(torch.autograd.Function):
@@ -114,7 +121,8 @@ def batch_norm(input: Tensor, running_mean, running_var, weight=None, bias=None,
 
     training: batch statistics (biased variance), and running_mean / running_var (if given) are
     updated in place: running = (1 - momentum) running + momentum batch (unbiased variance).
-    Otherwise the running statistics are used. float32 or float64.
+    Otherwise the running statistics are used. float32, float64, bfloat16 or float16; with a bfloat16 or
+    float16 input, weight, bias and the running statistics may be float32 (statistics in float32).
     """
     return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, False)
 

@@ -5,6 +5,7 @@ import torch
 from torch import Tensor
 from torch._prims_common import suggest_memory_format
 
+from ._autocast import promote
 from ._autograd import fast_apply
 from ._checks import cpp_checks
 from ._geometry import cat_shape, legacy_empty, wrap_dim
@@ -72,8 +73,9 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
               \mathrm{off}_i = \textstyle\sum_{k<i} x_k.\mathrm{shape}[dim]
 
     The tensors must have the same rank (1-D tensors of shape (0,) are skipped, as torch.cat does),
-    the same sizes off `dim`, the same dtype (any dtype: the kernels copy bytes; no type promotion)
-    and the same device. channels_last inputs give a channels_last output, as with torch.cat.
+    the same sizes off `dim`, the same dtype (any dtype: the kernels copy bytes; no type promotion
+    but torch.autocast's, which casts floating inputs to the widest of their dtypes as it does for
+    torch.cat) and the same device. channels_last inputs give a channels_last output, as with torch.cat.
     Dense inputs, channels_last inputs and slices with dense rows (e.g. ``x[:, 16:48]``) are read
     in place; other views (transposed, strided within a row) are first copied to a dense tensor.
     """
@@ -86,4 +88,4 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
             raise TypeError(f"cat: tensors[{i}] must be a Tensor, got {type(t).__name__}")
         if t.layout != torch.strided:  # the dispatcher would refuse it with a message not naming cat
             raise RuntimeError(f"cat: tensors[{i}] must be a dense (strided) tensor, got layout {t.layout}")
-    return _apply(dim, *tensors)
+    return _apply(dim, *promote(tensors))

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import _checks
+from ._autocast import lower_precision
 from ._autograd import fast_apply
 from ._checks import cpp_checks
 from ._geometry import conv_shape
@@ -144,7 +145,8 @@ def conv2d(
     input (N, C, H, W) or (C, H, W); weight (K, C/groups, kh, kw); bias (K) or None; stride, padding,
     dilation an int or a pair; padding also 'valid' (0) or 'same' (output size = input size, stride 1;
     for an even dilated kernel the extra row/column of zeros goes on the bottom/right, as in torch).
-    Output (N, K, P, Q), P = (H + 2 p_h - d_h (kh - 1) - 1) // s_h + 1. float32 or float64.
+    Output (N, K, P, Q), P = (H + 2 p_h - d_h (kh - 1) - 1) // s_h + 1. float32, float64, bfloat16 or
+    float16 (float32 accumulation); under torch.autocast cast to its dtype, as torch's conv2d is.
     """
     _checks.tensor(_OP, "input", input)
     _checks.tensor(_OP, "weight", weight)
@@ -173,4 +175,5 @@ def conv2d(
             raise ValueError(f"conv2d: padding must be 'valid', 'same', an int or a pair, got '{padding}'")
     else:
         padding = _checks.pair(_OP, "padding", padding)
+    input, weight, bias = lower_precision(input, weight, bias)
     return _conv2d(input, weight, bias, list(stride), list(padding), list(dilation), groups)

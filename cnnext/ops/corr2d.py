@@ -3,6 +3,7 @@ import torch
 from torch import Tensor
 
 from . import _checks
+from ._autocast import lower_precision
 from ._autograd import fast_apply
 from ._checks import cpp_checks
 from ._geometry import corr2d_shape
@@ -53,11 +54,12 @@ def corr2d(input: Tensor, kernel: Tensor) -> Tensor:
 
     .. math:: y[..., i, j] = \sum_{u < kh,\, v < kw} x[..., i+u, j+v]\, K[u, v]
 
-    Output shape (..., H-kh+1, W-kw+1). float32 or float64.
+    Output shape (..., H-kh+1, W-kw+1). float32, float64, bfloat16 or float16 (float32 accumulation);
+    under torch.autocast cast to its dtype, as conv2d is.
     """
     _checks.tensor("corr2d", "input", input)
     _checks.tensor("corr2d", "kernel", kernel)
-    return _apply(input, kernel)
+    return _apply(*lower_precision(input, kernel))
 
 
 _forward_op = torch.ops.cnnext.corr2d_forward.default

@@ -30,12 +30,23 @@ void check_input(const at::Tensor& input) {
   TORCH_CHECK(input.dim() >= 2, kOp, ": input must have at least 2 dims (N, C, *), got ", input.dim(), "-D");
 }
 
-// A per-channel (C,) tensor: same dtype and device as input, shape (C,).
+// A per-channel (C,) tensor: same device as input, shape (C,), input's dtype -- or float32 with a bfloat16 or
+// float16 input (torch's mixed-precision batch norm: half activations, float32 parameters and statistics).
 void check_channel_arg(const char* arg, const at::Tensor& t, const at::Tensor& input) {
   check_same_device(kOp, arg, t, "input", input);
-  check_same_dtype(kOp, arg, t, "input", input);
+  if (!(is_half(input) && t.scalar_type() == at::kFloat)) check_same_dtype(kOp, arg, t, "input", input);
   TORCH_CHECK(t.dim() == 1 && t.size(0) == input.size(1), kOp, ": ", arg, " must have shape (C,) = (", input.size(1),
               ",) for input of shape ", input.sizes(), ", got ", t.sizes());
+}
+
+// The per-channel tensors given share one dtype (as torch requires: all float32, or all input's dtype).
+void check_same_parameter_dtype(std::initializer_list<std::pair<const char*, const at::Tensor*>> args) {
+  const std::pair<const char*, const at::Tensor*>* first = nullptr;
+  for (const auto& a : args) {
+    if (!a.second) continue;
+    if (first) check_same_dtype(kOp, a.first, *a.second, first->first, *first->second);
+    else first = &a;
+  }
 }
 
 // How the kernels see a tensor: channels_last native, or (made) contiguous.
@@ -72,12 +83,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_forward(
   if (b) check_channel_arg("bias", *b, input);
   if (rm) check_channel_arg("running_mean", *rm, input);
   if (rv) check_channel_arg("running_var", *rv, input);
+  check_same_parameter_dtype({{"weight", w}, {"bias", b}, {"running_mean", rm}, {"running_var", rv}});
   TORCH_CHECK((rm == nullptr) == (rv == nullptr), kOp,
               ": running_mean and running_var must both be given or both be None");
   TORCH_CHECK(training || rm, kOp, ": running_mean and running_var must be given in evaluation mode (training=False)");
   // F.batch_norm's checks: a NaN eps passes them, as in torch (the output is NaN)
   TORCH_CHECK(!(training && eps <= 0), kOp, ": eps must be positive during training, but got ", eps);
   TORCH_CHECK(!(eps < 0), kOp, ": eps must be non-negative, but got ", eps);
+  if (is_half(input)) {
+    // float32 statistics (save_mean / save_invstd stay float32); half running statistics are updated
+    // through float32 copies
+    std::optional<at::Tensor> rm32 = widen(running_mean), rv32 = widen(running_var);
+    auto [y, mean, invstd] =
+        batch_norm_forward(widen(input), widen(weight), widen(bias), rm32, rv32, training, momentum, eps, relu);
+    if (training && rm && !rm32->is_same(*rm)) rm->copy_(*rm32);
+    if (training && rv && !rv32->is_same(*rv)) rv->copy_(*rv32);
+    return {narrow(y, input.scalar_type()), mean, invstd};
+  }
   const Layout l = layout_of(input);
   const at::Tensor x = input.contiguous(format_of(l));
   at::Tensor y = at::empty_like(x, format_of(l));
@@ -120,8 +142,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
   const at::Tensor *w = opt(weight), *b = opt(bias);
   if (w) check_channel_arg("weight", *w, input);
   if (b) check_channel_arg("bias", *b, input);
+  check_same_parameter_dtype({{"weight", w}, {"bias", b}});
   check_channel_arg("save_mean", save_mean, input);
   check_channel_arg("save_invstd", save_invstd, input);
+  if (is_half(input)) {  // gw and gb in the dtypes of weight and bias (input's without them)
+    const auto [gx, gw, gb] = batch_norm_backward(widen(grad_output), widen(input), widen(weight), widen(bias),
+                                                  widen(save_mean), widen(save_invstd), training, relu);
+    return {narrow(gx, input.scalar_type()), narrow(gw, (w ? *w : input).scalar_type()),
+            narrow(gb, (b ? *b : input).scalar_type())};
+  }
   const Layout l = layout_of(input);
   const at::Tensor x = input.contiguous(format_of(l)), gy = grad_output.contiguous(format_of(l));
   at::Tensor gx = at::empty_like(x, format_of(l));

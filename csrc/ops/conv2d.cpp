@@ -120,6 +120,9 @@ at::Tensor conv2d_forward(const at::Tensor& input, const at::Tensor& weight, con
   if (has_bias)
     TORCH_CHECK(bias->dim() == 1 && bias->size(0) == s.K, kOp, ": bias must be 1-D of size out_channels (", s.K,
                 "), got shape ", bias->sizes());
+  if (is_half(input))
+    return narrow(conv2d_forward(widen(input), widen(weight), widen(bias), stride, padding, dilation, groups),
+                  input.scalar_type());
   at::Tensor y = at::empty(out_shape(s, input.dim() == 4), input.options());
   if (nothing_to_compute(y)) return y;
   const at::DeviceGuard guard(input.device());
@@ -146,6 +149,10 @@ at::Tensor conv2d_backward_input(const at::Tensor& grad_output, const at::Tensor
   const Conv2dShape s = make_shape(shape, weight.sizes(), p, "input");
   const bool batched = shape.size() == 4;
   check_grad_output(grad_output, s, batched);
+  if (is_half(grad_output))
+    return narrow(conv2d_backward_input(widen(grad_output), widen(weight), input_shape, stride, padding, dilation,
+                                        groups),
+                  grad_output.scalar_type());
   at::Tensor gx = at::empty(shape, grad_output.options());
   if (nothing_to_compute(gx)) return gx;
   const at::DeviceGuard guard(gx.device());
@@ -171,6 +178,11 @@ std::tuple<at::Tensor, at::Tensor> conv2d_backward_weight(const at::Tensor& grad
   const Params p = check_params(stride, padding, dilation, groups);
   const Conv2dShape s = make_shape(input.sizes(), wshape, p, "input");
   check_grad_output(grad_output, s, input.dim() == 4);
+  if (is_half(input)) {
+    const auto [gw, gb] =
+        conv2d_backward_weight(widen(grad_output), widen(input), weight_shape, stride, padding, dilation, groups, bias);
+    return {narrow(gw, input.scalar_type()), narrow(gb, input.scalar_type())};
+  }
   at::Tensor gw = at::empty(wshape, input.options());
   at::Tensor gb = at::empty({bias ? s.K : 0}, input.options());
   if (nothing_to_compute(gw)) return {gw, gb};  // meta: shapes only (gw is never empty)

@@ -40,8 +40,8 @@ cudaStream_t stream_for(Backend be) {
 }
 
 void check_float(const char* op, const char* arg, const at::Tensor& t) {
-  TORCH_CHECK_TYPE(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ", arg,
-                   " must be float32 or float64, got ", t.scalar_type());
+  TORCH_CHECK_TYPE(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble || is_half(t), op, ": ", arg,
+                   " must be float32, float64, bfloat16 or float16, got ", t.scalar_type());
 }
 
 void check_same_device(const char* op, const char* arg, const at::Tensor& t, const char* ref_arg,

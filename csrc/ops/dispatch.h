@@ -12,6 +12,7 @@
 #include <c10/util/Exception.h>
 
 #include <array>
+#include <optional>
 #include <utility>
 
 #include "../common/backend.h"
@@ -66,8 +67,23 @@ T* workspace_ptr(const at::Tensor& ws) {
   return ws.defined() ? ws.mutable_data_ptr<T>() : nullptr;
 }
 
+// ---- bfloat16 and float16 ----
+// No kernel has a half-precision variant yet (issue #13): a call with bfloat16 or float16 tensors is
+// computed by the float32 kernels of its backend. The op checks its arguments as given, widens its half
+// tensors to float32 (`widen`), calls itself, and rounds each floating output once to its dtype
+// (`narrow`): float32 accumulation and one rounding per output, the arithmetic of torch's own CPU kernels
+// for these dtypes.
+inline bool is_half(const at::Tensor& t) {
+  return t.defined() && (t.scalar_type() == at::kBFloat16 || t.scalar_type() == at::kHalf);
+}
+inline at::Tensor widen(const at::Tensor& t) { return is_half(t) ? t.to(at::kFloat) : t; }
+inline std::optional<at::Tensor> widen(const std::optional<at::Tensor>& t) {
+  return t.has_value() ? std::optional<at::Tensor>(widen(*t)) : t;
+}
+inline at::Tensor narrow(const at::Tensor& t, at::ScalarType dtype) { return t.to(dtype); }
+
 // ---- argument checks: every message starts with the op's name ----
-// float32 / float64 only.
+// float32, float64, bfloat16 or float16.
 // An (h, w) argument (schema int[2]): one value is both, two are (h, w); any other count is refused,
 // naming the op and the argument. (cnnext/ops/_checks.py's `pair` is the Python side's normaliser.)
 std::array<int64_t, 2> pair_arg(const char* op, const char* arg, at::IntArrayRef v);

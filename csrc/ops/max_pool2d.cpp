@@ -98,6 +98,10 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& input, at::IntArray
   check_float(kOp, "input", input);
   const MaxPool2dShape s = make_shape(input.sizes(), kernel_size, stride, padding, dilation, ceil_mode);
   const auto shape = out_shape(input.sizes(), s);
+  if (is_half(input)) {  // the maximum of float32 values widened from half ones: exact
+    const auto [y, ind] = forward(widen(input), kernel_size, stride, padding, dilation, ceil_mode, with_indices);
+    return {narrow(y, input.scalar_type()), ind};
+  }
   // channels_last input -> channels_last output and indices, as torch does
   const bool cl = input.dim() == 4 && !input.is_contiguous() && input.is_contiguous(at::MemoryFormat::ChannelsLast);
   const auto fmt = cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
@@ -155,6 +159,10 @@ at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& 
               " but the output for input shape ", in, " is ", at::IntArrayRef(shape));
   TORCH_CHECK(indices.sizes() == grad_output.sizes(), kOp, ": indices has shape ", indices.sizes(),
               " but grad_output has shape ", grad_output.sizes());
+  if (is_half(grad_output))
+    return narrow(max_pool2d_backward(widen(grad_output), indices, input_shape, kernel_size, stride, padding,
+                                      dilation, ceil_mode),
+                  grad_output.scalar_type());
   at::Tensor gx = at::empty(in, grad_output.options());
   if (nothing_to_compute(gx)) return gx;
   const at::DeviceGuard guard(gx.device());
