@@ -11,7 +11,9 @@ whose input is the image -- of the input); and the two backward passes on their 
 shows: grad input (not for a net's first layer) and grad weight (+bias).  The torch side of those two is
 torch.ops.aten.convolution_backward with one output mask each ([input] / [weight, bias]), cnnext's
 its conv2d_backward_input / conv2d_backward_weight ops, on the same grad_output, timed alternately in one
-process.  --only forward,grad-weight,... runs a subset of the groups.  GFLOP/s counts 2*N*K*P*Q*C/groups*R*S
+process.  --only forward,grad-weight,... runs a subset of the groups.  --bf16 adds "forward bf16" and
+"forward+backward bf16": the same shapes with bfloat16 input, weight and bias, against torch's bfloat16
+conv2d (oneDNN; AMX tiles where the CPU has them).  GFLOP/s counts 2*N*K*P*Q*C/groups*R*S
 per pass (x3 for forward+backward, x2 when the input needs no grad); pct_peak is cnnext's rate over torch.mm's measured
 single-precision rate on the same threads (harness.matmul_peak).
 Note: at::parallel_for runs in parallel only when the extension is compiled with -fopenmp (ATen's
@@ -73,33 +75,36 @@ def shapes():
 
 
 GROUPS = ("forward", "forward+backward", "grad input", "grad weight")
+BF16_GROUPS = ("forward bf16", "forward+backward bf16")
 
 
-def cases(groups=GROUPS):
+def cases(groups=GROUPS, dtype=torch.float32):
+    """The cases of `groups` (GROUPS, or BF16_GROUPS with dtype=torch.bfloat16)."""
     out = []
+    sfx = " bf16" if dtype == torch.bfloat16 else ""
     for net, ci, co, k, st, pad, hw, first in shapes():
-        x = torch.randn(BATCH, ci, hw, hw)
-        w = torch.randn(co, ci, k, k) / math.sqrt(ci * k * k)
-        b = torch.randn(co)
+        x = torch.randn(BATCH, ci, hw, hw).to(dtype)
+        w = (torch.randn(co, ci, k, k) / math.sqrt(ci * k * k)).to(dtype)
+        b = torch.randn(co).to(dtype)
         P = (hw + 2 * pad - k) // st + 1
         flops = 2 * BATCH * co * P * P * ci * k * k
         name = f"{net} {ci}->{co} {k}x{k}" + (f" s{st}" if st > 1 else "") + (f" p{pad}" if pad else "") + f" @{hw}"
         fwd = harness.Case(name, lambda x=x, w=w, b=b, st=st, pad=pad: F.conv2d(x, w, b, st, pad),
                            lambda x=x, w=w, b=b, st=st, pad=pad: cnnext.functional.conv2d(x, w, b, st, pad),
-                           flops=flops, group="forward")
+                           flops=flops, group="forward" + sfx)
         fwd.no_grad = True
-        if "forward" in groups:
+        if "forward" + sfx in groups:
             out.append(fwd)
         xg, wg, bg = x.clone().requires_grad_(not first), w.clone().requires_grad_(), b.clone().requires_grad_()
-        gy = torch.randn(BATCH, co, P, P)
+        gy = torch.randn(BATCH, co, P, P).to(dtype)
         inputs = (wg, bg) if first else (xg, wg, bg)
 
         def fb(conv, xg=xg, wg=wg, bg=bg, st=st, pad=pad, gy=gy, inputs=inputs):
             return torch.autograd.grad(conv(xg, wg, bg, st, pad), inputs, gy)
 
-        if "forward+backward" in groups:
+        if "forward+backward" + sfx in groups:
             out.append(harness.Case(name, lambda fb=fb: fb(F.conv2d), lambda fb=fb: fb(cnnext.functional.conv2d),
-                                    flops=flops * (2 if first else 3), group="forward+backward"))
+                                    flops=flops * (2 if first else 3), group="forward+backward" + sfx))
         # the backward passes alone: aten.convolution_backward with one output mask vs cnnext's op
         conv_args = ([st, st], [pad, pad], [1, 1])
         if "grad input" in groups and not first:
@@ -128,15 +133,17 @@ if __name__ == "__main__":
     p = harness.parser(__doc__)
     p.set_defaults(repeats=3)  # 61 shapes x 2 passes: keeps the whole run to a few minutes
     p.add_argument("--only", default="", help="comma-separated groups: " + ", ".join(g.replace(" ", "-") for g in GROUPS))
+    p.add_argument("--bf16", action="store_true", help="also the bfloat16 groups: " + ", ".join(BF16_GROUPS))
     args = p.parse_args()
     groups = tuple(g for g in GROUPS if not args.only or g.replace(" ", "-") in args.only.split(","))
+    bf16_groups = BF16_GROUPS if args.bf16 else ()
     # the best of three: on a shared machine a single measurement can land in someone else's build
     peak = max(harness.matmul_peak(threads=args.threads) for _ in range(3))
     print(f"torch.mm single-precision peak on {args.threads} threads: {peak:.0f} GFLOP/s")
-    rows = harness.run(cases(groups), threads=args.threads, repeats=1 if args.quick else args.repeats,
+    rows = harness.run(cases(groups) + cases(bf16_groups, torch.bfloat16), threads=args.threads, repeats=1 if args.quick else args.repeats,
                        min_time=0.01 if args.quick else args.min_time, title="conv2d, CPU, batch 32",
                        json_path=args.json, extra_columns={"pct_peak": lambda row, c: 100 * row["cnnext_gflops"] / peak})
-    for g in groups:
+    for g in groups + bf16_groups:
         print(f"\n{g}, geometric-mean ratio torch/cnnext per net:")
         for net in dict.fromkeys(r["case"].split()[0] for r in rows):
             rs = [r["ratio"] for r in rows if r["group"] == g and r["case"].split()[0] == net]

@@ -68,3 +68,23 @@ def test_bench_all_summary_and_readme_block():
         bench_all.replace_block("no markers", "new")
     readme = open(os.path.join(ROOT, "README.md")).read()
     assert readme.count(bench_all.BEGIN) == 1 and readme.count(bench_all.END) == 1
+
+
+def test_bfloat16_rows():
+    """bench_conv2d's bf16 groups time bfloat16 convolutions on both sides; bench_models --amp prints
+    cnnext's autocast step over its float32 step."""
+    import torch
+    from bench import bench_conv2d
+
+    cs = [c for c in bench_conv2d.cases(bench_conv2d.BF16_GROUPS, torch.bfloat16) if c.name.startswith("LeNet")]
+    assert {c.group for c in cs} == set(bench_conv2d.BF16_GROUPS)
+    fwd = [c for c in cs if c.group == "forward bf16"]
+    with torch.no_grad():
+        assert all(c.torch_fn().dtype == c.cnnext_fn().dtype == torch.bfloat16 for c in fwd)
+    for c in cs:
+        if c.group == "forward+backward bf16":
+            assert all(g.dtype == torch.bfloat16 for g in c.cnnext_fn())
+    out = _run(["bench.bench_models", "--models", "lenet", "--batch", "4", "--amp", "--repeats", "1",
+                "--min-time", "0.001", "--threads", "1"])
+    assert out.returncode == 0, out.stderr
+    assert "train step autocast bf16" in out.stdout and "float32 step time" in out.stdout
