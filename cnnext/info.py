@@ -57,6 +57,8 @@ def info() -> dict:
         "cpu_isas_supported": CPU["supported"],
         "cpu_simd": CPU["simd"],            # the widest vectors of that variant's kernels
         "cpu_library": CPU["library"],
+        # the bfloat16 conv2d variants that run here (CNNEXT_CONV2D_BF16): amx (the default where listed), dot, float
+        "conv2d_bf16": torch.ops.cnnext._conv2d_bf16_variants().split(","),
         "cuda_kernels_compiled": native["cuda_compiled"],
         "gpu_available": bool(native["cuda_compiled"] and torch.cuda.is_available()),
         "gpu": torch.cuda.get_device_name(0) if native["cuda_compiled"] and torch.cuda.is_available() else None,

@@ -281,3 +281,44 @@ def test_swap_replaces_bfloat16_resnet18_layers():
     assert y.dtype == torch.bfloat16
     # bfloat16 activations rounded at every layer in both: 20 layers of one rounding each, 2^-8 apiece
     assert_rel_close(y, ref, 0.1, "swapped resnet18 in bfloat16")
+
+
+# ---- the CPU's bfloat16 conv2d variants (csrc/cpu/conv2d_bf16.h), each forced by name ----
+BF16_CASES = [((2, 3, 9, 9), (5, 3, 3, 3), 1, 1, 1, 1), ((2, 6, 11, 13), (8, 6, 3, 3), 2, 1, 1, 1),
+              ((2, 6, 11, 13), (8, 3, 3, 3), 1, 1, 1, 2), ((1, 4, 14, 14), (6, 4, 3, 3), 1, 2, 2, 1),
+              ((3, 16, 7, 7), (10, 16, 1, 1), 1, 0, 1, 1), ((2, 300, 6, 6), (17, 300, 3, 3), 1, 1, 1, 1),
+              ((2, 7, 20, 21), (9, 7, 5, 5), 2, 2, 1, 1), ((2, 1, 28, 28), (6, 1, 5, 5), 1, 2, 1, 1),
+              ((2, 8, 9, 9), (8, 8, 1, 1), 2, 0, 1, 1), ((1, 3, 40, 40), (4, 3, 7, 7), 2, 3, 1, 1),
+              ((2, 5, 8, 8), (4, 5, 2, 2), 3, 0, 1, 1), ((1, 40, 24, 24), (36, 40, 3, 3), 1, 1, 1, 1)]
+
+
+def _bf16_variants():
+    info = cnnext.info()
+    return ["float"] + [v for v in ("amx", "dot") if v in info.get("conv2d_bf16", [])]
+
+
+@pytest.mark.parametrize("variant", ["float", "amx", "dot"])
+def test_conv2d_bf16_variants(variant, monkeypatch):
+    """Every bfloat16 variant this CPU runs, forward and grad input, against torch's float32 result on the same
+    bfloat16 values: one rounding apart (<= 2^-8 of the largest output), on the shapes it takes; a strided grad
+    input is refused by the packed variants (the planner sends it to float)."""
+    if variant not in _bf16_variants():
+        pytest.skip(f"this CPU (or build) does not run the {variant} variant")
+    monkeypatch.setenv("CNNEXT_CONV2D_BF16", variant)
+    ops = torch.ops.cnnext
+    torch.manual_seed(0)
+    for xs, ws, st, pad, dil, g in BF16_CASES:
+        x, w, b = torch.randn(xs).bfloat16(), torch.randn(ws).bfloat16(), torch.randn(ws[0]).bfloat16()
+        conv = ([st, st], [pad, pad], [dil, dil], g)
+        y = ops.conv2d_forward(x, w, b, *conv)
+        assert_rel_close(y.float(), F.conv2d(x.float(), w.float(), b.float(), st, pad, dil, g), 2 ** -8,
+                         f"{variant} forward {xs} {ws}")
+        gy = torch.randn(y.shape).bfloat16()
+        if st > 1 and variant != "float":
+            with pytest.raises(RuntimeError, match=f"CNNEXT_CONV2D_BF16={variant} does not run on this call"):
+                ops.conv2d_backward_input(gy, w, list(xs), *conv)
+            continue
+        gx = ops.conv2d_backward_input(gy, w, list(xs), *conv)
+        ref = torch.ops.aten.convolution_backward(gy.float(), x.float(), w.float(), None, *conv[:3], False, [0, 0],
+                                                  g, [True, False, False])[0]
+        assert_rel_close(gx.float(), ref, 2 ** -8, f"{variant} grad input {xs} {ws}")

@@ -120,7 +120,7 @@ at::Tensor conv2d_forward(const at::Tensor& input, const at::Tensor& weight, con
   if (has_bias)
     TORCH_CHECK(bias->dim() == 1 && bias->size(0) == s.K, kOp, ": bias must be 1-D of size out_channels (", s.K,
                 "), got shape ", bias->sizes());
-  if (is_half(input))
+  if (is_half(input) && !native_bf16<Conv2dForward>(input))
     return narrow(conv2d_forward(widen(input), widen(weight), widen(bias), stride, padding, dilation, groups),
                   input.scalar_type());
   at::Tensor y = at::empty(out_shape(s, input.dim() == 4), input.options());
@@ -129,6 +129,10 @@ at::Tensor conv2d_forward(const at::Tensor& input, const at::Tensor& weight, con
   const at::Tensor x = input.contiguous(), w = weight.contiguous();
   const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
   const Backend be = backend_for(x);
+  if (is_half(x)) {
+    call_kernel<Conv2dForward, bfloat16>(be, s, bf16_data(x), bf16_data(w), bf16_data(b), bf16_data(y));
+    return y;
+  }
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv2d_forward", [&] {
     const scalar_t *xp = x.const_data_ptr<scalar_t>(), *wp = w.const_data_ptr<scalar_t>();
     const scalar_t* bp = has_bias ? b.const_data_ptr<scalar_t>() : nullptr;
@@ -149,7 +153,7 @@ at::Tensor conv2d_backward_input(const at::Tensor& grad_output, const at::Tensor
   const Conv2dShape s = make_shape(shape, weight.sizes(), p, "input");
   const bool batched = shape.size() == 4;
   check_grad_output(grad_output, s, batched);
-  if (is_half(grad_output))
+  if (is_half(grad_output) && !native_bf16<Conv2dBackwardInput>(grad_output))
     return narrow(conv2d_backward_input(widen(grad_output), widen(weight), input_shape, stride, padding, dilation,
                                         groups),
                   grad_output.scalar_type());
@@ -158,6 +162,10 @@ at::Tensor conv2d_backward_input(const at::Tensor& grad_output, const at::Tensor
   const at::DeviceGuard guard(gx.device());
   const at::Tensor gy = grad_output.contiguous(), w = weight.contiguous();
   const Backend be = backend_for(gy);
+  if (is_half(gy)) {
+    call_kernel<Conv2dBackwardInput, bfloat16>(be, s, bf16_data(gy), bf16_data(w), bf16_data(gx));
+    return gx;
+  }
   AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "conv2d_backward_input", [&] {
     const scalar_t *gyp = gy.const_data_ptr<scalar_t>(), *wp = w.const_data_ptr<scalar_t>();
     scalar_t* gxp = gx.mutable_data_ptr<scalar_t>();

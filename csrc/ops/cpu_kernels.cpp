@@ -8,8 +8,11 @@
 #include "../cpu/batch_norm.h"
 #include "../cpu/cat.h"
 #include "../cpu/conv2d.h"
+#include "../cpu/conv2d_bf16.h"
 #include "../cpu/corr2d.h"
 #include "../cpu/max_pool2d.h"
+
+#include <torch/library.h>
 
 namespace cnnext::cpu {
 namespace {
@@ -26,6 +29,11 @@ void corr2d_backward_kernel_ws(const Corr2dShape& s, const T* gy, const T* x, T*
 CNNEXT_REGISTER_CPU_KERNEL(Conv2dForward, conv2d_forward)
 CNNEXT_REGISTER_CPU_KERNEL(Conv2dBackwardInput, conv2d_backward_input)
 CNNEXT_REGISTER_CPU_KERNEL(Conv2dBackwardWeight, conv2d_backward_weight_ws)
+// bfloat16: vdpbf16ps where the CPU has AVX512_BF16, else the float32 variants on widened copies
+CNNEXT_REGISTER_KERNEL_T(Conv2dForward, bfloat16, ::cnnext::Backend::CPU,
+                         &::cnnext::WithoutStream<&conv2d_forward_bf16>::call)
+CNNEXT_REGISTER_KERNEL_T(Conv2dBackwardInput, bfloat16, ::cnnext::Backend::CPU,
+                         &::cnnext::WithoutStream<&conv2d_backward_input_bf16>::call)
 
 CNNEXT_REGISTER_CPU_KERNEL(Corr2dForward, corr2d_forward)
 CNNEXT_REGISTER_CPU_KERNEL(Corr2dBackwardInput, corr2d_backward_input)
@@ -47,3 +55,13 @@ CNNEXT_REGISTER_CPU_KERNEL(BatchNormBackward, batch_norm_backward)
 CNNEXT_REGISTER_KERNEL_T(CatForward, void, ::cnnext::Backend::CPU, &::cnnext::WithoutStream<&cat_forward>::call)
 CNNEXT_REGISTER_KERNEL_T(CatBackward, void, ::cnnext::Backend::CPU, &::cnnext::WithoutStream<&cat_backward>::call)
 }  // namespace cnnext::cpu
+
+// The bfloat16 conv2d variants the loaded CPU variant runs on this CPU (cnnext.info()["conv2d_bf16"]).
+TORCH_LIBRARY_FRAGMENT(cnnext, m) {
+  m.def("_conv2d_bf16_variants() -> str", []() -> std::string {
+    std::string v = "float";
+    if (cnnext::cpu::conv2d_bf16_amx()) v += ",amx";
+    if (cnnext::cpu::conv2d_bf16_dot()) v += ",dot";
+    return v;
+  });
+}

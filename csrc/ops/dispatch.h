@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "../common/backend.h"
+#include "../common/bfloat16.h"
 
 namespace cnnext {
 
@@ -68,11 +69,19 @@ T* workspace_ptr(const at::Tensor& ws) {
 }
 
 // ---- bfloat16 and float16 ----
-// No kernel has a half-precision variant yet (issue #13): a call with bfloat16 or float16 tensors is
-// computed by the float32 kernels of its backend. The op checks its arguments as given, widens its half
-// tensors to float32 (`widen`), calls itself, and rounds each floating output once to its dtype
-// (`narrow`): float32 accumulation and one rounding per output, the arithmetic of torch's own CPU kernels
-// for these dtypes.
+// A call with bfloat16 tensors runs the backend's bfloat16 kernel where it registered one (`native_bf16`:
+// the CPU's conv2d forward and grad input). Every other half-precision call is computed by the float32
+// kernels of its backend: the op checks its arguments as given, widens its half tensors to float32
+// (`widen`), calls itself, and rounds each floating output once to its dtype (`narrow`). Both are float32
+// accumulation and one rounding per output, the arithmetic of torch's own CPU kernels for these dtypes.
+template <typename Op>
+bool native_bf16(const at::Tensor& t) {
+  return t.scalar_type() == at::kBFloat16 && Kernel<Op, bfloat16>::table[int(backend_for(t))] != nullptr;
+}
+inline const bfloat16* bf16_data(const at::Tensor& t) {
+  return t.defined() ? reinterpret_cast<const bfloat16*>(t.const_data_ptr<at::BFloat16>()) : nullptr;
+}
+inline bfloat16* bf16_data(at::Tensor& t) { return reinterpret_cast<bfloat16*>(t.mutable_data_ptr<at::BFloat16>()); }
 inline bool is_half(const at::Tensor& t) {
   return t.defined() && (t.scalar_type() == at::kBFloat16 || t.scalar_type() == at::kHalf);
 }

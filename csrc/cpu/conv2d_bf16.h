@@ -1,0 +1,19 @@
+// CPU conv2d on bfloat16 tensors (conv2d_bf16.cpp): the forward and the grad input, float32 sums and one
+// rounding per output, by one of three variants (CNNEXT_CONV2D_BF16=amx|dot|float forces one):
+//   amx    AMX tiles (TDPBF16PS) where the CPU has them (Intel Sapphire Rapids): the default there
+//   dot    AVX512_BF16's vdpbf16ps (forced only: slower than float on Sapphire Rapids)
+//   float  the float32 variants on widened copies: every other CPU, and shapes the packed paths do not
+//          take (32-bit offsets overflow; grad input with a stride > 1)
+// Same contract as conv2d.h.
+#pragma once
+#include "../common/bfloat16.h"
+#include "../common/conv2d.h"
+
+namespace cnnext::cpu {
+
+bool conv2d_bf16_amx();  // this variant's build and this CPU run the amx variant
+bool conv2d_bf16_dot();  // ... the dot variant
+void conv2d_forward_bf16(const Conv2dShape& s, const bfloat16* x, const bfloat16* w, const bfloat16* b, bfloat16* y);
+void conv2d_backward_input_bf16(const Conv2dShape& s, const bfloat16* gy, const bfloat16* w, bfloat16* gx);
+
+}  // namespace cnnext::cpu
