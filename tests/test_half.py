@@ -299,7 +299,7 @@ def _bf16_variants():
 
 @pytest.mark.parametrize("variant", ["float", "amx", "dot"])
 def test_conv2d_bf16_variants(variant, monkeypatch):
-    """Every bfloat16 variant this CPU runs, forward and grad input, against torch's float32 result on the same
+    """Every bfloat16 variant this CPU runs, forward, grad input and grad weight, against torch's float32 result on the same
     bfloat16 values: one rounding apart (<= 2^-8 of the largest output), on the shapes it takes; a strided grad
     input is refused by the packed variants (the planner sends it to float)."""
     if variant not in _bf16_variants():
@@ -314,6 +314,12 @@ def test_conv2d_bf16_variants(variant, monkeypatch):
         assert_rel_close(y.float(), F.conv2d(x.float(), w.float(), b.float(), st, pad, dil, g), 2 ** -8,
                          f"{variant} forward {xs} {ws}")
         gy = torch.randn(y.shape).bfloat16()
+        gw, gb = ops.conv2d_backward_weight(gy, x, list(ws), *conv, True)  # dot has none: its planner's pick
+        rw, rb = torch.ops.aten.convolution_backward(gy.float(), x.float(), w.float(), [ws[0]], *conv[:3], False,
+                                                     [0, 0], g, [False, True, True])[1:]
+        assert gw.dtype == gb.dtype == torch.bfloat16
+        assert_rel_close(gw.float(), rw, 2 ** -8, f"{variant} grad weight {xs} {ws}")
+        assert_rel_close(gb.float(), rb, 2 ** -8, f"{variant} grad bias {xs} {ws}")
         if st > 1 and variant != "float":
             with pytest.raises(RuntimeError, match=f"CNNEXT_CONV2D_BF16={variant} does not run on this call"):
                 ops.conv2d_backward_input(gy, w, list(xs), *conv)

@@ -171,9 +171,15 @@ CNNEXT_AMX_TARGET void amx_configure() {
 }
 CNNEXT_AMX_TARGET void amx_release() { _tile_release(); }
 
-// C[32 x 32] (row stride ldc) = (acc ? C : 0) + A . B over kcp pairs (a multiple of 16): A as pack_a_tiles
-// lays out one pair block of 32 rows ([kcp/16][2 tiles][16 rows][16 words]), B a pack_b_pairs panel.
-CNNEXT_AMX_TARGET void amx_kernel(int64_t kcp, const uint32_t* A, const uint32_t* B, float* C, int64_t ldc,
+// A tile addressing: tile (rows 16t.., pairs 16kt..) at A + kt*kstep + t*tile, rows `stride` bytes apart.
+struct TileA {
+  int64_t kstep, tile, stride;
+};
+constexpr TileA kPackedA{512, 256, 64};  // pack_a's layout: [kcp/16][2 tiles][16 rows][16 words]
+
+// C[32 x 32] (row stride ldc) = (acc ? C : 0) + A . B over kcp pairs (a multiple of 16): A 32 rows (TileA),
+// B a pack_b_pairs panel ([kcp][32] words).
+CNNEXT_AMX_TARGET void amx_kernel(int64_t kcp, const uint32_t* A, TileA ta, const uint32_t* B, float* C, int64_t ldc,
                                   bool acc) {
   const int64_t ls = ldc * 4;
   if (acc) {
@@ -188,8 +194,8 @@ CNNEXT_AMX_TARGET void amx_kernel(int64_t kcp, const uint32_t* A, const uint32_t
     _tile_zero(3);
   }
   for (int64_t kt = 0; kt < kcp / 16; ++kt) {
-    _tile_loadd(4, A + kt * 512, 64);
-    _tile_loadd(5, A + kt * 512 + 256, 64);
+    _tile_loadd(4, A + kt * ta.kstep, ta.stride);
+    _tile_loadd(5, A + kt * ta.kstep + ta.tile, ta.stride);
     _tile_loadd(6, B + kt * 16 * NRB, NRB * 4);
     _tile_loadd(7, B + kt * 16 * NRB + 16, NRB * 4);
     _tile_dpbf16ps(0, 4, 6);
@@ -255,7 +261,7 @@ CNNEXT_AMX_TARGET void gemm_amx(const PairGemm& g, int64_t ncpad, const uint32_t
                                 int64_t kcp, bool acc) {
   for (int64_t mb = 0; mb < g.Mpad; mb += 32)
     for (int64_t jr = 0; jr < ncpad; jr += NRB)
-      amx_kernel(kcp, Ablk + mb * kcp, Bb + jr * kcp, C + mb * ncpad + jr, ncpad, acc);
+      amx_kernel(kcp, Ablk + mb * kcp, kPackedA, Bb + jr * kcp, C + mb * ncpad + jr, ncpad, acc);
 }
 
 // y = conv(x) + b, the weights packed per group by pack_a (g.words() each)
@@ -329,6 +335,109 @@ void packed_backward_input(Engine e, const Conv2dShape& s, const bfloat16* gy, c
   forward_pairs(transposed(s), pg, &gy->bits, Ap.p, nullptr, &gx->bits);
 }
 
+// ---- grad weight: gW[k, crs] = sum_j gY[k, j] col[crs, j] (M = Kg, N = CRS, reduction over j = (n, p, q)) ----
+// B panel [kcp][32] of col^T in pairs of j: word (p, l) = (col[lane0 + l, j0 + 2p], col[lane0 + l, j0 + 2p + 1]),
+// lanes from RowTab rt (segmented: runs of consecutive offsets), j from ColTab ct.
+void pack_b_rows_pairs(uint32_t* __restrict__ out, const uint16_t* X, const ColTab& ct, int64_t kcp, const RowTab& rt,
+                       int64_t lane0, int64_t H, int64_t W) {
+  const __m512i Hv = _mm512_set1_epi32(int32_t(H)), Wv = _mm512_set1_epi32(int32_t(W));
+  for (int half = 0; half < 2; ++half) {
+    const int64_t l0 = lane0 + 16 * half;
+    const __m512i rh = _mm512_loadu_si512(rt.rh.data() + l0), rs = _mm512_loadu_si512(rt.rs.data() + l0);
+    const int ns = rt.nseg[l0 / 16];
+    const uint16_t* sm = rt.smask.data() + l0;
+    const int32_t* so = rt.soff.data() + l0;
+    auto row = [&](int64_t j) -> __m256i {
+      const __mmask16 m =
+          in_bounds16(_mm512_set1_epi32(ct.h0[j]), rh, Hv, _mm512_set1_epi32(ct.w0[j]), rs, Wv);
+      const uint16_t* src = X + ct.base[j];
+      if (ns <= 6) {
+        __m256i v = _mm256_setzero_si256();
+        for (int i = 0; i < ns; ++i) v = _mm256_mask_loadu_epi16(v, m & sm[i], src + so[i]);
+        return v;
+      }
+      alignas(32) uint16_t e[16];
+      for (int l = 0; l < 16; ++l) e[l] = (m >> l) & 1 ? src[rt.off[l0 + l]] : 0;
+      return _mm256_load_si256(reinterpret_cast<const __m256i*>(e));
+    };
+    for (int64_t p = 0; p < kcp; ++p) {
+      const __m512i lo = _mm512_cvtepu16_epi32(row(2 * p)), hi = _mm512_cvtepu16_epi32(row(2 * p + 1));
+      _mm512_store_si512(out + p * NRB + 16 * half, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+    }
+  }
+}
+
+// C[Mpad x CRSpad] += A . B for one block of the reduction: A the block's gY rows ([Mpad][2 kcp] bfloat16,
+// row-major: a tile row is 32 consecutive j), B packed per panel of 32 lanes c0 .. c1.
+CNNEXT_AMX_TARGET void gemm_amx_gw(int64_t Mpad, int64_t kcp, const uint16_t* A, const uint16_t* X, const ColTab& ct,
+                                   const RowTab& rt, int64_t c0, int64_t c1, int64_t CRSpad, uint32_t* Bb, float* C,
+                                   int64_t H, int64_t W) {
+  const TileA ta{16, 16 * kcp, 4 * kcp};  // rows of kcp words
+  const uint32_t* Aw = reinterpret_cast<const uint32_t*>(A);
+  for (int64_t jc = c0; jc < c1; jc += NRB) {
+    pack_b_rows_pairs(Bb, X, ct, kcp, rt, jc, H, W);
+    for (int64_t mb = 0; mb < Mpad; mb += 32) amx_kernel(kcp, Aw + mb * kcp, ta, Bb, C + mb * CRSpad + jc, CRSpad, true);
+  }
+}
+
+constexpr int64_t KCJ = 512;  // j per block of the grad weight's reduction (256 pairs)
+
+void amx_backward_weight_impl(const Conv2dShape& s, const bfloat16* xb, const bfloat16* gyb, bfloat16* gwb) {
+  const uint16_t *x = &xb->bits, *gy = &gyb->bits;
+  const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, HW = s.H * s.W, PQ = s.P * s.Q;
+  const int64_t CRS = Cg * s.R * s.S, L = s.N * PQ, Mpad = round_up(Kg, 32), CRSpad = round_up(CRS, NRB);
+  const int64_t nthreads = at::get_num_threads();
+  RowTab rt = rows_im2col(s, Cg, CRSpad);
+  rt.segment();
+  // as conv2d_grad_weight_im2col.cpp: threads over gW's columns when gW is large next to the batch, else
+  // over ranges of the batch whose partial sums are added in part order
+  const bool split_cols = CRSpad >= 2 * nthreads * NRB && L <= 8 * CRS;
+  const int64_t nparts = split_cols ? std::min(nthreads, CRSpad / NRB) : std::max<int64_t>(1, std::min(nthreads, L));
+  const int64_t nbuf = split_cols ? 1 : nparts;
+  std::vector<float> P(nbuf * G * Mpad * CRSpad, 0.0f);
+  at::parallel_for(0, nparts, 1, [&](int64_t t0, int64_t t1) {
+    Buf<uint16_t> Abuf(Mpad * KCJ);
+    Buf<uint32_t> Bbuf(KCJ / 2 * NRB);
+    ColTab ct;
+    amx_configure();
+    for (int64_t part = t0; part < t1; ++part) {
+      int64_t l0 = 0, l1 = L, c0 = 0, c1 = CRSpad;
+      if (split_cols) {
+        const int64_t np = CRSpad / NRB;
+        c0 = np * part / nparts * NRB, c1 = np * (part + 1) / nparts * NRB;
+      } else {
+        l0 = L * part / nparts, l1 = L * (part + 1) / nparts;
+      }
+      for (int64_t g = 0; g < G; ++g) {
+        float* C = P.data() + ((split_cols ? 0 : part) * G + g) * Mpad * CRSpad;
+        for (int64_t pc = l0; pc < l1; pc += KCJ) {
+          const int64_t kc = std::min(KCJ, l1 - pc), kcpad = round_up(kc, 32);
+          // A = gY rows of these columns, [Mpad][kcpad], zero beyond Kg and kc
+          std::memset(Abuf.p, 0, sizeof(uint16_t) * Mpad * kcpad);
+          for_each_image_run(s, pc, kc, [&](int64_t n, int64_t pq0, int64_t pq1, int64_t jj) {
+            for (int64_t k = 0; k < Kg; ++k)
+              std::memcpy(Abuf.p + k * kcpad + jj, gy + (n * s.K + g * Kg + k) * PQ + pq0, 2 * (pq1 - pq0));
+          });
+          fill_cols<NRB>(ct, s, pc, kc, kcpad, s.C * HW, true);  // columns past kc: out of bounds (0)
+          gemm_amx_gw(Mpad, kcpad / 2, Abuf.p, x + (ct.n0 * s.C + g * Cg) * HW, ct, rt, c0, c1, CRSpad, Bbuf.p, C,
+                      s.H, s.W);
+        }
+      }
+    }
+    amx_release();
+  });
+  at::parallel_for(0, s.K, 1, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      const int64_t g = k / Kg, kl = k % Kg;
+      for (int64_t i = 0; i < CRS; ++i) {
+        float v = P[(g * Mpad + kl) * CRSpad + i];
+        for (int64_t part = 1; part < nbuf; ++part) v += P[((part * G + g) * Mpad + kl) * CRSpad + i];
+        gwb[k * CRS + i] = from_float(v);
+      }
+    }
+  });
+}
+
 }  // namespace
 #endif
 
@@ -364,6 +473,34 @@ void float_backward_input(const Conv2dShape& s, const bfloat16* gy, const bfloat
   round_into(gx, gxf.p, nx);
 }
 
+// gb[k] = sum of gY[:, k] in float32 (images in order), rounded once; gb may be nullptr
+void grad_bias_bf16(const Conv2dShape& s, const bfloat16* gy, bfloat16* gb) {
+  if (!gb) return;
+  const int64_t PQ = s.P * s.Q;
+  at::parallel_for(0, s.K, 1, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      float acc = 0;
+      for (int64_t n = 0; n < s.N; ++n) {
+        const bfloat16* r = gy + (n * s.K + k) * PQ;
+        float t = 0;
+        for (int64_t i = 0; i < PQ; ++i) t += to_float(r[i]);
+        acc += t;
+      }
+      gb[k] = from_float(acc);
+    }
+  });
+}
+
+void float_backward_weight(const Conv2dShape& s, const bfloat16* x, const bfloat16* gy, bfloat16* gw, bfloat16* gb) {
+  const int64_t nx = s.N * s.C * s.H * s.W, ny = s.N * s.K * s.P * s.Q, nw = s.K * (s.C / s.groups) * s.R * s.S;
+  Buf<float> xf(nx), gyf(ny), gwf(nw), gbf(gb ? s.K : 0);
+  widen_into(xf.p, x, nx);
+  widen_into(gyf.p, gy, ny);
+  conv2d_backward_weight<float>(s, xf.p, gyf.p, gwf.p, gb ? gbf.p : nullptr);
+  round_into(gw, gwf.p, nw);
+  if (gb) round_into(gb, gbf.p, s.K);
+}
+
 #if defined(__AVX512F__) && defined(__x86_64__)
 bool amx_fits(const Conv2dShape& s) { return amx_available() && offsets_fit(s); }
 bool dot_fits(const Conv2dShape& s) { return conv2d_bf16_dot() && offsets_fit(s); }
@@ -382,10 +519,15 @@ void amx_backward_input(const Conv2dShape& s, const bfloat16* gy, const bfloat16
 void dot_backward_input(const Conv2dShape& s, const bfloat16* gy, const bfloat16* w, bfloat16* gx) {
   packed_backward_input(Engine::dot, s, gy, w, gx);
 }
+void amx_backward_weight(const Conv2dShape& s, const bfloat16* x, const bfloat16* gy, bfloat16* gw, bfloat16* gb) {
+  grad_bias_bf16(s, gy, gb);
+  amx_backward_weight_impl(s, x, gy, gw);
+}
 #endif
 
 using ForwardFn = void (*)(const Conv2dShape&, const bfloat16*, const bfloat16*, const bfloat16*, bfloat16*);
 using BackwardInputFn = void (*)(const Conv2dShape&, const bfloat16*, const bfloat16*, bfloat16*);
+using BackwardWeightFn = void (*)(const Conv2dShape&, const bfloat16*, const bfloat16*, bfloat16*, bfloat16*);
 constexpr Variant<ForwardFn, Conv2dShape> kForward[] = {
     {"float", any_shape<Conv2dShape>, float_forward},
 #if defined(__AVX512F__) && defined(__x86_64__)
@@ -401,14 +543,25 @@ constexpr Variant<BackwardInputFn, Conv2dShape> kBackwardInput[] = {
 #endif
 };
 
+constexpr Variant<BackwardWeightFn, Conv2dShape> kBackwardWeight[] = {
+    {"float", any_shape<Conv2dShape>, float_backward_weight},
+#if defined(__AVX512F__) && defined(__x86_64__)
+    {"amx", amx_fits, amx_backward_weight},
+#endif
+};
+
 // The planner: AMX where the CPU has it and the packed path takes the shape, else float32 on widened
 // copies.  "dot" (vdpbf16ps) only when forced: on Sapphire Rapids it reached 56 GMAC/s per core against
 // the float32 micro-kernel's 95 (one vdpbf16ps per two cycles), so it lost to widening there.
 template <typename V, std::size_t n>
-const V& plan(const V (&table)[n], const Conv2dShape& s) {
-  if (const V* v = forced(table, "conv2d", "CNNEXT_CONV2D_BF16", s)) return *v;
+const V& default_plan(const V (&table)[n], const Conv2dShape& s) {
   const V* amx = find_variant(table, "amx");
   return amx && amx->runs(s) ? *amx : table[0];
+}
+template <typename V, std::size_t n>
+const V& plan(const V (&table)[n], const Conv2dShape& s) {
+  if (const V* v = forced(table, "conv2d", "CNNEXT_CONV2D_BF16", s)) return *v;
+  return default_plan(table, s);
 }
 }  // namespace
 
@@ -436,6 +589,22 @@ void conv2d_backward_input_bf16(const Conv2dShape& s, const bfloat16* gy, const 
     return;
   }
   plan(kBackwardInput, s).fn(s, gy, w, gx);
+}
+
+void conv2d_backward_weight_bf16(const Conv2dShape& s, const bfloat16* x, const bfloat16* gy, bfloat16* gw,
+                                 bfloat16* gb) {
+  const int64_t nw = s.K * (s.C / s.groups) * s.R * s.S;
+  if (s.N * s.P * s.Q == 0 || nw == 0) {  // empty sums
+    for (int64_t i = 0; i < nw; ++i) gw[i] = bfloat16{0};
+    if (gb)
+      for (int64_t k = 0; k < s.K; ++k) gb[k] = bfloat16{0};
+    if (nw == 0) grad_bias_bf16(s, gy, gb);
+    return;
+  }
+  // dot has no grad weight: CNNEXT_CONV2D_BF16=dot leaves it to the planner
+  const char* env = std::getenv("CNNEXT_CONV2D_BF16");
+  const bool dot = env && std::strcmp(env, "dot") == 0;
+  (dot ? default_plan(kBackwardWeight, s) : plan(kBackwardWeight, s)).fn(s, x, gy, gw, gb);
 }
 
 }  // namespace cnnext::cpu

@@ -1,4 +1,4 @@
-// CPU conv2d on bfloat16 tensors (conv2d_bf16.cpp): the forward and the grad input, float32 sums and one
+// CPU conv2d on bfloat16 tensors (conv2d_bf16.cpp): the forward, the grad input and the grad weight, float32 sums and one
 // rounding per output, by one of three variants (CNNEXT_CONV2D_BF16=amx|dot|float forces one):
 //   amx    AMX tiles (TDPBF16PS) where the CPU has them (Intel Sapphire Rapids): the default there
 //   dot    AVX512_BF16's vdpbf16ps (forced only: slower than float on Sapphire Rapids)
@@ -15,5 +15,8 @@ bool conv2d_bf16_amx();  // this variant's build and this CPU run the amx varian
 bool conv2d_bf16_dot();  // ... the dot variant
 void conv2d_forward_bf16(const Conv2dShape& s, const bfloat16* x, const bfloat16* w, const bfloat16* b, bfloat16* y);
 void conv2d_backward_input_bf16(const Conv2dShape& s, const bfloat16* gy, const bfloat16* w, bfloat16* gx);
+// grad weight (and grad bias when gb != nullptr): amx or float (dot has none)
+void conv2d_backward_weight_bf16(const Conv2dShape& s, const bfloat16* x, const bfloat16* gy, bfloat16* gw,
+                                 bfloat16* gb);
 
 }  // namespace cnnext::cpu

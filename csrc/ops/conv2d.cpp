@@ -186,7 +186,7 @@ std::tuple<at::Tensor, at::Tensor> conv2d_backward_weight(const at::Tensor& grad
   const Params p = check_params(stride, padding, dilation, groups);
   const Conv2dShape s = make_shape(input.sizes(), wshape, p, "input");
   check_grad_output(grad_output, s, input.dim() == 4);
-  if (is_half(input)) {
+  if (is_half(input) && !native_bf16<Conv2dBackwardWeight>(input)) {
     const auto [gw, gb] =
         conv2d_backward_weight(widen(grad_output), widen(input), weight_shape, stride, padding, dilation, groups, bias);
     return {narrow(gw, input.scalar_type()), narrow(gb, input.scalar_type())};
@@ -202,6 +202,11 @@ std::tuple<at::Tensor, at::Tensor> conv2d_backward_weight(const at::Tensor& grad
   const at::DeviceGuard guard(input.device());
   const at::Tensor gy = grad_output.contiguous(), x = input.contiguous();
   const Backend be = backend_for(x);
+  if (is_half(x)) {
+    call_kernel<Conv2dBackwardWeight, bfloat16>(be, s, bf16_data(x), bf16_data(gy), bf16_data(gw),
+                                               bias ? bf16_data(gb) : nullptr, nullptr);
+    return {gw, gb};
+  }
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv2d_backward_weight", [&] {
     const scalar_t *gyp = gy.const_data_ptr<scalar_t>(), *xp = x.const_data_ptr<scalar_t>();
     scalar_t* gwp = gw.mutable_data_ptr<scalar_t>();

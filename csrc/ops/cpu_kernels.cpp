@@ -24,6 +24,10 @@ template <typename T>  // likewise corr2d's grad kernel: no workspace
 void corr2d_backward_kernel_ws(const Corr2dShape& s, const T* gy, const T* x, T* gk, T*) {
   corr2d_backward_kernel<T>(s, gy, x, gk);
 }
+void conv2d_backward_weight_bf16_ws(const Conv2dShape& s, const bfloat16* x, const bfloat16* gy, bfloat16* gw,
+                                    bfloat16* gb, bfloat16*) {
+  conv2d_backward_weight_bf16(s, x, gy, gw, gb);
+}
 }  // namespace
 
 CNNEXT_REGISTER_CPU_KERNEL(Conv2dForward, conv2d_forward)
@@ -34,6 +38,8 @@ CNNEXT_REGISTER_KERNEL_T(Conv2dForward, bfloat16, ::cnnext::Backend::CPU,
                          &::cnnext::WithoutStream<&conv2d_forward_bf16>::call)
 CNNEXT_REGISTER_KERNEL_T(Conv2dBackwardInput, bfloat16, ::cnnext::Backend::CPU,
                          &::cnnext::WithoutStream<&conv2d_backward_input_bf16>::call)
+CNNEXT_REGISTER_KERNEL_T(Conv2dBackwardWeight, bfloat16, ::cnnext::Backend::CPU,
+                         &::cnnext::WithoutStream<&conv2d_backward_weight_bf16_ws>::call)
 
 CNNEXT_REGISTER_CPU_KERNEL(Corr2dForward, corr2d_forward)
 CNNEXT_REGISTER_CPU_KERNEL(Corr2dBackwardInput, corr2d_backward_input)
