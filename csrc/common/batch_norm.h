@@ -60,6 +60,33 @@ CNNEXT_HOST_DEVICE inline BatchNormAffine<T> batch_norm_affine(const T* mean, co
   return {finite ? m : T(0), sc, finite ? b0 : b0 - m * sc};
 }
 
+// Half-precision activations (T = bfloat16) with float32 parameters and statistics: torch's
+// mixed-precision batch norm (csrc/ops converts bfloat16 parameters to float32 around the call).
+template <typename T>
+struct BatchNormHalfForwardArgs {
+  const T* x;
+  T* y;
+  const float *w, *b;
+  float *running_mean, *running_var;
+  float *mean, *invstd;
+};
+template <typename T>
+struct BatchNormHalfBackwardArgs {
+  const T *gy, *x;
+  const float *w, *b;
+  const float *mean, *invstd;
+  T* gx;
+  float *gw, *gb;
+};
+struct BatchNormHalfForward {
+  template <typename T>
+  using Fn = void(const BatchNormShape& s, const BatchNormHalfForwardArgs<T>& a, cudaStream_t stream);
+};
+struct BatchNormHalfBackward {
+  template <typename T>
+  using Fn = void(const BatchNormShape& s, const BatchNormHalfBackwardArgs<T>& a, cudaStream_t stream);
+};
+
 struct BatchNormForward {
   template <typename T>
   using Fn = void(const BatchNormShape& s, const BatchNormForwardArgs<T>& a, cudaStream_t stream);

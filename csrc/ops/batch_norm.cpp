@@ -90,17 +90,38 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_forward(
   // F.batch_norm's checks: a NaN eps passes them, as in torch (the output is NaN)
   TORCH_CHECK(!(training && eps <= 0), kOp, ": eps must be positive during training, but got ", eps);
   TORCH_CHECK(!(eps < 0), kOp, ": eps must be non-negative, but got ", eps);
+  const Layout l = layout_of(input);
   if (is_half(input)) {
-    // float32 statistics (save_mean / save_invstd stay float32); half running statistics are updated
-    // through float32 copies
+    // float32 statistics (save_mean / save_invstd stay float32); half parameters and running statistics
+    // go through float32 copies
     std::optional<at::Tensor> rm32 = widen(running_mean), rv32 = widen(running_var);
-    auto [y, mean, invstd] =
-        batch_norm_forward(widen(input), widen(weight), widen(bias), rm32, rv32, training, momentum, eps, relu);
+    std::tuple<at::Tensor, at::Tensor, at::Tensor> out;
+    if (native_half<BatchNormHalfForward>(input, l.channels_last)) {
+      const at::Tensor x = input.contiguous(), w32 = w ? widen(*w).contiguous() : at::Tensor(),
+                       b32 = b ? widen(*b).contiguous() : at::Tensor();
+      at::Tensor y = at::empty_like(x), mean = at::empty({l.C}, input.options().dtype(at::kFloat)),
+                 invstd = at::empty({l.C}, input.options().dtype(at::kFloat));
+      at::Tensor rmc = rm ? rm32->contiguous() : at::Tensor(), rvc = rv ? rv32->contiguous() : at::Tensor();
+      s.N = l.N, s.C = l.C, s.S = l.S;
+      auto fp = [](const at::Tensor& t) { return t.defined() ? t.const_data_ptr<float>() : nullptr; };
+      auto mp = [](at::Tensor& t) { return t.defined() ? t.mutable_data_ptr<float>() : nullptr; };
+      if (nothing_to_compute(x)) return {y, mean.zero_(), invstd.zero_()};
+      call_kernel<BatchNormHalfForward, bfloat16>(
+          backend_for(x), s,
+          BatchNormHalfForwardArgs<bfloat16>{bf16_data(x), bf16_data(y), fp(w32), fp(b32), mp(rmc), mp(rvc),
+                                             mean.mutable_data_ptr<float>(), invstd.mutable_data_ptr<float>()});
+      if (rm && !rmc.is_same(*rm32)) rm32->copy_(rmc);
+      if (rv && !rvc.is_same(*rv32)) rv32->copy_(rvc);
+      out = {y, mean, invstd};
+    } else {
+      auto [y, mean, invstd] =
+          batch_norm_forward(widen(input), widen(weight), widen(bias), rm32, rv32, training, momentum, eps, relu);
+      out = {narrow(y, input.scalar_type()), mean, invstd};
+    }
     if (training && rm && !rm32->is_same(*rm)) rm->copy_(*rm32);
     if (training && rv && !rv32->is_same(*rv)) rv->copy_(*rv32);
-    return {narrow(y, input.scalar_type()), mean, invstd};
+    return out;
   }
-  const Layout l = layout_of(input);
   const at::Tensor x = input.contiguous(format_of(l));
   at::Tensor y = at::empty_like(x, format_of(l));
   at::Tensor mean = at::empty({l.C}, input.options()), invstd = at::empty({l.C}, input.options());  // all written
@@ -145,13 +166,32 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
   check_same_parameter_dtype({{"weight", w}, {"bias", b}});
   check_channel_arg("save_mean", save_mean, input);
   check_channel_arg("save_invstd", save_invstd, input);
-  if (is_half(input)) {  // gw and gb in the dtypes of weight and bias (input's without them)
-    const auto [gx, gw, gb] = batch_norm_backward(widen(grad_output), widen(input), widen(weight), widen(bias),
-                                                  widen(save_mean), widen(save_invstd), training, relu);
-    return {narrow(gx, input.scalar_type()), narrow(gw, (w ? *w : input).scalar_type()),
-            narrow(gb, (b ? *b : input).scalar_type())};
-  }
   const Layout l = layout_of(input);
+  if (is_half(input)) {  // gw and gb in the dtypes of weight and bias (input's without them)
+    at::Tensor gx, gw, gb;
+    if (native_half<BatchNormHalfBackward>(input, l.channels_last)) {
+      const at::Tensor x = input.contiguous(), gy = grad_output.contiguous();
+      const at::Tensor w32 = w ? widen(*w).contiguous() : at::Tensor(), b32 = b ? widen(*b).contiguous() : at::Tensor();
+      const at::Tensor m32 = widen(save_mean).contiguous(), i32 = widen(save_invstd).contiguous();
+      gx = at::empty_like(x);
+      gw = at::empty({l.C}, input.options().dtype(at::kFloat));
+      gb = at::empty({l.C}, input.options().dtype(at::kFloat));
+      auto fp = [](const at::Tensor& t) { return t.defined() ? t.const_data_ptr<float>() : nullptr; };
+      if (!nothing_to_compute(x))
+        call_kernel<BatchNormHalfBackward, bfloat16>(
+            backend_for(x), BatchNormShape{l.N, l.C, l.S, training, 0.0, 0.0, relu},
+            BatchNormHalfBackwardArgs<bfloat16>{bf16_data(gy), bf16_data(x), fp(w32), fp(b32), fp(m32), fp(i32),
+                                                bf16_data(gx), gw.mutable_data_ptr<float>(),
+                                                gb.mutable_data_ptr<float>()});
+      else
+        gw.zero_(), gb.zero_();
+    } else {
+      std::tie(gx, gw, gb) = batch_norm_backward(widen(grad_output), widen(input), widen(weight), widen(bias),
+                                                 widen(save_mean), widen(save_invstd), training, relu);
+      gx = narrow(gx, input.scalar_type());
+    }
+    return {gx, narrow(gw, (w ? *w : input).scalar_type()), narrow(gb, (b ? *b : input).scalar_type())};
+  }
   const at::Tensor x = input.contiguous(format_of(l)), gy = grad_output.contiguous(format_of(l));
   at::Tensor gx = at::empty_like(x, format_of(l));
   at::Tensor gw = at::zeros({l.C}, input.options()), gb = at::zeros({l.C}, input.options());

@@ -6,6 +6,7 @@
 #include "../cpu/adaptive_avg_pool2d.h"
 #include "../cpu/avg_pool2d.h"
 #include "../cpu/batch_norm.h"
+#include "../cpu/batch_norm_bf16.h"
 #include "../cpu/cat.h"
 #include "../cpu/conv2d.h"
 #include "../cpu/conv2d_bf16.h"
@@ -57,6 +58,10 @@ CNNEXT_REGISTER_CPU_KERNEL(AdaptiveAvgPool2dBackward, adaptive_avg_pool2d_backwa
 
 CNNEXT_REGISTER_CPU_KERNEL(BatchNormForward, batch_norm_forward)
 CNNEXT_REGISTER_CPU_KERNEL(BatchNormBackward, batch_norm_backward)
+CNNEXT_REGISTER_KERNEL_T(BatchNormHalfForward, bfloat16, ::cnnext::Backend::CPU,
+                         &::cnnext::WithoutStream<&batch_norm_forward_bf16>::call)
+CNNEXT_REGISTER_KERNEL_T(BatchNormHalfBackward, bfloat16, ::cnnext::Backend::CPU,
+                         &::cnnext::WithoutStream<&batch_norm_backward_bf16>::call)
 
 CNNEXT_REGISTER_KERNEL_T(CatForward, void, ::cnnext::Backend::CPU, &::cnnext::WithoutStream<&cat_forward>::call)
 CNNEXT_REGISTER_KERNEL_T(CatBackward, void, ::cnnext::Backend::CPU, &::cnnext::WithoutStream<&cat_backward>::call)
