@@ -50,16 +50,7 @@ static_assert(MR == 8, "the AVX-512 micro-kernel has 8 rows");
 // C[8 x 32] (row stride ldc) = (acc ? C : 0) + A[kp][8] . B[kp][32] (bfloat16 pairs, float32 sums)
 CNNEXT_BF16_TARGET void micro_dp(int64_t kp, const uint32_t* __restrict__ A, const uint32_t* __restrict__ B,
                                  float* __restrict__ C, int64_t ldc, bool acc) {
-  __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
-  if (acc) {
-#define L(i) c##i##0 = _mm512_loadu_ps(C + i * ldc); c##i##1 = _mm512_loadu_ps(C + i * ldc + 16);
-    L(0) L(1) L(2) L(3) L(4) L(5) L(6) L(7)
-#undef L
-  } else {
-#define Z(i) c##i##0 = _mm512_setzero_ps(); c##i##1 = _mm512_setzero_ps();
-    Z(0) Z(1) Z(2) Z(3) Z(4) Z(5) Z(6) Z(7)
-#undef Z
-  }
+  CNNEXT_TILE_8X32_OPEN(C, ldc, acc)
   for (int64_t p = 0; p < kp; ++p) {
     const __m512bh b0 = (__m512bh)_mm512_load_si512(B), b1 = (__m512bh)_mm512_load_si512(B + 16);
 #define F(i)                                                 \
@@ -73,9 +64,7 @@ CNNEXT_BF16_TARGET void micro_dp(int64_t kp, const uint32_t* __restrict__ A, con
     A += 8;
     B += 32;
   }
-#define S(i) _mm512_storeu_ps(C + i * ldc, c##i##0); _mm512_storeu_ps(C + i * ldc + 16, c##i##1);
-  S(0) S(1) S(2) S(3) S(4) S(5) S(6) S(7)
-#undef S
+  CNNEXT_TILE_8X32_CLOSE(C, ldc)
 }
 
 // Row k of the unrolled X at the 16 columns jr + 16*half .. (ColTab ct): their bfloat16 bits, 0 in the

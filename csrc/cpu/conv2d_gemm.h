@@ -91,19 +91,27 @@ inline void micro_kernel(int64_t kc, const T* __restrict__ A, const T* __restric
 }
 
 #if defined(__AVX512F__)
+// The 8 x 32 float tile C (row stride ldc) of an AVX-512 micro-kernel in 16 named zmm accumulators,
+// c<row><half>: OPEN declares them, loaded from C when acc, else zeroed; CLOSE stores them.  (Shared by
+// the float kernel here and conv2d_bf16.cpp's vdpbf16ps kernel.)
+#define CNNEXT_TILE_8X32_OPEN(C, ldc, acc)                                                                  \
+  __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;                  \
+  if (acc) {                                                                                              \
+    CNNEXT_TILE_ROWS(CNNEXT_TILE_LOAD, C, ldc)                                                            \
+  } else {                                                                                                \
+    CNNEXT_TILE_ROWS(CNNEXT_TILE_ZERO, C, ldc)                                                            \
+  }
+#define CNNEXT_TILE_8X32_CLOSE(C, ldc) CNNEXT_TILE_ROWS(CNNEXT_TILE_STORE, C, ldc)
+#define CNNEXT_TILE_ROWS(op, C, ldc) op(0, C, ldc) op(1, C, ldc) op(2, C, ldc) op(3, C, ldc) op(4, C, ldc) \
+  op(5, C, ldc) op(6, C, ldc) op(7, C, ldc)
+#define CNNEXT_TILE_LOAD(i, C, ldc) c##i##0 = _mm512_loadu_ps(C + i * ldc), c##i##1 = _mm512_loadu_ps(C + i * ldc + 16);
+#define CNNEXT_TILE_ZERO(i, C, ldc) c##i##0 = _mm512_setzero_ps(), c##i##1 = _mm512_setzero_ps();
+#define CNNEXT_TILE_STORE(i, C, ldc) _mm512_storeu_ps(C + i * ldc, c##i##0), _mm512_storeu_ps(C + i * ldc + 16, c##i##1);
+
 template <>
 inline void micro_kernel<float>(int64_t kc, const float* __restrict__ A, const float* __restrict__ B,
                                 float* __restrict__ C, int64_t ldc, bool acc) {
-  __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
-  if (acc) {
-#define L(i) c##i##0 = _mm512_loadu_ps(C + i * ldc); c##i##1 = _mm512_loadu_ps(C + i * ldc + 16);
-    L(0) L(1) L(2) L(3) L(4) L(5) L(6) L(7)
-#undef L
-  } else {
-#define Z(i) c##i##0 = _mm512_setzero_ps(); c##i##1 = _mm512_setzero_ps();
-    Z(0) Z(1) Z(2) Z(3) Z(4) Z(5) Z(6) Z(7)
-#undef Z
-  }
+  CNNEXT_TILE_8X32_OPEN(C, ldc, acc)
   for (int64_t k = 0; k < kc; ++k) {
     const __m512 b0 = _mm512_load_ps(B), b1 = _mm512_load_ps(B + 16);
 #define F(i)                                         \
@@ -117,9 +125,7 @@ inline void micro_kernel<float>(int64_t kc, const float* __restrict__ A, const f
     A += 8;
     B += 32;
   }
-#define S(i) _mm512_storeu_ps(C + i * ldc, c##i##0); _mm512_storeu_ps(C + i * ldc + 16, c##i##1);
-  S(0) S(1) S(2) S(3) S(4) S(5) S(6) S(7)
-#undef S
+  CNNEXT_TILE_8X32_CLOSE(C, ldc)
 }
 #endif
 
