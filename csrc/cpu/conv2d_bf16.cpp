@@ -164,75 +164,86 @@ CNNEXT_AMX_TARGET void amx_release() { _tile_release(); }
 struct TileA {
   int64_t kstep, tile, stride;
 };
-constexpr TileA kPackedA{512, 256, 64};  // pack_a's layout: [kcp/16][2 tiles][16 rows][16 words]
+// pack_a's layout of a block of rb (16 or 32) rows: [kcp/16][rb/16 tiles][16 rows][16 words]
+inline TileA packed_a(int64_t rb) { return {rb * 16, 256, 64}; }
 
-// C[32 x 32] (row stride ldc) = (acc ? C : 0) + A . B over kcp pairs (a multiple of 16): A 32 rows (TileA),
-// B a pack_b_pairs panel ([kcp][32] words).
+// C[rb x 32] (row stride ldc) = (acc ? C : 0) + A . B over kcp pairs (a multiple of 16): A rb = 32 rows
+// (two) or 16 (one A tile, TileA), B a pack_b_pairs panel ([kcp][32] words).
 CNNEXT_AMX_TARGET void amx_kernel(int64_t kcp, const uint32_t* A, TileA ta, const uint32_t* B, float* C, int64_t ldc,
-                                  bool acc) {
+                                  bool acc, bool two) {
   const int64_t ls = ldc * 4;
   if (acc) {
     _tile_loadd(0, C, ls);
     _tile_loadd(1, C + 16, ls);
-    _tile_loadd(2, C + 16 * ldc, ls);
-    _tile_loadd(3, C + 16 * ldc + 16, ls);
+    if (two) {
+      _tile_loadd(2, C + 16 * ldc, ls);
+      _tile_loadd(3, C + 16 * ldc + 16, ls);
+    }
   } else {
     _tile_zero(0);
     _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
+    if (two) {
+      _tile_zero(2);
+      _tile_zero(3);
+    }
   }
   for (int64_t kt = 0; kt < kcp / 16; ++kt) {
     _tile_loadd(4, A + kt * ta.kstep, ta.stride);
-    _tile_loadd(5, A + kt * ta.kstep + ta.tile, ta.stride);
     _tile_loadd(6, B + kt * 16 * NRB, NRB * 4);
     _tile_loadd(7, B + kt * 16 * NRB + 16, NRB * 4);
     _tile_dpbf16ps(0, 4, 6);
     _tile_dpbf16ps(1, 4, 7);
-    _tile_dpbf16ps(2, 5, 6);
-    _tile_dpbf16ps(3, 5, 7);
+    if (two) {
+      _tile_loadd(5, A + kt * ta.kstep + ta.tile, ta.stride);
+      _tile_dpbf16ps(2, 5, 6);
+      _tile_dpbf16ps(3, 5, 7);
+    }
   }
   _tile_stored(0, C, ls);
   _tile_stored(1, C + 16, ls);
-  _tile_stored(2, C + 16 * ldc, ls);
-  _tile_stored(3, C + 16 * ldc + 16, ls);
+  if (two) {
+    _tile_stored(2, C + 16 * ldc, ls);
+    _tile_stored(3, C + 16 * ldc + 16, ls);
+  }
 }
 
 // ---- one plan for both kernels ----
 enum class Engine { dot, amx };
 
-// The A layout and padding of an engine: rows in blocks of MR (dot) or 32 (amx), pairs padded to 16 (amx).
+// The A layout and padding of an engine: rows in blocks of MR (dot) or 32 (amx; rows padded to 16, so
+// the last block may be 16 rows), pairs padded to 16 (amx).
 struct PairGemm {
   Engine e;
   int64_t M, Kd, Mpad, KP;
   PairGemm(Engine e_, int64_t M_, int64_t Kd_)
-      : e(e_), M(M_), Kd(Kd_), Mpad(round_up(M_, e_ == Engine::amx ? 32 : MR)),
+      : e(e_), M(M_), Kd(Kd_), Mpad(round_up(M_, e_ == Engine::amx ? 16 : MR)),
         KP(e_ == Engine::amx ? round_up(ceil_div(Kd_, 2), 16) : ceil_div(Kd_, 2)) {}
   int64_t words() const { return Mpad * KP; }
 };
 
 // A(i, kd) (bfloat16 bits src(i, kd); 0 for i >= M or kd >= Kd) packed for the engine: pair block pc (of
 // KCP pairs) at dst + pc*Mpad; in it, dot: panel ir (MR rows) at + ir*kcp, word (p, i) at [p*MR + i];
-// amx: row block of 32 at + mb*32*kcp, [kcp/16][2 tiles][16 rows][16 words].
+// amx: the row block at row mb (rb = 32 rows, or 16 at the end) at + mb*kcp, [kcp/16][rb/16][16 rows][16 words].
 template <typename Src>
 void pack_a(uint32_t* dst, const PairGemm& g, Src&& src) {
-  const int64_t rows = g.e == Engine::amx ? 32 : MR;
+  const int64_t rows = g.e == Engine::amx ? 32 : MR;  // per block (the last amx block may have 16)
   auto word = [&](int64_t i, int64_t p) -> uint32_t {
     const int64_t k = 2 * p;
     if (i >= g.M) return 0;
     const uint32_t lo = k < g.Kd ? src(i, k) : 0, hi = k + 1 < g.Kd ? src(i, k + 1) : 0;
     return lo | hi << 16;
   };
-  at::parallel_for(0, g.Mpad / rows, 1, [&](int64_t b0, int64_t b1) {
+  at::parallel_for(0, ceil_div(g.Mpad, rows), 1, [&](int64_t b0, int64_t b1) {
     for (int64_t pc = 0; pc < g.KP; pc += KCP) {
       const int64_t kcp = std::min(KCP, g.KP - pc);
       for (int64_t ib = b0; ib < b1; ++ib) {
+        const int64_t rb = std::min(rows, g.Mpad - ib * rows);
         uint32_t* d = dst + pc * g.Mpad + ib * rows * kcp;
         for (int64_t p = 0; p < kcp; ++p)
-          for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t r = 0; r < rb; ++r) {
             const uint32_t v = word(ib * rows + r, pc + p);
             if (g.e == Engine::dot) d[p * MR + r] = v;
-            else d[(p / 16) * 512 + (r / 16) * 256 + (r % 16) * 16 + p % 16] = v;
+            else d[(p / 16) * rb * 16 + (r / 16) * 256 + (r % 16) * 16 + p % 16] = v;
           }
       }
     }
@@ -248,9 +259,11 @@ CNNEXT_BF16_TARGET void gemm_dot(const PairGemm& g, int64_t ncpad, const uint32_
 
 CNNEXT_AMX_TARGET void gemm_amx(const PairGemm& g, int64_t ncpad, const uint32_t* Ablk, const uint32_t* Bb, float* C,
                                 int64_t kcp, bool acc) {
-  for (int64_t mb = 0; mb < g.Mpad; mb += 32)
+  for (int64_t mb = 0; mb < g.Mpad; mb += 32) {
+    const int64_t rb = std::min<int64_t>(32, g.Mpad - mb);
     for (int64_t jr = 0; jr < ncpad; jr += NRB)
-      amx_kernel(kcp, Ablk + mb * kcp, kPackedA, Bb + jr * kcp, C + mb * ncpad + jr, ncpad, acc);
+      amx_kernel(kcp, Ablk + mb * kcp, packed_a(rb), Bb + jr * kcp, C + mb * ncpad + jr, ncpad, acc, rb == 32);
+  }
 }
 
 // y = conv(x) + b, the weights packed per group by pack_a (g.words() each)
@@ -365,7 +378,8 @@ CNNEXT_AMX_TARGET void gemm_amx_gw(int64_t Mpad, int64_t kcp, const uint16_t* A,
   const uint32_t* Aw = reinterpret_cast<const uint32_t*>(A);
   for (int64_t jc = c0; jc < c1; jc += NRB) {
     pack_b_rows_pairs(Bb, X, ct, kcp, rt, jc, H, W);
-    for (int64_t mb = 0; mb < Mpad; mb += 32) amx_kernel(kcp, Aw + mb * kcp, ta, Bb, C + mb * CRSpad + jc, CRSpad, true);
+    for (int64_t mb = 0; mb < Mpad; mb += 32)
+      amx_kernel(kcp, Aw + mb * kcp, ta, Bb, C + mb * CRSpad + jc, CRSpad, true, Mpad - mb >= 32);
   }
 }
 
@@ -374,7 +388,7 @@ constexpr int64_t KCJ = 512;  // j per block of the grad weight's reduction (256
 void amx_backward_weight_impl(const Conv2dShape& s, const bfloat16* xb, const bfloat16* gyb, bfloat16* gwb) {
   const uint16_t *x = &xb->bits, *gy = &gyb->bits;
   const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, HW = s.H * s.W, PQ = s.P * s.Q;
-  const int64_t CRS = Cg * s.R * s.S, L = s.N * PQ, Mpad = round_up(Kg, 32), CRSpad = round_up(CRS, NRB);
+  const int64_t CRS = Cg * s.R * s.S, L = s.N * PQ, Mpad = round_up(Kg, 16), CRSpad = round_up(CRS, NRB);
   const int64_t nthreads = at::get_num_threads();
   RowTab rt = rows_im2col(s, Cg, CRSpad);
   rt.segment();
