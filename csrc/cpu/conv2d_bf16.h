@@ -1,6 +1,7 @@
 // CPU conv2d on bfloat16 tensors (conv2d_bf16.cpp): the forward, the grad input and the grad weight, float32 sums and one
 // rounding per output, by one of three variants (CNNEXT_CONV2D_BF16=amx|dot|float forces one):
-//   amx    AMX tiles (TDPBF16PS) where the CPU has them (Intel Sapphire Rapids): the default there
+//   amx    AMX tiles (TDPBF16PS) where the CPU has them (Intel Sapphire Rapids): the default there for
+//          GEMMs of 16 rows or more (output channels per group; input channels for the grad input)
 //   dot    AVX512_BF16's vdpbf16ps (forced only: slower than float on Sapphire Rapids)
 //   float  the float32 variants on widened copies: every other CPU, and shapes the packed paths do not
 //          take (32-bit offsets overflow; grad input with a stride > 1)
