@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "backend.h"
+#include "bfloat16.h"
 
 namespace cnnext {
 
@@ -21,23 +22,36 @@ struct BatchNormShape {
   bool relu;
 };
 
+// The dtype P of the per-channel tensors (w, b, running stats, mean, invstd, gw, gb) for activations of
+// dtype T: T, and float32 for bfloat16 activations (torch's mixed-precision batch norm; csrc/ops converts
+// bfloat16 parameters to float32 around the call).
 template <typename T>
+struct BatchNormParam {
+  using type = T;
+};
+template <>
+struct BatchNormParam<bfloat16> {
+  using type = float;
+};
+
+template <typename T, typename P = typename BatchNormParam<T>::type>
 struct BatchNormForwardArgs {
   const T* x;
   T* y;
-  const T *w, *b;
-  T *running_mean, *running_var;
-  T *mean, *invstd;
-  T* workspace = nullptr;  // BatchNormForwardWorkspace's elements (allocated by csrc/ops); nullptr when 0
+  const P *w, *b;
+  P *running_mean, *running_var;
+  P *mean, *invstd;
+  P* workspace = nullptr;  // BatchNormForwardWorkspace's elements (allocated by csrc/ops); nullptr when 0
 };
 
-template <typename T>
+template <typename T, typename P = typename BatchNormParam<T>::type>
 struct BatchNormBackwardArgs {
   const T *gy, *x;
-  const T *w, *b;
-  const T *mean, *invstd;
-  T *gx, *gw, *gb;  // gw, gb: (C,) always written (the sums of gy * xhat and of gy)
-  T* workspace = nullptr;  // BatchNormBackwardWorkspace's elements (allocated by csrc/ops); nullptr when 0
+  const P *w, *b;
+  const P *mean, *invstd;
+  T* gx;
+  P *gw, *gb;  // gw, gb: (C,) always written (the sums of gy * xhat and of gy)
+  P* workspace = nullptr;  // BatchNormBackwardWorkspace's elements (allocated by csrc/ops); nullptr when 0
 };
 
 // Channel c's pre-activation terms, y = (x - center) * scale + shift: scale = invstd * w (invstd when
@@ -59,33 +73,6 @@ CNNEXT_HOST_DEVICE inline BatchNormAffine<T> batch_norm_affine(const T* mean, co
   const bool finite = sc - sc == T(0);
   return {finite ? m : T(0), sc, finite ? b0 : b0 - m * sc};
 }
-
-// Half-precision activations (T = bfloat16) with float32 parameters and statistics: torch's
-// mixed-precision batch norm (csrc/ops converts bfloat16 parameters to float32 around the call).
-template <typename T>
-struct BatchNormHalfForwardArgs {
-  const T* x;
-  T* y;
-  const float *w, *b;
-  float *running_mean, *running_var;
-  float *mean, *invstd;
-};
-template <typename T>
-struct BatchNormHalfBackwardArgs {
-  const T *gy, *x;
-  const float *w, *b;
-  const float *mean, *invstd;
-  T* gx;
-  float *gw, *gb;
-};
-struct BatchNormHalfForward {
-  template <typename T>
-  using Fn = void(const BatchNormShape& s, const BatchNormHalfForwardArgs<T>& a, cudaStream_t stream);
-};
-struct BatchNormHalfBackward {
-  template <typename T>
-  using Fn = void(const BatchNormShape& s, const BatchNormHalfBackwardArgs<T>& a, cudaStream_t stream);
-};
 
 struct BatchNormForward {
   template <typename T>

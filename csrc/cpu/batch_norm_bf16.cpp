@@ -14,6 +14,10 @@
 // elsewhere they are plain loops over 16 lanes with the same arithmetic per element.
 #include "batch_norm_bf16.h"
 
+// GCC 12 warns that intrinsics' internal _mm512_undefined_* operands "may be used uninitialized"
+// wherever _mm512_cvtepu16_epi32 and the masked 16-bit loads are inlined (a false positive).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -101,14 +105,6 @@ inline void plane_sums(const bfloat16* x, const bfloat16* gy, int64_t n, F&& f, 
   s1 += lanes_sum(a1), s2 += lanes_sum(a2);
 }
 
-struct Terms {  // y = (x - center) * scale + shift
-  float center, scale, shift;
-};
-inline Terms terms(const float* mean, const float* invstd, const float* w, const float* b, int64_t c) {
-  const BatchNormAffine<float> a = batch_norm_affine(mean, invstd, w, b, c);
-  return {a.center, a.scale, a.shift};
-}
-
 inline int64_t plane_grain(int64_t S) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, S)); }
 
 template <bool RELU>
@@ -116,7 +112,7 @@ void normalize(const BatchNormShape& s, const bfloat16* x, bfloat16* y, const fl
                const float* w, const float* b) {
   at::parallel_for(0, s.N * s.C, plane_grain(s.S), [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
-      const Terms t = terms(mean, invstd, w, b, p % s.C);
+      const BatchNormAffine<float> t = batch_norm_affine(mean, invstd, w, b, p % s.C);  // y = (x - center) * scale + shift
       const F16 cv = bc(t.center), sv = bc(t.scale), hv = bc(t.shift);
       const bfloat16* xp = x + p * s.S;
       bfloat16* yp = y + p * s.S;
@@ -131,7 +127,7 @@ void normalize(const BatchNormShape& s, const bfloat16* x, bfloat16* y, const fl
 
 }  // namespace
 
-void batch_norm_forward_bf16(const BatchNormShape& s, const BatchNormHalfForwardArgs<bfloat16>& a) {
+void batch_norm_forward_bf16(const BatchNormShape& s, const BatchNormForwardArgs<bfloat16>& a) {
   const int64_t N = s.N, C = s.C, S = s.S, M = N * S;
   if (s.training) {
     at::parallel_for(0, C, 1, [&](int64_t c0, int64_t c1) {
@@ -164,12 +160,12 @@ void batch_norm_forward_bf16(const BatchNormShape& s, const BatchNormHalfForward
   else normalize<false>(s, a.x, a.y, a.mean, a.invstd, a.w, a.b);
 }
 
-void batch_norm_backward_bf16(const BatchNormShape& s, const BatchNormHalfBackwardArgs<bfloat16>& a) {
+void batch_norm_backward_bf16(const BatchNormShape& s, const BatchNormBackwardArgs<bfloat16>& a) {
   const int64_t N = s.N, C = s.C, S = s.S, M = N * S;
   const bool relu = s.relu;
   at::parallel_for(0, C, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
-      const Terms t = terms(a.mean, a.invstd, a.w, a.b, c);
+      const BatchNormAffine<float> t = batch_norm_affine(a.mean, a.invstd, a.w, a.b, c);
       const F16 cv = bc(t.center), sv = bc(t.scale), hv = bc(t.shift), mv = bc(a.mean[c]);
       double sg = 0, sgx = 0;
       for (int64_t n = 0; n < N; ++n) {
@@ -186,7 +182,7 @@ void batch_norm_backward_bf16(const BatchNormShape& s, const BatchNormHalfBackwa
   at::parallel_for(0, N * C, plane_grain(S), [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       const int64_t c = p % C;
-      const Terms t = terms(a.mean, a.invstd, a.w, a.b, c);
+      const BatchNormAffine<float> t = batch_norm_affine(a.mean, a.invstd, a.w, a.b, c);
       const float is = a.invstd[c];
       const float gbm = s.training ? a.gb[c] / float(M) : 0.0f, gwm = s.training ? a.gw[c] / float(M) : 0.0f;
       const F16 cv = bc(t.center), sv = bc(t.scale), hv = bc(t.shift), mv = bc(a.mean[c]);

@@ -44,7 +44,7 @@ bool conv2d_bf16_dot();
 namespace {
 
 constexpr int64_t KCP = 256;  // pairs of the reduction per block
-constexpr int64_t NRB = 32;   // columns per B panel (two vectors of 16 words)
+constexpr int64_t NRB = NR<float>;  // columns per B panel, as the float GEMM's: two vectors of 16 words
 static_assert(MR == 8, "the AVX-512 micro-kernel has 8 rows");
 
 // C[8 x 32] (row stride ldc) = (acc ? C : 0) + A[kp][8] . B[kp][32] (bfloat16 pairs, float32 sums)
@@ -314,15 +314,8 @@ void packed_forward(Engine e, const Conv2dShape& s, const bfloat16* x, const bfl
   forward_pairs(s, pg, &x->bits, Ap.p, b ? &b->bits : nullptr, &y->bits);
 }
 
-// Stride 1: grad input is the forward conv of gY with the flipped, transposed kernel (conv2d_im2col.cpp's
-// transposed_backward_input): A(c, (k, r', s')) = w[k, c, R-1-r', S-1-s'] per group, pad' = dil*(R-1) - pad.
-Conv2dShape transposed(const Conv2dShape& s) {
-  Conv2dShape t = s;
-  t.C = s.K, t.H = s.P, t.W = s.Q, t.K = s.C, t.P = s.H, t.Q = s.W;
-  t.pad_h = s.dil_h * (s.R - 1) - s.pad_h, t.pad_w = s.dil_w * (s.S - 1) - s.pad_w;
-  return t;
-}
-
+// Stride 1: grad input is the forward conv of gY (transposed_shape, conv2d_im2col.h) with the flipped,
+// transposed kernel A(c, (k, r', s')) = w[k, c, R-1-r', S-1-s'] per group.
 void packed_backward_input(Engine e, const Conv2dShape& s, const bfloat16* gy, const bfloat16* w, bfloat16* gx) {
   const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, RS = s.R * s.S, KRS = Kg * RS;
   const PairGemm pg(e, Cg, KRS);
@@ -334,7 +327,7 @@ void packed_backward_input(Engine e, const Conv2dShape& s, const bfloat16* gy, c
       return uint32_t(wg[(k * Cg + c) * RS + RS - 1 - rs].bits);
     });
   }
-  forward_pairs(transposed(s), pg, &gy->bits, Ap.p, nullptr, &gx->bits);
+  forward_pairs(transposed_shape(s), pg, &gy->bits, Ap.p, nullptr, &gx->bits);
 }
 
 // ---- grad weight: gW[k, crs] = sum_j gY[k, j] col[crs, j] (M = Kg, N = CRS, reduction over j = (n, p, q)) ----
@@ -507,7 +500,7 @@ void float_backward_weight(const Conv2dShape& s, const bfloat16* x, const bfloat
 #if defined(__AVX512F__) && defined(__x86_64__)
 bool amx_fits(const Conv2dShape& s) { return amx_available() && offsets_fit(s); }
 bool dot_fits(const Conv2dShape& s) { return conv2d_bf16_dot() && offsets_fit(s); }
-bool stride1(const Conv2dShape& s) { return s.stride_h == 1 && s.stride_w == 1 && offsets_fit(transposed(s)); }
+bool stride1(const Conv2dShape& s) { return s.stride_h == 1 && s.stride_w == 1 && offsets_fit(transposed_shape(s)); }
 bool amx_fits_input(const Conv2dShape& s) { return amx_available() && stride1(s); }
 bool dot_fits_input(const Conv2dShape& s) { return conv2d_bf16_dot() && stride1(s); }
 void amx_forward(const Conv2dShape& s, const bfloat16* x, const bfloat16* w, const bfloat16* b, bfloat16* y) {
@@ -560,15 +553,13 @@ constexpr Variant<BackwardWeightFn, Conv2dShape> kBackwardWeight[] = {
 // grad weight) with amx against 169 / 495 / 114 with float; from 16 rows amx wins (DenseNet's 64->32 3x3
 // @24: 1.33 / 0.96 / 2.08 ms against 3.24 / 2.93 / 3.47; Sapphire Rapids, 2 threads).  "dot" (vdpbf16ps) only when forced: on Sapphire Rapids it reached 56 GMAC/s per core against
 // the float32 micro-kernel's 95 (one vdpbf16ps per two cycles), so it lost to widening there.
-template <typename V, std::size_t n>
-const V& default_plan(const V (&table)[n], const Conv2dShape& s, int64_t rows) {
+// `others`: the other directions' tables, whose variants (dot, for the grad weight) the forcing names
+// without error (variant.h's forced).
+template <typename V, std::size_t n, typename... Others>
+const V& plan(const V (&table)[n], const Conv2dShape& s, int64_t rows, const Others&... others) {
+  if (const V* v = forced(table, "conv2d", "CNNEXT_CONV2D_BF16", s, others...)) return *v;
   const V* amx = find_variant(table, "amx");
   return amx && rows >= 16 && amx->runs(s) ? *amx : table[0];
-}
-template <typename V, std::size_t n>
-const V& plan(const V (&table)[n], const Conv2dShape& s, int64_t rows) {
-  if (const V* v = forced(table, "conv2d", "CNNEXT_CONV2D_BF16", s)) return *v;
-  return default_plan(table, s, rows);
 }
 }  // namespace
 
@@ -600,19 +591,10 @@ void conv2d_backward_input_bf16(const Conv2dShape& s, const bfloat16* gy, const 
 
 void conv2d_backward_weight_bf16(const Conv2dShape& s, const bfloat16* x, const bfloat16* gy, bfloat16* gw,
                                  bfloat16* gb) {
-  const int64_t nw = s.K * (s.C / s.groups) * s.R * s.S;
-  if (s.N * s.P * s.Q == 0 || nw == 0) {  // empty sums
-    for (int64_t i = 0; i < nw; ++i) gw[i] = bfloat16{0};
-    if (gb)
-      for (int64_t k = 0; k < s.K; ++k) gb[k] = bfloat16{0};
-    if (nw == 0) grad_bias_bf16(s, gy, gb);
-    return;
-  }
+  // (as conv2d.cpp's float entry; csrc/ops zeroes both outputs of an empty batch itself)
+  if (s.K * (s.C / s.groups) * s.R * s.S == 0) return grad_bias_bf16(s, gy, gb);
   // dot has no grad weight: CNNEXT_CONV2D_BF16=dot leaves it to the planner
-  const char* env = std::getenv("CNNEXT_CONV2D_BF16");
-  const bool dot = env && std::strcmp(env, "dot") == 0;
-  const int64_t rows = s.K / s.groups;
-  (dot ? default_plan(kBackwardWeight, s, rows) : plan(kBackwardWeight, s, rows)).fn(s, x, gy, gw, gb);
+  plan(kBackwardWeight, s, s.K / s.groups, kForward).fn(s, x, gy, gw, gb);
 }
 
 }  // namespace cnnext::cpu

@@ -70,9 +70,7 @@ void transposed_backward_input(const Conv2dShape& s, const T* gy, const T* w, T*
   // Stride 1: grad input is the forward conv of gY with the flipped, transposed kernel
   //   gx[n, c, h, w] = sum_{k, r', s'} gy[n, k, h - ph' + r'*dh, w - pw' + s'*dw] * w[k, c, R-1-r', S-1-s']
   // with ph' = dh*(R-1) - ph: the fast forward path, no col2im.
-  Conv2dShape t = s;
-  t.C = s.K, t.H = s.P, t.W = s.Q, t.K = s.C, t.P = s.H, t.Q = s.W;
-  t.pad_h = s.dil_h * (s.R - 1) - s.pad_h, t.pad_w = s.dil_w * (s.S - 1) - s.pad_w;
+  const Conv2dShape t = transposed_shape(s);
   const int64_t RS = s.R * s.S, KRS = Kg * RS, Mp = round_up(Cg, MR);
   // A(c, (k, r', s')) = w[k, c, R-1-r', S-1-s'] per group: transposed into wt (read w in order), then packed
   std::vector<T> wt(s.C * KRS);

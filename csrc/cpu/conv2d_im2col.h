@@ -57,6 +57,15 @@ struct RowTab {
   }
 };
 
+// Stride 1: the grad input of s is the forward conv, of this shape, of gY with the flipped, transposed
+// kernel, pad' = dil*(R-1) - pad (the transposed / amx grad-input variants).
+inline Conv2dShape transposed_shape(const Conv2dShape& s) {
+  Conv2dShape t = s;
+  t.C = s.K, t.H = s.P, t.W = s.Q, t.K = s.C, t.P = s.H, t.Q = s.W;
+  t.pad_h = s.dil_h * (s.R - 1) - s.pad_h, t.pad_w = s.dil_w * (s.S - 1) - s.pad_w;
+  return t;
+}
+
 // rows (c, r, s) of the unrolled input; `pad_to` rows in all, the extra ones always out of bounds.
 RowTab rows_im2col(const Conv2dShape& s, int64_t Cg, int64_t pad_to) {
   RowTab t;

@@ -58,9 +58,9 @@ CNNEXT_REGISTER_CPU_KERNEL(AdaptiveAvgPool2dBackward, adaptive_avg_pool2d_backwa
 
 CNNEXT_REGISTER_CPU_KERNEL(BatchNormForward, batch_norm_forward)
 CNNEXT_REGISTER_CPU_KERNEL(BatchNormBackward, batch_norm_backward)
-CNNEXT_REGISTER_KERNEL_T(BatchNormHalfForward, bfloat16, ::cnnext::Backend::CPU,
+CNNEXT_REGISTER_KERNEL_T(BatchNormForward, bfloat16, ::cnnext::Backend::CPU,
                          &::cnnext::WithoutStream<&batch_norm_forward_bf16>::call)
-CNNEXT_REGISTER_KERNEL_T(BatchNormHalfBackward, bfloat16, ::cnnext::Backend::CPU,
+CNNEXT_REGISTER_KERNEL_T(BatchNormBackward, bfloat16, ::cnnext::Backend::CPU,
                          &::cnnext::WithoutStream<&batch_norm_backward_bf16>::call)
 
 CNNEXT_REGISTER_KERNEL_T(CatForward, void, ::cnnext::Backend::CPU, &::cnnext::WithoutStream<&cat_forward>::call)

@@ -78,11 +78,6 @@ template <typename Op>
 bool native_bf16(const at::Tensor& t) {
   return t.scalar_type() == at::kBFloat16 && Kernel<Op, bfloat16>::table[int(backend_for(t))] != nullptr;
 }
-// ... for ops whose bfloat16 kernels take contiguous (not channels_last) tensors only
-template <typename Op>
-bool native_half(const at::Tensor& t, bool channels_last) {
-  return !channels_last && native_bf16<Op>(t);
-}
 inline const bfloat16* bf16_data(const at::Tensor& t) {
   return t.defined() ? reinterpret_cast<const bfloat16*>(t.const_data_ptr<at::BFloat16>()) : nullptr;
 }
