@@ -35,8 +35,10 @@ def fast_apply(fn):
     def apply(*args):
         if torch._C._are_functorch_transforms_active():
             return fn.apply(*args)
-        if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
-            return Classic.apply(*args)
+        if torch.is_grad_enabled():
+            for a in args:  # (a loop: any() over a generator costs 0.4 us more per call)
+                if isinstance(a, torch.Tensor) and a.requires_grad:
+                    return Classic.apply(*args)
         return fn.forward(*args)  # nothing to differentiate
 
     return apply

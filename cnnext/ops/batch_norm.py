@@ -50,8 +50,8 @@ class BatchNormFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(input, running_mean, running_var, weight, bias, training, momentum, eps, relu):
-        return torch.ops.cnnext.batch_norm_forward(input, weight, bias, running_mean, running_var, training,
-                                                   momentum, eps, relu)
+        return torch.ops.cnnext.batch_norm_forward.default(input, weight, bias, running_mean, running_var,
+                                                           training, momentum, eps, relu)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -65,8 +65,8 @@ class BatchNormFunction(torch.autograd.Function):
     @once_differentiable  # no double backward: a clear error instead of a silently detached gradient
     def backward(ctx, grad_output, _grad_mean, _grad_invstd):
         input, weight, bias, mean, invstd = ctx.saved_tensors
-        gx, gw, gb = torch.ops.cnnext.batch_norm_backward(grad_output, input, weight, bias, mean, invstd,
-                                                          ctx.training, ctx.relu)
+        gx, gw, gb = torch.ops.cnnext.batch_norm_backward.default(grad_output, input, weight, bias, mean, invstd,
+                                                                  ctx.training, ctx.relu)
         return (gx if ctx.needs_input_grad[0] else None, None, None, gw if ctx.needs_input_grad[3] else None,
                 gb if ctx.needs_input_grad[4] else None, None, None, None, None)
 
@@ -84,8 +84,8 @@ def _verify_batch_size(size):
         raise ValueError(f"{_OP}: Expected more than 1 value per channel when training, got input size {size}")
 
 
-def _check_args(input, running_mean, running_var, weight, bias, training, momentum, eps):
-    # what torch's argument parser and F.batch_norm reject, with messages naming the op and the argument
+def _check_types(input, running_mean, running_var, weight, bias, training, momentum, eps):
+    # what torch's argument parser rejects, with messages naming the op and the argument
     if not isinstance(input, Tensor):
         raise TypeError(f"{_OP}: input must be a Tensor, got {type(input).__name__}")
     for arg, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
@@ -97,7 +97,19 @@ def _check_args(input, running_mean, running_var, weight, bias, training, moment
     for arg, v in (("momentum", momentum), ("eps", eps)):
         if not (isinstance(v, numbers.Real) or isinstance(v, Tensor) and v.dim() == 0):  # torch takes a 0-D tensor
             raise TypeError(f"{_OP}: {arg} must be a float, got {type(v).__name__}")
-    if training and input.dim() >= 2:  # (fewer dims: the op's own check says so)
+
+
+def _check_args(input, running_mean, running_var, weight, bias, training, momentum, eps):
+    # The common call (tensors or None, a bool, two Python floats) is recognised in one expression; the
+    # per-argument loops of _check_types cost ~1 us, as much as the rest of a small eval layer's Python.
+    if not (isinstance(input, Tensor) and (running_mean is None or isinstance(running_mean, Tensor))
+            and (running_var is None or isinstance(running_var, Tensor))
+            and (weight is None or isinstance(weight, Tensor)) and (bias is None or isinstance(bias, Tensor))
+            and training.__class__ is bool and momentum.__class__ is float and eps.__class__ is float):
+        _check_types(input, running_mean, running_var, weight, bias, training, momentum, eps)
+    # F.batch_norm's size check (only an input of as many values as channels can fail it; fewer dims: the
+    # op's own check says so)
+    if training and input.dim() >= 2 and input.numel() <= input.shape[1]:
         _verify_batch_size(input.size())
     # F.batch_norm's eps checks, which torch too makes in Python: a ValueError, the float as Python prints
     # it (the op's own check raises a RuntimeError; a NaN eps passes both, as in torch: the output is NaN)
