@@ -26,7 +26,7 @@ BUILT = CPU["built"]
 RUNNABLE = [v for v in BUILT if v == "native" or v in CPU["supported"]]
 OTHERS = [v for v in RUNNABLE if v != CPU["isa"]]
 OP_FILES = ["test_adaptive_avg_pool2d.py", "test_avg_pool2d.py", "test_batch_norm.py", "test_cat.py",
-            "test_conv2d.py", "test_corr2d.py", "test_max_pool2d.py"]
+            "test_conv2d.py", "test_conv2d_winograd.py", "test_corr2d.py", "test_max_pool2d.py"]
 
 
 def _env(isa):
@@ -190,6 +190,10 @@ for dt in (torch.float32, torch.float64):
     bc = torch.randn(8, dtype=dt, requires_grad=True)
     y = C.conv2d(xc, wc, bc, 1, 1)
     out["conv2d/" + n] = torch.cat([y.detach().flatten()] + [g.flatten() for g in torch.autograd.grad((y * y).sum(), [xc, wc, bc])])
+    xc = torch.randn(2, 40, 14, 13, dtype=dt, requires_grad=True)  # float32: the planner's Winograd F(2x2, 3x3)
+    wc = torch.randn(64, 40, 3, 3, dtype=dt, requires_grad=True)
+    y = C.conv2d(xc, wc, None, 1, 1)
+    out["conv2d_winograd/" + n] = torch.cat([y.detach().flatten()] + [g.flatten() for g in torch.autograd.grad((y * y).sum(), [xc, wc])])
     xk, kk = torch.randn(23, 29, dtype=dt, requires_grad=True), torch.randn(3, 4, dtype=dt, requires_grad=True)
     y = C.corr2d(xk, kk)
     out["corr2d/" + n] = torch.cat([y.detach().flatten()] + [g.flatten() for g in torch.autograd.grad((y * y).sum(), [xk, kk])])

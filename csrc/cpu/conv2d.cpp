@@ -6,10 +6,14 @@
 // plus simd.h (tail loads/stores, fixed-order sums, in-bounds masks) and vec.h.
 //
 //   forward          direct     tensors so large that the packing's 32-bit offsets could overflow
+//                    winograd   float 3x3 stride 1, one group, >= 32 channels, >= 11x11: F(2x2, 3x3)
 //                    im2col     everything else
 //   backward_input   direct     (as above)
+//                    winograd   (as the forward's: the forward of gY with the flipped, transposed kernel)
 //                    transposed stride 1: the forward of gY with the flipped, transposed kernel
 //                    col2im     stride > 1: GEMM into columns, scattered back per image
+//                    CNNEXT_CONV2D_WINOGRAD=0 turns Winograd off (the direct algorithm: im2col /
+//                    transposed); CNNEXT_CONV2D_FWD / _GI=<variant> force a forward / grad input variant
 //   backward_weight  direct     (as above)
 //                    pointwise  1x1 unpadded stride 1, PQ >= 16, few channels (Kg*Cg <= 12288): dot-product
 //                               tiles beat the GEMM's transposed packing there
@@ -26,6 +30,9 @@
 #include "conv2d.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
 
 #include "conv2d_gemm.h"  // offsets_fit
 #include "conv2d_variants.h"
@@ -52,16 +59,22 @@ bool planes_fit(const Conv2dShape& s) {
   return s.C / s.groups * g.phases * g.plane * int64_t(sizeof(T)) <= (int64_t(64) << 20);
 }
 
+// Winograd: float only (float64 keeps the exact-order GEMM)
+template <typename T>
+bool winograd_fits(const Conv2dShape& s) { return std::is_same_v<T, float> && winograd_runs(s); }
+
 template <typename T>
 struct Variants {
   static constexpr Conv2dVariant<Conv2dForwardFn<T>> forward[] = {
       {"direct", any_shape<Conv2dShape>, direct_forward<T>},
       {"im2col", fits, im2col_forward<T>},
+      {"winograd", winograd_fits<T>, winograd_forward<T>},
   };
   static constexpr Conv2dVariant<Conv2dBackwardInputFn<T>> backward_input[] = {
       {"direct", any_shape<Conv2dShape>, direct_backward_input<T>},
       {"transposed", fits_stride1, transposed_backward_input<T>},
       {"col2im", fits, col2im_backward_input<T>},
+      {"winograd", winograd_fits<T>, winograd_backward_input<T>},
   };
   static constexpr Conv2dVariant<Conv2dBackwardWeightFn<T>> backward_weight[] = {
       {"direct", any_shape<Conv2dShape>, direct_backward_weight<T>},
@@ -75,15 +88,34 @@ struct Variants {
 
 }  // namespace
 
+// Winograd where it pays (measured against im2col / transposed on the family's 3x3 layers): float 3x3
+// stride-1 convs with >= 32 channels in and out, images of >= 11 x 11 outputs (the transforms run in vectors
+// along a row of 2x2 tiles: shorter rows leave most lanes idle), and >= 64 output channels (`rows`: K for the
+// forward, C for grad input) unless the image is >= 24 wide.  CNNEXT_CONV2D_WINOGRAD=0 turns it off (the
+// documented switch to the direct algorithm; read per call).
+template <typename T>
+bool use_winograd(const Conv2dShape& s, int64_t rows) {
+  const char* env = std::getenv("CNNEXT_CONV2D_WINOGRAD");
+  if (env && std::strcmp(env, "0") == 0) return false;
+  return winograd_fits<T>(s) && s.C >= 32 && s.K >= 32 && s.P >= 11 && s.Q >= 11 && (rows >= 64 || s.Q >= 24);
+}
+
 // ---- the planner: one readable choice per direction ----
+// CNNEXT_CONV2D_FWD / CNNEXT_CONV2D_GI / CNNEXT_CONV2D_GW=<variant> force a variant (tests, benchmarks).
 template <typename T>
 const Conv2dVariant<Conv2dForwardFn<T>>& plan_conv2d_forward(const Conv2dShape& s) {
-  return by_name(Variants<T>::forward, offsets_fit(s) ? "im2col" : "direct");
+  if (const auto* v = forced(Variants<T>::forward, "conv2d", "CNNEXT_CONV2D_FWD", s)) return *v;
+  const char* name = !offsets_fit(s) ? "direct" : use_winograd<T>(s, s.K) ? "winograd" : "im2col";
+  return by_name(Variants<T>::forward, name);
 }
 
 template <typename T>
 const Conv2dVariant<Conv2dBackwardInputFn<T>>& plan_conv2d_backward_input(const Conv2dShape& s) {
-  const char* name = !offsets_fit(s) ? "direct" : s.stride_h == 1 && s.stride_w == 1 ? "transposed" : "col2im";
+  if (const auto* v = forced(Variants<T>::backward_input, "conv2d", "CNNEXT_CONV2D_GI", s)) return *v;
+  const char* name = !offsets_fit(s)                          ? "direct"
+                     : use_winograd<T>(s, s.C)                 ? "winograd"
+                     : s.stride_h == 1 && s.stride_w == 1      ? "transposed"
+                                                               : "col2im";
   return by_name(Variants<T>::backward_input, name);
 }
 

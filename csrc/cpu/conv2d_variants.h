@@ -6,9 +6,11 @@
 //   direction        variant              file                              runs on
 //   forward          direct               conv2d_direct.cpp                 any shape
 //                    im2col               conv2d_im2col.cpp                 offsets_fit(s)
+//                    winograd             conv2d_winograd.cpp               float, winograd_runs(s)
 //   backward_input   direct               conv2d_direct.cpp                 any shape
 //                    transposed           conv2d_im2col.cpp                 offsets_fit, stride 1
 //                    col2im               conv2d_im2col.cpp                 offsets_fit(s)
+//                    winograd             conv2d_winograd.cpp               float, winograd_runs(s)
 //   backward_weight  direct               conv2d_direct.cpp                 any shape
 //                    pointwise            conv2d_grad_weight_pointwise.cpp  1x1, unpadded, offsets_fit
 //                    im2col_nhwc          conv2d_grad_weight_im2col.cpp     offsets_fit, Cg % VS == 0
@@ -52,11 +54,18 @@ void direct_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T*
 template <typename T>
 void im2col_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y);
 template <typename T>
+void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y);
+template <typename T>
 void direct_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx);
 template <typename T>
 void transposed_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx);
 template <typename T>
 void col2im_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx);
+template <typename T>
+void winograd_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx);
+// The shapes winograd_forward and winograd_backward_input compute: 3x3, stride 1, dilation 1, one group,
+// padding <= 2 (conv2d_winograd.cpp).
+bool winograd_runs(const Conv2dShape& s);
 template <typename T>
 void direct_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb);
 template <typename T>

@@ -1,0 +1,288 @@
+// conv2d's Winograd variants (conv2d_variants.h): F(2x2, 3x3) (Lavin & Gray, "Fast Algorithms for
+// Convolutional Neural Networks", 2016) for 3x3 convs of stride 1 and dilation 1, one group.
+//
+// Every 2x2 tile of the output is  Y = A^T [ sum_c (G g_kc G^T) .* (B^T d_c B) ] A,  d_c the 4x4 input patch
+// under the tile (rows 2i-p.., cols 2j-p..), g_kc the 3x3 kernel:
+//   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]   G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1]
+//   A^T = [1 1 1 0; 0 1 -1 -1]
+// so the channel sum is 16 GEMMs (one per element xi of the 4x4 transformed tile) of K x C by C x tiles:
+// 16 * K * C multiply-adds per tile of 4 outputs, against 9 * 4 for the direct algorithm (2.25x fewer).
+//
+//   winograd_forward         y = conv(x, w) + b
+//   winograd_backward_input  gx = the forward of gy with the flipped, transposed kernel and padding 2 - p
+//
+// Steps (one call):
+//   1. weights: U_xi = (G g G^T)_xi, packed per xi as the GEMM's A (conv2d_gemm.h pack_a: MR-row panels)
+//   2. input: each padded plane split into its even and odd columns (XE, XO: rows of Wh >= tw + 1), so that
+//      the patch columns 2j, 2j+1, 2j+2, 2j+3 of consecutive tiles j are contiguous vectors XE[j], XO[j],
+//      XE[j+1], XO[j+1]
+//   3. per block of 64 tiles (flattened (n, i, j); the parallel loop), per block of kWc channels:
+//      V_xi = (B^T d B)_xi, vectors over the tiles of an image row, written straight into the B panels of
+//      16 GEMMs; then M_xi (+)= U_xi V_xi, each block's sum into fresh accumulators that are then added
+//      (a chain of kWc FMAs, not C: F(2x2)'s output transform sums 9 such values, and one long chain
+//      doubled its error against float64 at C = 256)
+//   4. Y = A^T M A per tile, + bias, interleaved back to output rows 2i, 2i+1.
+// float32 only (float64 keeps the direct im2col GEMM: Winograd is less accurate).  The error against
+// torch's float64 result, relative to torch's own float32 error, is measured in tests/test_conv2d.py.
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "conv2d_gemm.h"
+#include "conv2d_variants.h"
+
+namespace cnnext::cpu::conv2d_variants {
+namespace {
+
+constexpr int64_t kWc = 64;  // channels per fresh partial sum (and per transform-and-GEMM step)
+
+// The conv the core computes: x (N, C, H, W) -> y (N, K, P, Q), 3x3, stride 1, padding (ph, pw).
+struct WinoShape {
+  int64_t N, C, H, W, K, P, Q, ph, pw;
+  int64_t th, tw;  // tiles per image: ceil(P/2) x ceil(Q/2)
+  int64_t Hp, Wh;  // split planes: 2 th + 2 rows, each Wh >= tw + 1 columns (even or odd)
+  int64_t tiles() const { return N * th * tw; }
+};
+
+WinoShape wino_shape(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t ph, int64_t pw) {
+  WinoShape g{N, C, H, W, K, H + 2 * ph - 2, W + 2 * pw - 2, ph, pw, 0, 0, 0, 0};
+  g.th = (g.P + 1) / 2, g.tw = (g.Q + 1) / 2;
+  g.Hp = 2 * g.th + 2, g.Wh = g.tw + 1;
+  return g;
+}
+
+// Step 2: XE/XO[(n C + c) Hp + r][j] = xpad[r][2j] / xpad[r][2j + 1], xpad[r][s] = x[r - ph][s - pw] or 0.
+template <typename T>
+void split_planes(const WinoShape& g, const T* x, T* xe, T* xo) {
+  at::parallel_for(0, g.N * g.C, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const T* src = x + p * g.H * g.W;
+      for (int64_t r = 0; r < g.Hp; ++r) {
+        T* e = xe + (p * g.Hp + r) * g.Wh;
+        T* o = xo + (p * g.Hp + r) * g.Wh;
+        const int64_t h = r - g.ph;
+        if (h < 0 || h >= g.H) {
+          std::fill(e, e + g.Wh, T(0)), std::fill(o, o + g.Wh, T(0));
+          continue;
+        }
+        const T* row = src + h * g.W;
+        for (int64_t j = 0; j < g.Wh; ++j) {
+          const int64_t w0 = 2 * j - g.pw, w1 = w0 + 1;
+          e[j] = w0 >= 0 && w0 < g.W ? row[w0] : T(0);
+          o[j] = w1 >= 0 && w1 < g.W ? row[w1] : T(0);
+        }
+      }
+    }
+  });
+}
+
+// Step 1: U_xi[k][c] = (G g_kc G^T)_xi, written straight into gemm A panels (conv2d_gemm.h pack_a's layout:
+// rows k, reduction c in blocks of KC) at Ap + xi * Mpad * C; rows K .. Mpad are zeros.
+// g(k, c, r, s): the kernel tap the conv applies (the forward's w, or grad input's flipped transpose).
+template <typename T, typename Tap>
+void pack_weights(const WinoShape& g, Tap&& tap, T* Ap, int64_t Mpad) {
+  at::parallel_for(0, Mpad / MR, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t k = p0 * MR; k < p1 * MR; ++k) {
+      const int64_t ir = k / MR * MR;
+      for (int64_t c = 0; c < g.C; ++c) {
+        const int64_t pc = c / KC * KC, kcb = std::min(KC, g.C - pc);
+        T* d = Ap + pc * Mpad + ir * kcb + (c - pc) * MR + (k - ir);
+        if (k >= g.K) {
+          for (int xi = 0; xi < 16; ++xi) d[xi * Mpad * g.C] = T(0);
+          continue;
+        }
+        T t[4][3];  // G g
+        for (int q = 0; q < 3; ++q) {
+          const T g0 = tap(k, c, 0, q), g1 = tap(k, c, 1, q), g2 = tap(k, c, 2, q);
+          t[0][q] = g0, t[1][q] = T(0.5) * (g0 + g1 + g2), t[2][q] = T(0.5) * (g0 - g1 + g2), t[3][q] = g2;
+        }
+        for (int a = 0; a < 4; ++a) {  // (G g) G^T
+          const T g0 = t[a][0], g1 = t[a][1], g2 = t[a][2];
+          T* e = d + 4 * a * Mpad * g.C;
+          e[0] = g0, e[Mpad * g.C] = T(0.5) * (g0 + g1 + g2), e[2 * Mpad * g.C] = T(0.5) * (g0 - g1 + g2),
+          e[3 * Mpad * g.C] = g2;
+        }
+      }
+    }
+  });
+}
+
+// The tiles t0 .. t0+nt of the flattened (n, i, j) order as runs inside one image row, cut where the
+// column index jj = t - t0 crosses a multiple of the vector width (a chunk stays inside one half of a B
+// panel): f(n, i, j, jj, len).
+template <typename T, typename F>
+void for_each_chunk(const WinoShape& g, int64_t t0, int64_t nt, F&& f) {
+  constexpr int64_t VS = Vec<T>::size;
+  int64_t t = t0;
+  while (t < t0 + nt) {
+    const int64_t row = t / g.tw, j = t % g.tw, jj = t - t0;
+    const int64_t len = std::min({g.tw - j, t0 + nt - t, VS - jj % VS});
+    f(row / g.th, row % g.th, j, jj, len);
+    t += len;
+  }
+}
+
+template <typename T>
+inline typename Vec<T>::type ldn(const T* p, int64_t len) {
+  return len == Vec<T>::size ? Vec<T>::load(p) : load_part<T>(p, len, typename Vec<T>::type{});
+}
+template <typename T>
+inline void stn(T* p, typename Vec<T>::type v, int64_t len) {
+  if (len == Vec<T>::size) Vec<T>::store(p, v);
+  else store_part<T>(p, v, len);
+}
+
+// Step 3a: V_xi for channels c0 .. c0+kc of the block's tiles, into the B panels Bx + xi * xs (panel jr
+// at + jr * kc, [kc][NR]).
+template <typename T>
+void transform_input(const WinoShape& g, const T* xe, const T* xo, int64_t t0, int64_t nt, int64_t xs,
+                     int64_t c0, int64_t kc, T* Bx) {
+  using VT = typename Vec<T>::type;
+  for_each_chunk<T>(g, t0, nt, [&](int64_t n, int64_t i, int64_t j, int64_t jj, int64_t len) {
+    T* dst = Bx + (jj / NR<T>) * NR<T> * kc + jj % NR<T>;
+    for (int64_t c = c0; c < c0 + kc; ++c) {
+      const int64_t plane = ((n * g.C + c) * g.Hp + 2 * i) * g.Wh + j;
+      VT u[4][4];
+      for (int r = 0; r < 4; ++r) {
+        const T *e = xe + plane + r * g.Wh, *o = xo + plane + r * g.Wh;
+        const VT d0 = ldn(e, len), d1 = ldn(o, len), d2 = ldn(e + 1, len), d3 = ldn(o + 1, len);
+        u[r][0] = d0 - d2, u[r][1] = d1 + d2, u[r][2] = d2 - d1, u[r][3] = d1 - d3;
+      }
+      T* d = dst + (c - c0) * NR<T>;
+      for (int s = 0; s < 4; ++s) {
+        stn(d + (0 + s) * xs, u[0][s] - u[2][s], len);
+        stn(d + (4 + s) * xs, u[1][s] + u[2][s], len);
+        stn(d + (8 + s) * xs, u[2][s] - u[1][s], len);
+        stn(d + (12 + s) * xs, u[1][s] - u[3][s], len);
+      }
+    }
+  });
+}
+
+// Step 3b: C[MR x NR] (ldc) = (add ? C : 0) + A[kc][MR] B[kc][NR], the sum in fresh accumulators.
+template <typename T>
+inline void micro_kernel_add(int64_t kc, const T* A, const T* B, T* C, int64_t ldc, bool add) {
+  if (!add) return micro_kernel<T>(kc, A, B, C, ldc, false);
+  alignas(64) T tile[MR * NR<T>];
+  micro_kernel<T>(kc, A, B, tile, NR<T>, false);
+  using V = Vec<T>;
+  for (int64_t r = 0; r < MR; ++r)
+    for (int64_t v = 0; v < NR<T>; v += V::size) V::store(C + r * ldc + v, V::load(C + r * ldc + v) + V::load(tile + r * NR<T> + v));
+}
+
+// Step 4: y rows 2i, 2i+1 (cols 2j ..) of output channel k from the 16 M_xi of the block's tiles.
+template <typename T>
+inline void store_pair(T* row, typename Vec<T>::type a, typename Vec<T>::type b, int64_t n) {
+  // row[2l] = a[l], row[2l + 1] = b[l] for 2l (+1) < n
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+    const __m512 va = (__m512)a, vb = (__m512)b;
+    const __m512 l = _mm512_permutex2var_ps(va, lo, vb), h = _mm512_permutex2var_ps(va, hi, vb);
+    stn<float>(row, (typename Vec<float>::type)l, std::min<int64_t>(n, 16));
+    if (n > 16) stn<float>(row + 16, (typename Vec<float>::type)h, n - 16);
+    return;
+  }
+#endif
+  for (int64_t l = 0; 2 * l < n; ++l) {
+    row[2 * l] = a[l];
+    if (2 * l + 1 < n) row[2 * l + 1] = b[l];
+  }
+}
+
+template <typename T>
+void transform_output(const WinoShape& g, const T* Cx, int64_t ldc, int64_t cs, int64_t t0, int64_t nt,
+                      const T* bias, T* y) {
+  using VT = typename Vec<T>::type;
+  for_each_chunk<T>(g, t0, nt, [&](int64_t n, int64_t i, int64_t j, int64_t jj, int64_t len) {
+    const int64_t ncols = std::min(2 * len, g.Q - 2 * j);
+    for (int64_t k = 0; k < g.K; ++k) {
+      const T* m = Cx + k * ldc + jj;
+      VT t[2][4];
+      for (int s = 0; s < 4; ++s) {
+        const VT m0 = ldn(m + (0 + s) * cs, len), m1 = ldn(m + (4 + s) * cs, len), m2 = ldn(m + (8 + s) * cs, len),
+                 m3 = ldn(m + (12 + s) * cs, len);
+        t[0][s] = m0 + m1 + m2, t[1][s] = m1 - m2 - m3;
+      }
+      const VT bv = Vec<T>::broadcast(bias ? bias[k] : T(0));
+      T* out = y + ((n * g.K + k) * g.P + 2 * i) * g.Q + 2 * j;
+      for (int a = 0; a < 2 && 2 * i + a < g.P; ++a)
+        store_pair<T>(out + a * g.Q, t[a][0] + t[a][1] + t[a][2] + bv, t[a][1] - t[a][2] - t[a][3] + bv, ncols);
+    }
+  });
+}
+
+// Steps 2-4 with the weights packed (Ap, Mpad rows per xi).
+template <typename T>
+void winograd_core(const WinoShape& g, const T* x, const T* Ap, int64_t Mpad, const T* bias, T* y) {
+  Buf<T> xe(g.N * g.C * g.Hp * g.Wh), xo(g.N * g.C * g.Hp * g.Wh);
+  split_planes<T>(g, x, xe.p, xo.p);
+  // blocks of 64 tiles (two B panels), or of 32 where that shares the blocks more evenly among the threads
+  const int64_t T_ = g.tiles(), th = at::get_num_threads();
+  auto span = [&](int64_t nb) { return ceil_div(ceil_div(T_, nb), th) * nb; };  // tiles per thread, padded
+  const int64_t nb = span(NR<T>) < span(2 * NR<T>) ? NR<T> : 2 * NR<T>, blocks = ceil_div(T_, nb);
+  // the 16 xi buffers of B panels (xs apart) and of M (cs apart): a power-of-two stride would put the 16
+  // vectors a transform reads or writes in one L1 set (more than its ways)
+  const int64_t xs = kWc * nb + 16, cs = Mpad * nb + 16;
+  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+    Buf<T> Bx(16 * xs), Cx(16 * cs);
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t t0 = blk * nb, nt = std::min(nb, T_ - t0), ncpad = round_up(nt, NR<T>);
+      for (int64_t c0 = 0; c0 < g.C; c0 += kWc) {
+        const int64_t kc = std::min(kWc, g.C - c0);
+        if (nt < ncpad)  // the last panel's padding columns: zeros, read by the micro-kernel
+          for (int64_t xi = 0; xi < 16; ++xi)
+            for (int64_t c = 0; c < kc; ++c)
+              std::fill_n(Bx.p + xi * xs + (ncpad - NR<T>) * kc + c * NR<T> + (nt % NR<T>), NR<T> - nt % NR<T>,
+                          T(0));
+        transform_input<T>(g, xe.p, xo.p, t0, nt, xs, c0, kc, Bx.p);
+        const int64_t pc = c0 / KC * KC, kcb = std::min(KC, g.C - pc);  // pack_a's block holding c0
+        for (int64_t xi = 0; xi < 16; ++xi) {
+          const T* A = Ap + xi * Mpad * g.C + pc * Mpad + (c0 - pc) * MR;
+          const T* B = Bx.p + xi * xs;
+          T* C = Cx.p + xi * cs;
+          for (int64_t ir = 0; ir < Mpad; ir += MR)
+            for (int64_t jr = 0; jr < ncpad; jr += NR<T>)
+              micro_kernel_add<T>(kc, A + ir * kcb, B + jr * kc, C + ir * ncpad + jr, ncpad, c0 > 0);
+        }
+      }
+      transform_output<T>(g, Cx.p, ncpad, cs, t0, nt, bias, y);
+    }
+  });
+}
+
+}  // namespace
+
+// Shapes the Winograd variants compute: 3x3, stride 1, dilation 1, one group, padding <= 2 (grad input's
+// padding 2 - p must not be negative), within the packing's offsets.
+bool winograd_runs(const Conv2dShape& s) {
+  return s.R == 3 && s.S == 3 && s.stride_h == 1 && s.stride_w == 1 && s.dil_h == 1 && s.dil_w == 1 &&
+         s.groups == 1 && s.pad_h <= 2 && s.pad_w <= 2 && s.P > 0 && s.Q > 0 && offsets_fit(s);
+}
+
+template <typename T>
+void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y) {
+  const WinoShape g = wino_shape(s.N, s.C, s.H, s.W, s.K, s.pad_h, s.pad_w);
+  const int64_t Mpad = round_up(s.K, MR);
+  Buf<T> Ap(16 * Mpad * s.C);
+  pack_weights<T>(g, [&](int64_t k, int64_t c, int r, int q) { return w[((k * s.C + c) * 3 + r) * 3 + q]; }, Ap.p,
+                  Mpad);
+  winograd_core<T>(g, x, Ap.p, Mpad, b, y);
+}
+
+template <typename T>
+void winograd_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx) {
+  // gx = conv(gy, w'), w'[c][k][r][q] = w[k][c][2 - r][2 - q], padding 2 - p: (N, K, P, Q) -> (N, C, H, W)
+  const WinoShape g = wino_shape(s.N, s.K, s.P, s.Q, s.C, 2 - s.pad_h, 2 - s.pad_w);
+  const int64_t Mpad = round_up(s.C, MR);
+  Buf<T> Ap(16 * Mpad * s.K);
+  pack_weights<T>(g, [&](int64_t c, int64_t k, int r, int q) { return w[((k * s.C + c) * 3 + 2 - r) * 3 + 2 - q]; },
+                  Ap.p, Mpad);
+  winograd_core<T>(g, gy, Ap.p, Mpad, nullptr, gx);
+}
+
+CNNEXT_CONV2D_FORWARD_VARIANT(winograd_forward)
+CNNEXT_CONV2D_BACKWARD_INPUT_VARIANT(winograd_backward_input)
+
+}  // namespace cnnext::cpu::conv2d_variants
