@@ -10,9 +10,15 @@
 //                      pass 2 per plane: gx = w invstd (gy' - gb/M - xhat gw/M) (training), w invstd gy' (eval)
 // Threads: pass 1 over channels, pass 2 over planes.  NCHW layout, (N, C, S); csrc/ops sends the
 // channels_last layout through float32 instead.  With AVX-512 the loops run on 16 lanes at a time
-// (ld16 / st16: widening by a shift, rounding to nearest even in integer arithmetic, masked tails);
-// elsewhere they are plain loops over 16 lanes with the same arithmetic per element.
+// (ld16 / st16: widening by a shift, rounding to nearest even in integer arithmetic, masked tails).
+// Without AVX-512 (the avx2 and baseline variants) the input is widened to a float32 copy, the float32
+// variants (batch_norm.cpp) run on it and the outputs are rounded once: 16 lanes of floats held in an
+// array had GCC move every vector through the stack there (split vector moves).
 #include "batch_norm_bf16.h"
+
+#include <vector>
+
+#include "batch_norm.h"  // the float32 variants (the fallback without AVX-512)
 
 // GCC 12 warns that intrinsics' internal _mm512_undefined_* operands "may be used uninitialized"
 // wherever _mm512_cvtepu16_epi32 and the masked 16-bit loads are inlined (a false positive).
@@ -26,9 +32,10 @@
 #include "simd.h"
 
 namespace cnnext::cpu {
-namespace {
 
 #if defined(__AVX512F__)
+namespace {
+
 // 16 bfloat16 (the first n; 0 past them) widened to float32
 inline __m512 ld16(const bfloat16* p, int64_t n) {
   const __m256i h = _mm256_maskz_loadu_epi16(__mmask16(bit_range(0, std::min<int64_t>(16, n))), p);
@@ -51,46 +58,6 @@ inline F16 relu_keep(F16 pre, F16 g) {  // g where pre > 0 or pre is NaN, else 0
 inline F16 relu(F16 v) { return relu_keep(v, v); }
 inline float lanes_sum(F16 v) { return hsum16(v); }
 inline F16 keep_first(F16 v, int64_t n) { return _mm512_maskz_mov_ps(__mmask16(bit_range(0, std::min<int64_t>(16, n))), v); }
-#else
-// the same arithmetic on 16 lanes held in an array
-struct F16 {
-  float v[16];
-};
-inline F16 ld16(const bfloat16* p, int64_t n) {
-  F16 r{};
-  for (int64_t l = 0; l < std::min<int64_t>(16, n); ++l) r.v[l] = to_float(p[l]);
-  return r;
-}
-inline void st16(bfloat16* p, F16 v, int64_t n) {
-  for (int64_t l = 0; l < std::min<int64_t>(16, n); ++l) p[l] = from_float(v.v[l]);
-}
-inline F16 bc(float x) {
-  F16 r;
-  for (float& e : r.v) e = x;
-  return r;
-}
-#define CNNEXT_F16_OP(op)                                    \
-  inline F16 operator op(F16 a, F16 b) {                     \
-    for (int l = 0; l < 16; ++l) a.v[l] = a.v[l] op b.v[l];  \
-    return a;                                                \
-  }
-CNNEXT_F16_OP(+) CNNEXT_F16_OP(-) CNNEXT_F16_OP(*)
-#undef CNNEXT_F16_OP
-inline F16 relu_keep(F16 pre, F16 g) {
-  for (int l = 0; l < 16; ++l) g.v[l] = pre.v[l] <= 0.0f ? 0.0f : g.v[l];
-  return g;
-}
-inline F16 relu(F16 v) { return relu_keep(v, v); }
-inline float lanes_sum(F16 v) {  // hsum16's order: halves, quarters, pairs, neighbours
-  for (int w = 8; w >= 1; w /= 2)
-    for (int l = 0; l < w; ++l) v.v[l] += v.v[l + w];
-  return v.v[0];
-}
-inline F16 keep_first(F16 v, int64_t n) {
-  for (int64_t l = std::max<int64_t>(0, n); l < 16; ++l) v.v[l] = 0.0f;
-  return v;
-}
-#endif
 
 // sums over the plane (n elements) of u and q, f(x, gy, u, q) per vector of 16 lanes, lanes added in a
 // fixed order: float32 in the plane, double across planes
@@ -198,5 +165,40 @@ void batch_norm_backward_bf16(const BatchNormShape& s, const BatchNormBackwardAr
     }
   });
 }
+
+#else  // no AVX-512: the float32 variants on widened copies
+
+namespace {
+std::vector<float> widened(const bfloat16* p, int64_t n) {
+  std::vector<float> out(static_cast<size_t>(n));
+  at::parallel_for(0, n, 16384, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) out[i] = to_float(p[i]);
+  });
+  return out;
+}
+void narrowed(const std::vector<float>& v, bfloat16* p) {
+  at::parallel_for(0, int64_t(v.size()), 16384, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) p[i] = from_float(v[i]);
+  });
+}
+}  // namespace
+
+void batch_norm_forward_bf16(const BatchNormShape& s, const BatchNormForwardArgs<bfloat16>& a) {
+  const int64_t n = s.N * s.C * s.S;
+  const std::vector<float> x = widened(a.x, n);
+  std::vector<float> y(static_cast<size_t>(n));
+  batch_norm_forward<float>(s, {x.data(), y.data(), a.w, a.b, a.running_mean, a.running_var, a.mean, a.invstd});
+  narrowed(y, a.y);
+}
+
+void batch_norm_backward_bf16(const BatchNormShape& s, const BatchNormBackwardArgs<bfloat16>& a) {
+  const int64_t n = s.N * s.C * s.S;
+  const std::vector<float> gy = widened(a.gy, n), x = widened(a.x, n);
+  std::vector<float> gx(static_cast<size_t>(n));
+  batch_norm_backward<float>(s, {gy.data(), x.data(), a.w, a.b, a.mean, a.invstd, gx.data(), a.gw, a.gb});
+  narrowed(gx, a.gx);
+}
+
+#endif
 
 }  // namespace cnnext::cpu

@@ -81,29 +81,30 @@ void split_planes(const WinoShape& g, const T* x, T* xe, T* xo) {
 // g(k, c, r, s): the kernel tap the conv applies (the forward's w, or grad input's flipped transpose).
 template <typename T, typename Tap>
 void pack_weights(const WinoShape& g, Tap&& tap, T* Ap, int64_t Mpad) {
+  const int64_t plane = Mpad * g.C;  // one xi's panels
   at::parallel_for(0, Mpad / MR, 1, [&](int64_t p0, int64_t p1) {
-    for (int64_t k = p0 * MR; k < p1 * MR; ++k) {
-      const int64_t ir = k / MR * MR;
-      for (int64_t c = 0; c < g.C; ++c) {
+    for (int64_t ir = p0 * MR; ir < p1 * MR; ir += MR)
+      for (int64_t c = 0; c < g.C; ++c) {  // the panel's MR rows of channel c: MR adjacent values per xi
         const int64_t pc = c / KC * KC, kcb = std::min(KC, g.C - pc);
-        T* d = Ap + pc * Mpad + ir * kcb + (c - pc) * MR + (k - ir);
-        if (k >= g.K) {
-          for (int xi = 0; xi < 16; ++xi) d[xi * Mpad * g.C] = T(0);
-          continue;
-        }
-        T t[4][3];  // G g
-        for (int q = 0; q < 3; ++q) {
-          const T g0 = tap(k, c, 0, q), g1 = tap(k, c, 1, q), g2 = tap(k, c, 2, q);
-          t[0][q] = g0, t[1][q] = T(0.5) * (g0 + g1 + g2), t[2][q] = T(0.5) * (g0 - g1 + g2), t[3][q] = g2;
-        }
-        for (int a = 0; a < 4; ++a) {  // (G g) G^T
-          const T g0 = t[a][0], g1 = t[a][1], g2 = t[a][2];
-          T* e = d + 4 * a * Mpad * g.C;
-          e[0] = g0, e[Mpad * g.C] = T(0.5) * (g0 + g1 + g2), e[2 * Mpad * g.C] = T(0.5) * (g0 - g1 + g2),
-          e[3 * Mpad * g.C] = g2;
+        T* d = Ap + pc * Mpad + ir * kcb + (c - pc) * MR;
+        for (int64_t i = 0; i < MR; ++i) {
+          const int64_t k = ir + i;
+          if (k >= g.K) {
+            for (int xi = 0; xi < 16; ++xi) d[xi * plane + i] = T(0);
+            continue;
+          }
+          T t[4][3];  // G g
+          for (int q = 0; q < 3; ++q) {
+            const T g0 = tap(k, c, 0, q), g1 = tap(k, c, 1, q), g2 = tap(k, c, 2, q);
+            t[0][q] = g0, t[1][q] = T(0.5) * (g0 + g1 + g2), t[2][q] = T(0.5) * (g0 - g1 + g2), t[3][q] = g2;
+          }
+          for (int a = 0; a < 4; ++a) {  // (G g) G^T
+            const T g0 = t[a][0], g1 = t[a][1], g2 = t[a][2];
+            T* e = d + 4 * a * plane + i;
+            e[0] = g0, e[plane] = T(0.5) * (g0 + g1 + g2), e[2 * plane] = T(0.5) * (g0 - g1 + g2), e[3 * plane] = g2;
+          }
         }
       }
-    }
   });
 }
 
