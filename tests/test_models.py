@@ -1,9 +1,11 @@
 """cnnext.models: every d2l CNN built from cnnext's layers computes what its torch.nn twin computes."""
 import copy
+import importlib
 
 import pytest
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import nn
 
 import cnnext
@@ -52,12 +54,19 @@ def fwd_bwd(net, x, seed=1):
     return out.detach(), {n: p.grad.detach().clone() for n, p in net.named_parameters()}
 
 
+# modules that end in a functional relu (invisible to an nn.ReLU hook): torchvision's GoogLeNet and
+# Inception blocks (conv, batch norm, F.relu)
+# (importlib: torchvision.models.googlenet is also the name of the model's builder function)
+RELU_OUTPUT = tuple(importlib.import_module(f"torchvision.models.{m}").BasicConv2d for m in ("googlenet", "inception"))
+
+
 def kinks(net, x, seed=1):
     """Where the network is not differentiable: the sign of every nn.ReLU input (of a fused
-    BatchNormReLU: the sign of its output) and the argmax of every max-pooling window (computed by
-    torch from the layer's input) in one forward pass, in the order the layers ran."""
+    BatchNormReLU, and of a torchvision BasicConv2d, whose forward ends in F.relu: the sign of its output)
+    and the argmax of every max-pooling window (computed by torch from the layer's input) in one forward
+    pass, in the order the layers ran."""
     picks = []
-    fused = (cnnext.nn.BatchNormReLU1d, cnnext.nn.BatchNormReLU2d)
+    fused = (cnnext.nn.BatchNormReLU1d, cnnext.nn.BatchNormReLU2d) + RELU_OUTPUT
 
     def relu_hook(m, inp, out):
         picks.append(out > 0 if isinstance(m, fused) else inp[0] > 0)

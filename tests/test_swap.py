@@ -46,10 +46,16 @@ SHAPE = {"vgg11": (1, 32, 32), "vgg11_bn": (2, 32, 32), "alexnet": (1, 64, 64)}
 
 
 @pytest.mark.parametrize("name", list(TV))
-def test_torchvision_same_logits_and_grads(name):
+def test_torchvision_same_logits_and_grads(name, monkeypatch):
     """Logits, every gradient and every buffer after swap() equal torch's, on an input where float32
     rounding flips no ReLU / max-pool decision; gradients judged as in test_models.compare_grads
-    (against a float64 reference for the batch-norm networks)."""
+    (against a float64 reference for the batch-norm networks).  GoogLeNet runs its convs on the direct
+    algorithm: its batch norms over batch 2 at 4x4 and 2x2 make it so sensitive that the Winograd
+    conv's results (within 2x torch's own float32 error against float64, tests/test_conv2d_winograd.py,
+    but rounded differently from torch's) flipped a ReLU on 20 of 20 random inputs (measured
+    2026-12-04), and a flipped ReLU changes the subgradient itself."""
+    if name == "googlenet":
+        monkeypatch.setenv("CNNEXT_CONV2D_WINOGRAD", "0")
     torch.manual_seed(0)
     model = TV[name]()
     state = copy.deepcopy(model.state_dict())

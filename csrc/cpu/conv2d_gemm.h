@@ -108,23 +108,27 @@ inline void micro_kernel(int64_t kc, const T* __restrict__ A, const T* __restric
 #define CNNEXT_TILE_ZERO(i, C, ldc) c##i##0 = _mm512_setzero_ps(), c##i##1 = _mm512_setzero_ps();
 #define CNNEXT_TILE_STORE(i, C, ldc) _mm512_storeu_ps(C + i * ldc, c##i##0), _mm512_storeu_ps(C + i * ldc + 16, c##i##1);
 
+// The reduction of the float kernel: kc steps of two B vectors and 8 broadcast A values into the 16
+// accumulators (A, B advance past the panels).
+#define CNNEXT_TILE_8X32_FMA(A, B, kc)                                                                    \
+  for (int64_t k = 0; k < kc; ++k) {                                                                      \
+    const __m512 b0 = _mm512_load_ps(B), b1 = _mm512_load_ps(B + 16);                                     \
+    CNNEXT_TILE_ROWS(CNNEXT_TILE_FMA, A, 0)                                                               \
+    A += 8;                                                                                               \
+    B += 32;                                                                                              \
+  }
+#define CNNEXT_TILE_FMA(i, A, unused)                                                                       \
+  {                                                                                                       \
+    const __m512 a = _mm512_set1_ps(A[i]);                                                                \
+    c##i##0 = _mm512_fmadd_ps(a, b0, c##i##0);                                                            \
+    c##i##1 = _mm512_fmadd_ps(a, b1, c##i##1);                                                            \
+  }
+
 template <>
 inline void micro_kernel<float>(int64_t kc, const float* __restrict__ A, const float* __restrict__ B,
                                 float* __restrict__ C, int64_t ldc, bool acc) {
   CNNEXT_TILE_8X32_OPEN(C, ldc, acc)
-  for (int64_t k = 0; k < kc; ++k) {
-    const __m512 b0 = _mm512_load_ps(B), b1 = _mm512_load_ps(B + 16);
-#define F(i)                                         \
-  {                                                  \
-    const __m512 a = _mm512_set1_ps(A[i]);           \
-    c##i##0 = _mm512_fmadd_ps(a, b0, c##i##0);       \
-    c##i##1 = _mm512_fmadd_ps(a, b1, c##i##1);       \
-  }
-    F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7)
-#undef F
-    A += 8;
-    B += 32;
-  }
+  CNNEXT_TILE_8X32_FMA(A, B, kc)
   CNNEXT_TILE_8X32_CLOSE(C, ldc)
 }
 #endif

@@ -171,6 +171,24 @@ inline void micro_kernel_add(int64_t kc, const T* A, const T* B, T* C, int64_t l
     for (int64_t v = 0; v < NR<T>; v += V::size) V::store(C + r * ldc + v, V::load(C + r * ldc + v) + V::load(tile + r * NR<T> + v));
 }
 
+#if defined(__AVX512F__)
+// AVX-512: conv2d_gemm.h's 8 x 32 float kernel, its fresh sums added to C in the registers
+#define CNNEXT_TILE_ADD(i, C, ldc)                                                  \
+  _mm512_storeu_ps(C + i * ldc, _mm512_add_ps(_mm512_loadu_ps(C + i * ldc), c##i##0)), \
+      _mm512_storeu_ps(C + i * ldc + 16, _mm512_add_ps(_mm512_loadu_ps(C + i * ldc + 16), c##i##1));
+template <>
+inline void micro_kernel_add<float>(int64_t kc, const float* A, const float* B, float* C, int64_t ldc, bool add) {
+  CNNEXT_TILE_8X32_OPEN(C, ldc, false)
+  CNNEXT_TILE_8X32_FMA(A, B, kc)
+  if (add) {
+    CNNEXT_TILE_ROWS(CNNEXT_TILE_ADD, C, ldc)
+  } else {
+    CNNEXT_TILE_8X32_CLOSE(C, ldc)
+  }
+}
+#undef CNNEXT_TILE_ADD
+#endif
+
 // Step 4: y rows 2i, 2i+1 (cols 2j ..) of output channel k from the 16 M_xi of the block's tiles.
 template <typename T>
 inline void store_pair(T* row, typename Vec<T>::type a, typename Vec<T>::type b, int64_t n) {
