@@ -1,7 +1,7 @@
-"""conv2d's Winograd F(2x2, 3x3) variants (csrc/cpu/conv2d_winograd.cpp): forward and grad input against
-torch (CNNEXT_CONV2D_FWD / CNNEXT_CONV2D_GI=winograd force them), their error against torch's float64
-result relative to torch's own float32 error, the planner's choice and the switch to the direct algorithm
-(CNNEXT_CONV2D_WINOGRAD=0), and the shapes the variants refuse."""
+"""conv2d's Winograd F(2x2, 3x3) variants (csrc/cpu/conv2d_winograd.cpp): forward, grad input and grad
+weight against torch (CNNEXT_CONV2D_FWD / _GI / _GW=winograd force them), their error against torch's
+float64 result relative to torch's own float32 error, the planner's choice and the switch to the direct
+algorithm (CNNEXT_CONV2D_WINOGRAD=0), and the shapes the variants refuse."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -27,10 +27,17 @@ def _grad_input(gy, x, w, p, torch_op=False):
     return torch.ops.cnnext.conv2d_backward_input(gy, w, list(x.shape), [1, 1], list(p), [1, 1], 1)
 
 
+def _grad_weight(gy, x, w, p, torch_op=False):
+    if torch_op:
+        return torch.ops.aten.convolution_backward(gy, x, w, [w.shape[0]], [1, 1], list(p), [1, 1], False, [0, 0], 1,
+                                                   [False, True, False])[1]
+    return torch.ops.cnnext.conv2d_backward_weight(gy, x, list(w.shape), [1, 1], list(p), [1, 1], 1, False)[0]
+
+
 @pytest.fixture
 def winograd(monkeypatch):
-    monkeypatch.setenv("CNNEXT_CONV2D_FWD", "winograd")
-    monkeypatch.setenv("CNNEXT_CONV2D_GI", "winograd")
+    for env in ("CNNEXT_CONV2D_FWD", "CNNEXT_CONV2D_GI", "CNNEXT_CONV2D_GW"):
+        monkeypatch.setenv(env, "winograd")
 
 
 # (N, C, K, H, W, padding): odd and even outputs (the last tile row / column half outside), padding 0, 1, 2 and
@@ -54,8 +61,9 @@ SHAPES = [
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("N,C,K,H,W,p", SHAPES)
 def test_matches_torch(winograd, N, C, K, H, W, p, threads):
-    """Output, grad input (the Winograd forward of gy with the flipped kernel), grad weight and grad bias vs
-    F.conv2d, every thread count (the tile blocks and per-thread scratch)."""
+    """Output, grad input (the Winograd forward of gy with the flipped kernel), grad weight (16 GEMMs over
+    the tiles) and grad bias vs F.conv2d, every thread count (the tile blocks, per-thread scratch, the
+    threads' shares of the 16 GEMMs)."""
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -79,7 +87,7 @@ def test_matches_torch(winograd, N, C, K, H, W, p, threads):
                                      (4, 32, 32, 30), (4, 160, 32, 24)])
 def test_error_against_float64(winograd, N, C, K, H, relu):
     """The issue's accuracy bar: the Winograd float32 result's error against torch's float64 result is within
-    2x torch's own float32 error (norm-wise), forward and grad input, on family-sized layers.  Measured here
+    2x torch's own float32 error (norm-wise), forward, grad input and grad weight, on family-sized layers.  Measured here
     (Intel Xeon, 2026-12-04): 0.9-1.4x (the channel sum in fresh 64-channel partials: one chain over all
     channels reached 2.3-2.7x at C >= 256)."""
     x, w, b = _make(N, C, K, H, H, relu=relu)
@@ -92,36 +100,44 @@ def test_error_against_float64(winograd, N, C, K, H, relu):
     g_ours = err(_grad_input(gy, x, w, (1, 1)), gref)
     g_torch = err(_grad_input(gy, x, w, (1, 1), torch_op=True), gref)
     assert g_ours <= 2 * g_torch, f"grad input: error {g_ours:.3g} > 2 x torch's {g_torch:.3g}"
+    wref = _grad_weight(gy.double(), x.double(), w.double(), (1, 1), torch_op=True)
+    w_ours = err(_grad_weight(gy, x, w, (1, 1)), wref)
+    w_torch = err(_grad_weight(gy, x, w, (1, 1), torch_op=True), wref)
+    assert w_ours <= 2 * w_torch, f"grad weight: error {w_ours:.3g} > 2 x torch's {w_torch:.3g}"
 
 
 def test_planner_and_switch(monkeypatch):
-    """On a 3x3 layer with >= 32 channels the planner's forward and grad input are Winograd's, bit for bit;
-    CNNEXT_CONV2D_WINOGRAD=0 gives the direct algorithm's (im2col / transposed) instead; float64 and a
-    16-channel layer keep the direct algorithm."""
-    x, w, b = _make(2, 64, 64, 16, 16)
-    gy = torch.randn(2, 64, 16, 16)
+    """On a 3x3 layer with 96 channels in and out at 12x12 the planner's forward, grad input and grad weight
+    are Winograd's, bit for bit; CNNEXT_CONV2D_WINOGRAD=0 gives other results, its forward and grad input
+    the direct algorithm's (im2col / transposed); float64 and a 16-channel layer do not use Winograd."""
+    x, w, b = _make(2, 96, 96, 12, 12)
+    gy = torch.randn(2, 96, 12, 12)
+    small = dict(xx=x[:, :16], ww=w[:16, :16], bb=b[:16], g=gy[:, :16])
 
     def run(dtype=torch.float32, xx=x, ww=w, bb=b, g=gy):
         xx, ww, bb, g = (t.to(dtype) for t in (xx, ww, bb, g))
-        return cnnext.functional.conv2d(xx, ww, bb, 1, 1), _grad_input(g, xx, ww, (1, 1))
+        return cnnext.functional.conv2d(xx, ww, bb, 1, 1), _grad_input(g, xx, ww, (1, 1)), _grad_weight(g, xx, ww, (1, 1))
 
-    auto = run()
-    for env, val in (("CNNEXT_CONV2D_FWD", "winograd"), ("CNNEXT_CONV2D_GI", "winograd")):
-        monkeypatch.setenv(env, val)
+    def same(a, e):
+        return [torch.equal(u, v) for u, v in zip(a, e)]
+
+    auto, auto64, auto_small = run(), run(torch.float64), run(**small)
+    envs = ("CNNEXT_CONV2D_FWD", "CNNEXT_CONV2D_GI", "CNNEXT_CONV2D_GW")
+    for env in envs:
+        monkeypatch.setenv(env, "winograd")
     forced_wino = run()
-    for env, val in (("CNNEXT_CONV2D_FWD", "im2col"), ("CNNEXT_CONV2D_GI", "transposed")):
-        monkeypatch.setenv(env, val)
-    forced_direct, forced_direct64 = run(), run(torch.float64)
-    small_direct = run(xx=x[:, :16], ww=w[:16, :16], bb=b[:16], g=gy[:, :16])
+    monkeypatch.setenv("CNNEXT_CONV2D_FWD", "im2col")
+    monkeypatch.setenv("CNNEXT_CONV2D_GI", "transposed")
+    monkeypatch.delenv("CNNEXT_CONV2D_GW")
+    forced_direct = run()[:2]
     monkeypatch.delenv("CNNEXT_CONV2D_FWD")
     monkeypatch.delenv("CNNEXT_CONV2D_GI")
-    assert all(torch.equal(a, e) for a, e in zip(auto, forced_wino))
-    assert not torch.equal(auto[0], forced_direct[0]) and not torch.equal(auto[1], forced_direct[1])
-    assert all(torch.equal(a, e) for a, e in zip(run(torch.float64), forced_direct64))
-    assert all(torch.equal(a, e) for a, e in zip(run(xx=x[:, :16], ww=w[:16, :16], bb=b[:16], g=gy[:, :16]),
-                                                  small_direct))
     monkeypatch.setenv("CNNEXT_CONV2D_WINOGRAD", "0")
-    assert all(torch.equal(a, e) for a, e in zip(run(), forced_direct))
+    off, off64, off_small = run(), run(torch.float64), run(**small)
+    assert same(auto, forced_wino) == [True] * 3
+    assert same(auto, off) == [False] * 3
+    assert same(off[:2], forced_direct) == [True] * 2
+    assert same(auto64, off64) == [True] * 3 and same(auto_small, off_small) == [True] * 3
 
 
 @pytest.mark.parametrize("dtype,kw,ks", [
@@ -139,3 +155,9 @@ def test_refuses_other_shapes(monkeypatch, dtype, kw, ks):
     monkeypatch.setenv("CNNEXT_CONV2D_FWD", "winograd")
     with pytest.raises(RuntimeError, match=r"conv2d: CNNEXT_CONV2D_FWD=winograd does not run on this call"):
         cnnext.functional.conv2d(x, w, None, **{"padding": 1, **kw})
+    monkeypatch.delenv("CNNEXT_CONV2D_FWD")
+    monkeypatch.setenv("CNNEXT_CONV2D_GW", "winograd")
+    x.requires_grad_()
+    y = cnnext.functional.conv2d(x, w.requires_grad_(), None, **{"padding": 1, **kw})
+    with pytest.raises(RuntimeError, match=r"conv2d: CNNEXT_CONV2D_GW=winograd does not run on this call"):
+        y.sum().backward()

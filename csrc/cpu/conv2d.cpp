@@ -24,6 +24,8 @@
 //                               of contiguous rows, no packing (beats the im2col GEMM there)
 //                    cols       1x1 convs of small (zero columns > 25%) or strided images, unless
 //                               pointwise: the same dot products over explicit im2col rows
+//                    winograd   float 3x3 stride 1, one group, C K >= 6000 (>= 3000 at <= 12x12),
+//                               >= 6x6 outputs: F(2x2, 3x3), 16 GEMMs over the tiles
 //                    CNNEXT_CONV2D_GW=<variant> forces a backward_weight variant (tests, diagnostics;
 //                    read per call; a variant that does not run on the call raises: variant.h)
 // Results are deterministic: every variant sums in an order fixed by the shape and the thread count.
@@ -83,6 +85,7 @@ struct Variants {
       {"im2col", fits, im2col_backward_weight<T>},
       {"planes", planes_fit<T>, planes_backward_weight<T>},
       {"cols", planes_fit<T>, cols_backward_weight<T>},
+      {"winograd", winograd_fits<T>, winograd_backward_weight<T>},
   };
 };
 
@@ -98,6 +101,17 @@ bool use_winograd(const Conv2dShape& s, int64_t rows) {
   const char* env = std::getenv("CNNEXT_CONV2D_WINOGRAD");
   if (env && std::strcmp(env, "0") == 0) return false;
   return winograd_fits<T>(s) && s.C >= 32 && s.K >= 32 && s.P >= 11 && s.Q >= 11 && (rows >= 64 || s.Q >= 24);
+}
+
+// Winograd's grad weight where it beat the planner's other choice on the family's 3x3 layers: enough
+// channel pairs for the 16 GEMMs to outweigh the transforms and the channels-last copies (C K >= 6000, or
+// >= 3000 on images of <= 12x12), outputs of >= 6x6.
+template <typename T>
+bool use_winograd_gw(const Conv2dShape& s) {
+  const char* env = std::getenv("CNNEXT_CONV2D_WINOGRAD");
+  if (env && std::strcmp(env, "0") == 0) return false;
+  const int64_t pairs = s.C * s.K;
+  return winograd_fits<T>(s) && s.P >= 6 && s.Q >= 6 && (pairs >= 6000 || (pairs >= 3000 && s.P <= 12));
 }
 
 // ---- the planner: one readable choice per direction ----
@@ -130,6 +144,7 @@ const Conv2dVariant<Conv2dBackwardWeightFn<T>>& plan_conv2d_backward_weight(cons
   const bool planes = !fits_1x1(s) && (waste < 1.1 || (Kg <= 64 && waste < 1.3) || (Kg <= 16 && waste < 1.5));
   const bool cols = fits_1x1(s) && !pointwise && waste < 1e9;
   const char* name = !offsets_fit(s)                                        ? "direct"
+                     : use_winograd_gw<T>(s)                                ? "winograd"
                      : pointwise                                            ? "pointwise"
                      : planes                                               ? "planes"
                      : cols && (waste > 1.25 || s.stride_h > 1 || s.stride_w > 1) ? "cols"

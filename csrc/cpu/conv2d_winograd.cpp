@@ -271,6 +271,107 @@ void winograd_core(const WinoShape& g, const T* x, const T* Ap, int64_t Mpad, co
   });
 }
 
+// ---- grad weight: gW_kc = G^T [ sum_tiles (A gy_kt A^T) .* (B^T d_ct B) ] G ----
+// (the forward's Y = A^T (U .* V) A differentiated: dU = sum (A dY A^T) .* V, dg = G^T dU G), 16 GEMMs of
+// K x C reducing over the tiles.  The transforms run in vectors over channels, so x and gy are first
+// copied channels-last (padded: xc (N, Hp, Wp, Cp), gc (N, 2 th, 2 tw, Kq), zeros outside).  Threads
+// take the xi (8 each with two threads): every partition is fixed by the shape alone, so the result
+// is the same for any thread count.  Sums over the tiles: fresh partials of kTiles tiles, then added.
+constexpr int64_t kTiles = 64;
+
+template <typename T>
+void channels_last_padded(const T* src, int64_t N, int64_t C, int64_t H, int64_t W, int64_t top, int64_t left,
+                          int64_t Hp, int64_t Wp, int64_t Cp, T* dst) {
+  at::parallel_for(0, N * Hp, 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t n = r / Hp, h = r % Hp - top;
+      T* row = dst + r * Wp * Cp;
+      std::fill(row, row + Wp * Cp, T(0));
+      if (h < 0 || h >= H) continue;
+      for (int64_t c = 0; c < C; ++c) {
+        const T* s = src + ((n * C + c) * H + h) * W;
+        for (int64_t w = 0; w < W; ++w) row[(w + left) * Cp + c] = s[w];
+      }
+    }
+  });
+}
+
+template <typename T>
+void winograd_grad_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw) {
+  using V = Vec<T>;
+  using VT = typename V::type;
+  constexpr int64_t VS = V::size;
+  const WinoShape g = wino_shape(s.N, s.C, s.H, s.W, s.K, s.pad_h, s.pad_w);
+  const int64_t Hp = g.Hp, Wp = 2 * g.tw + 2, Cp = round_up(s.C, NR<T>), Mpad = round_up(s.K, MR);
+  const int64_t Kq = round_up(std::max(Mpad, s.K), VS), Ph = 2 * g.th, Qw = 2 * g.tw;
+  Buf<T> xc(s.N * Hp * Wp * Cp), gc(s.N * Ph * Qw * Kq), P(16 * Mpad * Cp);
+  channels_last_padded<T>(x, s.N, s.C, s.H, s.W, s.pad_h, s.pad_w, Hp, Wp, Cp, xc.p);
+  channels_last_padded<T>(gy, s.N, s.K, s.P, s.Q, 0, 0, Ph, Qw, Kq, gc.p);
+  const int64_t T_ = g.tiles();
+  at::parallel_for(0, 16, 1, [&](int64_t x0, int64_t x1) {
+    const int64_t nx = x1 - x0;
+    Buf<T> Ab(nx * Mpad * kTiles), Bb(nx * Cp * kTiles);
+    for (int64_t t0 = 0; t0 < T_; t0 += kTiles) {
+      const int64_t kt = std::min(kTiles, T_ - t0);
+      for (int64_t t = t0; t < t0 + kt; ++t) {
+        const int64_t n = t / (g.th * g.tw), i = t / g.tw % g.th, j = t % g.tw, tt = t - t0;
+        // B: V_xi of this tile for every channel group, into row tt of the channel panels
+        for (int64_t c = 0; c < Cp; c += VS) {
+          VT u[4][4];
+          for (int r = 0; r < 4; ++r) {
+            const T* d = xc.p + ((n * Hp + 2 * i + r) * Wp + 2 * j) * Cp + c;
+            const VT d0 = V::load(d), d1 = V::load(d + Cp), d2 = V::load(d + 2 * Cp), d3 = V::load(d + 3 * Cp);
+            u[r][0] = d0 - d2, u[r][1] = d1 + d2, u[r][2] = d2 - d1, u[r][3] = d1 - d3;
+          }
+          VT v[16];
+          for (int q = 0; q < 4; ++q)
+            v[q] = u[0][q] - u[2][q], v[4 + q] = u[1][q] + u[2][q], v[8 + q] = u[2][q] - u[1][q],
+            v[12 + q] = u[1][q] - u[3][q];
+          for (int64_t xi = x0; xi < x1; ++xi)
+            V::store(Bb.p + ((xi - x0) * Cp + c / NR<T> * NR<T>) * kt + tt * NR<T> + c % NR<T>, v[xi]);
+        }
+        // A: A gy A^T of this tile for every output-channel group, into row tt of the MR-row panels
+        for (int64_t k = 0; k < Mpad; k += VS) {
+          const T* q0 = gc.p + ((n * Ph + 2 * i) * Qw + 2 * j) * Kq + k;
+          const VT g00 = V::load(q0), g01 = V::load(q0 + Kq), g10 = V::load(q0 + Qw * Kq),
+                   g11 = V::load(q0 + Qw * Kq + Kq);
+          const VT h[4][2] = {{g00, g01}, {g00 + g10, g01 + g11}, {g00 - g10, g01 - g11}, {-g10, -g11}};
+          VT v[16];
+          for (int a = 0; a < 4; ++a)
+            v[4 * a] = h[a][0], v[4 * a + 1] = h[a][0] + h[a][1], v[4 * a + 2] = h[a][0] - h[a][1],
+            v[4 * a + 3] = -h[a][1];
+          for (int64_t xi = x0; xi < x1; ++xi) {
+            T* dst = Ab.p + (xi - x0) * Mpad * kt + tt * MR;
+            for (int64_t l = 0; l < VS && k + l < Mpad; ++l)
+              dst[(k + l) / MR * MR * kt + (k + l) % MR] = v[xi][l];
+          }
+        }
+      }
+      for (int64_t xi = x0; xi < x1; ++xi) {
+        const T *A = Ab.p + (xi - x0) * Mpad * kt, *B = Bb.p + (xi - x0) * Cp * kt;
+        for (int64_t ir = 0; ir < Mpad; ir += MR)
+          for (int64_t jr = 0; jr < Cp; jr += NR<T>)
+            micro_kernel_add<T>(kt, A + ir * kt, B + jr * kt, P.p + (xi * Mpad + ir) * Cp + jr, Cp, t0 > 0);
+      }
+    }
+  });
+  // gW[k][c] = G^T m G, m[a][b] = P_{4a+b}[k][c]
+  at::parallel_for(0, s.K, 1, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k)
+      for (int64_t c = 0; c < s.C; ++c) {
+        T m[4][4], t[3][4];
+        for (int xi = 0; xi < 16; ++xi) m[xi / 4][xi % 4] = P.p[(xi * Mpad + k) * Cp + c];
+        for (int b = 0; b < 4; ++b)
+          t[0][b] = m[0][b] + T(0.5) * (m[1][b] + m[2][b]), t[1][b] = T(0.5) * (m[1][b] - m[2][b]),
+          t[2][b] = T(0.5) * (m[1][b] + m[2][b]) + m[3][b];
+        T* out = gw + (k * s.C + c) * 9;
+        for (int r = 0; r < 3; ++r)
+          out[3 * r] = t[r][0] + T(0.5) * (t[r][1] + t[r][2]), out[3 * r + 1] = T(0.5) * (t[r][1] - t[r][2]),
+                  out[3 * r + 2] = T(0.5) * (t[r][1] + t[r][2]) + t[r][3];
+      }
+  });
+}
+
 }  // namespace
 
 // Shapes the Winograd variants compute: 3x3, stride 1, dilation 1, one group, padding <= 2 (grad input's
@@ -301,7 +402,14 @@ void winograd_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* g
   winograd_core<T>(g, gy, Ap.p, Mpad, nullptr, gx);
 }
 
+template <typename T>
+void winograd_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb) {
+  winograd_grad_weight<T>(s, x, gy, gw);
+  grad_bias<T>(s, gy, gb);
+}
+
 CNNEXT_CONV2D_FORWARD_VARIANT(winograd_forward)
+CNNEXT_CONV2D_BACKWARD_WEIGHT_VARIANT(winograd_backward_weight)
 CNNEXT_CONV2D_BACKWARD_INPUT_VARIANT(winograd_backward_input)
 
 }  // namespace cnnext::cpu::conv2d_variants
