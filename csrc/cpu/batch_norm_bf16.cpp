@@ -16,9 +16,10 @@
 // array had GCC move every vector through the stack there (split vector moves).
 #include "batch_norm_bf16.h"
 
-#include <vector>
+#include <memory>
 
-#include "batch_norm.h"  // the float32 variants (the fallback without AVX-512)
+#include "batch_norm.h"      // the float32 variants (the fallback without AVX-512)
+#include "bfloat16_copy.h"  // widen_into, round_into
 
 // GCC 12 warns that intrinsics' internal _mm512_undefined_* operands "may be used uninitialized"
 // wherever _mm512_cvtepu16_epi32 and the masked 16-bit loads are inlined (a false positive).
@@ -168,35 +169,21 @@ void batch_norm_backward_bf16(const BatchNormShape& s, const BatchNormBackwardAr
 
 #else  // no AVX-512: the float32 variants on widened copies
 
-namespace {
-std::vector<float> widened(const bfloat16* p, int64_t n) {
-  std::vector<float> out(static_cast<size_t>(n));
-  at::parallel_for(0, n, 16384, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) out[i] = to_float(p[i]);
-  });
-  return out;
-}
-void narrowed(const std::vector<float>& v, bfloat16* p) {
-  at::parallel_for(0, int64_t(v.size()), 16384, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) p[i] = from_float(v[i]);
-  });
-}
-}  // namespace
-
 void batch_norm_forward_bf16(const BatchNormShape& s, const BatchNormForwardArgs<bfloat16>& a) {
   const int64_t n = s.N * s.C * s.S;
-  const std::vector<float> x = widened(a.x, n);
-  std::vector<float> y(static_cast<size_t>(n));
-  batch_norm_forward<float>(s, {x.data(), y.data(), a.w, a.b, a.running_mean, a.running_var, a.mean, a.invstd});
-  narrowed(y, a.y);
+  const std::unique_ptr<float[]> x(new float[n]), y(new float[n]);  // (uninitialised: both fully written)
+  widen_into(x.get(), a.x, n);
+  batch_norm_forward<float>(s, {x.get(), y.get(), a.w, a.b, a.running_mean, a.running_var, a.mean, a.invstd});
+  round_into(a.y, y.get(), n);
 }
 
 void batch_norm_backward_bf16(const BatchNormShape& s, const BatchNormBackwardArgs<bfloat16>& a) {
   const int64_t n = s.N * s.C * s.S;
-  const std::vector<float> gy = widened(a.gy, n), x = widened(a.x, n);
-  std::vector<float> gx(static_cast<size_t>(n));
-  batch_norm_backward<float>(s, {gy.data(), x.data(), a.w, a.b, a.mean, a.invstd, gx.data(), a.gw, a.gb});
-  narrowed(gx, a.gx);
+  const std::unique_ptr<float[]> gy(new float[n]), x(new float[n]), gx(new float[n]);
+  widen_into(gy.get(), a.gy, n);
+  widen_into(x.get(), a.x, n);
+  batch_norm_backward<float>(s, {gy.get(), x.get(), a.w, a.b, a.mean, a.invstd, gx.get(), a.gw, a.gb});
+  round_into(a.gx, gx.get(), n);
 }
 
 #endif

@@ -96,11 +96,14 @@ struct Variants {
 // along a row of 2x2 tiles: shorter rows leave most lanes idle), and >= 64 output channels (`rows`: K for the
 // forward, C for grad input) unless the image is >= 24 wide.  CNNEXT_CONV2D_WINOGRAD=0 turns it off (the
 // documented switch to the direct algorithm; read per call).
+bool winograd_off() {
+  const char* env = std::getenv("CNNEXT_CONV2D_WINOGRAD");
+  return env && std::strcmp(env, "0") == 0;
+}
+
 template <typename T>
 bool use_winograd(const Conv2dShape& s, int64_t rows) {
-  const char* env = std::getenv("CNNEXT_CONV2D_WINOGRAD");
-  if (env && std::strcmp(env, "0") == 0) return false;
-  return winograd_fits<T>(s) && s.C >= 32 && s.K >= 32 && s.P >= 11 && s.Q >= 11 && (rows >= 64 || s.Q >= 24);
+  return !winograd_off() && winograd_fits<T>(s) && s.C >= 32 && s.K >= 32 && s.P >= 11 && s.Q >= 11 && (rows >= 64 || s.Q >= 24);
 }
 
 // Winograd's grad weight where it beat the planner's other choice on the family's 3x3 layers: enough
@@ -108,10 +111,8 @@ bool use_winograd(const Conv2dShape& s, int64_t rows) {
 // >= 3000 on images of <= 12x12), outputs of >= 6x6.
 template <typename T>
 bool use_winograd_gw(const Conv2dShape& s) {
-  const char* env = std::getenv("CNNEXT_CONV2D_WINOGRAD");
-  if (env && std::strcmp(env, "0") == 0) return false;
   const int64_t pairs = s.C * s.K;
-  return winograd_fits<T>(s) && s.P >= 6 && s.Q >= 6 && (pairs >= 6000 || (pairs >= 3000 && s.P <= 12));
+  return !winograd_off() && winograd_fits<T>(s) && s.P >= 6 && s.Q >= 6 && (pairs >= 6000 || (pairs >= 3000 && s.P <= 12));
 }
 
 // ---- the planner: one readable choice per direction ----

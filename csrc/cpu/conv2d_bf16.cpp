@@ -26,6 +26,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 #include "../common/bfloat16.h"
+#include "bfloat16_copy.h"
 #include "conv2d.h"
 #include "conv2d_im2col.h"
 #include "variant.h"
@@ -438,17 +439,8 @@ void amx_backward_weight_impl(const Conv2dShape& s, const bfloat16* xb, const bf
 #endif
 
 namespace {
-// ---- "float": the float32 variants on widened copies (float32 sums, one rounding per output) ----
-void widen_into(float* dst, const bfloat16* src, int64_t n) {
-  at::parallel_for(0, n, 1 << 14, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) dst[i] = to_float(src[i]);
-  });
-}
-void round_into(bfloat16* dst, const float* src, int64_t n) {
-  at::parallel_for(0, n, 1 << 14, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) dst[i] = from_float(src[i]);
-  });
-}
+// ---- "float": the float32 variants on widened copies (float32 sums, one rounding per output; widen_into /
+// round_into: bfloat16_copy.h) ----
 
 void float_forward(const Conv2dShape& s, const bfloat16* x, const bfloat16* w, const bfloat16* b, bfloat16* y) {
   const int64_t nx = s.N * s.C * s.H * s.W, ny = s.N * s.K * s.P * s.Q, nw = s.K * (s.C / s.groups) * s.R * s.S;

@@ -123,16 +123,6 @@ void for_each_chunk(const WinoShape& g, int64_t t0, int64_t nt, F&& f) {
   }
 }
 
-template <typename T>
-inline typename Vec<T>::type ldn(const T* p, int64_t len) {
-  return len == Vec<T>::size ? Vec<T>::load(p) : load_part<T>(p, len, typename Vec<T>::type{});
-}
-template <typename T>
-inline void stn(T* p, typename Vec<T>::type v, int64_t len) {
-  if (len == Vec<T>::size) Vec<T>::store(p, v);
-  else store_part<T>(p, v, len);
-}
-
 // Step 3a: V_xi for channels c0 .. c0+kc of the block's tiles, into the B panels Bx + xi * xs (panel jr
 // at + jr * kc, [kc][NR]).
 template <typename T>
@@ -146,15 +136,15 @@ void transform_input(const WinoShape& g, const T* xe, const T* xo, int64_t t0, i
       VT u[4][4];
       for (int r = 0; r < 4; ++r) {
         const T *e = xe + plane + r * g.Wh, *o = xo + plane + r * g.Wh;
-        const VT d0 = ldn(e, len), d1 = ldn(o, len), d2 = ldn(e + 1, len), d3 = ldn(o + 1, len);
+        const VT d0 = load_n<T>(e, len), d1 = load_n<T>(o, len), d2 = load_n<T>(e + 1, len), d3 = load_n<T>(o + 1, len);
         u[r][0] = d0 - d2, u[r][1] = d1 + d2, u[r][2] = d2 - d1, u[r][3] = d1 - d3;
       }
       T* d = dst + (c - c0) * NR<T>;
       for (int s = 0; s < 4; ++s) {
-        stn(d + (0 + s) * xs, u[0][s] - u[2][s], len);
-        stn(d + (4 + s) * xs, u[1][s] + u[2][s], len);
-        stn(d + (8 + s) * xs, u[2][s] - u[1][s], len);
-        stn(d + (12 + s) * xs, u[1][s] - u[3][s], len);
+        store_n<T>(d + (0 + s) * xs, u[0][s] - u[2][s], len);
+        store_n<T>(d + (4 + s) * xs, u[1][s] + u[2][s], len);
+        store_n<T>(d + (8 + s) * xs, u[2][s] - u[1][s], len);
+        store_n<T>(d + (12 + s) * xs, u[1][s] - u[3][s], len);
       }
     }
   });
@@ -189,6 +179,15 @@ inline void micro_kernel_add<float>(int64_t kc, const float* A, const float* B, 
 #undef CNNEXT_TILE_ADD
 #endif
 
+// C[Mpad x ncols] (row stride ncols) (add ? += : =) A B over kc: the A panels of MR rows `astride` apart, the
+// B panels of NR columns kc * NR apart.
+template <typename T>
+void gemm_panels(int64_t kc, int64_t Mpad, int64_t ncols, const T* A, int64_t astride, const T* B, T* C, bool add) {
+  for (int64_t ir = 0; ir < Mpad; ir += MR)
+    for (int64_t jr = 0; jr < ncols; jr += NR<T>)
+      micro_kernel_add<T>(kc, A + ir * astride, B + jr * kc, C + ir * ncols + jr, ncols, add);
+}
+
 // Step 4: y rows 2i, 2i+1 (cols 2j ..) of output channel k from the 16 M_xi of the block's tiles.
 template <typename T>
 inline void store_pair(T* row, typename Vec<T>::type a, typename Vec<T>::type b, int64_t n) {
@@ -199,8 +198,8 @@ inline void store_pair(T* row, typename Vec<T>::type a, typename Vec<T>::type b,
     const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
     const __m512 va = (__m512)a, vb = (__m512)b;
     const __m512 l = _mm512_permutex2var_ps(va, lo, vb), h = _mm512_permutex2var_ps(va, hi, vb);
-    stn<float>(row, (typename Vec<float>::type)l, std::min<int64_t>(n, 16));
-    if (n > 16) stn<float>(row + 16, (typename Vec<float>::type)h, n - 16);
+    store_n<float>(row, (typename Vec<float>::type)l, std::min<int64_t>(n, 16));
+    if (n > 16) store_n<float>(row + 16, (typename Vec<float>::type)h, n - 16);
     return;
   }
 #endif
@@ -220,8 +219,8 @@ void transform_output(const WinoShape& g, const T* Cx, int64_t ldc, int64_t cs, 
       const T* m = Cx + k * ldc + jj;
       VT t[2][4];
       for (int s = 0; s < 4; ++s) {
-        const VT m0 = ldn(m + (0 + s) * cs, len), m1 = ldn(m + (4 + s) * cs, len), m2 = ldn(m + (8 + s) * cs, len),
-                 m3 = ldn(m + (12 + s) * cs, len);
+        const VT m0 = load_n<T>(m + (0 + s) * cs, len), m1 = load_n<T>(m + (4 + s) * cs, len), m2 = load_n<T>(m + (8 + s) * cs, len),
+                 m3 = load_n<T>(m + (12 + s) * cs, len);
         t[0][s] = m0 + m1 + m2, t[1][s] = m1 - m2 - m3;
       }
       const VT bv = Vec<T>::broadcast(bias ? bias[k] : T(0));
@@ -257,14 +256,9 @@ void winograd_core(const WinoShape& g, const T* x, const T* Ap, int64_t Mpad, co
                           T(0));
         transform_input<T>(g, xe.p, xo.p, t0, nt, xs, c0, kc, Bx.p);
         const int64_t pc = c0 / KC * KC, kcb = std::min(KC, g.C - pc);  // pack_a's block holding c0
-        for (int64_t xi = 0; xi < 16; ++xi) {
-          const T* A = Ap + xi * Mpad * g.C + pc * Mpad + (c0 - pc) * MR;
-          const T* B = Bx.p + xi * xs;
-          T* C = Cx.p + xi * cs;
-          for (int64_t ir = 0; ir < Mpad; ir += MR)
-            for (int64_t jr = 0; jr < ncpad; jr += NR<T>)
-              micro_kernel_add<T>(kc, A + ir * kcb, B + jr * kc, C + ir * ncpad + jr, ncpad, c0 > 0);
-        }
+        for (int64_t xi = 0; xi < 16; ++xi)
+          gemm_panels<T>(kc, Mpad, ncpad, Ap + xi * Mpad * g.C + pc * Mpad + (c0 - pc) * MR, kcb, Bx.p + xi * xs,
+                         Cx.p + xi * cs, c0 > 0);
       }
       transform_output<T>(g, Cx.p, ncpad, cs, t0, nt, bias, y);
     }
@@ -296,8 +290,10 @@ void channels_last_padded(const T* src, int64_t N, int64_t C, int64_t H, int64_t
   });
 }
 
+}  // namespace
+
 template <typename T>
-void winograd_grad_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw) {
+void winograd_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb) {
   using V = Vec<T>;
   using VT = typename V::type;
   constexpr int64_t VS = V::size;
@@ -347,12 +343,9 @@ void winograd_grad_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw) 
           }
         }
       }
-      for (int64_t xi = x0; xi < x1; ++xi) {
-        const T *A = Ab.p + (xi - x0) * Mpad * kt, *B = Bb.p + (xi - x0) * Cp * kt;
-        for (int64_t ir = 0; ir < Mpad; ir += MR)
-          for (int64_t jr = 0; jr < Cp; jr += NR<T>)
-            micro_kernel_add<T>(kt, A + ir * kt, B + jr * kt, P.p + (xi * Mpad + ir) * Cp + jr, Cp, t0 > 0);
-      }
+      for (int64_t xi = x0; xi < x1; ++xi)
+        gemm_panels<T>(kt, Mpad, Cp, Ab.p + (xi - x0) * Mpad * kt, kt, Bb.p + (xi - x0) * Cp * kt,
+                       P.p + xi * Mpad * Cp, t0 > 0);
     }
   });
   // gW[k][c] = G^T m G, m[a][b] = P_{4a+b}[k][c]
@@ -370,9 +363,8 @@ void winograd_grad_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw) 
                   out[3 * r + 2] = T(0.5) * (t[r][1] + t[r][2]) + t[r][3];
       }
   });
+  grad_bias<T>(s, gy, gb);
 }
-
-}  // namespace
 
 // Shapes the Winograd variants compute: 3x3, stride 1, dilation 1, one group, padding <= 2 (grad input's
 // padding 2 - p must not be negative), within the packing's offsets.
@@ -400,12 +392,6 @@ void winograd_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* g
   pack_weights<T>(g, [&](int64_t c, int64_t k, int r, int q) { return w[((k * s.C + c) * 3 + 2 - r) * 3 + 2 - q]; },
                   Ap.p, Mpad);
   winograd_core<T>(g, gy, Ap.p, Mpad, nullptr, gx);
-}
-
-template <typename T>
-void winograd_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb) {
-  winograd_grad_weight<T>(s, x, gy, gw);
-  grad_bias<T>(s, gy, gb);
 }
 
 CNNEXT_CONV2D_FORWARD_VARIANT(winograd_forward)
