@@ -161,3 +161,14 @@ def test_refuses_other_shapes(monkeypatch, dtype, kw, ks):
     y = cnnext.functional.conv2d(x, w.requires_grad_(), None, **{"padding": 1, **kw})
     with pytest.raises(RuntimeError, match=r"conv2d: CNNEXT_CONV2D_GW=winograd does not run on this call"):
         y.sum().backward()
+
+
+def test_opcheck_on_winograd_shapes(winograd):
+    """torch.library.opcheck (schema, fake kernel, autograd registration) of the three conv2d ops on a float32
+    shape the Winograd variants compute (forced, so that the check runs them)."""
+    x, w, b = _make(2, 32, 32, 12, 12)
+    gy = torch.randn(2, 32, 12, 12)
+    conv = ([1, 1], [1, 1], [1, 1], 1)
+    torch.library.opcheck(torch.ops.cnnext.conv2d_forward.default, (x, w, b, *conv))
+    torch.library.opcheck(torch.ops.cnnext.conv2d_backward_input.default, (gy, w, list(x.shape), *conv))
+    torch.library.opcheck(torch.ops.cnnext.conv2d_backward_weight.default, (gy, x, list(w.shape), *conv, True))
