@@ -166,6 +166,43 @@ def test_grad_weight_paths(xs, ws, kw, threads, mode, monkeypatch):
         torch.set_num_threads(old)
 
 
+GW_VARIANTS = ["direct", "pointwise", "im2col_nhwc", "im2col", "planes", "cols", "winograd"]
+# channel counts that are multiples of the vector width (the channels-last variant) with padding, strides,
+# dilation and groups; 10 output channels leave a partial panel of MR rows
+GW_SHAPES = [
+    ((3, 32, 6, 5), (10, 3, 3), dict(padding=1)),
+    ((2, 48, 9, 7), (20, 3, 3), dict(stride=2, padding=(1, 2), dilation=(2, 1))),
+    ((2, 64, 5, 6), (18, 2, 3), dict(padding=(0, 2), groups=2)),
+    ((1, 16, 11, 11), (5, 5, 5), dict(padding=2)),
+    ((5, 32, 4, 4), (40, 1, 1), dict()),
+    ((2, 16, 7, 9), (8, 1, 1), dict(stride=2)),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("mode", GW_VARIANTS)
+def test_grad_weight_variants(mode, threads, monkeypatch):
+    """Every grad-weight variant, forced by name, on the shapes of GW_SHAPES it runs on (a variant that
+    does not run on a shape raises, and is skipped there; each runs on at least one)."""
+    monkeypatch.setenv("CNNEXT_CONV2D_GW", mode)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    ran = 0
+    try:
+        for i, (xs, ws, kw) in enumerate(GW_SHAPES):
+            for dtype in (torch.float32, torch.float64):
+                x, w, b = _make(xs, ws, kw.get("groups", 1), dtype, seed=i)
+                try:
+                    _check_against_torch(x, w, b, **kw)
+                except RuntimeError as e:
+                    assert "does not run" in str(e), e
+                    continue
+                ran += 1
+    finally:
+        torch.set_num_threads(old)
+    assert ran > 0, f"{mode} ran on none of the shapes"
+
+
 def test_no_bias_and_partial_grads(backend):
     x, w, b = _make((2, 4, 7, 6), (6, 3, 3), 2, torch.float64)
     _check_against_torch(x, w, None, padding=1, groups=2)

@@ -15,17 +15,17 @@
 //                    CNNEXT_CONV2D_WINOGRAD=0 turns Winograd off (the direct algorithm: im2col /
 //                    transposed); CNNEXT_CONV2D_FWD / _GI=<variant> force a forward / grad input variant
 //   backward_weight  direct     (as above)
-//                    pointwise  1x1 unpadded stride 1, PQ >= 16, few channels (Kg*Cg <= 12288): dot-product
-//                               tiles beat the GEMM's transposed packing there
-//                    im2col_nhwc Cg a multiple of the vector width: a channels-last copy of x
-//                    im2col     everything else
-//                    planes     dilation 1, images large enough that the padded phase planes waste
-//                               little (< 10%; < 30% with <= 64 k, < 50% with <= 16 k): dot products
-//                               of contiguous rows, no packing (beats the im2col GEMM there)
-//                    cols       1x1 convs of small (zero columns > 25%) or strided images, unless
-//                               pointwise: the same dot products over explicit im2col rows
 //                    winograd   float 3x3 stride 1, one group, C K >= 6000 (>= 3000 at <= 12x12),
 //                               >= 6x6 outputs: F(2x2, 3x3), 16 GEMMs over the tiles
+//                    pointwise  1x1 unpadded stride 1, PQ >= 16, few channel pairs (Kg*Cg <= 8192):
+//                               dot-product tiles beat the GEMM there
+//                    planes     not 1x1, dilation 1, images large enough that the padded phase planes
+//                               waste little (< 10%; < 30% with <= 64 k, < 50% with <= 16 k): dot
+//                               products of contiguous rows, no packing
+//                    im2col_nhwc Cg <= 32 and a multiple of the vector width: the GEMM reading its B rows
+//                               in place from a padded channels-last copy of x
+//                    im2col     everything else (every other 1x1 conv included)
+//                    (cols runs by name only: the planner's other choices beat it on every family shape)
 //                    CNNEXT_CONV2D_GW=<variant> forces a backward_weight variant (tests, diagnostics;
 //                    read per call; a variant that does not run on the call raises: variant.h)
 // Results are deterministic: every variant sums in an order fixed by the shape and the thread count.
@@ -138,20 +138,18 @@ template <typename T>
 const Conv2dVariant<Conv2dBackwardWeightFn<T>>& plan_conv2d_backward_weight(const Conv2dShape& s) {
   const int64_t Cg = s.C / s.groups, Kg = s.K / s.groups, PQ = s.P * s.Q;
   if (const auto* v = forced(Variants<T>::backward_weight, "conv2d", "CNNEXT_CONV2D_GW", s)) return *v;
-  // strided 1x1 convs gather x first in "pointwise": "cols" does without
-  const bool pointwise = fits_1x1(s) && PQ >= 16 && Kg * Cg <= 12288 && s.stride_h == 1 && s.stride_w == 1;
-  // the measured ratios vs torch on the family's shapes (AMD Zen 5 and the Intel SPR tuning)
+  // the measured ratios vs torch on the family's shapes (Intel SPR, default and znver3 tunings): the
+  // dot-product tiles of "pointwise" beat the GEMM on 1x1 convs of few channel pairs, the padded phase planes
+  // on large images with few output channels; the channels-last copy pays for <= 32 input channels
+  const bool pointwise = fits_1x1(s) && PQ >= 16 && Kg * Cg <= 8192 && s.stride_h == 1 && s.stride_w == 1;
   const double waste = planes_fit<T>(s) ? double(planes_geometry(s, Vec<T>::size).row) / double(PQ) : 1e9;
   const bool planes = !fits_1x1(s) && (waste < 1.1 || (Kg <= 64 && waste < 1.3) || (Kg <= 16 && waste < 1.5));
-  const bool cols = fits_1x1(s) && !pointwise && waste < 1e9;
-  const char* name = !offsets_fit(s)                                        ? "direct"
-                     : use_winograd_gw<T>(s)                                ? "winograd"
-                     : pointwise                                            ? "pointwise"
-                     : planes                                               ? "planes"
-                     : cols && (waste > 1.25 || s.stride_h > 1 || s.stride_w > 1) ? "cols"
-                     : cols                                                 ? "planes"
-                     : fits_nhwc<T>(s)                                      ? "im2col_nhwc"
-                                                                            : "im2col";
+  const char* name = !offsets_fit(s)                 ? "direct"
+                     : use_winograd_gw<T>(s)         ? "winograd"
+                     : pointwise                     ? "pointwise"
+                     : planes                        ? "planes"
+                     : fits_nhwc<T>(s) && Cg <= 32   ? "im2col_nhwc"
+                                                     : "im2col";
   return by_name(Variants<T>::backward_weight, name);
 }
 

@@ -109,13 +109,17 @@ inline void micro_kernel(int64_t kc, const T* __restrict__ A, const T* __restric
 #define CNNEXT_TILE_STORE(i, C, ldc) _mm512_storeu_ps(C + i * ldc, c##i##0), _mm512_storeu_ps(C + i * ldc + 16, c##i##1);
 
 // The reduction of the float kernel: kc steps of two B vectors and 8 broadcast A values into the 16
-// accumulators (A, B advance past the panels).
+// accumulators (A, B advance past the panels).  _STEP is one step with the B vectors given.
 #define CNNEXT_TILE_8X32_FMA(A, B, kc)                                                                    \
   for (int64_t k = 0; k < kc; ++k) {                                                                      \
-    const __m512 b0 = _mm512_load_ps(B), b1 = _mm512_load_ps(B + 16);                                     \
+    CNNEXT_TILE_8X32_STEP(A, _mm512_load_ps(B), _mm512_load_ps(B + 16))                                   \
+    B += 32;                                                                                              \
+  }
+#define CNNEXT_TILE_8X32_STEP(A, load_b0, load_b1)                                                        \
+  {                                                                                                       \
+    const __m512 b0 = load_b0, b1 = load_b1;                                                              \
     CNNEXT_TILE_ROWS(CNNEXT_TILE_FMA, A, 0)                                                               \
     A += 8;                                                                                               \
-    B += 32;                                                                                              \
   }
 #define CNNEXT_TILE_FMA(i, A, unused)                                                                       \
   {                                                                                                       \
@@ -129,6 +133,53 @@ inline void micro_kernel<float>(int64_t kc, const float* __restrict__ A, const f
                                 float* __restrict__ C, int64_t ldc, bool acc) {
   CNNEXT_TILE_8X32_OPEN(C, ldc, acc)
   CNNEXT_TILE_8X32_FMA(A, B, kc)
+  CNNEXT_TILE_8X32_CLOSE(C, ldc)
+}
+#endif
+
+// The micro-kernel with B read in place instead of from a packed panel: row k of B is the two vectors at
+// X + jofs[k] + off0 and X + jofs[k] + off1 (unaligned).  For operands whose reduction rows are already
+// contiguous vectors in memory (the grad weight's channels-last x), it saves the packing.
+template <typename T>
+inline void micro_kernel_rows(int64_t kc, const T* __restrict__ A, const T* __restrict__ X, const int64_t* jofs,
+                              int64_t off0, int64_t off1, T* __restrict__ C, int64_t ldc, bool acc) {
+  using V = Vec<T>;
+  using vt = typename V::type;
+  constexpr int VS = V::size;
+  vt c0[MR], c1[MR];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+    c0[i] = acc ? V::load(C + i * ldc) : vt{};
+    c1[i] = acc ? V::load(C + i * ldc + VS) : vt{};
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    const T* xk = X + jofs[k];
+    const vt b0 = V::load(xk + off0), b1 = V::load(xk + off1);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const vt a = V::broadcast(A[i]);
+      c0[i] += a * b0;
+      c1[i] += a * b1;
+    }
+    A += MR;
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+    V::store(C + i * ldc, c0[i]);
+    V::store(C + i * ldc + VS, c1[i]);
+  }
+}
+
+#if defined(__AVX512F__)
+template <>
+inline void micro_kernel_rows<float>(int64_t kc, const float* __restrict__ A, const float* __restrict__ X,
+                                     const int64_t* jofs, int64_t off0, int64_t off1, float* __restrict__ C,
+                                     int64_t ldc, bool acc) {
+  CNNEXT_TILE_8X32_OPEN(C, ldc, acc)
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* xk = X + jofs[k];
+    CNNEXT_TILE_8X32_STEP(A, _mm512_loadu_ps(xk + off0), _mm512_loadu_ps(xk + off1))
+  }
   CNNEXT_TILE_8X32_CLOSE(C, ldc)
 }
 #endif

@@ -1,14 +1,18 @@
 // conv2d variants "im2col_nhwc" and "im2col" of the grad weight: the packed GEMM (conv2d_gemm.h)
 //   gW[k, crs] = sum_j gY[k, j] * col[crs, j]        M = Kg, N = CRS, Kd = L = N*P*Q
 // with col packed transposed ([j][crs] panels), two ways:
-//   * im2col_nhwc (Cg a multiple of the vector width): x is copied to channels-last once and the crs
-//     axis ordered (r, s, c), so a vector of lanes is VS consecutive channels of one pixel: one load
-//     (pack_b_nhwc); gW is mapped back from (r, s, c) to (c, r, s) at the end.
+//   * im2col_nhwc (Cg a multiple of the vector width): x is copied once to channels-last with its
+//     padding written out (N, H + 2 ph, W + 2 pw, C), and the crs axis ordered (r, s, c), so a vector
+//     of lanes is VS consecutive channels of one pixel and every element of col is in bounds: the
+//     micro-kernel reads its B rows in place (micro_kernel_rows), nothing is packed; gW is mapped
+//     back from (r, s, c) to (c, r, s) at the end.
 //   * im2col: the crs axis is (c, r, s) and each vector of lanes is a few masked runs or one masked
 //     gather from NCHW x (pack_b_rows).
 // Threads: over ranges of gW's columns (each element owned by one part) when gW is large next to the
 // batch, else over fixed ranges of the batch whose partial gW are added in part order afterwards.
 // Also grad_bias, the packed variants' grad bias.
+#include <memory>
+
 #include "conv2d_im2col.h"
 #include "conv2d_variants.h"
 
@@ -46,16 +50,35 @@ void im2col_gw(const Conv2dShape& s, const T* x, const T* gy, T* gw) {
   const int64_t nthreads = at::get_num_threads();
   constexpr int64_t VS = Vec<T>::size;
   RowTab rt;
-  std::vector<T> xt;
+  // nhwc: the padded channels-last copy, Hp x Wp pixels of C channels per image, and per vector v of
+  // lanes its offset there: tap (r, s), channels c .. c + VS (the padding vectors repeat the last one:
+  // their columns of P are never read)
+  const int64_t Hp = s.H + 2 * s.pad_h, Wp = s.W + 2 * s.pad_w, img = Hp * Wp * s.C;
+  std::unique_ptr<T[]> xt;
+  std::vector<int64_t> voff;
   if constexpr (kNhwc) {
-    rt = rows_nhwc(s, Cg, VS, CRSpad / VS);
-    xt.resize(s.N * s.C * HW);
+    xt.reset(new T[s.N * img]);
     at::parallel_for(0, s.N, 1, [&](int64_t n0, int64_t n1) {
-      for (int64_t n = n0; n < n1; ++n)
-        for (int64_t i0 = 0; i0 < HW; i0 += 16)
-          for (int64_t c = 0; c < s.C; ++c)
-            for (int64_t i = i0; i < std::min(HW, i0 + 16); ++i) xt[(n * HW + i) * s.C + c] = x[(n * s.C + c) * HW + i];
+      for (int64_t n = n0; n < n1; ++n) {
+        T* xn = xt.get() + n * img;
+        std::fill(xn, xn + s.pad_h * Wp * s.C, T(0));
+        std::fill(xn + (s.pad_h + s.H) * Wp * s.C, xn + img, T(0));
+        for (int64_t h = 0; h < s.H; ++h) {
+          T* row = xn + (s.pad_h + h) * Wp * s.C;
+          std::fill(row, row + s.pad_w * s.C, T(0));
+          std::fill(row + (s.pad_w + s.W) * s.C, row + Wp * s.C, T(0));
+          for (int64_t w0 = 0; w0 < s.W; w0 += 16)
+            for (int64_t c = 0; c < s.C; ++c)
+              for (int64_t w = w0; w < std::min(s.W, w0 + 16); ++w)
+                row[(s.pad_w + w) * s.C + c] = x[((n * s.C + c) * s.H + h) * s.W + w];
+        }
+      }
     });
+    voff.resize(CRSpad / VS);
+    for (int64_t v = 0; v < CRSpad / VS; ++v) {
+      const int64_t vv = std::min(v, CRS / VS - 1), rs = vv * VS / Cg, c = vv * VS % Cg;
+      voff[v] = ((rs / s.S) * s.dil_h * Wp + (rs % s.S) * s.dil_w) * s.C + c;
+    }
   } else {
     rt = rows_im2col(s, Cg, CRSpad);
     rt.segment();
@@ -67,8 +90,9 @@ void im2col_gw(const Conv2dShape& s, const T* x, const T* gy, T* gw) {
   const int64_t nbuf = split_cols ? 1 : nparts;
   std::vector<T> P(nbuf * G * Mpad * CRSpad, T(0));
   at::parallel_for(0, nparts, 1, [&](int64_t t0, int64_t t1) {
-    Buf<T> Abuf(Mpad * KC), Bbuf(KC * NC<T>);
+    Buf<T> Abuf(Mpad * KC), Bbuf(kNhwc ? 1 : KC * NC<T>);
     ColTab ct;
+    std::vector<int64_t> jofs(KC);
     for (int64_t part = t0; part < t1; ++part) {
       int64_t l0 = 0, l1 = L, c0 = 0, c1 = CRSpad;
       if (split_cols) {
@@ -98,18 +122,19 @@ void im2col_gw(const Conv2dShape& s, const T* x, const T* gy, T* gw) {
           }
           // B = col^T (kc x CRS), built from x's receptive fields of the same columns
           if constexpr (kNhwc) {
-            fill_cols<NR<T>>(ct, s, pc, kc, kc, s.C * HW, true);
-            const T* Xg = xt.data() + ct.n0 * s.C * HW + g * Cg;
-            for (int64_t j = 0; j < kc; ++j)  // base in NHWC: ((n - n0)*HW + h0*W + w0)*C
-              ct.base[j] = int32_t(((pc + j) / PQ - ct.n0) * HW * s.C + (int64_t(ct.h0[j]) * s.W + ct.w0[j]) * s.C);
+            // B row j = the receptive field's corner pixel of column j in the padded copy (+ voff per vector)
+            const int64_t n0 = pc / PQ;
+            for (int64_t j = 0; j < kc; ++j) {
+              const int64_t n = (pc + j) / PQ, pq = (pc + j) % PQ;
+              jofs[j] = (n - n0) * img + ((pq / s.Q) * s.stride_h * Wp + (pq % s.Q) * s.stride_w) * s.C;
+            }
+            const T* Xg = xt.get() + n0 * img + g * Cg;
             for (int64_t jc = c0; jc < c1; jc += NC<T>) {
               const int64_t nc = std::min(NC<T>, c1 - jc);
-              gemm_block(Mpad, nc, kc, Abuf.p,
-                         [&](int64_t, int64_t kc_, T* Bb) {
-                           for (int64_t jr = 0; jr < nc; jr += NR<T>)
-                             pack_b_nhwc(Bb + jr * kc_, Xg, ct, kc_, rt, (jc + jr) / VS, s.H, s.W);
-                         },
-                         Bbuf.p, C + jc, CRSpad, true);
+              for (int64_t jr = jc; jr < jc + nc; jr += NR<T>)
+                for (int64_t ir = 0; ir < Mpad; ir += MR)
+                  micro_kernel_rows<T>(kc, Abuf.p + ir * kc, Xg, jofs.data(), voff[jr / VS], voff[jr / VS + 1],
+                                       C + ir * CRSpad + jr, CRSpad, true);
             }
           } else {
             fill_cols<NR<T>>(ct, s, pc, kc, kc, s.C * HW, true);

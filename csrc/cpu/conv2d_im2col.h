@@ -6,10 +6,9 @@
 // input, and the columns j = (n, p, q) run over every output pixel of the whole batch:
 //   col[(c, r, s), (n, p, q)] = x[n, c, p*sh - ph + r*dh, q*sw - pw + s*dw]   (0 in the padding)
 //
-// Row tables (RowTab), built three ways:
+// Row tables (RowTab), built two ways:
 //   rows_im2col  rows (c, r, s) of an NCHW x, optionally segmented into runs (grad weight's lanes)
 //   rows_planes  rows always in bounds at a fixed stride (the channels of gY: strided grad input)
-//   rows_nhwc    vectors of VS channels of a channels-last copy of x, ordered (r, s, c)
 // Column tables (ColTab, fill_cols): per output pixel its image, receptive field origin (h0, w0)
 // and base offset, plus the runs of consecutive bases.
 // B packers, one per layout of B:
@@ -19,7 +18,6 @@
 //                and an even-lane permute per run, else one masked gather; the padding is the mask.
 //   pack_b_rows  [kc][NR] panel of col transposed, rows = columns j, lanes = rows (c, r, s) (grad
 //                weight, NCHW x): masked runs of consecutive s, or a gather.
-//   pack_b_nhwc  the same panel from the channels-last copy: one vector load per VS lanes.
 #pragma once
 #include "conv2d_gemm.h"
 
@@ -90,24 +88,6 @@ RowTab rows_planes(int64_t n, int64_t stride) {
   t.rs.assign(n, 0);
   for (int64_t k = 0; k < n; ++k) t.off[k] = int32_t(k * stride);
   return t;
-}
-
-// Channels-last x (N, H, W, C) with the crs axis ordered (r, s, c): row v is the vector of VS
-// channels c = v*VS % Cg .. + VS of tap (r, s) = divmod(v*VS / Cg, S).  Needs Cg % VS == 0;
-// nvec rows in all, the extra ones always out of bounds.
-RowTab rows_nhwc(const Conv2dShape& s, int64_t Cg, int64_t VS, int64_t nvec) {
-  RowTab rt;
-  const int64_t CRS = Cg * s.R * s.S;
-  rt.off.assign(nvec, 0);
-  rt.rh.assign(nvec, kInvalid);
-  rt.rs.assign(nvec, kInvalid);
-  for (int64_t v = 0; v < CRS / VS; ++v) {
-    const int64_t rs = v * VS / Cg, c = v * VS % Cg, r = rs / s.S, t = rs % s.S;
-    rt.off[v] = int32_t((r * s.dil_h * s.W + t * s.dil_w) * s.C + c);
-    rt.rh[v] = int32_t(r * s.dil_h);
-    rt.rs[v] = int32_t(t * s.dil_w);
-  }
-  return rt;
 }
 
 struct ColTab {
@@ -342,20 +322,6 @@ void pack_b_rows(T* __restrict__ out, const T* X, const ColTab& ct, int64_t jrow
       o[l] = ok ? X[int64_t(ct.base[j]) + rt.off[i]] : T(0);
     }
   }
-}
-
-// B panels [kc][NR] of the transposed unrolled X from its channels-last copy: rows are columns j
-// (ColTab, 0..kc), lanes the rows_nhwc vectors v0, v0 + 1 (VS channels each): one load per vector.
-template <typename T>
-void pack_b_nhwc(T* __restrict__ out, const T* X, const ColTab& ct, int64_t kc, const RowTab& rt, int64_t v0,
-                 int64_t H, int64_t W) {
-  using V = Vec<T>;
-  constexpr int64_t VS = V::size;
-  for (int64_t j = 0; j < kc; ++j)
-    for (int64_t v = 0; v < 2; ++v) {
-      const bool ok = in_bounds(ct.h0[j] + rt.rh[v0 + v], H, ct.w0[j] + rt.rs[v0 + v], W);
-      V::store(out + j * NR<T> + v * VS, ok ? V::load(X + int64_t(ct.base[j]) + rt.off[v0 + v]) : typename V::type{});
-    }
 }
 
 }  // namespace
