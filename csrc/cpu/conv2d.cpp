@@ -6,7 +6,8 @@
 // plus simd.h (tail loads/stores, fixed-order sums, in-bounds masks) and vec.h.
 //
 //   forward          direct     tensors so large that the packing's 32-bit offsets could overflow
-//                    winograd   float 3x3 stride 1, one group, >= 32 channels, >= 11x11: F(2x2, 3x3)
+//                    winograd   float 3x3 stride 1, one group, >= 32 channels (>= 16 at >= 56 wide),
+//                               >= 11x11: F(2x2, 3x3)
 //                    im2col     everything else
 //   backward_input   direct     (as above)
 //                    winograd   (as the forward's: the forward of gY with the flipped, transposed kernel)
@@ -92,7 +93,7 @@ struct Variants {
 }  // namespace
 
 // Winograd where it pays (measured against im2col / transposed on the family's 3x3 layers): float 3x3
-// stride-1 convs with >= 32 channels in and out, images of >= 11 x 11 outputs (the transforms run in vectors
+// stride-1 convs with >= 32 channels in and out (>= 16 on images >= 56 wide: VGG's 16->32 @112), images of >= 11 x 11 outputs (the transforms run in vectors
 // along a row of 2x2 tiles: shorter rows leave most lanes idle), and >= 64 output channels (`rows`: K for the
 // forward, C for grad input) unless the image is >= 24 wide.  CNNEXT_CONV2D_WINOGRAD=0 turns it off (the
 // documented switch to the direct algorithm; read per call).
@@ -103,7 +104,9 @@ bool winograd_off() {
 
 template <typename T>
 bool use_winograd(const Conv2dShape& s, int64_t rows) {
-  return !winograd_off() && winograd_fits<T>(s) && s.C >= 32 && s.K >= 32 && s.P >= 11 && s.Q >= 11 && (rows >= 64 || s.Q >= 24);
+  const int64_t channels = std::min(s.C, s.K);
+  return !winograd_off() && winograd_fits<T>(s) && (channels >= 32 || (channels >= 16 && s.Q >= 56)) && s.P >= 11 &&
+         s.Q >= 11 && (rows >= 64 || s.Q >= 24);
 }
 
 // Winograd's grad weight where it beat the planner's other choice on the family's 3x3 layers: enough
