@@ -59,18 +59,18 @@ struct Buf {  // 64-byte aligned scratch
 };
 
 // ---------------------------------------------------------------------------------------------
-// micro-kernel: C[MR x NR] (row stride ldc) = (acc ? C : 0) + A[kc][MR] * B[kc][NR]
+// micro-kernel: C[MR x NR] (row stride ldc) = (acc ? C : bias ? bias[row] : 0) + A[kc][MR] * B[kc][NR]
 template <typename T>
 inline void micro_kernel(int64_t kc, const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C,
-                         int64_t ldc, bool acc) {
+                         int64_t ldc, bool acc, const T* bias = nullptr) {
   using V = Vec<T>;
   using vt = typename V::type;
   constexpr int VS = V::size;
   vt c0[MR], c1[MR];
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) {
-    c0[i] = acc ? V::load(C + i * ldc) : vt{};
-    c1[i] = acc ? V::load(C + i * ldc + VS) : vt{};
+    c0[i] = acc ? V::load(C + i * ldc) : bias ? V::broadcast(bias[i]) : vt{};
+    c1[i] = acc ? V::load(C + i * ldc + VS) : c0[i];
   }
   for (int64_t k = 0; k < kc; ++k) {
     const vt b0 = V::load(B), b1 = V::load(B + VS);
@@ -101,11 +101,22 @@ inline void micro_kernel(int64_t kc, const T* __restrict__ A, const T* __restric
   } else {                                                                                                \
     CNNEXT_TILE_ROWS(CNNEXT_TILE_ZERO, C, ldc)                                                            \
   }
+// ... or, when not acc, set to bias[row] (bias may be nullptr: zero)
+#define CNNEXT_TILE_8X32_OPEN_BIAS(C, ldc, acc, bias)                                                       \
+  __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;                  \
+  if (acc) {                                                                                              \
+    CNNEXT_TILE_ROWS(CNNEXT_TILE_LOAD, C, ldc)                                                            \
+  } else if (bias) {                                                                                      \
+    CNNEXT_TILE_ROWS(CNNEXT_TILE_BIAS, bias, 0)                                                           \
+  } else {                                                                                                \
+    CNNEXT_TILE_ROWS(CNNEXT_TILE_ZERO, C, ldc)                                                            \
+  }
 #define CNNEXT_TILE_8X32_CLOSE(C, ldc) CNNEXT_TILE_ROWS(CNNEXT_TILE_STORE, C, ldc)
 #define CNNEXT_TILE_ROWS(op, C, ldc) op(0, C, ldc) op(1, C, ldc) op(2, C, ldc) op(3, C, ldc) op(4, C, ldc) \
   op(5, C, ldc) op(6, C, ldc) op(7, C, ldc)
 #define CNNEXT_TILE_LOAD(i, C, ldc) c##i##0 = _mm512_loadu_ps(C + i * ldc), c##i##1 = _mm512_loadu_ps(C + i * ldc + 16);
 #define CNNEXT_TILE_ZERO(i, C, ldc) c##i##0 = _mm512_setzero_ps(), c##i##1 = _mm512_setzero_ps();
+#define CNNEXT_TILE_BIAS(i, bias, unused) c##i##0 = _mm512_set1_ps(bias[i]), c##i##1 = c##i##0;
 #define CNNEXT_TILE_STORE(i, C, ldc) _mm512_storeu_ps(C + i * ldc, c##i##0), _mm512_storeu_ps(C + i * ldc + 16, c##i##1);
 
 // The reduction of the float kernel: kc steps of two B vectors and 8 broadcast A values into the 16
@@ -131,8 +142,8 @@ inline void micro_kernel(int64_t kc, const T* __restrict__ A, const T* __restric
 
 template <>
 inline void micro_kernel<float>(int64_t kc, const float* __restrict__ A, const float* __restrict__ B,
-                                float* __restrict__ C, int64_t ldc, bool acc) {
-  CNNEXT_TILE_8X32_OPEN(C, ldc, acc)
+                                float* __restrict__ C, int64_t ldc, bool acc, const float* bias) {
+  CNNEXT_TILE_8X32_OPEN_BIAS(C, ldc, acc, bias)
   CNNEXT_TILE_8X32_FMA(A, B, kc)
   CNNEXT_TILE_8X32_CLOSE(C, ldc)
 }

@@ -28,24 +28,50 @@ void forward_packed(const Conv2dShape& s, const T* x, const T* Ap, const T* b, T
   at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
     const int64_t ncbpad = round_up(ncb, NR<T>);
     Buf<T> Bbuf(KC * ncbpad), Cbuf(Mpad * ncbpad);
+    std::vector<char> direct(ncbpad / NR<T>);
     ColTab ct;
     for (int64_t blk = b0; blk < b1; ++blk) {
       const int64_t j0 = blk * ncb, nc = std::min(ncb, L - j0), ncpad = round_up(nc, NR<T>);
       fill_cols<NR<T>>(ct, s, j0, nc, ncpad, s.C * HW, true);
+      // A panel of NR columns inside one image is written by the micro-kernel straight into y (row stride
+      // PQ, the bias as its first term), its partial A panel of rows >= Kfull and every other panel through
+      // Cbuf and the copy below
+      const int64_t Kfull = Kg / MR * MR;
+      for (int64_t jr = 0; jr < ncpad; jr += NR<T>) {
+        const int64_t j = j0 + jr;
+        direct[jr / NR<T>] = jr + NR<T> <= nc && j / PQ == (j + NR<T> - 1) / PQ;
+      }
       for (int64_t g = 0; g < G; ++g) {
         const T* Xg = x + (ct.n0 * s.C + g * Cg) * HW;
-        gemm_block(Mpad, ncpad, CRS, Ap + g * Mpad * CRS,
-                   [&](int64_t pc, int64_t kc, T* Bb) {
-                     for (int64_t jr = 0; jr < ncpad; jr += NR<T>)
-                       pack_b_cols(Bb + jr * kc, Xg, ct, jr, rt, pc, kc, s.H, s.W);
-                   },
-                   Bbuf.p, Cbuf.p, ncpad, false);
+        const T* Ag = Ap + g * Mpad * CRS;
+        const T* bg = b ? b + g * Kg : nullptr;
+        for (int64_t pc = 0; pc < CRS; pc += KC) {
+          const int64_t kc = std::min(KC, CRS - pc);
+          for (int64_t jr = 0; jr < ncpad; jr += NR<T>) pack_b_cols(Bbuf.p + jr * kc, Xg, ct, jr, rt, pc, kc, s.H, s.W);
+          const T* Ablk = Ag + pc * Mpad;
+          for (int64_t ir = 0; ir < Mpad; ir += MR)
+            for (int64_t jr = 0; jr < ncpad; jr += NR<T>) {
+              const T* A = Ablk + ir * kc;
+              const T* B = Bbuf.p + jr * kc;
+              if (ir < Kfull && direct[jr / NR<T>]) {
+                const int64_t j = j0 + jr, n = j / PQ;
+                micro_kernel<T>(kc, A, B, y + (n * s.K + g * Kg + ir) * PQ + j % PQ, PQ, pc > 0, bg ? bg + ir : nullptr);
+              } else {
+                micro_kernel<T>(kc, A, B, Cbuf.p + ir * ncpad + jr, ncpad, pc > 0);
+              }
+            }
+        }
         for_each_image_run(s, j0, nc, [&](int64_t n, int64_t pq0, int64_t pq1, int64_t jj) {
           for (int64_t k = 0; k < Kg; ++k) {
             const T bias = b ? b[g * Kg + k] : T(0);
             const T* src = Cbuf.p + k * ncpad + jj;
             T* dst = y + (n * s.K + g * Kg + k) * PQ + pq0;
-            for (int64_t i = 0; i < pq1 - pq0; ++i) dst[i] = src[i] + bias;
+            for (int64_t i = 0, len = pq1 - pq0; i < len;) {  // panel by panel
+              const int64_t pnl = (jj + i) / NR<T>, end = std::min(len, (pnl + 1) * NR<T> - jj);
+              if (k >= Kfull || !direct[pnl])
+                for (int64_t t = i; t < end; ++t) dst[t] = src[t] + bias;
+              i = end;
+            }
           }
         });
       }
