@@ -166,6 +166,23 @@ def test_grad_weight_paths(xs, ws, kw, threads, mode, monkeypatch):
         torch.set_num_threads(old)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("xs,ws,kw", [((2, 8, 3, 3), (70, 3, 3), dict(padding=1)),  # rows split, partial panel
+                                      ((3, 16, 4, 4), (64, 1, 1), dict()),
+                                      ((2, 32, 6, 5), (96, 3, 3), dict(stride=2, padding=1))])
+def test_few_columns_many_rows(xs, ws, kw, threads):
+    """Small images with many output channels: the im2col forward (and the transposed grad input) split the
+    rows of their one block of columns among the threads."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for dtype in (torch.float32, torch.float64):
+            x, w, b = _make(xs, ws, 1, dtype, seed=threads)
+            _check_against_torch(x, w, b, **kw)
+    finally:
+        torch.set_num_threads(old)
+
+
 GW_VARIANTS = ["direct", "pointwise", "im2col_nhwc", "im2col", "planes", "cols", "winograd"]
 # channel counts that are multiples of the vector width (the channels-last variant) with padding, strides,
 # dilation and groups; 10 output channels leave a partial panel of MR rows

@@ -9,7 +9,8 @@
 //   col2im_backward_input      gcol[crs, j] = sum_k W[k, crs] * gY[k, j]          GEMM M = CRS, N = L, Kd = Kg
 //                              then col2im gx[n, c, h, w] += gcol[crs, j] (scatter, one thread per image)
 // Threads (at::parallel_for): the forward over blocks of columns (independent, as many per thread;
-// its epilogue adds the bias and scatters the block's columns to NCHW y); col2im over whole images
+// its epilogue adds the bias and scatters the block's columns to NCHW y) -- or, when the whole batch is one
+// block of columns (small images) and there are many rows, over the rows of that block; col2im over whole images
 // (its scatters stay inside an image).
 #include "conv2d_im2col.h"
 #include "conv2d_variants.h"
@@ -23,14 +24,20 @@ void forward_packed(const Conv2dShape& s, const T* x, const T* Ap, const T* b, T
   const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, HW = s.H * s.W, PQ = s.P * s.Q;
   const int64_t CRS = Cg * s.R * s.S, L = s.N * PQ, Mpad = round_up(Kg, MR);
   const RowTab rt = rows_im2col(s, Cg, CRS);
-  const int64_t ncb = column_block<T>(L, at::get_num_threads());
+  const int64_t nthreads = at::get_num_threads(), npanels = Mpad / MR;
+  // Few columns (small images) next to many rows: the threads split each block's rows (A panels) instead
+  // of the columns, so that an A panel serves every B panel of the batch and A is read once, not per thread.
+  const int64_t msplit = L <= NC<T> && npanels >= 4 * nthreads ? nthreads : 1;
+  const int64_t ncb = msplit > 1 ? round_up(L, NR<T>) : column_block<T>(L, nthreads);
   const int64_t nblocks = ceil_div(L, ncb);
-  at::parallel_for(0, nblocks, 1, [&](int64_t b0, int64_t b1) {
+  at::parallel_for(0, nblocks * msplit, 1, [&](int64_t t0, int64_t t1) {
     const int64_t ncbpad = round_up(ncb, NR<T>);
     Buf<T> Bbuf(KC * ncbpad), Cbuf(Mpad * ncbpad);
     std::vector<char> direct(ncbpad / NR<T>);
     ColTab ct;
-    for (int64_t blk = b0; blk < b1; ++blk) {
+    for (int64_t task = t0; task < t1; ++task) {
+      const int64_t blk = task / msplit, part = task % msplit;
+      const int64_t m0 = npanels * part / msplit * MR, m1 = npanels * (part + 1) / msplit * MR;
       const int64_t j0 = blk * ncb, nc = std::min(ncb, L - j0), ncpad = round_up(nc, NR<T>);
       fill_cols<NR<T>>(ct, s, j0, nc, ncpad, s.C * HW, true);
       // A panel of NR columns inside one image is written by the micro-kernel straight into y (row stride
@@ -49,7 +56,7 @@ void forward_packed(const Conv2dShape& s, const T* x, const T* Ap, const T* b, T
           const int64_t kc = std::min(KC, CRS - pc);
           for (int64_t jr = 0; jr < ncpad; jr += NR<T>) pack_b_cols(Bbuf.p + jr * kc, Xg, ct, jr, rt, pc, kc, s.H, s.W);
           const T* Ablk = Ag + pc * Mpad;
-          for (int64_t ir = 0; ir < Mpad; ir += MR)
+          for (int64_t ir = m0; ir < m1; ir += MR)
             for (int64_t jr = 0; jr < ncpad; jr += NR<T>) {
               const T* A = Ablk + ir * kc;
               const T* B = Bbuf.p + jr * kc;
@@ -62,7 +69,7 @@ void forward_packed(const Conv2dShape& s, const T* x, const T* Ap, const T* b, T
             }
         }
         for_each_image_run(s, j0, nc, [&](int64_t n, int64_t pq0, int64_t pq1, int64_t jj) {
-          for (int64_t k = 0; k < Kg; ++k) {
+          for (int64_t k = m0; k < std::min(m1, Kg); ++k) {
             const T bias = b ? b[g * Kg + k] : T(0);
             const T* src = Cbuf.p + k * ncpad + jj;
             T* dst = y + (n * s.K + g * Kg + k) * PQ + pq0;
