@@ -197,6 +197,65 @@ inline void micro_kernel_rows<float>(int64_t kc, const float* __restrict__ A, co
 }
 #endif
 
+// The micro-kernel with A read in place, unpacked: row i of the tile is A + min(i, rows - 1) * lda (k
+// contiguous), so a row-major weight matrix needs no packing; rows >= `rows` repeat the last row (their
+// results are the caller's to drop).  bias, when given, has MR entries.
+template <typename T>
+inline void micro_kernel_arows(int64_t kc, const T* A, int64_t lda, int64_t rows, const T* __restrict__ B,
+                               T* __restrict__ C, int64_t ldc, bool acc, const T* bias) {
+  using V = Vec<T>;
+  using vt = typename V::type;
+  constexpr int VS = V::size;
+  const T* a[MR];
+  for (int i = 0; i < MR; ++i) a[i] = A + std::min<int64_t>(i, rows - 1) * lda;
+  vt c0[MR], c1[MR];
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+    c0[i] = acc ? V::load(C + i * ldc) : bias ? V::broadcast(bias[i]) : vt{};
+    c1[i] = acc ? V::load(C + i * ldc + VS) : c0[i];
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    const vt b0 = V::load(B), b1 = V::load(B + VS);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const vt ai = V::broadcast(a[i][k]);
+      c0[i] += ai * b0;
+      c1[i] += ai * b1;
+    }
+    B += 2 * VS;
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) {
+    V::store(C + i * ldc, c0[i]);
+    V::store(C + i * ldc + VS, c1[i]);
+  }
+}
+
+#if defined(__AVX512F__)
+#define CNNEXT_TILE_FMA_AROW(i, k, unused)                                                                \
+  {                                                                                                       \
+    const __m512 a = _mm512_set1_ps(a##i[k]);                                                             \
+    c##i##0 = _mm512_fmadd_ps(a, b0, c##i##0);                                                            \
+    c##i##1 = _mm512_fmadd_ps(a, b1, c##i##1);                                                            \
+  }
+#define CNNEXT_AROW(i) const float* a##i = A + std::min<int64_t>(i, rows - 1) * lda;
+template <>
+inline void micro_kernel_arows<float>(int64_t kc, const float* A, int64_t lda, int64_t rows,
+                                      const float* __restrict__ B, float* __restrict__ C, int64_t ldc, bool acc,
+                                      const float* bias) {
+  CNNEXT_AROW(0) CNNEXT_AROW(1) CNNEXT_AROW(2) CNNEXT_AROW(3) CNNEXT_AROW(4) CNNEXT_AROW(5) CNNEXT_AROW(6) CNNEXT_AROW(7)
+  CNNEXT_TILE_8X32_OPEN_BIAS(C, ldc, acc, bias)
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m512 b0 = _mm512_load_ps(B), b1 = _mm512_load_ps(B + 16);
+    CNNEXT_TILE_ROWS(CNNEXT_TILE_FMA_AROW, k, 0)
+    B += 32;
+  }
+  CNNEXT_TILE_8X32_CLOSE(C, ldc)
+}
+#undef CNNEXT_AROW
+#endif
+
 // C[Mpad x ncpad] (+)= A * B for one block of columns.  Apack: the A blocks of Kd, block pc at
 // Apack + pc*Mpad, its panel ir at + ir*kc, each [kc][MR].  pack_b(pc, kc, Bbuf) writes the
 // ncpad/NR panels of rows pc..pc+kc, panel jr at Bbuf + jr*kc.

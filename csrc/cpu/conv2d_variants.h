@@ -87,10 +87,6 @@ void cols_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, 
 // then the images in order).  gb may be nullptr (nothing to do).
 template <typename T>
 void grad_bias(const Conv2dShape& s, const T* gy, T* gb);
-// The forward with the weights already packed as gemm_block's A (per group Mpad x CRS): shared by
-// im2col_forward and transposed_backward_input.
-template <typename T>
-void forward_packed(const Conv2dShape& s, const T* x, const T* Ap, const T* b, T* y);
 }  // namespace conv2d_variants
 
 // The padded phase planes of the "planes" grad weight (conv2d_grad_weight_planes.cpp) for vectors of vs
