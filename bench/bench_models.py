@@ -7,7 +7,12 @@ overrides them all). VGG-11 uses d2l's training width (--vgg-ratio 4: channels /
 --amp adds the group "train step autocast bf16": forward and loss under torch.autocast("cpu", bfloat16)
 (float32 parameters, bfloat16 convolutions), both networks, and prints cnnext's autocast step time over
 its own float32 step.
+--torchvision NAMES (e.g. resnet18,densenet121,vgg11_bn,googlenet) adds the group "train step torchvision":
+the torchvision model as built (10 classes, 3 x --tv-size^2 input, default 96) against a deep copy of it
+after cnnext.nn.swap (same weights, same input); --models '' runs only these.
 """
+import copy
+
 import torch
 from torch import nn
 
@@ -50,6 +55,25 @@ def cases(names, batch, size=None, vgg_ratio=4, amp=False):
     return out
 
 
+def torchvision_cases(names, batch, size=96):
+    import torchvision
+
+    import cnnext
+
+    out = []
+    for name in names:
+        torch.manual_seed(0)
+        kw = {"aux_logits": False, "init_weights": True} if name == "googlenet" else {}
+        tw = getattr(torchvision.models, name)(num_classes=10, **kw)
+        cx = cnnext.nn.swap(copy.deepcopy(tw))
+        x, y = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
+        c = harness.Case(f"torchvision {name} B={batch} {size}x{size}", step_fn(tw, x, y), step_fn(cx, x, y),
+                         group="train step torchvision")
+        c.batch = batch
+        out.append(c)
+    return out
+
+
 if __name__ == "__main__":
     p = harness.parser(__doc__)
     p.add_argument("--models", default=",".join(models.MODELS), help="comma-separated, from " + ", ".join(models.MODELS))
@@ -57,18 +81,23 @@ if __name__ == "__main__":
     p.add_argument("--size", type=int, default=None, help="input size for every model (default: the book's)")
     p.add_argument("--vgg-ratio", type=int, default=4)
     p.add_argument("--amp", action="store_true", help="also one step under torch.autocast (bfloat16) per model")
+    p.add_argument("--torchvision", default="", help="comma-separated torchvision model names, swapped")
+    p.add_argument("--tv-size", type=int, default=96, help="input size of the torchvision models")
     args = p.parse_args()
     names = [n for n in args.models.split(",") if n]
     for n in names:
         if n not in models.MODELS:
             p.error(f"unknown model {n!r}")
-    rows = harness.run(cases(names, args.batch, args.size, args.vgg_ratio, args.amp), threads=args.threads,
+    tv = [n for n in args.torchvision.split(",") if n]
+    rows = harness.run(cases(names, args.batch, args.size, args.vgg_ratio, args.amp)
+                       + torchvision_cases(tv, args.batch, args.tv_size), threads=args.threads,
                 repeats=3 if args.quick else args.repeats, min_time=args.min_time,
                 title="d2l CNNs, one SGD training step, CPU", json_path=args.json,
                 extra_columns={"torch_img_s": lambda r, c: c.batch / (r["torch_ms"] / 1e3),
                                "cnnext_img_s": lambda r, c: c.batch / (r["cnnext_ms"] / 1e3)})
     if args.amp:
         print("\ncnnext, autocast bf16 step time / float32 step time (below 1: bf16 is faster):")
-        for r32, r16 in zip(rows[::2], rows[1::2]):
+        fam = [r for r in rows if r["group"] != "train step torchvision"]
+        for r32, r16 in zip(fam[::2], fam[1::2]):
             print(f"  {r32['case']:36s} {r16['cnnext_ms'] / r32['cnnext_ms']:.2f}"
                   f"  (torch: {r16['torch_ms'] / r32['torch_ms']:.2f})")
