@@ -131,7 +131,7 @@ def test_128_tiles(xs, ws, kw, monkeypatch):
         _check_against_torch(x, w, b, **kw)
 
 
-@pytest.mark.parametrize("mode", ["planes", "cols", "auto", "im2col"])
+@pytest.mark.parametrize("mode", ["planes", "auto", "im2col"])
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize(
     "xs,ws,kw",
@@ -183,7 +183,7 @@ def test_few_columns_many_rows(xs, ws, kw, threads):
         torch.set_num_threads(old)
 
 
-GW_VARIANTS = ["direct", "pointwise", "im2col_nhwc", "im2col", "planes", "cols", "winograd"]
+GW_VARIANTS = ["direct", "pointwise", "im2col_nhwc", "im2col", "planes", "winograd"]
 # channel counts that are multiples of the vector width (the channels-last variant) with padding, strides,
 # dilation and groups; 10 output channels leave a partial panel of MR rows
 GW_SHAPES = [

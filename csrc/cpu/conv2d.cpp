@@ -26,7 +26,6 @@
 //                    im2col_nhwc Cg <= 32 and a multiple of the vector width: the GEMM reading its B rows
 //                               in place from a padded channels-last copy of x
 //                    im2col     everything else (every other 1x1 conv included)
-//                    (cols runs by name only: the planner's other choices beat it on every family shape)
 //                    CNNEXT_CONV2D_GW=<variant> forces a backward_weight variant (tests, diagnostics;
 //                    read per call; a variant that does not run on the call raises: variant.h)
 // Results are deterministic: every variant sums in an order fixed by the shape and the thread count.
@@ -85,7 +84,6 @@ struct Variants {
       {"im2col_nhwc", fits_nhwc<T>, im2col_nhwc_backward_weight<T>},
       {"im2col", fits, im2col_backward_weight<T>},
       {"planes", planes_fit<T>, planes_backward_weight<T>},
-      {"cols", planes_fit<T>, cols_backward_weight<T>},
       {"winograd", winograd_fits<T>, winograd_backward_weight<T>},
   };
 };

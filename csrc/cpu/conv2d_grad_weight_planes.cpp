@@ -11,9 +11,10 @@
 // -- a dot product of two contiguous rows, no masks, no transposes, no im2col.  (The zero columns of
 // gYp cost (Wq - Q)/Q extra FMAs; rows are rounded up to a whole vector, also zero.)
 //
-// Two variants (conv2d_variants.h): "planes" as above, and "cols": explicit im2col rows, built per tile
-// of TC rows (L1) next to a chunk of gY rows (L2) -- no zero columns, but a copy per (c, r, s) row, so
-// it pays for 1x1 convs of small or strided images.  The planner (conv2d.cpp) picks them by shape.
+// The variant "planes" (conv2d_variants.h); the planner (conv2d.cpp) picks it for images large enough that
+// the zero columns cost little.  (A "cols" variant of explicit im2col rows per tile, for 1x1 convs of small
+// or strided images, was removed: re-measured on the family's shapes (Intel Xeon, 2026-12-04), the im2col
+// GEMM beat or tied it on every one.)
 //
 // Kernel: a TK x TC tile of gW (TK channels k, TC consecutive rows (c, r, t)) in TK*TC vector
 // accumulators (AVX-512: 4 x 4 = 16 zmm, 8 loads per 16 FMAs); per chunk of the reduction the tile's
@@ -173,33 +174,27 @@ inline void valid_range(int64_t ofs, int64_t step, int64_t size, int64_t n, int6
 }
 
 template <typename T>
-void planes_grad_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, bool cols) {
+void planes_grad_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw) {
   constexpr int64_t VS = Vec<T>::size;
   const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, RS = s.R * s.S, CRS = Cg * RS;
-  const int64_t sh = s.stride_h, sw = s.stride_w, HW = s.H * s.W, PQ = s.P * s.Q, L = s.N * PQ;
+  const int64_t sh = s.stride_h, sw = s.stride_w, HW = s.H * s.W, PQ = s.P * s.Q;
   const int64_t nA = std::min(sh, s.R), nB = std::min(sw, s.S), nph = nA * nB;
   const int64_t Rq = (s.R - 1) / sh + 1, Sq = (s.S - 1) / sw + 1;
   const int64_t Wq = s.Q + Sq - 1, Hq = s.P + Rq - 1;
   const int64_t Lr = round_up(s.P * Wq, VS);                     // gYp row of one image
   const int64_t Xr = round_up(Lr + (Rq - 1) * Wq + Sq - 1, VS);  // one phase plane of one image
-  // Planes waste (Lr - PQ) / PQ of the FMAs on zero columns; small images (ResNet's @6, @3) take
-  // explicit im2col rows instead, built per tile of TC rows (L1) next to a chunk of gY rows (L2).
+  // Planes waste (Lr - PQ) / PQ of the FMAs on zero columns.
   const int64_t nthreads = at::get_num_threads(), ntk = ceil_div(Kg, TK);
-  const bool split_k = s.N < nthreads || (cols ? s.K > L : s.K * CRS > s.N * s.C * nph * Xr);
+  const bool split_k = s.N < nthreads || s.K * CRS > s.N * s.C * nph * Xr;
   const int64_t nparts = split_k ? std::min(nthreads, G * ntk) : std::min(nthreads, s.N);
   const int64_t nimg_part = split_k ? s.N : ceil_div(s.N, nparts);
-  // a chunk of the reduction: planes -- its x planes (Cg*nph rows) within ~512 KiB of L2;
-  // cols -- its gY rows (Kg of them) within ~640 KiB
-  const int64_t J = cols ? std::clamp<int64_t>((640 << 10) / (Kg * int64_t(sizeof(T))) / VS * VS, 16 * VS, 128 * VS)
-                         : std::clamp<int64_t>((512 << 10) / (Cg * nph * int64_t(sizeof(T))) / VS * VS, 16 * VS, 128 * VS);
-  const int64_t rowlen = cols ? PQ : Lr;
-  const int64_t nbmax = rowlen >= J ? 1 : std::max<int64_t>(1, std::min(nimg_part, J / rowlen));  // images per chunk
-  // cols: one chunk row = nbmax images' pixels back to back, rounded up to a vector
-  const int64_t Jc = round_up(nbmax * PQ, VS);
-  const int64_t nseg = !cols && Lr >= J ? ceil_div(Lr, J) : 1, seg = round_up(ceil_div(Lr, nseg), VS);
+  // a chunk of the reduction: its x planes (Cg*nph rows) within ~512 KiB of L2
+  const int64_t J = std::clamp<int64_t>((512 << 10) / (Cg * nph * int64_t(sizeof(T))) / VS * VS, 16 * VS, 128 * VS);
+  const int64_t nbmax = Lr >= J ? 1 : std::max<int64_t>(1, std::min(nimg_part, J / Lr));  // images per chunk
+  const int64_t nseg = Lr >= J ? ceil_div(Lr, J) : 1, seg = round_up(ceil_div(Lr, nseg), VS);
 
-  // planes: x row of (c, r, t) in the chunk's planes [c][phase][image][Xr]
-  std::vector<int64_t> xoff(cols ? 0 : CRS);
+  // x row of (c, r, t) in the chunk's planes [c][phase][image][Xr]
+  std::vector<int64_t> xoff(CRS);
   for (int64_t i = 0; i < int64_t(xoff.size()); ++i) {
     const int64_t c = i / RS, r = i / s.S % s.R, t = i % s.S;
     xoff[i] = ((c * nph + (r % sh) * nB + t % sw) * nbmax) * Xr + (r / sh) * Wq + t / sw;
@@ -209,7 +204,7 @@ void planes_grad_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, bo
   Scratch<T> Pbuf(split_k ? 0 : (nparts - 1) * s.K * CRS);
 
   at::parallel_for(0, nparts, 1, [&](int64_t p0, int64_t p1) {
-    Scratch<T> xb(cols ? TC * Jc : Cg * nph * nbmax * Xr), yb(cols ? Kg * Jc : Kg * nbmax * Lr);
+    Scratch<T> xb(Cg * nph * nbmax * Xr), yb(Kg * nbmax * Lr);
     alignas(64) T out[TK * TC];
     for (int64_t part = p0; part < p1; ++part) {
       int64_t n0 = 0, n1 = s.N, t0 = 0, t1 = G * ntk;  // images, global k tiles (g*ntk + kt)
@@ -226,43 +221,6 @@ void planes_grad_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, bo
         for (int64_t na = n0; na < n1; na += nbmax) {
           const int64_t nb = std::min(nbmax, n1 - na);
           const bool first = na == n0;
-          if (cols) {
-            // gY rows of the chunk: nb images back to back, zero to Jc
-            for (int64_t k = kr0; k < kr1; ++k) {
-              T* d = yb.p + k * Jc;
-              for (int64_t i = 0; i < nb; ++i)
-                std::memcpy(d + i * PQ, gy + ((na + i) * s.K + g * Kg + k) * PQ, PQ * sizeof(T));
-              std::fill(d + nb * PQ, d + Jc, T(0));
-            }
-            for (int64_t c0 = 0; c0 < CRS; c0 += TC) {
-              const int64_t nc = std::min<int64_t>(TC, CRS - c0);
-              // im2col rows c0 .. c0+nc of the chunk
-              for (int64_t b = 0; b < nc; ++b) {
-                const int64_t crs = c0 + b, c = crs / RS, r = crs / s.S % s.R, t = crs % s.S;
-                T* d = xb.p + b * Jc;
-                int64_t qlo, qhi;
-                valid_range(t - s.pad_w, sw, s.W, s.Q, qlo, qhi);
-                for (int64_t i = 0; i < nb; ++i) {
-                  const T* xc = x + ((na + i) * s.C + g * Cg + c) * HW;
-                  for (int64_t p = 0; p < s.P; ++p, d += s.Q) {
-                    const int64_t h = p * sh - s.pad_h + r;
-                    if (h < 0 || h >= s.H) std::fill(d, d + s.Q, T(0));
-                    else copy_run(d, xc + h * s.W + t - s.pad_w, s.Q, qlo, qhi, sw);
-                  }
-                }
-                std::fill(d, xb.p + b * Jc + Jc, T(0));
-              }
-              const T* xr[TC];
-              for (int b = 0; b < TC; ++b) xr[b] = xb.p + std::min<int64_t>(b, nc - 1) * Jc;
-              for (int64_t kt = ka; kt < kb; ++kt) {
-                const T* yr[TK];
-                for (int a = 0; a < TK; ++a) yr[a] = yb.p + std::min(kt * TK + a, Kg - 1) * Jc;
-                dot_tile(yr, xr, 1, 0, 0, Jc, out);
-                put_tile(dstg, out, kt * TK, std::min<int64_t>(TK, Kg - kt * TK), c0, nc, CRS, first);
-              }
-            }
-            continue;
-          }
           // the chunk's phase planes of x (zero in the padding and past the plane)
           for (int64_t i = 0; i < nb; ++i)
             for (int64_t c = 0; c < Cg; ++c) {
@@ -331,16 +289,10 @@ namespace conv2d_variants {
 template <typename T>
 void planes_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb) {
   grad_bias(s, gy, gb);
-  planes_grad_weight(s, x, gy, gw, false);
+  planes_grad_weight(s, x, gy, gw);
 }
-template <typename T>
-void cols_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb) {
-  grad_bias(s, gy, gb);
-  planes_grad_weight(s, x, gy, gw, true);
-}
-#define CNNEXT_INSTANTIATE(T)                                                                    \
-  template void planes_backward_weight<T>(const Conv2dShape&, const T*, const T*, T*, T*);      \
-  template void cols_backward_weight<T>(const Conv2dShape&, const T*, const T*, T*, T*);
+#define CNNEXT_INSTANTIATE(T) \
+  template void planes_backward_weight<T>(const Conv2dShape&, const T*, const T*, T*, T*);
 CNNEXT_INSTANTIATE(float)
 CNNEXT_INSTANTIATE(double)
 #undef CNNEXT_INSTANTIATE

@@ -16,7 +16,6 @@
 //                    im2col_nhwc          conv2d_grad_weight_im2col.cpp     offsets_fit, Cg % VS == 0
 //                    im2col               conv2d_grad_weight_im2col.cpp     offsets_fit(s)
 //                    planes               conv2d_grad_weight_planes.cpp     planes_fit(s): dilation 1
-//                    cols                 conv2d_grad_weight_planes.cpp     planes_fit(s)
 //                    winograd             conv2d_winograd.cpp               float, winograd_runs(s)
 // Every variant writes its outputs fully (gb too when not nullptr) and sums in an order fixed by the
 // shape and the thread count: results are bit-identical across runs.
@@ -80,8 +79,6 @@ template <typename T>
 void winograd_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb);
 template <typename T>
 void planes_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb);
-template <typename T>
-void cols_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb);
 
 // gb[k] = sum of gy[:, k] over N, P, Q: the packed variants' grad bias (vector lanes per image row,
 // then the images in order).  gb may be nullptr (nothing to do).
