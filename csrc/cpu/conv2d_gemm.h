@@ -59,10 +59,12 @@ struct Buf {  // 64-byte aligned scratch
 };
 
 // ---------------------------------------------------------------------------------------------
-// micro-kernel: C[MR x NR] (row stride ldc) = (acc ? C : bias ? bias[row] : 0) + A[kc][MR] * B[kc][NR]
-template <typename T>
-inline void micro_kernel(int64_t kc, const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C,
-                         int64_t ldc, bool acc, const T* bias = nullptr) {
+// The portable micro-kernel tile (any ISA, float and double): C[MR x NR] (row stride ldc) =
+// (acc ? C : bias ? bias[row] : 0) + sum over k < kc of a(k, i) * b(k, half), where a(k, i) is the scalar of
+// row i and b(k, h) the vector of half h (0, 1) of step k.  The three micro-kernels below differ only in
+// where A and B come from.
+template <typename T, typename AAt, typename BAt>
+inline void tile_kernel(int64_t kc, AAt&& a, BAt&& b, T* __restrict__ C, int64_t ldc, bool acc, const T* bias) {
   using V = Vec<T>;
   using vt = typename V::type;
   constexpr int VS = V::size;
@@ -73,21 +75,28 @@ inline void micro_kernel(int64_t kc, const T* __restrict__ A, const T* __restric
     c1[i] = acc ? V::load(C + i * ldc + VS) : c0[i];
   }
   for (int64_t k = 0; k < kc; ++k) {
-    const vt b0 = V::load(B), b1 = V::load(B + VS);
+    const vt b0 = b(k, 0), b1 = b(k, 1);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
-      const vt a = V::broadcast(A[i]);
-      c0[i] += a * b0;
-      c1[i] += a * b1;
+      const vt ai = V::broadcast(a(k, i));
+      c0[i] += ai * b0;
+      c1[i] += ai * b1;
     }
-    A += MR;
-    B += 2 * VS;
   }
 #pragma GCC unroll 8
   for (int i = 0; i < MR; ++i) {
     V::store(C + i * ldc, c0[i]);
     V::store(C + i * ldc + VS, c1[i]);
   }
+}
+
+// micro-kernel: A and B packed, A[kc][MR] * B[kc][NR]
+template <typename T>
+inline void micro_kernel(int64_t kc, const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C,
+                         int64_t ldc, bool acc, const T* bias = nullptr) {
+  constexpr int VS = Vec<T>::size;
+  tile_kernel<T>(kc, [&](int64_t k, int i) { return A[k * MR + i]; },
+                 [&](int64_t k, int h) { return Vec<T>::load(B + k * 2 * VS + h * VS); }, C, ldc, acc, bias);
 }
 
 #if defined(__AVX512F__)
@@ -155,31 +164,9 @@ inline void micro_kernel<float>(int64_t kc, const float* __restrict__ A, const f
 template <typename T>
 inline void micro_kernel_rows(int64_t kc, const T* __restrict__ A, const T* __restrict__ X, const int64_t* jofs,
                               int64_t off0, int64_t off1, T* __restrict__ C, int64_t ldc, bool acc) {
-  using V = Vec<T>;
-  using vt = typename V::type;
-  constexpr int VS = V::size;
-  vt c0[MR], c1[MR];
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i) {
-    c0[i] = acc ? V::load(C + i * ldc) : vt{};
-    c1[i] = acc ? V::load(C + i * ldc + VS) : vt{};
-  }
-  for (int64_t k = 0; k < kc; ++k) {
-    const T* xk = X + jofs[k];
-    const vt b0 = V::load(xk + off0), b1 = V::load(xk + off1);
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) {
-      const vt a = V::broadcast(A[i]);
-      c0[i] += a * b0;
-      c1[i] += a * b1;
-    }
-    A += MR;
-  }
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i) {
-    V::store(C + i * ldc, c0[i]);
-    V::store(C + i * ldc + VS, c1[i]);
-  }
+  tile_kernel<T>(kc, [&](int64_t k, int i) { return A[k * MR + i]; },
+                 [&](int64_t k, int h) { return Vec<T>::load(X + jofs[k] + (h ? off1 : off0)); }, C, ldc, acc,
+                 static_cast<const T*>(nullptr));
 }
 
 #if defined(__AVX512F__)
@@ -203,32 +190,11 @@ inline void micro_kernel_rows<float>(int64_t kc, const float* __restrict__ A, co
 template <typename T>
 inline void micro_kernel_arows(int64_t kc, const T* A, int64_t lda, int64_t rows, const T* __restrict__ B,
                                T* __restrict__ C, int64_t ldc, bool acc, const T* bias) {
-  using V = Vec<T>;
-  using vt = typename V::type;
-  constexpr int VS = V::size;
+  constexpr int VS = Vec<T>::size;
   const T* a[MR];
   for (int i = 0; i < MR; ++i) a[i] = A + std::min<int64_t>(i, rows - 1) * lda;
-  vt c0[MR], c1[MR];
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i) {
-    c0[i] = acc ? V::load(C + i * ldc) : bias ? V::broadcast(bias[i]) : vt{};
-    c1[i] = acc ? V::load(C + i * ldc + VS) : c0[i];
-  }
-  for (int64_t k = 0; k < kc; ++k) {
-    const vt b0 = V::load(B), b1 = V::load(B + VS);
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) {
-      const vt ai = V::broadcast(a[i][k]);
-      c0[i] += ai * b0;
-      c1[i] += ai * b1;
-    }
-    B += 2 * VS;
-  }
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i) {
-    V::store(C + i * ldc, c0[i]);
-    V::store(C + i * ldc + VS, c1[i]);
-  }
+  tile_kernel<T>(kc, [&](int64_t k, int i) { return a[i][k]; },
+                 [&](int64_t k, int h) { return Vec<T>::load(B + k * 2 * VS + h * VS); }, C, ldc, acc, bias);
 }
 
 #if defined(__AVX512F__)
