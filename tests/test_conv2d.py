@@ -183,6 +183,17 @@ def test_few_columns_many_rows(xs, ws, kw, threads):
         torch.set_num_threads(old)
 
 
+@pytest.mark.parametrize("xs,ws,kw", [((4, 64, 30, 30), (20, 3, 3), dict(padding=1, groups=2)),  # 2 kc blocks
+                                      ((2, 24, 45, 41), (13, 5, 5), dict(padding=2))])
+def test_many_columns_packed_weights(xs, ws, kw):
+    """Batches of > 3072 output pixels: the im2col forward and the transposed grad input pack the weights,
+    write panels inside one image straight into the output (the bias first) and the rest through the C
+    buffer; partial panels of rows, groups, several blocks of the reduction."""
+    for dtype in (torch.float32, torch.float64):
+        x, w, b = _make(xs, ws, kw.get("groups", 1), dtype, seed=5)
+        _check_against_torch(x, w, b, **kw)
+
+
 GW_VARIANTS = ["direct", "pointwise", "im2col_nhwc", "im2col", "planes", "winograd"]
 # channel counts that are multiples of the vector width (the channels-last variant) with padding, strides,
 # dilation and groups; 10 output channels leave a partial panel of MR rows
