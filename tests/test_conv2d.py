@@ -194,6 +194,27 @@ def test_many_columns_packed_weights(xs, ws, kw):
         _check_against_torch(x, w, b, **kw)
 
 
+def test_forward_bit_identical_across_threads():
+    """The im2col forward (and the transposed grad input) sums every output in one order, bias first, whichever
+    thread, block of columns or path (straight into y, or through the C buffer) computes it."""
+    old = torch.get_num_threads()
+    try:
+        for xs, ws, kw in [((4, 64, 30, 30), (20, 3, 3), dict(padding=1, groups=2)), ((3, 16, 7, 9), (70, 3, 3), dict(padding=1)),
+                           ((2, 8, 3, 3), (72, 3, 3), dict(padding=1)), ((5, 24, 13, 11), (33, 1, 1), dict())]:
+            x, w, b = _make(xs, ws, kw.get("groups", 1), torch.float32, seed=3)
+            gy = torch.randn(F.conv2d(x, w, b, **kw).shape)
+            outs = []
+            for n in (1, 2, 3):
+                torch.set_num_threads(n)
+                xg = x.clone().requires_grad_()
+                y = conv2d(xg, w, b, **kw)
+                outs.append((y.detach(), torch.autograd.grad(y, xg, gy)[0]))
+            for y, gx in outs[1:]:
+                assert torch.equal(y, outs[0][0]) and torch.equal(gx, outs[0][1]), (xs, ws, kw)
+    finally:
+        torch.set_num_threads(old)
+
+
 GW_VARIANTS = ["direct", "pointwise", "im2col_nhwc", "im2col", "planes", "winograd"]
 # channel counts that are multiples of the vector width (the channels-last variant) with padding, strides,
 # dilation and groups; 10 output channels leave a partial panel of MR rows

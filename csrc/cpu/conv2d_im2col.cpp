@@ -8,10 +8,11 @@
 //                              (pad' = dh*(R-1) - ph): the same fast path, no col2im.
 //   col2im_backward_input      gcol[crs, j] = sum_k W[k, crs] * gY[k, j]          GEMM M = CRS, N = L, Kd = Kg
 //                              then col2im gx[n, c, h, w] += gcol[crs, j] (scatter, one thread per image)
-// Threads (at::parallel_for): the forward over blocks of columns (independent, as many per thread;
-// its epilogue adds the bias and scatters the block's columns to NCHW y) -- or, when the whole batch is one
-// block of columns (small images) and there are many rows, over the rows of that block; col2im over whole images
-// (its scatters stay inside an image).
+// Threads (at::parallel_for): the forward over blocks of columns (independent, as many per thread; the
+// bias is the first term of every sum, and each block's columns land in NCHW y straight from the micro-kernel
+// or through a C buffer) -- or, when the whole batch is one block of columns (small images) and there are many
+// rows, over the rows of that block; col2im over whole images (its scatters stay inside an image).  The
+// forward's result is the same, bit for bit, for any thread count.
 #include <memory>
 
 #include "conv2d_im2col.h"
@@ -46,6 +47,7 @@ void forward_packed(const Conv2dShape& s, const T* x, const T* W, const T* Ap, c
     const int64_t ncbpad = round_up(ncb, NR<T>);
     Buf<T> Bbuf(KC * ncbpad), Cbuf(Mpad * ncbpad);
     std::vector<char> direct(ncbpad / NR<T>);
+    std::vector<T> bpad(Mpad, T(0));
     ColTab ct;
     for (int64_t task = t0; task < t1; ++task) {
       const int64_t blk = task / msplit, part = task % msplit;
@@ -53,8 +55,9 @@ void forward_packed(const Conv2dShape& s, const T* x, const T* W, const T* Ap, c
       const int64_t j0 = blk * ncb, nc = std::min(ncb, L - j0), ncpad = round_up(nc, NR<T>);
       fill_cols<NR<T>>(ct, s, j0, nc, ncpad, s.C * HW, true);
       // A panel of NR columns inside one image is written by the micro-kernel straight into y (row stride
-      // PQ, the bias as its first term), its partial A panel of rows >= Kfull and every other panel through
-      // Cbuf and the copy below
+      // PQ), its partial A panel of rows >= Kfull and every other panel through Cbuf and the copy below;
+      // either way the bias is the first term of the sums (the same bits whichever path, and so for any
+      // thread count)
       const int64_t Kfull = Kg / MR * MR;
       for (int64_t jr = 0; jr < ncpad; jr += NR<T>) {
         const int64_t j = j0 + jr;
@@ -63,7 +66,7 @@ void forward_packed(const Conv2dShape& s, const T* x, const T* W, const T* Ap, c
       for (int64_t g = 0; g < G; ++g) {
         const T* Xg = x + (ct.n0 * s.C + g * Cg) * HW;
         const T* Wg = W + g * Kg * CRS;
-        const T* bg = b ? b + g * Kg : nullptr;
+        if (b) std::copy(b + g * Kg, b + (g + 1) * Kg, bpad.begin());  // rows past Kg: 0
         for (int64_t pc = 0; pc < CRS; pc += KC) {
           const int64_t kc = std::min(KC, CRS - pc);
           for (int64_t jr = 0; jr < ncpad; jr += NR<T>) pack_b_cols(Bbuf.p + jr * kc, Xg, ct, jr, rt, pc, kc, s.H, s.W);
@@ -74,7 +77,7 @@ void forward_packed(const Conv2dShape& s, const T* x, const T* W, const T* Ap, c
               const int64_t j = j0 + jr, n = j / PQ;
               T* C = to_y ? y + (n * s.K + g * Kg + ir) * PQ + j % PQ : Cbuf.p + ir * ncpad + jr;
               const int64_t ldc = to_y ? PQ : ncpad;
-              const T* bias = to_y && bg ? bg + ir : nullptr;
+              const T* bias = b ? bpad.data() + ir : nullptr;
               if (Ap)
                 micro_kernel<T>(kc, Ap + (g * Mpad * CRS) + pc * Mpad + ir * kc, B, C, ldc, pc > 0, bias);
               else
@@ -83,13 +86,11 @@ void forward_packed(const Conv2dShape& s, const T* x, const T* W, const T* Ap, c
         }
         for_each_image_run(s, j0, nc, [&](int64_t n, int64_t pq0, int64_t pq1, int64_t jj) {
           for (int64_t k = m0; k < std::min(m1, Kg); ++k) {
-            const T bias = b ? b[g * Kg + k] : T(0);
             const T* src = Cbuf.p + k * ncpad + jj;
             T* dst = y + (n * s.K + g * Kg + k) * PQ + pq0;
             for (int64_t i = 0, len = pq1 - pq0; i < len;) {  // panel by panel
               const int64_t pnl = (jj + i) / NR<T>, end = std::min(len, (pnl + 1) * NR<T> - jj);
-              if (k >= Kfull || !direct[pnl])
-                for (int64_t t = i; t < end; ++t) dst[t] = src[t] + bias;
+              if (k >= Kfull || !direct[pnl]) std::copy(src + i, src + end, dst + i);
               i = end;
             }
           }
