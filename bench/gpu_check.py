@@ -394,6 +394,36 @@ def tf32_check(backend):
     return out
 
 
+def half_check(backend, dtype):
+    """conv2d in float16 / bfloat16 on the tensor cores (WMMA m16n16k16, float sums): output and the three
+    gradients within one rounding to dtype (2^-8 bfloat16, 2^-10 float16, of the largest magnitude) of
+    torch's float64 result on the same 16-bit values, on a plain, a strided-phase, a 1x1 and a split-K shape."""
+    from cnnext.functional import conv2d
+    dev = backend_device(backend)
+    bound = 2.0 ** -8 if dtype == torch.bfloat16 else 2.0 ** -10
+    out = {"tol": bound}
+    for name, xs, ws, kw in [("3x3", (2, 24, 11, 10), (70, 24, 3, 3), dict(padding=1)),
+                             ("s2_phases", (2, 8, 14, 13), (12, 4, 3, 4), dict(stride=(3, 2), padding=(1, 2), groups=2)),
+                             ("1x1", (2, 40, 9, 9), (66, 40, 1, 1), {}),
+                             ("splitk", (8, 3, 30, 29), (5, 3, 3, 3), dict(padding=1))]:
+        s = sum(map(ord, name))
+        x, w, b = (_randn(sh, torch.float32, s + i).to(dtype) for i, sh in enumerate((xs, ws, ws[:1])))
+        gy_shape = F.conv2d(x.float(), w.float(), None, **kw).shape
+        gy = _randn(gy_shape, torch.float32, s + 3).to(dtype)
+        xd, wd, bd = (t.double().requires_grad_() for t in (x, w, b))
+        yd = F.conv2d(xd, wd, bd, **kw)
+        ref = [yd.detach(), *torch.autograd.grad(yd, [xd, wd, bd], gy.double())]
+        xh, wh, bh = (t.to(dev).requires_grad_() for t in (x, w, b))
+        with backend_context(backend):
+            y = conv2d(xh, wh, bh, **kw)
+            got = [y.detach(), *torch.autograd.grad(y, [xh, wh, bh], gy.to(dev))]
+        out[f"err_{name}"] = max(rel_err(a.double().cpu(), e) for a, e in zip(got, ref))
+        out.setdefault("dtypes_ok", True)
+        out["dtypes_ok"] = out["dtypes_ok"] and all(a.dtype == dtype for a in got)
+    out["ok"] = out["dtypes_ok"] and all(v <= bound for k, v in out.items() if k.startswith("err_"))
+    return out
+
+
 def correctness(res, backend, only=None, include_heavy=True, dtypes=(torch.float32, torch.float64)):
     for op, name, heavy, fn in all_cases():
         if (only and op not in only) or (heavy and not include_heavy):
@@ -402,6 +432,8 @@ def correctness(res, backend, only=None, include_heavy=True, dtypes=(torch.float
             res.run("correctness", f"{op}/{name}/{str(dt)[6:]}", lambda fn=fn, dt=dt: fn(backend, dt))
     if not only or "conv2d" in only:
         res.run("correctness", "conv2d/tf32_path", lambda: tf32_check(backend))
+        for dt in (torch.bfloat16, torch.float16):
+            res.run("correctness", f"conv2d/half_path/{str(dt)[6:]}", lambda dt=dt: half_check(backend, dt))
 
 
 # ---------------------------------------------------------------- more checks
@@ -677,6 +709,20 @@ def conv_timing(res, peaks, batch=128, quick=False):
                                                                             [False, True, False])),
             }
             del conv
+            xh, wh, gyh = x.bfloat16(), w.bfloat16(), gy.bfloat16()
+            bf16 = {  # the same passes on bfloat16 copies: cnnext's WMMA m16n16k16 against cuDNN's bfloat16
+                "forward": (lambda: ops.conv2d_forward(xh, wh, None, [st] * 2, [pad] * 2, [1, 1], 1),
+                            lambda: F.conv2d(xh, wh, None, st, pad)),
+                "grad_input": (lambda: ops.conv2d_backward_input(gyh, wh, list(x.shape), [st] * 2, [pad] * 2, [1, 1], 1),
+                               lambda: torch.ops.aten.convolution_backward(gyh, xh, wh, None, [st] * 2, [pad] * 2,
+                                                                           [1, 1], False, [0, 0], 1,
+                                                                           [True, False, False])),
+                "grad_weight": (lambda: ops.conv2d_backward_weight(gyh, xh, list(w.shape), [st] * 2, [pad] * 2, [1, 1],
+                                                                   1, False),
+                                lambda: torch.ops.aten.convolution_backward(gyh, xh, wh, None, [st] * 2, [pad] * 2,
+                                                                            [1, 1], False, [0, 0], 1,
+                                                                            [False, True, False])),
+            }
             for pname, (cn, tf) in passes.items():
                 if first and pname == "grad_input":
                     continue
@@ -685,6 +731,8 @@ def conv_timing(res, peaks, batch=128, quick=False):
                     with tf32(on):
                         row[f"cnnext_{label}_ms"] = cuda_time(cn)
                         row[f"torch_{label}_ms"] = cuda_time(tf)
+                row["cnnext_bf16_ms"] = cuda_time(bf16[pname][0])
+                row["torch_bf16_ms"] = cuda_time(bf16[pname][1])
                 for key in [k_ for k_ in row if k_.endswith("_ms")]:
                     row[key.replace("_ms", "_tflops")] = flops / (row[key] * 1e-3) / 1e12
                 row["pct_fp32_peak"] = 100 * row["cnnext_fp32_tflops"] / peaks["fp32_tflops"]
@@ -692,11 +740,13 @@ def conv_timing(res, peaks, batch=128, quick=False):
                     row["pct_tf32_peak"] = 100 * row["cnnext_tf32_tflops"] / peaks["tf32_tflops"]
                 row["vs_cudnn_tf32"] = row["torch_tf32_ms"] / row["cnnext_tf32_ms"]
                 row["vs_cudnn_fp32"] = row["torch_fp32_ms"] / row["cnnext_fp32_ms"]
+                row["vs_cudnn_bf16"] = row["torch_bf16_ms"] / row["cnnext_bf16_ms"]
                 rows.append(row)
                 print(f"  {net:10s} {row['shape']:28s} {pname:11s} cnnext tf32 {row['cnnext_tf32_tflops']:6.1f} "
                       f"fp32 {row['cnnext_fp32_tflops']:6.1f} | cudnn tf32 {row['torch_tf32_tflops']:6.1f} fp32 "
-                      f"{row['torch_fp32_tflops']:6.1f} TFLOP/s", flush=True)
-            del x, w, gy
+                      f"{row['torch_fp32_tflops']:6.1f} | bf16 cnnext {row['cnnext_bf16_tflops']:6.1f} cudnn "
+                      f"{row['torch_bf16_tflops']:6.1f} TFLOP/s", flush=True)
+            del x, w, gy, xh, wh, gyh
     finally:
         torch.backends.cudnn.benchmark = prev_bench
     fwd = [r["vs_cudnn_tf32"] for r in rows if r["pass"] == "forward"]

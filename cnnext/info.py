@@ -59,6 +59,9 @@ def info() -> dict:
         "cpu_library": CPU["library"],
         # the bfloat16 conv2d variants that run here (CNNEXT_CONV2D_BF16): amx (the default where listed), dot, float
         "conv2d_bf16": torch.ops.cnnext._conv2d_bf16_variants().split(","),
+        # the ops with kernels of their own for bfloat16 / float16, per backend ("op/dtype"); every other half
+        # call is computed by the float32 kernels on widened copies, rounded once
+        "half_kernels": native["half_kernels"],
         "cuda_kernels_compiled": native["cuda_compiled"],
         "gpu_available": bool(native["cuda_compiled"] and torch.cuda.is_available()),
         "gpu": torch.cuda.get_device_name(0) if native["cuda_compiled"] and torch.cuda.is_available() else None,

@@ -51,7 +51,7 @@ def backend(request):
 def _fp32_exact():
     """cnnext's conv2d follows torch.backends.cudnn.allow_tf32 as cuDNN does (torch's default True: TF32
     tensor cores on CUDA and the emulator). The op tests hold every backend to the FP32 bar (1e-5), with
-    torch's CUDA references exact too, so they run with TF32 off; tests/test_conv2d_tf32.py turns it on."""
+    torch's CUDA references exact too, so they run with TF32 off; tests/test_conv2d_wmma.py turns it on."""
     prev = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = False
     try:

@@ -26,7 +26,8 @@ BUILT = CPU["built"]
 RUNNABLE = [v for v in BUILT if v == "native" or v in CPU["supported"]]
 OTHERS = [v for v in RUNNABLE if v != CPU["isa"]]
 OP_FILES = ["test_adaptive_avg_pool2d.py", "test_avg_pool2d.py", "test_batch_norm.py", "test_cat.py",
-            "test_conv2d.py", "test_conv2d_winograd.py", "test_corr2d.py", "test_max_pool2d.py"]
+            "test_conv2d.py", "test_conv2d_winograd.py", "test_corr2d.py", "test_max_pool2d.py",
+            "test_half.py"]  # (the bfloat16 / float16 kernels: each variant's conversions and its conv2d_bf16 variants)
 
 
 def _env(isa):

@@ -1,5 +1,6 @@
 """The CUDA emulator's own pieces (csrc/cuda/compat.h, csrc/cuda/tensor_core.h), through the
-stand-alone program tests/emulator/selftest.cpp: WMMA (tf32 m16n16k8) against a reference, the
+stand-alone program tests/emulator/selftest.cpp: WMMA (tf32 m16n16k8; __half and __nv_bfloat16 m16n16k16)
+against a reference, the
 tf32 rounding bit by bit, the tensor core's truncation of unrounded operands, the scrambled fragment
 layout, cp.async, launch-configuration checks; and every misuse of WMMA / cp.async aborts the
 emulator with a message naming the rule (so a kernel that breaks a rule cannot pass here)."""
@@ -11,7 +12,8 @@ import subprocess
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SOURCES = ["tests/emulator/selftest.cpp", "csrc/cuda/compat.h", "csrc/cuda/tensor_core.h"]
+SOURCES = ["tests/emulator/selftest.cpp", "csrc/cuda/compat.h", "csrc/cuda/tensor_core.h", "csrc/cuda/half.h",
+           "csrc/common/bfloat16.h", "csrc/common/float16.h"]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +40,7 @@ def run(exe, mode):
                           env={**os.environ, "EMU_STRATEGY": "fibers"})
 
 
-@pytest.mark.parametrize("mode", ["gemm", "rounding", "truncation", "layout", "config", "async"])
+@pytest.mark.parametrize("mode", ["gemm", "gemm16", "rounding", "truncation", "layout", "config", "async"])
 def test_clean(selftest, mode):
     p = run(selftest, mode)
     assert p.returncode == 0 and "FAIL" not in p.stdout, p.stdout + p.stderr

@@ -19,7 +19,7 @@
 #include <memory>
 
 #include "batch_norm.h"      // the float32 variants (the fallback without AVX-512)
-#include "bfloat16_copy.h"  // widen_into, round_into
+#include "half_copy.h"  // widen_into, round_into
 
 // GCC 12 warns that intrinsics' internal _mm512_undefined_* operands "may be used uninitialized"
 // wherever _mm512_cvtepu16_epi32 and the masked 16-bit loads are inlined (a false positive).

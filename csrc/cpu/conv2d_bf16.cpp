@@ -26,7 +26,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 #include "../common/bfloat16.h"
-#include "bfloat16_copy.h"
+#include "half_copy.h"
 #include "conv2d.h"
 #include "conv2d_im2col.h"
 #include "variant.h"
@@ -440,9 +440,10 @@ void amx_backward_weight_impl(const Conv2dShape& s, const bfloat16* xb, const bf
 
 namespace {
 // ---- "float": the float32 variants on widened copies (float32 sums, one rounding per output; widen_into /
-// round_into: bfloat16_copy.h) ----
+// round_into: half_copy.h). H = bfloat16, or float16 (whose only kernel this is) ----
 
-void float_forward(const Conv2dShape& s, const bfloat16* x, const bfloat16* w, const bfloat16* b, bfloat16* y) {
+template <typename H>
+void float_forward(const Conv2dShape& s, const H* x, const H* w, const H* b, H* y) {
   const int64_t nx = s.N * s.C * s.H * s.W, ny = s.N * s.K * s.P * s.Q, nw = s.K * (s.C / s.groups) * s.R * s.S;
   Buf<float> xf(nx), wf(nw), bf(b ? s.K : 0), yf(ny);
   widen_into(xf.p, x, nx);
@@ -452,7 +453,8 @@ void float_forward(const Conv2dShape& s, const bfloat16* x, const bfloat16* w, c
   round_into(y, yf.p, ny);
 }
 
-void float_backward_input(const Conv2dShape& s, const bfloat16* gy, const bfloat16* w, bfloat16* gx) {
+template <typename H>
+void float_backward_input(const Conv2dShape& s, const H* gy, const H* w, H* gx) {
   const int64_t nx = s.N * s.C * s.H * s.W, ny = s.N * s.K * s.P * s.Q, nw = s.K * (s.C / s.groups) * s.R * s.S;
   Buf<float> gyf(ny), wf(nw), gxf(nx);
   widen_into(gyf.p, gy, ny);
@@ -462,24 +464,26 @@ void float_backward_input(const Conv2dShape& s, const bfloat16* gy, const bfloat
 }
 
 // gb[k] = sum of gY[:, k] in float32 (images in order), rounded once; gb may be nullptr
-void grad_bias_bf16(const Conv2dShape& s, const bfloat16* gy, bfloat16* gb) {
+template <typename H>
+void grad_bias_half(const Conv2dShape& s, const H* gy, H* gb) {
   if (!gb) return;
   const int64_t PQ = s.P * s.Q;
   at::parallel_for(0, s.K, 1, [&](int64_t k0, int64_t k1) {
     for (int64_t k = k0; k < k1; ++k) {
       float acc = 0;
       for (int64_t n = 0; n < s.N; ++n) {
-        const bfloat16* r = gy + (n * s.K + k) * PQ;
+        const H* r = gy + (n * s.K + k) * PQ;
         float t = 0;
         for (int64_t i = 0; i < PQ; ++i) t += to_float(r[i]);
         acc += t;
       }
-      gb[k] = from_float(acc);
+      gb[k] = round_to<H>(acc);
     }
   });
 }
 
-void float_backward_weight(const Conv2dShape& s, const bfloat16* x, const bfloat16* gy, bfloat16* gw, bfloat16* gb) {
+template <typename H>
+void float_backward_weight(const Conv2dShape& s, const H* x, const H* gy, H* gw, H* gb) {
   const int64_t nx = s.N * s.C * s.H * s.W, ny = s.N * s.K * s.P * s.Q, nw = s.K * (s.C / s.groups) * s.R * s.S;
   Buf<float> xf(nx), gyf(ny), gwf(nw), gbf(gb ? s.K : 0);
   widen_into(xf.p, x, nx);
@@ -508,7 +512,7 @@ void dot_backward_input(const Conv2dShape& s, const bfloat16* gy, const bfloat16
   packed_backward_input(Engine::dot, s, gy, w, gx);
 }
 void amx_backward_weight(const Conv2dShape& s, const bfloat16* x, const bfloat16* gy, bfloat16* gw, bfloat16* gb) {
-  grad_bias_bf16(s, gy, gb);
+  grad_bias_half(s, gy, gb);
   amx_backward_weight_impl(s, x, gy, gw);
 }
 #endif
@@ -517,14 +521,14 @@ using ForwardFn = void (*)(const Conv2dShape&, const bfloat16*, const bfloat16*,
 using BackwardInputFn = void (*)(const Conv2dShape&, const bfloat16*, const bfloat16*, bfloat16*);
 using BackwardWeightFn = void (*)(const Conv2dShape&, const bfloat16*, const bfloat16*, bfloat16*, bfloat16*);
 constexpr Variant<ForwardFn, Conv2dShape> kForward[] = {
-    {"float", any_shape<Conv2dShape>, float_forward},
+    {"float", any_shape<Conv2dShape>, float_forward<bfloat16>},
 #if defined(__AVX512F__) && defined(__x86_64__)
     {"amx", amx_fits, amx_forward},
     {"dot", dot_fits, dot_forward},
 #endif
 };
 constexpr Variant<BackwardInputFn, Conv2dShape> kBackwardInput[] = {
-    {"float", any_shape<Conv2dShape>, float_backward_input},
+    {"float", any_shape<Conv2dShape>, float_backward_input<bfloat16>},
 #if defined(__AVX512F__) && defined(__x86_64__)
     {"amx", amx_fits_input, amx_backward_input},
     {"dot", dot_fits_input, dot_backward_input},
@@ -532,7 +536,7 @@ constexpr Variant<BackwardInputFn, Conv2dShape> kBackwardInput[] = {
 };
 
 constexpr Variant<BackwardWeightFn, Conv2dShape> kBackwardWeight[] = {
-    {"float", any_shape<Conv2dShape>, float_backward_weight},
+    {"float", any_shape<Conv2dShape>, float_backward_weight<bfloat16>},
 #if defined(__AVX512F__) && defined(__x86_64__)
     {"amx", amx_fits, amx_backward_weight},
 #endif
@@ -584,9 +588,32 @@ void conv2d_backward_input_bf16(const Conv2dShape& s, const bfloat16* gy, const 
 void conv2d_backward_weight_bf16(const Conv2dShape& s, const bfloat16* x, const bfloat16* gy, bfloat16* gw,
                                  bfloat16* gb) {
   // (as conv2d.cpp's float entry; csrc/ops zeroes both outputs of an empty batch itself)
-  if (s.K * (s.C / s.groups) * s.R * s.S == 0) return grad_bias_bf16(s, gy, gb);
+  if (s.K * (s.C / s.groups) * s.R * s.S == 0) return grad_bias_half(s, gy, gb);
   // dot has no grad weight: CNNEXT_CONV2D_BF16=dot leaves it to the planner
   plan(kBackwardWeight, s, s.K / s.groups, kForward).fn(s, x, gy, gw, gb);
+}
+
+// float16: the "float" variant alone (no float16 dot product or tile on these CPUs' AVX-512 subsets that
+// every variant may use), the empty cases as for bfloat16.
+void conv2d_forward_fp16(const Conv2dShape& s, const float16* x, const float16* w, const float16* b, float16* y) {
+  if (s.N * s.P * s.Q == 0 || s.K == 0) return;
+  float_forward(s, x, w, b, y);
+}
+
+void conv2d_backward_input_fp16(const Conv2dShape& s, const float16* gy, const float16* w, float16* gx) {
+  const int64_t nx = s.N * s.C * s.H * s.W;
+  if (nx == 0) return;
+  if (s.N * s.P * s.Q == 0 || s.K == 0) {
+    for (int64_t i = 0; i < nx; ++i) gx[i] = float16{0};
+    return;
+  }
+  float_backward_input(s, gy, w, gx);
+}
+
+void conv2d_backward_weight_fp16(const Conv2dShape& s, const float16* x, const float16* gy, float16* gw,
+                                 float16* gb) {
+  if (s.K * (s.C / s.groups) * s.R * s.S == 0) return grad_bias_half(s, gy, gb);
+  float_backward_weight(s, x, gy, gw, gb);
 }
 
 }  // namespace cnnext::cpu

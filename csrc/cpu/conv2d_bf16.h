@@ -5,10 +5,12 @@
 //   dot    AVX512_BF16's vdpbf16ps (forced only: slower than float on Sapphire Rapids)
 //   float  the float32 variants on widened copies: every other CPU, and shapes the packed paths do not
 //          take (32-bit offsets overflow; grad input with a stride > 1)
+// float16 tensors (conv2d_*_fp16) run the float variant alone: copies widened with F16C (half_copy.h).
 // Same contract as conv2d.h.
 #pragma once
 #include "../common/bfloat16.h"
 #include "../common/conv2d.h"
+#include "../common/float16.h"
 
 namespace cnnext::cpu {
 
@@ -19,5 +21,9 @@ void conv2d_backward_input_bf16(const Conv2dShape& s, const bfloat16* gy, const 
 // grad weight (and grad bias when gb != nullptr): amx or float (dot has none)
 void conv2d_backward_weight_bf16(const Conv2dShape& s, const bfloat16* x, const bfloat16* gy, bfloat16* gw,
                                  bfloat16* gb);
+void conv2d_forward_fp16(const Conv2dShape& s, const float16* x, const float16* w, const float16* b, float16* y);
+void conv2d_backward_input_fp16(const Conv2dShape& s, const float16* gy, const float16* w, float16* gx);
+void conv2d_backward_weight_fp16(const Conv2dShape& s, const float16* x, const float16* gy, float16* gw,
+                                 float16* gb);
 
 }  // namespace cnnext::cpu

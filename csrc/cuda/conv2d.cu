@@ -35,7 +35,8 @@
 //                       kBwdInS: the column decode also keeps each column's gX offset in shared memory
 //                       (the epilogue's scatter to the phase's rows h = first + hh*sh); the float 64
 //                       tile runs as conv2d_igemm_strided_f32_tile64, held to 128 registers.
-//   conv2d_igemm_tf32   the TF32 tensor-core version for float convs that allow TF32 (conv2d_tf32.cu)
+//   conv2d_igemm_wmma   the tensor-core version (conv2d_wmma.cu): float convs that allow TF32 (tf32
+//                       m16n16k8), and every float16 / bfloat16 conv (m16n16k16), float accumulators
 //   sum_splits_kernel   (reduce.h) one thread per gW element (grid-stride): sums the split partials in order
 //   grad bias           two-stage (reduce.h): channel_sum_partial_kernel, block (split, k) [grid y strides
 //                       over k], sums a fixed chunk of channel k's N*P*Q values (counters, 16-byte loads
@@ -316,6 +317,7 @@ conv2d_igemm_strided_f32_tile64(const Geom gm, const float* __restrict__ x, cons
 }
 
 // ---- 64-bit fallbacks (direct loops) for sizes the tiled kernels do not index in 32 bits ----
+// (T: float, double, __half, __nv_bfloat16; the half types summed in float, rounded once)
 template <typename T>
 __global__ void conv2d_forward_direct(Conv2dShape s, const T* __restrict__ x, const T* __restrict__ w,
                                       const T* __restrict__ b, T* __restrict__ y) {
@@ -324,7 +326,7 @@ __global__ void conv2d_forward_direct(Conv2dShape s, const T* __restrict__ x, co
        idx += int64_t(blockDim.x) * gridDim.x) {
     const int64_t q = idx % s.Q, p = idx / s.Q % s.P, k = idx / (s.Q * s.P) % s.K, n = idx / (s.Q * s.P * s.K);
     const int64_t g = k / Kg;
-    T acc = b ? b[k] : T(0);
+    Acc<T> acc = b ? to_acc(b[k]) : Acc<T>(0);
     for (int64_t c = 0; c < Cg; ++c)
       for (int64_t r = 0; r < s.R; ++r) {
         const int64_t h = p * s.stride_h - s.pad_h + r * s.dil_h;
@@ -332,10 +334,10 @@ __global__ void conv2d_forward_direct(Conv2dShape s, const T* __restrict__ x, co
         for (int64_t t = 0; t < s.S; ++t) {
           const int64_t ww = q * s.stride_w - s.pad_w + t * s.dil_w;
           if (ww < 0 || ww >= s.W) continue;
-          acc += x[((n * s.C + g * Cg + c) * s.H + h) * s.W + ww] * w[((k * Cg + c) * s.R + r) * s.S + t];
+          acc += to_acc(x[((n * s.C + g * Cg + c) * s.H + h) * s.W + ww]) * to_acc(w[((k * Cg + c) * s.R + r) * s.S + t]);
         }
       }
-    y[idx] = acc;
+    y[idx] = from_acc<T>(acc);
   }
 }
 
@@ -347,7 +349,7 @@ __global__ void conv2d_backward_input_direct(Conv2dShape s, const T* __restrict_
        idx += int64_t(blockDim.x) * gridDim.x) {
     const int64_t wi = idx % s.W, h = idx / s.W % s.H, c = idx / (s.W * s.H) % s.C, n = idx / (s.W * s.H * s.C);
     const int64_t g = c / Cg, cl = c % Cg;
-    T acc = 0;
+    Acc<T> acc = 0;
     for (int64_t kl = 0; kl < Kg; ++kl) {
       const int64_t k = g * Kg + kl;
       for (int64_t r = 0; r < s.R; ++r) {
@@ -360,11 +362,11 @@ __global__ void conv2d_backward_input_direct(Conv2dShape s, const T* __restrict_
           if (qw < 0 || qw % s.stride_w) continue;
           const int64_t q = qw / s.stride_w;
           if (q >= s.Q) continue;
-          acc += gy[((n * s.K + k) * s.P + p) * s.Q + q] * w[((k * Cg + cl) * s.R + r) * s.S + t];
+          acc += to_acc(gy[((n * s.K + k) * s.P + p) * s.Q + q]) * to_acc(w[((k * Cg + cl) * s.R + r) * s.S + t]);
         }
       }
     }
-    gx[idx] = acc;
+    gx[idx] = from_acc<T>(acc);
   }
 }
 
@@ -375,15 +377,15 @@ conv2d_backward_weight_direct(Conv2dShape s, const T* __restrict__ x, const T* _
   for (int64_t e = blockIdx.x; e < nw; e += gridDim.x) {
     const int64_t t = e % s.S, r = e / s.S % s.R, c = e / (s.S * s.R) % Cg, k = e / (s.S * s.R * Cg);
     const int64_t ci = k / Kg * Cg + c;
-    T acc = 0;
+    Acc<T> acc = 0;
     for (int64_t idx = threadIdx.x; idx < total; idx += blockDim.x) {
       const int64_t q = idx % s.Q, p = idx / s.Q % s.P, n = idx / (s.Q * s.P);
       const int64_t h = p * s.stride_h - s.pad_h + r * s.dil_h, ww = q * s.stride_w - s.pad_w + t * s.dil_w;
       if (h >= 0 && h < s.H && ww >= 0 && ww < s.W)
-        acc += gy[((n * s.K + k) * s.P + p) * s.Q + q] * x[((n * s.C + ci) * s.H + h) * s.W + ww];
+        acc += to_acc(gy[((n * s.K + k) * s.P + p) * s.Q + q]) * to_acc(x[((n * s.C + ci) * s.H + h) * s.W + ww]);
     }
     acc = block_sum<kBlock>(acc);
-    if (threadIdx.x == 0) gw[e] = acc;
+    if (threadIdx.x == 0) gw[e] = from_acc<T>(acc);
   }
 }
 
@@ -423,7 +425,7 @@ int weight_splits(const Conv2dShape& s, int64_t tiles, int64_t* chunk) {
 // 128 rows take 128x128 tiles (8x8 per thread) when there are enough of them to fill a large GPU twice
 // (the grad-weight pass always: its reduction splits fill the GPU); the rest 64x64 (4x4 per thread).
 // The plan's s.cuda_tile (CNNEXT_CONV2D_TILE=64|128, read by csrc/ops) forces a size for float (tests).
-Geom make_geom(const Conv2dShape& s, int kind, bool is_float, bool tf32, dim3* grid) {
+Geom make_geom(const Conv2dShape& s, int kind, bool is_float, bool tensor_cores, dim3* grid) {
   Geom g{};
   g.H = int(s.H), g.W = int(s.W), g.P = int(s.P), g.Q = int(s.Q), g.R = int(s.R), g.S = int(s.S);
   g.sh = int(s.stride_h), g.sw = int(s.stride_w), g.ph = int(s.pad_h), g.pw = int(s.pad_w);
@@ -450,8 +452,8 @@ Geom make_geom(const Conv2dShape& s, int kind, bool is_float, bool tf32, dim3* g
     if (kind == kBwdW || tiles128 >= 264) g.tile = 128;
   }
   if (s.cuda_tile && is_float) g.tile = s.cuda_tile == 128 ? 128 : 64;
-  if (tf32) g.tile = 0;  // the tensor-core kernel: TC_BM x TC_BN tiles
-  const int bm = tf32 ? TC_BM : g.tile, bn = tf32 ? TC_BN : g.tile;
+  if (tensor_cores) g.tile = 0;  // the tensor-core kernel: TC_BM x TC_BN tiles
+  const int bm = tensor_cores ? TC_BM : g.tile, bn = tensor_cores ? TC_BN : g.tile;
   g.tiles_m = (g.M + bm - 1) / bm;
   g.tiles_n = (g.Ncols + bn - 1) / bn;
   g.chunk = g.red;
@@ -475,24 +477,24 @@ void run_igemm_tile(const Geom& g, dim3 grid, bool pw, const T* x, const T* w, c
   }
 }
 
-template <typename T, int KIND>
-void run_igemm(const Geom& g, dim3 grid, bool pw, const T* x, const T* w, const T* gy, const T* b, T* out,
+// The GEMM of pass KIND: the tensor-core kernel when g.tile == 0 (the half types always), else the SIMT
+// kernel of g.tile.  O: what the kernel writes (TcOut for the tensor-core kernel).
+template <typename T, int KIND, typename O>
+void run_igemm(const Geom& g, dim3 grid, bool pw, const T* x, const T* w, const T* gy, const T* b, O* out,
                cudaStream_t stream) {
-  if constexpr (std::is_same_v<T, float>) {
-    if (g.tile == 0) {
-      return cnnext::CNNEXT_DEVICE_NS::conv2d_tf32_launch<KIND>(g, grid, pw, x, w, gy, b, out, stream);
-    }
-    if (g.tile == 128) return run_igemm_tile<T, KIND, 128>(g, grid, pw, x, w, gy, b, out, stream);
+  if constexpr (std::is_same_v<O, TcOut<T, KIND>> && (std::is_same_v<T, float> || is_half_v<T>)) {
+    if (g.tile == 0) return cnnext::CNNEXT_DEVICE_NS::conv2d_wmma_launch<T, KIND, O>(g, grid, pw, x, w, gy, b, out, stream);
   }
-  run_igemm_tile<T, KIND, 64>(g, grid, pw, x, w, gy, b, out, stream);
+  if constexpr (!is_half_v<T> && std::is_same_v<O, T>) {
+    if constexpr (std::is_same_v<T, float>) {  // (double has 64 tiles only)
+      if (g.tile == 128) return run_igemm_tile<T, KIND, 128>(g, grid, pw, x, w, gy, b, out, stream);
+    }
+    run_igemm_tile<T, KIND, 64>(g, grid, pw, x, w, gy, b, out, stream);
+  }
 }
 
-// The tensor-core kernel runs for float convs whose plan allows TF32 (torch.backends.cudnn.allow_tf32,
-// as cuDNN) on a GPU that has TF32 tensor cores (sm_80+; the emulator emulates them). Otherwise, and for
-// double, the exact FP32 / FP64 SIMT kernels.
-template <typename T>
-bool use_tf32(const Conv2dShape& s) {
-  if (!std::is_same_v<T, float> || !s.allow_tf32) return false;
+// Whether this GPU has sm_80's tensor cores (tf32, bf16; the emulator emulates them).
+bool sm80_tensor_cores() {
 #if defined(__CUDACC__)
   int dev = 0, major = 0;
   if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
@@ -505,92 +507,128 @@ bool use_tf32(const Conv2dShape& s) {
 #endif
 }
 
+// The tensor-core kernel runs for float16 and bfloat16 convs, and for float convs whose plan allows TF32
+// (torch.backends.cudnn.allow_tf32, as cuDNN), on sm_80+. Otherwise, and for double, the exact FP32 / FP64
+// SIMT kernels. (The build's GPU targets are all sm_80+; a half conv on an older GPU is refused.)
+template <typename T>
+bool use_tensor_cores(const Conv2dShape& s) {
+  if constexpr (is_half_v<T>) {
+    if (!sm80_tensor_cores())
+      throw std::runtime_error("conv2d: float16 and bfloat16 convolutions on CUDA need tensor cores (sm_80 or newer)");
+    return true;
+  } else {
+    return std::is_same_v<T, float> && s.allow_tf32 && sm80_tensor_cores();
+  }
+}
+
 }  // namespace
 
 namespace cnnext::CNNEXT_DEVICE_NS {
 
+// The launchers take T = float, double, float16 or bfloat16 (csrc/common's storage types; the kernels run on
+// DeviceT<T>: __half, __nv_bfloat16).
 template <typename T>
-void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, cudaStream_t stream) {
+void conv2d_forward(const Conv2dShape& s, const T* x_, const T* w_, const T* b_, T* y_, cudaStream_t stream) {
+  using D = DeviceT<T>;
+  const D *x = device_ptr(x_), *w = device_ptr(w_), *b = device_ptr(b_);
+  D* const y = device_ptr(y_);
   if (use_direct(s)) {
-    launch(conv2d_forward_direct<T>, dim3(grid_size(s.N * s.K * s.P * s.Q, kBlock)), dim3(kBlock), 0, stream, s, x,
+    launch(conv2d_forward_direct<D>, dim3(grid_size(s.N * s.K * s.P * s.Q, kBlock)), dim3(kBlock), 0, stream, s, x,
            w, b, y);
     return;
   }
   dim3 grid;
-  const Geom g = make_geom(s, kFwd, std::is_same_v<T, float>, use_tf32<T>(s), &grid);
-  run_igemm<T, kFwd>(g, grid, pointwise(s), x, w, nullptr, b, y, stream);
+  const Geom g = make_geom(s, kFwd, std::is_same_v<D, float>, use_tensor_cores<D>(s), &grid);
+  run_igemm<D, kFwd>(g, grid, pointwise(s), x, w, nullptr, b, y, stream);
 }
 
 template <typename T>
-void conv2d_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx, cudaStream_t stream) {
+void conv2d_backward_input(const Conv2dShape& s, const T* gy_, const T* w_, T* gx_, cudaStream_t stream) {
+  using D = DeviceT<T>;
+  const D *gy = device_ptr(gy_), *w = device_ptr(w_);
+  D* const gx = device_ptr(gx_);
   if (use_direct(s)) {
-    launch(conv2d_backward_input_direct<T>, dim3(grid_size(s.N * s.C * s.H * s.W, kBlock)), dim3(kBlock), 0, stream,
+    launch(conv2d_backward_input_direct<D>, dim3(grid_size(s.N * s.C * s.H * s.W, kBlock)), dim3(kBlock), 0, stream,
            s, gy, w, gx);
     return;
   }
   dim3 grid;
   if (s.stride_h > 1 || s.stride_w > 1) {  // sh*sw dense phases instead of a gather through zero taps
-    const Geom g = make_geom(s, kBwdInS, std::is_same_v<T, float>, use_tf32<T>(s), &grid);
-    run_igemm<T, kBwdInS>(g, grid, false, nullptr, w, gy, nullptr, gx, stream);
+    const Geom g = make_geom(s, kBwdInS, std::is_same_v<D, float>, use_tensor_cores<D>(s), &grid);
+    run_igemm<D, kBwdInS>(g, grid, false, nullptr, w, gy, nullptr, gx, stream);
     return;
   }
-  const Geom g = make_geom(s, kBwdIn, std::is_same_v<T, float>, use_tf32<T>(s), &grid);
-  run_igemm<T, kBwdIn>(g, grid, pointwise(s), nullptr, w, gy, nullptr, gx, stream);
+  const Geom g = make_geom(s, kBwdIn, std::is_same_v<D, float>, use_tensor_cores<D>(s), &grid);
+  run_igemm<D, kBwdIn>(g, grid, pointwise(s), nullptr, w, gy, nullptr, gx, stream);
 }
 
 namespace {
-// The grad-weight split partials: (splits, K, Cg*R*S) elements when the reduction is split, else none
-// (the GEMM writes gw itself).
-template <typename T>
+// The grad-weight GEMM's partials, in Acc<D> elements: (splits, K, Cg*R*S) when the reduction is split,
+// else none (the GEMM writes gw itself) -- except for the half types, whose GEMM always writes float
+// partials (one split or more), added and rounded once by sum_splits_kernel.
+template <typename D>
 int64_t split_k_workspace(const Conv2dShape& s) {
   if (use_direct(s)) return 0;
   dim3 grid;
-  const Geom g = make_geom(s, kBwdW, std::is_same_v<T, float>, use_tf32<T>(s), &grid);
-  return g.splits > 1 ? s.K * g.wrow * g.splits : 0;
+  const Geom g = make_geom(s, kBwdW, std::is_same_v<D, float>, use_tensor_cores<D>(s), &grid);
+  return g.splits > 1 || is_half_v<D> ? s.K * g.wrow * g.splits : 0;
 }
 // The bias grad's split (two-stage, reduce.h): K sums of N*P*Q values each, chunks of >= 2048 values.
 SplitPlan bias_plan(const Conv2dShape& s) { return split_plan(s.K, s.N * s.P * s.Q, 2048, 4); }
 }  // namespace
 
-// The workspace: the grad-weight split partials, then the bias grad's K * splits partial sums.
-// csrc/ops allocates it; the launcher allocates nothing.
+// The workspace: the grad-weight split partials, then the bias grad's K * splits partial sums, all in
+// Acc<D> (float for the half types); counted in elements of T, which csrc/ops allocates (the launcher
+// allocates nothing).
 template <typename T>
 int64_t conv2d_weight_workspace(const Conv2dShape& s, cudaStream_t) {
-  return split_k_workspace<T>(s) + s.K * bias_plan(s).splits;
+  using D = DeviceT<T>;
+  return (split_k_workspace<D>(s) + s.K * bias_plan(s).splits) * int64_t(sizeof(Acc<D>) / sizeof(D));
 }
 
 template <typename T>
-void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb, T* workspace,
+void conv2d_backward_weight(const Conv2dShape& s, const T* x_, const T* gy_, T* gw_, T* gb_, T* workspace,
                             cudaStream_t stream) {
+  using D = DeviceT<T>;
+  using A = Acc<D>;
+  const D *x = device_ptr(x_), *gy = device_ptr(gy_);
+  D *const gw = device_ptr(gw_), *const gb = device_ptr(gb_);
   if (workspace == nullptr)
     throw std::runtime_error("conv2d: the grad-weight launcher needs the workspace of conv2d_weight_workspace");
+  A* const ws = reinterpret_cast<A*>(workspace);
   if (gb) {  // gb[k] = sum over (n, p, q) of gy[n, k, p, q]: split partials, then summed in split order
     const SplitPlan bp = bias_plan(s);
     const int64_t PQ = s.P * s.Q;
-    T* const bws = workspace + split_k_workspace<T>(s);
+    A* const bws = ws + split_k_workspace<D>(s);
     const dim3 grid(unsigned(bp.splits), grid_size(s.K, 1));
     const bool vec = aligned16(gy), i32 = walk_fits32(s.N * s.K * PQ);
-    if (PQ % kVec<T> == 0)
-      launch(i32 ? channel_sum_partial_kernel<T, kVec<T>, uint32_t> : channel_sum_partial_kernel<T, kVec<T>, uint64_t>,
+    constexpr int V = is_half_v<D> ? 1 : kVec<D>;  // 16-byte vectors of float and double
+    if (PQ % V == 0)
+      launch(i32 ? channel_sum_partial_kernel<D, V, uint32_t> : channel_sum_partial_kernel<D, V, uint64_t>,
              grid, dim3(kBlock), 0, stream, gy, bws, s.N, s.K, PQ, bp.chunk, bp.chunk / PQ, bp.chunk % PQ, vec);
     else
-      launch(i32 ? channel_sum_partial_kernel<T, 1, uint32_t> : channel_sum_partial_kernel<T, 1, uint64_t>, grid,
+      launch(i32 ? channel_sum_partial_kernel<D, 1, uint32_t> : channel_sum_partial_kernel<D, 1, uint64_t>, grid,
              dim3(kBlock), 0, stream, gy, bws, s.N, s.K, PQ, bp.chunk, bp.chunk / PQ, bp.chunk % PQ, vec);
-    launch(sum_splits_kernel<T>, dim3(grid_size(s.K, kBlock)), dim3(kBlock), 0, stream, (const T*)bws, gb, s.K,
+    launch(sum_splits_kernel<D, A>, dim3(grid_size(s.K, kBlock)), dim3(kBlock), 0, stream, (const A*)bws, gb, s.K,
            bp.splits, bp.splits, int64_t(1));
   }
   if (use_direct(s)) {
-    launch(conv2d_backward_weight_direct<T>, dim3(grid_size(s.K * (s.C / s.groups) * s.R * s.S, 1)), dim3(kBlock), 0,
+    launch(conv2d_backward_weight_direct<D>, dim3(grid_size(s.K * (s.C / s.groups) * s.R * s.S, 1)), dim3(kBlock), 0,
            stream, s, x, gy, gw);
     return;
   }
   dim3 grid;
-  const Geom g = make_geom(s, kBwdW, std::is_same_v<T, float>, use_tf32<T>(s), &grid);
+  const Geom g = make_geom(s, kBwdW, std::is_same_v<D, float>, use_tensor_cores<D>(s), &grid);
   const int64_t total = s.K * g.wrow;
-  T* ws = g.splits > 1 ? workspace : gw;  // the split partials, or gw itself when there is one split
-  run_igemm<T, kBwdW>(g, grid, pointwise(s), x, nullptr, gy, nullptr, ws, stream);
-  if (g.splits > 1)
-    launch(sum_splits_kernel<T>, dim3(grid_size(total, kBlock)), dim3(kBlock), 0, stream, (const T*)ws, gw, total,
+  const bool partials = g.splits > 1 || is_half_v<D>;
+  if constexpr (is_half_v<D>) {
+    run_igemm<D, kBwdW>(g, grid, pointwise(s), x, nullptr, gy, nullptr, ws, stream);
+  } else {
+    D* out = partials ? ws : gw;  // the split partials, or gw itself when there is one split
+    run_igemm<D, kBwdW>(g, grid, pointwise(s), x, nullptr, gy, nullptr, out, stream);
+  }
+  if (partials)
+    launch(sum_splits_kernel<D, A>, dim3(grid_size(total, kBlock)), dim3(kBlock), 0, stream, (const A*)ws, gw, total,
            int64_t(g.splits), int64_t(1), total);
 }
 
@@ -601,11 +639,17 @@ void conv2d_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* gw
   template int64_t conv2d_weight_workspace<T>(const Conv2dShape&, cudaStream_t);
 CNNEXT_INSTANTIATE(float)
 CNNEXT_INSTANTIATE(double)
+CNNEXT_INSTANTIATE(float16)
+CNNEXT_INSTANTIATE(bfloat16)
 #undef CNNEXT_INSTANTIATE
 
 CNNEXT_REGISTER_DEVICE_KERNEL(Conv2dForward, conv2d_forward)
 CNNEXT_REGISTER_DEVICE_KERNEL(Conv2dBackwardInput, conv2d_backward_input)
 CNNEXT_REGISTER_DEVICE_KERNEL(Conv2dBackwardWeight, conv2d_backward_weight)
 CNNEXT_REGISTER_DEVICE_KERNEL(Conv2dWeightWorkspace, conv2d_weight_workspace)
+CNNEXT_REGISTER_DEVICE_HALF_KERNEL(Conv2dForward, conv2d_forward)
+CNNEXT_REGISTER_DEVICE_HALF_KERNEL(Conv2dBackwardInput, conv2d_backward_input)
+CNNEXT_REGISTER_DEVICE_HALF_KERNEL(Conv2dBackwardWeight, conv2d_backward_weight)
+CNNEXT_REGISTER_DEVICE_HALF_KERNEL(Conv2dWeightWorkspace, conv2d_weight_workspace)
 
 }  // namespace cnnext::CNNEXT_DEVICE_NS

@@ -1,5 +1,5 @@
 // conv2d_igemm.h -- what conv2d's two implicit-GEMM kernel files share (conv2d.cu: the SIMT kernels,
-// the plan and the launchers; conv2d_tf32.cu: the TF32 tensor-core kernel): the GEMM's sizes (Geom),
+// the plan and the launchers; conv2d_wmma.cu: the tensor-core kernel, tf32 / fp16 / bf16): the GEMM's sizes (Geom),
 // the pass kinds, the block size and reduction step, and the mixed-radix counters of the im2col index
 // math.  Included after compat.h.
 #pragma once
@@ -7,6 +7,7 @@
 
 #include "../common/conv2d.h"
 #include "compat.h"
+#include "half.h"
 
 // `#pragma unroll` for nvcc; the host compiler of the emulator does not know it.
 #if defined(__CUDACC__)
@@ -21,7 +22,7 @@ constexpr int kBlock = 256;
 constexpr int BK = 16, kPad = 4;  // reduction step; shared-memory row padding
 // kBwdInS: grad input of a strided conv (stride > 1), by phase decomposition (phase_dim below)
 constexpr int kFwd = 0, kBwdIn = 1, kBwdW = 2, kBwdInS = 3;
-constexpr int TC_BM = 64, TC_BN = 128;  // the TF32 kernel's output tile (conv2d_tf32.cu)
+constexpr int TC_BM = 64, TC_BN = 128;  // the tensor-core kernel's output tile (conv2d_wmma.cu)
 
 // The sizes one conv2d_igemm launch needs, computed once on the host: as kernel parameters they live
 // in constant memory, so the kernel reads them as instruction operands instead of holding registers.
@@ -32,7 +33,7 @@ struct Geom {
   int nphase;                  // kBwdInS: sh * sw phases (grid z = groups x phases), else 1
   int64_t N, C, K, Ncols, red, tiles_n, chunk, wrow;  // wrow = Cg*R*S: length of a weight row
                                                       // kBwdInS: Ncols, red, tiles_n are the largest phase's
-  int tile;                                         // SIMT: 64 or 128; 0: the TF32 kernel (host side: which kernel)
+  int tile;                                         // SIMT: 64 or 128; 0: the tensor-core kernel (host side: which kernel)
 };
 
 }  // namespace cnnext::conv2d_igemm
@@ -107,9 +108,18 @@ __device__ T x_at(const T* xn, int c, int h, int w, int H, int W) {  // xn: this
 
 }  // namespace
 
+namespace {
+// What the tensor-core kernel writes: T, except the grad weight, float (fp32 split partials for the half
+// types, added and rounded once by sum_splits_kernel; gW itself for float).
+template <typename T, int KIND>
+using TcOut = std::conditional_t<KIND == cnnext::conv2d_igemm::kBwdW, float, T>;
+}  // namespace
+
 namespace cnnext::CNNEXT_DEVICE_NS {
-// The TF32 tensor-core kernel of pass KIND (float, g.tile == 0), defined in conv2d_tf32.cu.
-template <int KIND>
-void conv2d_tf32_launch(const conv2d_igemm::Geom& g, dim3 grid, bool pw, const float* x, const float* w,
-                        const float* gy, const float* b, float* out, cudaStream_t stream);
+// The tensor-core kernel of pass KIND (g.tile == 0) for T = float (tf32), __half or __nv_bfloat16, defined
+// in conv2d_wmma.cu.
+// (O = TcOut<T, KIND>, spelled out: the alias in a signature would name the internal kBwdW in the symbol.)
+template <typename T, int KIND, typename O>
+void conv2d_wmma_launch(const conv2d_igemm::Geom& g, dim3 grid, bool pw, const T* x, const T* w, const T* gy,
+                        const T* b, O* out, cudaStream_t stream);
 }  // namespace cnnext::CNNEXT_DEVICE_NS

@@ -1,6 +1,7 @@
 // Block-wide reductions shared by the kernels of csrc/cuda/*.cu (included after compat.h).
 #pragma once
 #include "compat.h"
+#include "half.h"
 
 namespace {  // internal linkage: the emulator's static __shared__ arrays stay visible to ASan
 
@@ -158,22 +159,22 @@ inline bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 1
 inline bool walk_fits32(int64_t n) { return n < (int64_t(1) << 31) - 4096; }
 
 // Stage 1 of a per-channel sum over an (N, C, S) tensor (conv2d's bias grad): block (split, c) sums
-// channel c's values [split*chunk, ...) and thread 0 writes ws[c*splits + split].  (cn, cs): chunk's
-// digits, chunk / S and chunk % S (split_begin).
+// channel c's values [split*chunk, ...) in Acc<T> (float for the half types) and thread 0 writes
+// ws[c*splits + split].  (cn, cs): chunk's digits, chunk / S and chunk % S (split_begin).
 template <typename T, int V, typename I>
 __global__ void __launch_bounds__(256)
-channel_sum_partial_kernel(const T* __restrict__ x, T* __restrict__ ws, int64_t N, int64_t C, int64_t S,
+channel_sum_partial_kernel(const T* __restrict__ x, Acc<T>* __restrict__ ws, int64_t N, int64_t C, int64_t S,
                            int64_t chunk, int64_t cn, int64_t cs, bool vec) {
   const int64_t M = N * S, splits = gridDim.x, sp = blockIdx.x, e = min(M, sp * chunk + chunk);
   int64_t nb, sb;
   split_begin(sp, cn, cs, S, nb, sb);
   ChannelWalk<I> it(nb, sb, e, C, S, V);
   for (int64_t c = blockIdx.y; c < C; c += gridDim.y) {
-    T acc = 0;
+    Acc<T> acc = 0;
     for (it.start(c); it.ok(); it.next()) {
       T v[V];
       load_v<V>(v, x + it.off, vec);
-      for (int j = 0; j < V; ++j) acc += v[j];
+      for (int j = 0; j < V; ++j) acc += to_acc(v[j]);
     }
     acc = block_sum<256>(acc);
     if (threadIdx.x == 0) ws[c * splits + sp] = acc;
@@ -183,14 +184,14 @@ channel_sum_partial_kernel(const T* __restrict__ x, T* __restrict__ ws, int64_t 
 // Stage 2: out[c] = the sum over sp of ws[c * c_stride + sp * split_stride] in split order, one
 // thread per output (grid-stride).  Partials per output side by side (the reductions above:
 // c_stride = splits, split_stride = 1) or one whole output array per split (conv2d's split-K grad
-// weight: 1, C).
-template <typename T>
-__global__ void sum_splits_kernel(const T* __restrict__ ws, T* __restrict__ out, int64_t C, int64_t splits,
+// weight: 1, C).  A: the partials' type, Acc<T> (the half types: float partials, rounded once here).
+template <typename T, typename A = T>
+__global__ void sum_splits_kernel(const A* __restrict__ ws, T* __restrict__ out, int64_t C, int64_t splits,
                                   int64_t c_stride, int64_t split_stride) {
   for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < C; c += int64_t(blockDim.x) * gridDim.x) {
-    T v = 0;
+    A v = 0;
     for (int64_t sp = 0; sp < splits; ++sp) v += ws[c * c_stride + sp * split_stride];
-    out[c] = v;
+    out[c] = from_acc<T>(v);
   }
 }
 

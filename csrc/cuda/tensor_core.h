@@ -3,15 +3,15 @@
 //
 // What a kernel uses:
 //   * nvcuda::wmma as documented by CUDA: fragment, load_matrix_sync, mma_sync, store_matrix_sync,
-//     fill_fragment, __float_to_tf32.  Emulated: tf32 m16n16k8 with float accumulators (another
-//     precision, e.g. half m16n16k16, is one more Traits specialization below).
+//     fill_fragment, __float_to_tf32.  Emulated: tf32 m16n16k8, and __half / __nv_bfloat16 m16n16k16
+//     (half.h's types), with float accumulators (another precision is one more Traits specialization).
 //   * cp_async<B>(smem_dst, gmem_src, pred): copy B = 4, 8 or 16 bytes (pred false: zero-fill, read
 //     nothing); cp_async_commit(): close the thread's current group; cp_async_wait<N>(): wait until
 //     at most N of the thread's committed groups are in flight.  A copy is visible to the issuing
 //     thread after its wait, to the block after every issuing thread's wait and a __syncthreads().
 //     sm_80+: cp.async.ca (4, 8 bytes) / cp.async.cg (16 bytes); older GPUs copy synchronously.
-//   CNNEXT_TF32_MMA is 1 where tf32 WMMA exists (sm_80+, the host pass, the emulator): a tf32 kernel
-//   body is compiled under it (and traps elsewhere); the host launches it only on sm_80+.
+//   CNNEXT_TENSOR_CORES is 1 where tf32 and bf16 WMMA exist (sm_80+, the host pass, the emulator): a
+//   tensor-core kernel body is compiled under it (and traps elsewhere); the host launches it only on sm_80+.
 //
 // The emulator is faithful in what a kernel may rely on and hostile to what it may not:
 //   * The fragment layout (which element of the 16x8 / 8x16 / 16x16 tile sits in lane l's x[i]) is
@@ -24,7 +24,8 @@
 //     bytes.  (fill_fragment and element access are per thread, as on the GPU.)
 //   * mma_sync reads tf32 operands as the tensor core does, ignoring the 13 low mantissa bits
 //     (truncation), so operands not rounded with __float_to_tf32 lose precision as on hardware.
-//     Products of tf32 values are exact in float; the sum is accumulated in float in k order.
+//     Products of tf32, __half or __nv_bfloat16 values are exact in float; the sum is accumulated in
+//     float in k order.  a and b must have the same element type (as mma.sync requires).
 //   * __float_to_tf32 is cvt.rna.tf32.f32: round to nearest on the 10-bit mantissa, ties away from
 //     zero: 0x1000 added to the bits of a finite value, the 13 low bits cleared (CUTLASS's
 //     round_half_ulp_truncate followed by the tensor core's truncation is the same); overflow gives
@@ -35,15 +36,16 @@
 //     thread's wait) reads NaN; a thread that exits with copies it never waited for aborts.
 #pragma once
 #include "compat.h"
+#include "half.h"
 
 #if defined(__CUDACC__)
 // ================================ real CUDA ==================================
 #include <mma.h>
 
 #if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
-#define CNNEXT_TF32_MMA 1
+#define CNNEXT_TENSOR_CORES 1
 #else
-#define CNNEXT_TF32_MMA 0
+#define CNNEXT_TENSOR_CORES 0
 #endif
 
 template <int B>
@@ -78,7 +80,7 @@ __device__ __forceinline__ void cp_async_wait() {
 
 #elif defined(EMU)
 // ============================== CPU emulation ================================
-#define CNNEXT_TF32_MMA 1
+#define CNNEXT_TENSOR_CORES 1
 
 namespace emu::detail {
 // A warp-collective call: every lane posts (its call count, key, p, q) and the warp syncs; then
@@ -160,15 +162,25 @@ template <> struct Traits<precision::tf32> {
   using storage = float;
   static float operand(float v) { return ::emu::detail::tf32_truncate(v); }
 };
+template <> struct Traits<__half> {
+  using storage = __half;
+  static float operand(__half v) { return __half2float(v); }
+};
+template <> struct Traits<__nv_bfloat16> {
+  using storage = __nv_bfloat16;
+  static float operand(__nv_bfloat16 v) { return __bfloat162float(v); }
+};
 template <> struct Traits<float> {  // accumulators
   using storage = float;
 };
 
+// tf32 m16n16k8; __half and __nv_bfloat16 m16n16k16; float accumulators of either shape.
 template <class Use, int M, int N, int K, class T, class Layout>
 constexpr bool supported() {
-  constexpr bool tf32 = M == 16 && N == 16 && K == 8;
-  if constexpr (std::is_same_v<Use, accumulator>) return tf32 && std::is_same_v<T, float> && std::is_void_v<Layout>;
-  else return tf32 && std::is_same_v<T, precision::tf32> &&
+  constexpr bool k8 = M == 16 && N == 16 && K == 8, k16 = M == 16 && N == 16 && K == 16;
+  if constexpr (std::is_same_v<Use, accumulator>) return (k8 || k16) && std::is_same_v<T, float> && std::is_void_v<Layout>;
+  else return ((k8 && std::is_same_v<T, precision::tf32>) ||
+               (k16 && (std::is_same_v<T, __half> || std::is_same_v<T, __nv_bfloat16>))) &&
               (std::is_same_v<Layout, row_major> || std::is_same_v<Layout, col_major>);
 }
 }  // namespace detail
@@ -176,7 +188,8 @@ constexpr bool supported() {
 template <class Use, int M, int N, int K, class T, class Layout = void>
 class fragment {
   static_assert(detail::supported<Use, M, N, K, T, Layout>(),
-                "emulated WMMA: only tf32 m16n16k8 operands (row_major / col_major) and float accumulators");
+                "emulated WMMA: only tf32 m16n16k8 and __half / __nv_bfloat16 m16n16k16 operands (row_major / "
+                "col_major) and float accumulators");
   using S = detail::Shape<Use, M, N, K>;
 
  public:
@@ -258,6 +271,7 @@ inline void store_matrix_sync(T* p, const fragment<accumulator, M, N, K, T>& f, 
 template <int M, int N, int K, class TA, class LA, class TB, class LB, class TC>
 inline void mma_sync(fragment<accumulator, M, N, K, TC>& d, const fragment<matrix_a, M, N, K, TA, LA>& a,
                      const fragment<matrix_b, M, N, K, TB, LB>& b, const fragment<accumulator, M, N, K, TC>& c) {
+  static_assert(std::is_same_v<TA, TB>, "wmma::mma_sync: matrix_a and matrix_b must have the same element type");
   using FA = fragment<matrix_a, M, N, K, TA, LA>;
   using FB = fragment<matrix_b, M, N, K, TB, LB>;
   using FC = fragment<accumulator, M, N, K, TC>;

@@ -120,7 +120,7 @@ at::Tensor conv2d_forward(const at::Tensor& input, const at::Tensor& weight, con
   if (has_bias)
     TORCH_CHECK(bias->dim() == 1 && bias->size(0) == s.K, kOp, ": bias must be 1-D of size out_channels (", s.K,
                 "), got shape ", bias->sizes());
-  if (is_half(input) && !native_bf16<Conv2dForward>(input))
+  if (is_half(input) && !native_half<Conv2dForward>(input))
     return narrow(conv2d_forward(widen(input), widen(weight), widen(bias), stride, padding, dilation, groups),
                   input.scalar_type());
   at::Tensor y = at::empty(out_shape(s, input.dim() == 4), input.options());
@@ -130,7 +130,10 @@ at::Tensor conv2d_forward(const at::Tensor& input, const at::Tensor& weight, con
   const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
   const Backend be = backend_for(x);
   if (is_half(x)) {
-    call_kernel<Conv2dForward, bfloat16>(be, s, bf16_data(x), bf16_data(w), bf16_data(b), bf16_data(y));
+    dispatch_half(x, [&](auto h) {
+      using H = decltype(h);
+      call_kernel<Conv2dForward, H>(be, s, half_data<H>(x), half_data<H>(w), half_data<H>(b), half_data<H>(y));
+    });
     return y;
   }
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv2d_forward", [&] {
@@ -153,7 +156,7 @@ at::Tensor conv2d_backward_input(const at::Tensor& grad_output, const at::Tensor
   const Conv2dShape s = make_shape(shape, weight.sizes(), p, "input");
   const bool batched = shape.size() == 4;
   check_grad_output(grad_output, s, batched);
-  if (is_half(grad_output) && !native_bf16<Conv2dBackwardInput>(grad_output))
+  if (is_half(grad_output) && !native_half<Conv2dBackwardInput>(grad_output))
     return narrow(conv2d_backward_input(widen(grad_output), widen(weight), input_shape, stride, padding, dilation,
                                         groups),
                   grad_output.scalar_type());
@@ -163,7 +166,10 @@ at::Tensor conv2d_backward_input(const at::Tensor& grad_output, const at::Tensor
   const at::Tensor gy = grad_output.contiguous(), w = weight.contiguous();
   const Backend be = backend_for(gy);
   if (is_half(gy)) {
-    call_kernel<Conv2dBackwardInput, bfloat16>(be, s, bf16_data(gy), bf16_data(w), bf16_data(gx));
+    dispatch_half(gy, [&](auto h) {
+      using H = decltype(h);
+      call_kernel<Conv2dBackwardInput, H>(be, s, half_data<H>(gy), half_data<H>(w), half_data<H>(gx));
+    });
     return gx;
   }
   AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "conv2d_backward_input", [&] {
@@ -186,7 +192,7 @@ std::tuple<at::Tensor, at::Tensor> conv2d_backward_weight(const at::Tensor& grad
   const Params p = check_params(stride, padding, dilation, groups);
   const Conv2dShape s = make_shape(input.sizes(), wshape, p, "input");
   check_grad_output(grad_output, s, input.dim() == 4);
-  if (is_half(input) && !native_bf16<Conv2dBackwardWeight>(input)) {
+  if (is_half(input) && !native_half<Conv2dBackwardWeight>(input)) {
     const auto [gw, gb] =
         conv2d_backward_weight(widen(grad_output), widen(input), weight_shape, stride, padding, dilation, groups, bias);
     return {narrow(gw, input.scalar_type()), narrow(gb, input.scalar_type())};
@@ -203,8 +209,12 @@ std::tuple<at::Tensor, at::Tensor> conv2d_backward_weight(const at::Tensor& grad
   const at::Tensor gy = grad_output.contiguous(), x = input.contiguous();
   const Backend be = backend_for(x);
   if (is_half(x)) {
-    call_kernel<Conv2dBackwardWeight, bfloat16>(be, s, bf16_data(x), bf16_data(gy), bf16_data(gw),
-                                               bias ? bf16_data(gb) : nullptr, nullptr);
+    dispatch_half(x, [&](auto h) {
+      using H = decltype(h);
+      const at::Tensor ws = workspace<Conv2dWeightWorkspace, H>(be, s, x);  // CUDA: float partials, counted in H
+      call_kernel<Conv2dBackwardWeight, H>(be, s, half_data<H>(x), half_data<H>(gy), half_data<H>(gw),
+                                          bias ? half_data<H>(gb) : nullptr, workspace_ptr<H>(ws));
+    });
     return {gw, gb};
   }
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv2d_backward_weight", [&] {

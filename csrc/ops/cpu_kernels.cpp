@@ -29,6 +29,10 @@ void conv2d_backward_weight_bf16_ws(const Conv2dShape& s, const bfloat16* x, con
                                     bfloat16* gb, bfloat16*) {
   conv2d_backward_weight_bf16(s, x, gy, gw, gb);
 }
+void conv2d_backward_weight_fp16_ws(const Conv2dShape& s, const float16* x, const float16* gy, float16* gw,
+                                    float16* gb, float16*) {
+  conv2d_backward_weight_fp16(s, x, gy, gw, gb);
+}
 }  // namespace
 
 CNNEXT_REGISTER_CPU_KERNEL(Conv2dForward, conv2d_forward)
@@ -41,6 +45,13 @@ CNNEXT_REGISTER_KERNEL_T(Conv2dBackwardInput, bfloat16, ::cnnext::Backend::CPU,
                          &::cnnext::WithoutStream<&conv2d_backward_input_bf16>::call)
 CNNEXT_REGISTER_KERNEL_T(Conv2dBackwardWeight, bfloat16, ::cnnext::Backend::CPU,
                          &::cnnext::WithoutStream<&conv2d_backward_weight_bf16_ws>::call)
+// float16: the float32 variants on copies widened with F16C
+CNNEXT_REGISTER_KERNEL_T(Conv2dForward, float16, ::cnnext::Backend::CPU,
+                         &::cnnext::WithoutStream<&conv2d_forward_fp16>::call)
+CNNEXT_REGISTER_KERNEL_T(Conv2dBackwardInput, float16, ::cnnext::Backend::CPU,
+                         &::cnnext::WithoutStream<&conv2d_backward_input_fp16>::call)
+CNNEXT_REGISTER_KERNEL_T(Conv2dBackwardWeight, float16, ::cnnext::Backend::CPU,
+                         &::cnnext::WithoutStream<&conv2d_backward_weight_fp16_ws>::call)
 
 CNNEXT_REGISTER_CPU_KERNEL(Corr2dForward, corr2d_forward)
 CNNEXT_REGISTER_CPU_KERNEL(Corr2dBackwardInput, corr2d_backward_input)

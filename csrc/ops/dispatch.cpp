@@ -2,6 +2,9 @@
 // and the library's utility ops (_set_emulate_cuda, build_info).
 #include "dispatch.h"
 
+#include "../common/batch_norm.h"
+#include "../common/conv2d.h"
+
 #include <torch/library.h>
 #include <torch/version.h>
 
@@ -67,6 +70,32 @@ void check_dim(const char* op, const char* arg, const at::Tensor& t, int64_t d, 
 
 namespace {
 
+// The ops with kernels of their own for a half dtype, per backend, as a JSON object of lists of
+// "op/dtype" (every other half call is widened to float32: dispatch.h).
+template <typename Op>
+void list_half(std::ostringstream& o, const char* op, Backend be, bool& first) {
+  for (const auto& [dtype, has] : {std::pair{"bfloat16", has_kernel<Op, bfloat16>(be)},
+                                   std::pair{"float16", has_kernel<Op, float16>(be)}}) {
+    if (!has) continue;
+    o << (first ? "" : ", ") << "\"" << op << "/" << dtype << "\"";
+    first = false;
+  }
+}
+std::string half_kernels() {
+  std::ostringstream o;
+  o << "{";
+  const std::pair<const char*, Backend> backends[] = {{"cpu", Backend::CPU}, {"emulator", Backend::Emulator},
+                                                      {"cuda", Backend::CUDA}};
+  for (const auto& [name, be] : backends) {
+    o << (be == Backend::CPU ? "" : ", ") << "\"" << name << "\": [";
+    bool first = true;
+    list_half<BatchNormForward>(o, "batch_norm", be, first);
+    list_half<Conv2dForward>(o, "conv2d", be, first);
+    o << "]";
+  }
+  return o.str() + "}";
+}
+
 // A JSON object; cnnext/info.py adds what Python knows (versions, archs, GPU).
 std::string build_info() {
   std::ostringstream o;
@@ -83,7 +112,7 @@ std::string build_info() {
     << "false"
 #endif
     << ", \"torch_version_compiled\": \"" << TORCH_VERSION_MAJOR << "." << TORCH_VERSION_MINOR << "."
-    << TORCH_VERSION_PATCH << "\", \"emulator\": true}";
+    << TORCH_VERSION_PATCH << "\", \"emulator\": true, \"half_kernels\": " << half_kernels() << "}";
   return o.str();
 }
 

@@ -17,6 +17,7 @@
 
 #include "../common/backend.h"
 #include "../common/bfloat16.h"
+#include "../common/float16.h"
 
 namespace cnnext {
 
@@ -65,18 +66,39 @@ at::Tensor workspace(Backend be, const S& s, const at::Tensor& like) {
 }
 template <typename T>
 T* workspace_ptr(const at::Tensor& ws) {
-  return ws.defined() ? ws.mutable_data_ptr<T>() : nullptr;
+  return ws.defined() ? static_cast<T*>(ws.mutable_data_ptr()) : nullptr;
 }
 
 // ---- bfloat16 and float16 ----
-// A call with bfloat16 tensors runs the backend's bfloat16 kernel where it registered one (`native_bf16`:
-// the CPU's conv2d forward and grad input). Every other half-precision call is computed by the float32
-// kernels of its backend: the op checks its arguments as given, widens its half tensors to float32
-// (`widen`), calls itself, and rounds each floating output once to its dtype (`narrow`). Both are float32
-// accumulation and one rounding per output, the arithmetic of torch's own CPU kernels for these dtypes.
+// A call with bfloat16 or float16 tensors runs the backend's kernel for that dtype where it registered one
+// (`native_half`: the CPU's bfloat16 conv2d and batch_norm, the CUDA and emulated conv2d's tensor cores for
+// both). Every other half-precision call is computed by the float32 kernels of its backend: the op checks
+// its arguments as given, widens its half tensors to float32 (`widen`), calls itself, and rounds each
+// floating output once to its dtype (`narrow`). Both are float32 accumulation and one rounding per output,
+// the arithmetic of torch's own CPU kernels for these dtypes.
+template <typename Op>
+bool native_half(const at::Tensor& t) {
+  const int be = int(backend_for(t));
+  if (t.scalar_type() == at::kBFloat16) return Kernel<Op, bfloat16>::table[be] != nullptr;
+  if (t.scalar_type() == at::kHalf) return Kernel<Op, float16>::table[be] != nullptr;
+  return false;
+}
 template <typename Op>
 bool native_bf16(const at::Tensor& t) {
-  return t.scalar_type() == at::kBFloat16 && Kernel<Op, bfloat16>::table[int(backend_for(t))] != nullptr;
+  return t.scalar_type() == at::kBFloat16 && native_half<Op>(t);
+}
+// f(H{}) for H, the kernel element type of half tensor t: bfloat16 or float16.
+template <typename F>
+decltype(auto) dispatch_half(const at::Tensor& t, F&& f) {
+  return t.scalar_type() == at::kHalf ? f(float16{}) : f(bfloat16{});
+}
+template <typename H>
+const H* half_data(const at::Tensor& t) {
+  return t.defined() ? static_cast<const H*>(t.const_data_ptr()) : nullptr;
+}
+template <typename H>
+H* half_data(at::Tensor& t) {
+  return static_cast<H*>(t.mutable_data_ptr());
 }
 inline const bfloat16* bf16_data(const at::Tensor& t) {
   return t.defined() ? reinterpret_cast<const bfloat16*>(t.const_data_ptr<at::BFloat16>()) : nullptr;

@@ -112,6 +112,71 @@ int check_gemm() {
   return bad ? 1 : 0;
 }
 
+// ---- WMMA on 16-bit operands: C (32 x 32) = A (32 x 16) * B (16 x 16 ... 32), one m16n16k16 step per tile --
+// H = __half or __nv_bfloat16; A row- or column-major, B row- or column-major, C row-major. The operands are
+// H values (converted from random floats with round to nearest even); their products are exact in float, so
+// the result must equal a float64 sum of the same H values to float accumulation error, and differ from the
+// unrounded floats' product by about the 16-bit rounding.
+template <class H, class LA, class LB>
+__global__ void gemm16_kernel(const H* A, const H* B, float* C) {
+  const int warp = threadIdx.x / 32, tm = warp / 2, tn = warp % 2;
+  constexpr bool a_row = std::is_same_v<LA, wmma::row_major>, b_row = std::is_same_v<LB, wmma::row_major>;
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+  wmma::fill_fragment(acc, 0.0f);
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, H, LA> a;
+  wmma::fragment<wmma::matrix_b, 16, 16, 16, H, LB> b;
+  wmma::load_matrix_sync(a, a_row ? A + tm * 16 * 16 : A + tm * 16, a_row ? 16 : 32);
+  wmma::load_matrix_sync(b, b_row ? B + tn * 16 : B + tn * 16 * 16, b_row ? 32 : 16);
+  wmma::mma_sync(acc, a, b, acc);
+  wmma::store_matrix_sync(C + tm * 16 * 32 + tn * 16, acc, 32, wmma::mem_row_major);
+}
+
+template <class H>
+int check_gemm16(const char* hname, H (*to_h)(float), float (*from_h)(H)) {
+  H* A = static_cast<H*>(std::aligned_alloc(64, 32 * 16 * sizeof(H)));
+  H* B = static_cast<H*>(std::aligned_alloc(64, 16 * 32 * sizeof(H)));
+  Buf C(32 * 32);
+  uint32_t seed = 777;
+  auto rnd = [&] { seed = seed * 1664525u + 1013904223u; return float(int(seed >> 8) % 20001 - 10000) / 7777.f; };
+  std::vector<float> a(32 * 16), b(16 * 32);
+  for (auto& v : a) v = rnd();
+  for (auto& v : b) v = rnd();
+  int bad = 0;
+  for (int combo = 0; combo < 4; ++combo) {
+    const bool a_row = combo & 1, b_row = combo & 2;
+    for (int m = 0; m < 32; ++m) for (int k = 0; k < 16; ++k) A[a_row ? m * 16 + k : k * 32 + m] = to_h(a[m * 16 + k]);
+    for (int k = 0; k < 16; ++k) for (int n = 0; n < 32; ++n) B[b_row ? k * 32 + n : n * 16 + k] = to_h(b[k * 32 + n]);
+    auto run = [&](auto la, auto lb) {
+      launch(gemm16_kernel<H, typename decltype(la)::type, typename decltype(lb)::type>, dim3(1), dim3(128), 0, nullptr,
+             (const H*)A, (const H*)B, C.p);
+    };
+    if (a_row && b_row) run(std::type_identity<wmma::row_major>{}, std::type_identity<wmma::row_major>{});
+    else if (a_row) run(std::type_identity<wmma::row_major>{}, std::type_identity<wmma::col_major>{});
+    else if (b_row) run(std::type_identity<wmma::col_major>{}, std::type_identity<wmma::row_major>{});
+    else run(std::type_identity<wmma::col_major>{}, std::type_identity<wmma::col_major>{});
+    double err_ref = 0, err_exact = 0, scale = 0;
+    for (int m = 0; m < 32; ++m)
+      for (int n = 0; n < 32; ++n) {
+        double ref = 0, exact = 0;  // ref: the H operands in fp64; exact: the unrounded floats
+        for (int k = 0; k < 16; ++k) {
+          ref += double(from_h(to_h(a[m * 16 + k]))) * from_h(to_h(b[k * 32 + n]));
+          exact += double(a[m * 16 + k]) * b[k * 32 + n];
+        }
+        err_ref = std::max(err_ref, std::abs(C[m * 32 + n] - ref));
+        err_exact = std::max(err_exact, std::abs(C[m * 32 + n] - exact));
+        scale = std::max(scale, std::abs(exact));
+      }
+    err_ref /= scale, err_exact /= scale;
+    const bool ok = err_ref < 2e-6 && err_exact > 1e-5 && err_exact < 2e-2;
+    std::printf("%s gemm16 %s A %s B %s: rel err vs %s reference %.2e, vs the unrounded floats %.2e\n", ok ? "ok" : "FAIL",
+                hname, a_row ? "row" : "col", b_row ? "row" : "col", hname, err_ref, err_exact);
+    bad += !ok;
+  }
+  std::free(A);
+  std::free(B);
+  return bad ? 1 : 0;
+}
+
 // __float_to_tf32 on chosen bit patterns, against cvt.rna.tf32.f32.
 int check_rounding() {
   struct Case { uint32_t in, out; const char* what; };
@@ -337,6 +402,9 @@ int main(int argc, char** argv) {
   const std::string m = argc > 1 ? argv[1] : "";
   Buf A(16 * 16 * 2, 1.f), C(16 * 16 * 2);
   if (m == "gemm") return check_gemm();
+  if (m == "gemm16")
+    return check_gemm16<__half>("half", __float2half_rn, __half2float) +
+           check_gemm16<__nv_bfloat16>("bfloat16", __float2bfloat16_rn, __bfloat162float);
   if (m == "rounding") return check_rounding();
   if (m == "truncation") return check_truncation();
   if (m == "layout") return check_layout();
@@ -356,6 +424,6 @@ int main(int argc, char** argv) {
       std::printf("misuse '%s' was not caught\n", amisuse[i]);
       return 0;
     }
-  std::fprintf(stderr, "usage: selftest gemm|rounding|truncation|layout|config|async|<misuse>\n");
+  std::fprintf(stderr, "usage: selftest gemm|gemm16|rounding|truncation|layout|config|async|<misuse>\n");
   return 2;
 }

@@ -33,6 +33,8 @@
 #endif
 #if defined(HAVE_CU_conv2d) && (defined(NO_CPU) || defined(HAVE_CPU_conv2d))
 #define WITH_conv2d 1
+#include "../../csrc/common/bfloat16.h"
+#include "../../csrc/common/float16.h"
 #include "../../csrc/cpu/conv2d.h"
 #include "../../csrc/cuda/conv2d.h"
 #endif
@@ -240,6 +242,38 @@ void conv2d_case(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t 
     expect_close(label("conv2d", "forward_tf32", Be::EMU, tname<T>(), shape).c_str(), oy, y, 1e-2);
     expect_close(label("conv2d", "backward_input_tf32", Be::EMU, tname<T>(), shape).c_str(), ogx, gx, 1e-2);
     expect_close(label("conv2d", "backward_weight_tf32", Be::EMU, tname<T>(), shape).c_str(), ogw, gw, 1e-2);
+    // bfloat16 and float16 on the same kernel (WMMA m16n16k16, float sums, one rounding per output): the
+    // inputs' rounding to 16 bits against the float reference, within TF32's 1e-2 too
+    auto half_run = [&](auto h, const char* hname) {
+      using Half = decltype(h);
+      auto to_h = [](const vector<T>& v) {
+        vector<Half> o(v.size());
+        for (size_t i = 0; i < v.size(); ++i) {
+          if constexpr (std::is_same_v<Half, cnnext::bfloat16>) o[i] = cnnext::from_float(v[i]);
+          else o[i] = cnnext::float16_from_float(v[i]);
+        }
+        return o;
+      };
+      auto to_f = [](const vector<Half>& v) {
+        vector<float> o(v.size());
+        for (size_t i = 0; i < v.size(); ++i) o[i] = cnnext::to_float(v[i]);
+        return o;
+      };
+      const auto hx = to_h(x), hw = to_h(w), hb = to_h(b), hgy = to_h(gy);
+      vector<Half> hy(N * K * P * Q, Half{0xFFFF}), hgx(N * C * H * W, Half{0xFFFF}), hgw(K * Cg * R * S, Half{0xFFFF}),
+          hgb(K, Half{0xFFFF});  // 0xFFFF: NaN, unwritten
+      cnnext::emulated::conv2d_forward<Half>(s, hx.data(), hw.data(), bias ? hb.data() : nullptr, hy.data(), nullptr);
+      cnnext::emulated::conv2d_backward_input<Half>(s, hgy.data(), hw.data(), hgx.data(), nullptr);
+      vector<Half> hws(size_t(cnnext::emulated::conv2d_weight_workspace<Half>(s, nullptr)));
+      cnnext::emulated::conv2d_backward_weight<Half>(s, hx.data(), hgy.data(), hgw.data(), bias ? hgb.data() : nullptr,
+                                                  hws.empty() ? nullptr : hws.data(), nullptr);
+      expect_close(label("conv2d", "forward_wmma16", Be::EMU, hname, shape).c_str(), to_f(hy), y, 1e-2);
+      expect_close(label("conv2d", "backward_input_wmma16", Be::EMU, hname, shape).c_str(), to_f(hgx), gx, 1e-2);
+      expect_close(label("conv2d", "backward_weight_wmma16", Be::EMU, hname, shape).c_str(), to_f(hgw), gw, 1e-2);
+      if (bias) expect_close(label("conv2d", "backward_bias_wmma16", Be::EMU, hname, shape).c_str(), to_f(hgb), gb, 1e-2);
+    };
+    half_run(cnnext::bfloat16{}, "bf16");
+    half_run(cnnext::float16{}, "f16");
   }
 }
 void check_conv2d(bool big) {

@@ -1,13 +1,18 @@
-"""conv2d's TF32 tensor-core path (csrc/cuda/conv2d.cu conv2d_igemm_tf32: WMMA tf32 m16n16k8, fp32
-accumulators, a 3-stage cp.async pipeline), run by the emulator (csrc/cuda/tensor_core.h), and the
-switch it follows: torch.backends.cudnn.allow_tf32, as cuDNN does (torch's default True).
+"""conv2d's tensor-core kernel (csrc/cuda/conv2d_wmma.cu conv2d_igemm_wmma: fp32 accumulators, a 3-stage
+pipeline in shared memory), run by the emulator (csrc/cuda/tensor_core.h): its TF32 path (WMMA tf32
+m16n16k8, cp.async) and the switch it follows, torch.backends.cudnn.allow_tf32, as cuDNN does (torch's
+default True); and its float16 / bfloat16 path (WMMA m16n16k16 on the stored 16-bit operands).
 
   * allow_tf32=True: forward, grad input and grad weight show TF32 rounding -- relative error against
     float64 between 1e-5 and 1e-2 -- and match, to FP32 accumulation error, float64 convs of the operands
     rounded to TF32 as cvt.rna.tf32.f32 rounds them (so both operands of every pass are rounded, and
     nothing else is lost);
   * allow_tf32=False: the exact FP32 SIMT kernels (<= 1e-5); float64 never uses tensor cores;
-  * the CPU kernels ignore the switch.
+  * the CPU kernels ignore the switch;
+  * float16 / bfloat16: output, grad input, grad weight and grad bias within one rounding to the dtype of
+    torch's float64 result on the same 16-bit values (2^-8 of the largest magnitude for bfloat16, 2^-10 for
+    float16: the products are exact in float, the sums float, the one rounding is the output's), whatever
+    allow_tf32 says; also on the 64-bit direct fallback, and with a GPU-sized grid, deterministically.
 (The other conv2d tests run with the switch off: tests/conftest.py.)"""
 import os
 import subprocess
@@ -164,3 +169,67 @@ def test_default_is_torchs_default():
     assert p.returncode == 0, p.stderr
     assert 1e-5 < float(p.stdout.split()[-1]) <= 1e-2
     assert "Warning" not in p.stderr, p.stderr  # reading the switch warns about nothing
+
+
+# ---- float16 and bfloat16 on the tensor-core kernel ----
+HALF_BOUND = {torch.bfloat16: 2.0 ** -8, torch.float16: 2.0 ** -10}
+
+
+def _half_passes(x, w, b, kw, dtype):
+    """cnnext's output and three gradients in dtype, and torch's float64 ones on the same 16-bit values."""
+    xh, wh, bh = (t.to(dtype).requires_grad_() for t in (x, w, b))
+    y = conv2d(xh, wh, bh, **kw)
+    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(7)).to(dtype)
+    ours = (y.detach(), *torch.autograd.grad(y, [xh, wh, bh], gy))
+    xd, wd, bd = (t.detach().double().requires_grad_() for t in (xh, wh, bh))
+    yd = F.conv2d(xd, wd, bd, **kw)
+    ref = (yd.detach(), *torch.autograd.grad(yd, [xd, wd, bd], gy.double()))
+    return ours, ref
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("name,xs,ws,kw", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("tf32", [True, False], ids=["tf32_on", "tf32_off"])
+def test_half_one_rounding(name, xs, ws, kw, dtype, tf32, allow_tf32):
+    allow_tf32(tf32)
+    x, w, b = _inputs(xs, ws, kw.get("groups", 1), 11)
+    with on("emu"):
+        ours, ref = _half_passes(x, w, b, kw, dtype)
+    for what, a, e in zip(("output", "grad input", "grad weight", "grad bias"), ours, ref):
+        assert a.dtype == dtype, (what, a.dtype)
+        assert_rel_close(a.double(), e, HALF_BOUND[dtype], f"{name} {dtype} {what}")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_half_direct_fallback(dtype, monkeypatch):
+    """CNNEXT_CONV2D_DIRECT=1: the 64-bit fallback loops (float sums of the 16-bit values), same bound."""
+    monkeypatch.setenv("CNNEXT_CONV2D_DIRECT", "1")
+    kw = dict(stride=(2, 1), padding=1, groups=2)
+    x, w, b = _inputs((2, 6, 9, 8), (8, 3, 3), 2, 5)
+    with on("emu"):
+        ours, ref = _half_passes(x, w, b, kw, dtype)
+    for what, a, e in zip(("output", "grad input", "grad weight", "grad bias"), ours, ref):
+        assert_rel_close(a.double(), e, HALF_BOUND[dtype], f"direct {dtype} {what}")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_half_gpu_sized_grid_and_deterministic(dtype):
+    x, w, b = _inputs((2, 16, 20, 19), (80, 3, 3), 1, 3)
+    with on("emu"), emu_grid_cap(65535):
+        a, _ = _half_passes(x, w, b, dict(padding=1), dtype)
+    with on("emu"):
+        c, _ = _half_passes(x, w, b, dict(padding=1), dtype)
+    for u, v in zip(a, c):
+        assert torch.equal(u, v)
+
+
+def test_half_kernels_registered():
+    """The emulator (and a CUDA build) runs conv2d's own float16 / bfloat16 kernels, not the widened path;
+    cnnext.info() says which ops have half kernels on which backend."""
+    import cnnext
+    info = cnnext.info()
+    kernels = info["half_kernels"]
+    assert {"conv2d/bfloat16", "conv2d/float16"} <= set(kernels["emulator"])
+    if info["cuda_kernels_compiled"]:
+        assert {"conv2d/bfloat16", "conv2d/float16"} <= set(kernels["cuda"])
+    assert {"conv2d/bfloat16", "conv2d/float16"} <= set(kernels["cpu"])

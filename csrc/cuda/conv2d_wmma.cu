@@ -1,50 +1,74 @@
-// conv2d's TF32 tensor-core implicit GEMM (float convs whose plan allows TF32, sm_80+; the emulator
-// runs it with csrc/cuda/tensor_core.h's WMMA and cp.async).  The GEMMs, the plan (Geom) and the
-// launchers are conv2d.cu's (see its top comment); this file holds the kernel and its launch.
+// conv2d's tensor-core implicit GEMM (sm_80+; the emulator runs it with csrc/cuda/tensor_core.h's WMMA
+// and cp.async), one kernel for three element types T:
+//   float           convs whose plan allows TF32: wmma tf32 m16n16k8, operands rounded with __float_to_tf32
+//   __half          float16 convs: wmma m16n16k16 on the half operands as stored
+//   __nv_bfloat16   bfloat16 convs: likewise
+// all with float accumulators.  The GEMMs, the plan (Geom) and the launchers are conv2d.cu's (see its top
+// comment); this file holds the kernel and its launch.
 #include "compat.h"
 #include "tensor_core.h"
 #include "conv2d_igemm.h"
 
 namespace {
 
-// ---- the TF32 tensor-core implicit GEMM (float, allow_tf32, sm_80+) ----
+// ---- the tensor-core implicit GEMM ----
 // The same three GEMMs as conv2d_igemm, tiled TC_BM x TC_BN = 64 x 128 per 256-thread block, the
-// reduction in steps of BK = 16 through a TC_STAGES = 3 deep cp.async pipeline in shared memory:
-//   loads   every thread issues, per step, 4 cp.async (4 bytes each, zero-filled outside the image or the
-//           GEMM) of the 64 x 16 A tile (rows tid/16 + 16i, reduction index tid%16) and 8 of the 16 x 128
-//           B tile (forward / grad input: reduction index tid/16, columns tid%16 + 16j; grad weight:
-//           reduction index tid%16, columns tid/16 + 16j), the same im2col index math and mixed-radix
-//           counters as conv2d_igemm, for the step STAGES-1 ahead of the one being multiplied;
+// reduction in steps of BK = 16 through a TC_STAGES = 3 deep pipeline in shared memory:
+//   loads   every thread fetches, per step, 4 elements (zero outside the image or the GEMM) of the
+//           64 x 16 A tile (rows tid/16 + 16i, reduction index tid%16) and 8 of the 16 x 128 B tile
+//           (forward / grad input: reduction index tid/16, columns tid%16 + 16j; grad weight: reduction
+//           index tid%16, columns tid/16 + 16j), the same im2col index math and mixed-radix counters as
+//           conv2d_igemm, for the step STAGES-1 ahead of the one being multiplied; float: one 4-byte
+//           cp.async each (it lands at the wait), half types: a plain load and store (2 bytes are below
+//           cp.async's smallest copy), visible after the same barrier;
 //   math    warp w (8 warps, 2 x 4) owns rows 32*(w/4) .. +31 and columns 32*(w%4) .. +31 of the tile:
-//           2 x 2 wmma m16n16k8 accumulators (fp32), per 8-wide slice of the step two matrix_a and two
-//           matrix_b fragments loaded from shared memory and rounded with __float_to_tf32 element by
-//           element (the one uniform operation on fragment elements);
+//           2 x 2 wmma accumulators (fp32); float: per 8-wide slice of the step two matrix_a and two
+//           matrix_b tf32 fragments loaded from shared memory and rounded with __float_to_tf32 element by
+//           element (the one uniform operation on fragment elements); half types: one m16n16k16 slice;
 //   epilogue the accumulators go through shared memory (store_matrix_sync, the pipeline buffers reused);
-//           thread tid writes column tid%128, rows tid/128 + 2t, t < 32 (coalesced along the column).
+//           thread tid writes column tid%128, rows tid/128 + 2t, t < 32 (coalesced along the column),
+//           adding the bias in float and rounding once to T (grad weight: float, see TcOut).
 // Strided grad input (kBwdInS) is phase-decomposed exactly as in conv2d_igemm (grid z = group x phase,
 // each phase a dense GEMM over its own taps, the column's gX offset decoded into shared memory).
 constexpr int TC_STAGES = 3;  // TC_BM x TC_BN: conv2d_igemm.h
-constexpr int TC_LDA = BK + 4, TC_LDB = TC_BN + 4, TC_LDC = TC_BN + 4;  // floats; ldm multiples of 16 bytes
-constexpr int TC_A_STAGE = TC_BM * TC_LDA, TC_B_STAGE = BK * TC_LDB;
-constexpr int TC_PIPE = TC_STAGES * (TC_A_STAGE + TC_B_STAGE), TC_CTILE = TC_BM * TC_LDC;
-constexpr int TC_SMEM = TC_PIPE > TC_CTILE ? TC_PIPE : TC_CTILE;  // floats (40704 bytes)
-static_assert((TC_A_STAGE * 4) % 32 == 0 && (TC_B_STAGE * 4) % 32 == 0 && (16 * TC_LDA * 4) % 32 == 0 &&
-                  (8 * TC_LDB * 4) % 32 == 0 && (16 * TC_LDC * 4) % 32 == 0,
-              "every WMMA tile pointer must be 32-byte aligned");
+// Shared-memory rows, in elements of T: ldm a multiple of 16 bytes, every tile pointer 32-byte aligned.
+template <typename T>
+struct TcSmem {
+  static constexpr bool tf32 = std::is_same_v<T, float>;
+  static constexpr int KSTEP = tf32 ? 8 : 16;  // the WMMA shape's k
+  static constexpr int LDA = BK + 16 / int(sizeof(T)), LDB = TC_BN + 16 / int(sizeof(T)), LDC = TC_BN + 4;
+  static constexpr int A_STAGE = TC_BM * LDA, B_STAGE = BK * LDB;  // elements of T
+  static constexpr int PIPE = TC_STAGES * (A_STAGE + B_STAGE) * int(sizeof(T)), CTILE = TC_BM * LDC * 4;
+  static constexpr int BYTES = PIPE > CTILE ? PIPE : CTILE;  // float 40704, half types 33792
+  static_assert((A_STAGE * sizeof(T)) % 32 == 0 && (B_STAGE * sizeof(T)) % 32 == 0 &&
+                    (16 * LDA * sizeof(T)) % 32 == 0 && (KSTEP * LDB * sizeof(T)) % 32 == 0 &&
+                    (KSTEP * sizeof(T)) % 32 == 0 && (16 * LDC * 4) % 32 == 0,
+                "every WMMA tile pointer must be 32-byte aligned");
+};
 
-template <int KIND, bool PW>
+// One element of a pipeline stage: float by cp.async (zero-filled when !ok), the half types directly.
+template <typename T>
+__device__ __forceinline__ void stage_copy(T* dst, const T* src, bool ok) {
+  if constexpr (sizeof(T) == 4) cp_async<4>(dst, src, ok);
+  else *dst = ok ? *src : T{};
+}
+
+template <typename T, int KIND, bool PW>
 __global__ void __launch_bounds__(kBlock, 2)  // two blocks per SM: at most 128 registers (sm_90 took 188 unbounded)
-conv2d_igemm_tf32(const Geom gm, const float* __restrict__ x, const float* __restrict__ w,
-                  const float* __restrict__ gy, const float* __restrict__ bias, float* __restrict__ out) {
-#if CNNEXT_TF32_MMA
+conv2d_igemm_wmma(const Geom gm, const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ gy,
+                  const T* __restrict__ bias, TcOut<T, KIND>* __restrict__ out) {
+#if CNNEXT_TENSOR_CORES
   using namespace nvcuda;
-  __align__(128) __shared__ float smem[TC_SMEM];
+  using L = TcSmem<T>;
+  constexpr int TC_LDA = L::LDA, TC_LDB = L::LDB, TC_LDC = L::LDC;
+  constexpr int TC_A_STAGE = L::A_STAGE, TC_B_STAGE = L::B_STAGE;
+  __align__(128) __shared__ unsigned char smem[L::BYTES];
   __shared__ int64_t s_col_base[TC_BN];
   __shared__ int s_col_h[TC_BN], s_col_w[TC_BN];
   __shared__ int64_t s_col_out[KIND == kBwdInS ? TC_BN : 1];  // kBwdInS: the column's gx offset
-  float* const As = smem;                               // [stage][TC_BM][TC_LDA]
-  float* const Bs = smem + TC_STAGES * TC_A_STAGE;      // [stage][BK][TC_LDB]
-  float* const Cs = smem;                               // [TC_BM][TC_LDC], after the pipeline drained
+  T* const As = reinterpret_cast<T*>(smem);             // [stage][TC_BM][TC_LDA]
+  T* const Bs = As + TC_STAGES * TC_A_STAGE;            // [stage][BK][TC_LDB]
+  float* const Cs = reinterpret_cast<float*>(smem);     // [TC_BM][TC_LDC], after the pipeline drained
 
   const int Cg = gm.Cg, Kg = gm.Kg;
   const int H = gm.H, W = gm.W, P = gm.P, Q = gm.Q, R = gm.R, S = gm.S;
@@ -115,7 +139,7 @@ conv2d_igemm_tf32(const Geom gm, const float* __restrict__ x, const float* __res
           s_col_w[tid] = cw;
         }
         __syncthreads();
-        const float* a_row = w + int64_t(g * Kg + m0 + a_m) * gm.wrow;
+        const T* a_row = w + int64_t(g * Kg + m0 + a_m) * gm.wrow;
         int64_t ka = k_begin + a_k, kb = k_begin + b_k;
         Digits da, db;
         da.set(ka, rad_b, rad_c);
@@ -125,13 +149,13 @@ conv2d_igemm_tf32(const Geom gm, const float* __restrict__ x, const float* __res
         // Issues this thread's copies of the next reduction step into pipeline stage `stage`, then
         // advances the counters by one step.
         auto issue = [&](int stage) {
-          float* as = As + stage * TC_A_STAGE;
-          float* bs = Bs + stage * TC_B_STAGE;
+          T* as = As + stage * TC_A_STAGE;
+          T* bs = Bs + stage * TC_B_STAGE;
           const bool ka_ok = ka < k_end, kb_ok = kb < k_end;
 UNROLL
           for (int i = 0; i < TC_BM / 16; ++i) {
             const int m = m0 + a_m + 16 * i;
-            const float* src = w;
+            const T* src = w;
             bool ok = ka_ok && m < M;
             if (ok) {
               if constexpr (KIND == kFwd) src = a_row + int64_t(16 * i) * gm.wrow + ka;
@@ -141,12 +165,12 @@ UNROLL
                       da.c * phw.tstep;
               else src = gy + (da.a * gm.K + g * Kg + m) * PQ + da.b * Q + da.c;
             }
-            cp_async<4>(as + (a_m + 16 * i) * TC_LDA + a_k, src, ok);
+            stage_copy(as + (a_m + 16 * i) * TC_LDA + a_k, src, ok);
           }
 UNROLL
           for (int j = 0; j < TC_BN / 16; ++j) {
             const int cj = b_n + 16 * j;
-            const float* src = KIND == kBwdIn || KIND == kBwdInS ? gy : x;
+            const T* src = KIND == kBwdIn || KIND == kBwdInS ? gy : x;
             bool ok = kb_ok && n0 + cj < ncols;
             if (ok) {
               const int64_t base = s_col_base[cj];
@@ -176,7 +200,7 @@ UNROLL
                 ok = th >= 0 && th < P && tw >= 0 && tw < Q;
                 src = gy + base + int(db.a) * PQ + th * Q + tw;
               } else {
-                const float* xn = x + db.a * gm.C * HW + base;
+                const T* xn = x + db.a * gm.C * HW + base;
                 if (PW) {
                   src = xn + db.b * Q + db.c;
                 } else {
@@ -187,7 +211,7 @@ UNROLL
               }
               if (!ok) src = KIND == kBwdIn || KIND == kBwdInS ? gy : x;  // never dereferenced (zero-fill), but valid
             }
-            cp_async<4>(bs + b_k * TC_LDB + cj, src, ok);
+            stage_copy(bs + b_k * TC_LDB + cj, src, ok);
           }
           ka += BK;
           kb += BK;
@@ -196,7 +220,7 @@ UNROLL
           else db = da;
         };
 
-        wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[2][2];
+        wmma::fragment<wmma::accumulator, 16, 16, L::KSTEP, float> acc[2][2];
 UNROLL
         for (int i = 0; i < 2; ++i)
 UNROLL
@@ -213,23 +237,28 @@ UNROLL
           __syncthreads();                 // ... and every thread's; step kt-1's stage is free again
           if (kt + TC_STAGES - 1 < nk) issue(int((kt + TC_STAGES - 1) % TC_STAGES));
           cp_async_commit();
-          const float* as = As + int(kt % TC_STAGES) * TC_A_STAGE + (32 * wm) * TC_LDA;
-          const float* bs = Bs + int(kt % TC_STAGES) * TC_B_STAGE + 32 * wn;
+          const T* as = As + int(kt % TC_STAGES) * TC_A_STAGE + (32 * wm) * TC_LDA;
+          const T* bs = Bs + int(kt % TC_STAGES) * TC_B_STAGE + 32 * wn;
+          using Op = std::conditional_t<L::tf32, wmma::precision::tf32, T>;
 UNROLL
-          for (int kk = 0; kk < BK; kk += 8) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fa[2];
-            wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb[2];
+          for (int kk = 0; kk < BK; kk += L::KSTEP) {
+            wmma::fragment<wmma::matrix_a, 16, 16, L::KSTEP, Op, wmma::row_major> fa[2];
+            wmma::fragment<wmma::matrix_b, 16, 16, L::KSTEP, Op, wmma::row_major> fb[2];
 UNROLL
             for (int i = 0; i < 2; ++i) {
               wmma::load_matrix_sync(fa[i], as + 16 * i * TC_LDA + kk, TC_LDA);
+              if constexpr (L::tf32) {
 UNROLL
-              for (int e = 0; e < fa[i].num_elements; ++e) fa[i].x[e] = wmma::__float_to_tf32(fa[i].x[e]);
+                for (int e = 0; e < fa[i].num_elements; ++e) fa[i].x[e] = wmma::__float_to_tf32(fa[i].x[e]);
+              }
             }
 UNROLL
             for (int j = 0; j < 2; ++j) {
               wmma::load_matrix_sync(fb[j], bs + kk * TC_LDB + 16 * j, TC_LDB);
+              if constexpr (L::tf32) {
 UNROLL
-              for (int e = 0; e < fb[j].num_elements; ++e) fb[j].x[e] = wmma::__float_to_tf32(fb[j].x[e]);
+                for (int e = 0; e < fb[j].num_elements; ++e) fb[j].x[e] = wmma::__float_to_tf32(fb[j].x[e]);
+              }
             }
 UNROLL
             for (int i = 0; i < 2; ++i)
@@ -271,8 +300,9 @@ UNROLL
             const int m = m0 + r;
             if (m >= M) break;
             float v = Cs[r * TC_LDC + cl];
-            if (KIND == kFwd && bias) v += bias[g * Kg + m];
-            out[obase + m * ostride] = v;
+            if (KIND == kFwd && bias) v += to_acc(bias[g * Kg + m]);
+            if constexpr (KIND == kBwdW) out[obase + m * ostride] = v;
+            else out[obase + m * ostride] = from_acc<T>(v);
           }
         }
         __syncthreads();  // Cs (the pipeline buffers) and the column decode are rewritten by the next tile
@@ -280,7 +310,7 @@ UNROLL
     }
   }
 #else
-  __trap();  // launched only on sm_80+ (tf32_tensor_cores())
+  __trap();  // launched only on sm_80+ (use_tensor_cores())
 #endif
 }
 
@@ -288,22 +318,26 @@ UNROLL
 
 namespace cnnext::CNNEXT_DEVICE_NS {
 
-template <int KIND>
-void conv2d_tf32_launch(const conv2d_igemm::Geom& g, dim3 grid, bool pw, const float* x, const float* w,
-                        const float* gy, const float* b, float* out, cudaStream_t stream) {
+template <typename T, int KIND, typename O>
+void conv2d_wmma_launch(const conv2d_igemm::Geom& g, dim3 grid, bool pw, const T* x, const T* w, const T* gy,
+                        const T* b, O* out, cudaStream_t stream) {
+  static_assert(std::is_same_v<O, TcOut<T, KIND>>, "conv2d_wmma_launch: O is TcOut<T, KIND>");
   if constexpr (KIND != kBwdInS) {  // strided: never the 1x1 plain GEMM
-    if (pw) return launch(conv2d_igemm_tf32<KIND, true>, grid, dim3(kBlock), 0, stream, g, x, w, gy, b, out);
+    if (pw) return launch(conv2d_igemm_wmma<T, KIND, true>, grid, dim3(kBlock), 0, stream, g, x, w, gy, b, out);
   }
-  launch(conv2d_igemm_tf32<KIND, false>, grid, dim3(kBlock), 0, stream, g, x, w, gy, b, out);
+  launch(conv2d_igemm_wmma<T, KIND, false>, grid, dim3(kBlock), 0, stream, g, x, w, gy, b, out);
 }
 
-template void conv2d_tf32_launch<kFwd>(const conv2d_igemm::Geom&, dim3, bool, const float*, const float*,
-                                       const float*, const float*, float*, cudaStream_t);
-template void conv2d_tf32_launch<kBwdIn>(const conv2d_igemm::Geom&, dim3, bool, const float*, const float*,
-                                         const float*, const float*, float*, cudaStream_t);
-template void conv2d_tf32_launch<kBwdInS>(const conv2d_igemm::Geom&, dim3, bool, const float*, const float*,
-                                          const float*, const float*, float*, cudaStream_t);
-template void conv2d_tf32_launch<kBwdW>(const conv2d_igemm::Geom&, dim3, bool, const float*, const float*,
-                                        const float*, const float*, float*, cudaStream_t);
+#define CNNEXT_INSTANTIATE(T, KIND, O)                                                                          \
+  template void conv2d_wmma_launch<T, KIND, O>(const conv2d_igemm::Geom&, dim3, bool, const T*, const T*, const T*, \
+                                               const T*, O*, cudaStream_t);
+#define CNNEXT_INSTANTIATE_KINDS(T)                                                                 \
+  CNNEXT_INSTANTIATE(T, kFwd, T) CNNEXT_INSTANTIATE(T, kBwdIn, T) CNNEXT_INSTANTIATE(T, kBwdInS, T) \
+  CNNEXT_INSTANTIATE(T, kBwdW, float)
+CNNEXT_INSTANTIATE_KINDS(float)
+CNNEXT_INSTANTIATE_KINDS(__half)
+CNNEXT_INSTANTIATE_KINDS(__nv_bfloat16)
+#undef CNNEXT_INSTANTIATE_KINDS
+#undef CNNEXT_INSTANTIATE
 
 }  // namespace cnnext::CNNEXT_DEVICE_NS
