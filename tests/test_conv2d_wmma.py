@@ -224,12 +224,14 @@ def test_half_gpu_sized_grid_and_deterministic(dtype):
 
 
 def test_half_kernels_registered():
-    """The emulator (and a CUDA build) runs conv2d's own float16 / bfloat16 kernels, not the widened path;
-    cnnext.info() says which ops have half kernels on which backend."""
+    """The emulator (and a CUDA build) runs conv2d's and the pools' own float16 / bfloat16 kernels, not the
+    widened path; cnnext.info() says which ops have half kernels on which backend."""
     import cnnext
     info = cnnext.info()
     kernels = info["half_kernels"]
-    assert {"conv2d/bfloat16", "conv2d/float16"} <= set(kernels["emulator"])
+    device_ops = {f"{op}/{dt}" for op in ("conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d")
+                  for dt in ("bfloat16", "float16")}
+    assert device_ops <= set(kernels["emulator"])
     if info["cuda_kernels_compiled"]:
-        assert {"conv2d/bfloat16", "conv2d/float16"} <= set(kernels["cuda"])
+        assert device_ops <= set(kernels["cuda"])
     assert {"conv2d/bfloat16", "conv2d/float16"} <= set(kernels["cpu"])

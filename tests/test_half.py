@@ -161,6 +161,36 @@ def test_cat(backend, dtype):
     _check(lambda *xs: C.cat(xs, 1), lambda *xs: torch.cat(xs, 1), xs, dtype)
 
 
+ONE_ROUNDING = {torch.bfloat16: 2.0 ** -8, torch.float16: 2.0 ** -10}
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("op", ["max", "avg", "adaptive", "global"])
+def test_pooling_one_rounding(backend, dtype, op):
+    """Pooling in the input dtype (the emulated / CUDA kernels of their own, the CPU widened): max_pool2d's
+    output and gradient equal the float64 result on the same values rounded once (a max is exact; its
+    gradient a sum in float); the average pools and their gradients are within one rounding of it."""
+    torch.manual_seed(3)
+    x = torch.randn(2, 5, 13, 11).to(dtype).requires_grad_()
+    fns = {"max": (lambda t: C.max_pool2d(t, 3, 2, 1), lambda t: F.max_pool2d(t, 3, 2, 1)),
+           "avg": (lambda t: C.avg_pool2d(t, 3, 2, 1), lambda t: F.avg_pool2d(t, 3, 2, 1)),
+           "adaptive": (lambda t: C.adaptive_avg_pool2d(t, (4, 3)), lambda t: F.adaptive_avg_pool2d(t, (4, 3))),
+           "global": (lambda t: C.adaptive_avg_pool2d(t, 1), lambda t: F.adaptive_avg_pool2d(t, 1))}
+    ours, ref = fns[op]
+    y = ours(x)
+    gy = torch.randn(y.shape).to(dtype)
+    (gx,) = torch.autograd.grad(y, x, gy)
+    xd = x.detach().double().requires_grad_()
+    yd = ref(xd)
+    (gxd,) = torch.autograd.grad(yd, xd, gy.double())
+    assert y.dtype == gx.dtype == dtype
+    if op == "max":
+        assert torch.equal(y, yd.to(dtype)) and torch.equal(gx, gxd.to(dtype))
+    else:
+        assert_rel_close(y.double(), yd, ONE_ROUNDING[dtype], f"{op} output")
+        assert_rel_close(gx.double(), gxd, ONE_ROUNDING[dtype], f"{op} grad input")
+
+
 def test_batch_norm_parameters_share_a_dtype():
     x, f, h = torch.randn(2, 3, 4).bfloat16(), torch.ones(3), torch.ones(3).bfloat16()
     with pytest.raises(TypeError, match=r"batch_norm: running_mean has dtype Float but weight has dtype BFloat16"):

@@ -10,7 +10,10 @@
 //                               that hold (h, w), oh in [oh0, oh1), ow in [ow0, ow1), of gy / divisor;
 //                               no atomics, a fixed order, deterministic
 // Flat indices and plane offsets are 64-bit (planes*H*W may exceed 2^31); within a plane, 32-bit.
+// T: float, double, __half, __nv_bfloat16 (half.h): sums in Acc<T> (float for the half types), each output
+// rounded once.
 #include "compat.h"
+#include "half.h"
 #include "avg_pool2d.h"
 
 namespace {
@@ -66,14 +69,14 @@ avg_pool2d_forward_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t to
     const int r = int(idx - p * plane_out), oh = r / g.OW, ow = r % g.OW;
     const Window win = window_of(oh, ow, g);
     if (win.h0 >= win.h1 || win.w0 >= win.w1) {  // a window wholly in the padding
-      y[idx] = T(0);
+      y[idx] = from_acc<T>(0);
       continue;
     }
     const T* xp = x + p * g.H * g.W;
-    T acc = 0;
+    Acc<T> acc = 0;
     for (int h = win.h0; h < win.h1; ++h)
-      for (int w = win.w0; w < win.w1; ++w) acc += xp[h * g.W + w];
-    y[idx] = acc / T(win.divisor);
+      for (int w = win.w0; w < win.w1; ++w) acc += to_acc(xp[h * g.W + w]);
+    y[idx] = from_acc<T>(acc / Acc<T>(win.divisor));
   }
 }
 
@@ -90,10 +93,11 @@ avg_pool2d_backward_kernel(const T* __restrict__ gy, T* __restrict__ gx, int64_t
     const int oh0 = hp < g.kH ? 0 : (hp - g.kH) / g.sH + 1, oh1 = min(hp / g.sH + 1, g.OH);
     const int ow0 = wp < g.kW ? 0 : (wp - g.kW) / g.sW + 1, ow1 = min(wp / g.sW + 1, g.OW);
     const T* gyp = gy + p * g.OH * g.OW;
-    T acc = 0;
+    Acc<T> acc = 0;
     for (int oh = oh0; oh < oh1; ++oh)
-      for (int ow = ow0; ow < ow1; ++ow) acc += gyp[oh * g.OW + ow] * reciprocal(T(window_of(oh, ow, g).divisor));
-    gx[idx] = acc;
+      for (int ow = ow0; ow < ow1; ++ow)
+        acc += to_acc(gyp[oh * g.OW + ow]) * reciprocal(Acc<T>(window_of(oh, ow, g).divisor));
+    gx[idx] = from_acc<T>(acc);
   }
 }
 
@@ -106,18 +110,18 @@ static Geometry geometry_of(const AvgPool2dShape& s) {
           int(s.sH), int(s.sW), int(s.pH), int(s.pW), s.count_include_pad, int(s.divisor_override)};
 }
 
-template <typename T>
+template <typename T>  // T: float, double, float16, bfloat16 (the kernels run on DeviceT<T>, summing in Acc)
 void avg_pool2d_forward(const AvgPool2dShape& s, const T* x, T* y, cudaStream_t stream) {
   const int64_t total = s.planes * s.OH * s.OW;
-  launch(avg_pool2d_forward_kernel<T>, dim3(grid_size(total, kBlock)), dim3(kBlock), 0, stream, x, y, total,
-         geometry_of(s));
+  launch(avg_pool2d_forward_kernel<DeviceT<T>>, dim3(grid_size(total, kBlock)), dim3(kBlock), 0, stream,
+         device_ptr(x), device_ptr(y), total, geometry_of(s));
 }
 
 template <typename T>
 void avg_pool2d_backward(const AvgPool2dShape& s, const T* gy, T* gx, cudaStream_t stream) {
   const int64_t total = s.planes * s.H * s.W;
-  launch(avg_pool2d_backward_kernel<T>, dim3(grid_size(total, kBlock)), dim3(kBlock), 0, stream, gy, gx, total,
-         geometry_of(s));
+  launch(avg_pool2d_backward_kernel<DeviceT<T>>, dim3(grid_size(total, kBlock)), dim3(kBlock), 0, stream,
+         device_ptr(gy), device_ptr(gx), total, geometry_of(s));
 }
 
 #define CNNEXT_INSTANTIATE(T)                                                                     \
@@ -125,9 +129,13 @@ void avg_pool2d_backward(const AvgPool2dShape& s, const T* gy, T* gx, cudaStream
   template void avg_pool2d_backward<T>(const AvgPool2dShape&, const T*, T*, cudaStream_t);
 CNNEXT_INSTANTIATE(float)
 CNNEXT_INSTANTIATE(double)
+CNNEXT_INSTANTIATE(float16)
+CNNEXT_INSTANTIATE(bfloat16)
 #undef CNNEXT_INSTANTIATE
 
 CNNEXT_REGISTER_DEVICE_KERNEL(AvgPool2dForward, avg_pool2d_forward)
 CNNEXT_REGISTER_DEVICE_KERNEL(AvgPool2dBackward, avg_pool2d_backward)
+CNNEXT_REGISTER_DEVICE_HALF_KERNEL(AvgPool2dForward, avg_pool2d_forward)
+CNNEXT_REGISTER_DEVICE_HALF_KERNEL(AvgPool2dBackward, avg_pool2d_backward)
 
 }  // namespace cnnext::CNNEXT_DEVICE_NS

@@ -12,8 +12,10 @@
 //                               outputs whose window span covers (h, w), summing gy where
 //                               ind == h*W + w, in (oh, ow) order; no atomics, deterministic
 // Index arithmetic runs in int32 when every flat index (and index + grid stride) fits, else in
-// int64 (I); plane offsets are always 64-bit.
+// int64 (I); plane offsets are always 64-bit.  T: float, double, __half, __nv_bfloat16 (compared in
+// float: exact; the gradient sums in float, rounded once).
 #include "compat.h"
+#include "half.h"
 #include "max_pool2d.h"
 
 
@@ -41,17 +43,17 @@ max_pool2d_forward_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t* _
     while (h0 < 0) h0 += dh;
     while (w0 < 0) w0 += dw;
     const T* xp = x + int64_t(p) * s.H * s.W;
-    T best = -INFINITY;
+    Acc<T> best = -INFINITY;
     I best_i = h0 * W + w0;
     for (I h = h0; h < h1; h += dh)
       for (I w = w0; w < w1; w += dw) {
-        const T v = __ldg(xp + h * W + w);
+        const Acc<T> v = to_acc(__ldg(xp + h * W + w));
         if (v > best || is_nan(v)) {
           best = v;
           best_i = h * W + w;
         }
       }
-    y[idx] = best;
+    y[idx] = from_acc<T>(best);  // a value of x: exact
     if (ind) ind[idx] = int64_t(best_i);
   }
 }
@@ -70,13 +72,13 @@ max_pool2d_backward_kernel(const T* __restrict__ gy, const int64_t* __restrict__
     const I oh0 = h + ph < span_h ? 0 : (h + ph - span_h) / sh + 1, oh1 = min((h + ph) / sh + 1, OH);
     const I ow0 = w + pw < span_w ? 0 : (w + pw - span_w) / sw + 1, ow1 = min((w + pw) / sw + 1, OW);
     const int64_t plane = int64_t(p) * s.OH * s.OW, me = int64_t(h) * W + w;
-    T acc = 0;
+    Acc<T> acc = 0;
     for (I oh = oh0; oh < oh1; ++oh)
       for (I ow = ow0; ow < ow1; ++ow) {
         const int64_t o = plane + oh * OW + ow;
-        if (__ldg(ind + o) == me) acc += __ldg(gy + o);
+        if (__ldg(ind + o) == me) acc += to_acc(__ldg(gy + o));
       }
-    gx[idx] = acc;
+    gx[idx] = from_acc<T>(acc);
   }
 }
 
@@ -87,25 +89,31 @@ inline bool fits_int32(int64_t n) { return n + int64_t(kGridCapMax) * kBlock < (
 
 namespace cnnext::CNNEXT_DEVICE_NS {
 
-template <typename T>
-void max_pool2d_forward(const MaxPool2dShape& s, const T* x, T* y, int64_t* ind, cudaStream_t stream) {
+template <typename T>  // T: float, double, float16, bfloat16 (the kernels run on DeviceT<T>)
+void max_pool2d_forward(const MaxPool2dShape& s, const T* x_, T* y_, int64_t* ind, cudaStream_t stream) {
+  using D = DeviceT<T>;
+  const D* x = device_ptr(x_);
+  D* y = device_ptr(y_);
   const int64_t n = s.NC * s.OH * s.OW;
   const dim3 grid(grid_size(n, kBlock)), block(kBlock);
   if (fits_int32(n) && fits_int32(s.NC * s.H * s.W))
-    launch(max_pool2d_forward_kernel<T, int32_t>, grid, block, 0, stream, x, y, ind, s, int32_t(n));
+    launch(max_pool2d_forward_kernel<D, int32_t>, grid, block, 0, stream, x, y, ind, s, int32_t(n));
   else
-    launch(max_pool2d_forward_kernel<T, int64_t>, grid, block, 0, stream, x, y, ind, s, n);
+    launch(max_pool2d_forward_kernel<D, int64_t>, grid, block, 0, stream, x, y, ind, s, n);
 }
 
 // Returns true: the gather never writes through an index, so out-of-range ones are simply never matched.
 template <typename T>
-bool max_pool2d_backward(const MaxPool2dShape& s, const T* gy, const int64_t* ind, T* gx, cudaStream_t stream) {
+bool max_pool2d_backward(const MaxPool2dShape& s, const T* gy_, const int64_t* ind, T* gx_, cudaStream_t stream) {
+  using D = DeviceT<T>;
+  const D* gy = device_ptr(gy_);
+  D* gx = device_ptr(gx_);
   const int64_t n = s.NC * s.H * s.W;
   const dim3 grid(grid_size(n, kBlock)), block(kBlock);
   if (fits_int32(n) && fits_int32(s.NC * s.OH * s.OW))
-    launch(max_pool2d_backward_kernel<T, int32_t>, grid, block, 0, stream, gy, ind, gx, s, int32_t(n));
+    launch(max_pool2d_backward_kernel<D, int32_t>, grid, block, 0, stream, gy, ind, gx, s, int32_t(n));
   else
-    launch(max_pool2d_backward_kernel<T, int64_t>, grid, block, 0, stream, gy, ind, gx, s, n);
+    launch(max_pool2d_backward_kernel<D, int64_t>, grid, block, 0, stream, gy, ind, gx, s, n);
   return true;
 }
 
@@ -114,9 +122,13 @@ bool max_pool2d_backward(const MaxPool2dShape& s, const T* gy, const int64_t* in
   template bool max_pool2d_backward<T>(const MaxPool2dShape&, const T*, const int64_t*, T*, cudaStream_t);
 CNNEXT_INSTANTIATE(float)
 CNNEXT_INSTANTIATE(double)
+CNNEXT_INSTANTIATE(float16)
+CNNEXT_INSTANTIATE(bfloat16)
 #undef CNNEXT_INSTANTIATE
 
 CNNEXT_REGISTER_DEVICE_KERNEL(MaxPool2dForward, max_pool2d_forward)
 CNNEXT_REGISTER_DEVICE_KERNEL(MaxPool2dBackward, max_pool2d_backward)
+CNNEXT_REGISTER_DEVICE_HALF_KERNEL(MaxPool2dForward, max_pool2d_forward)
+CNNEXT_REGISTER_DEVICE_HALF_KERNEL(MaxPool2dBackward, max_pool2d_backward)
 
 }  // namespace cnnext::CNNEXT_DEVICE_NS

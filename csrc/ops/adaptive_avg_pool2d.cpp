@@ -38,7 +38,7 @@ at::Tensor adaptive_avg_pool2d_forward(const at::Tensor& input, c10::SymIntArray
   const auto output_size = C10_AS_INTARRAYREF_SLOW(output_size_sym);
   check_float(kOp, "input", input);
   check_shapes(input.sizes(), output_size, "input");
-  if (is_half(input))
+  if (is_half(input) && !native_half<AdaptiveAvgPool2dForward>(input))
     return narrow(adaptive_avg_pool2d_forward(widen(input), output_size_sym), input.scalar_type());
   const int64_t H = input.size(-2), W = input.size(-1), OH = output_size[0], OW = output_size[1];
   auto out_shape = input.sizes().vec();
@@ -50,10 +50,10 @@ at::Tensor adaptive_avg_pool2d_forward(const at::Tensor& input, c10::SymIntArray
   const at::Tensor x = input.contiguous();
   const int64_t planes = x.numel() / (H * W);
   const Backend be = backend_for(x);
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "adaptive_avg_pool2d_forward", [&] {
-    const scalar_t* xp = x.const_data_ptr<scalar_t>();
-    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-    call_kernel<AdaptiveAvgPool2dForward, scalar_t>(be, AdaptiveAvgPool2dShape{planes, H, W, OH, OW}, xp, yp);
+  dispatch_floating(x, [&](auto t) {
+    using T = decltype(t);
+    call_kernel<AdaptiveAvgPool2dForward, T>(be, AdaptiveAvgPool2dShape{planes, H, W, OH, OW}, data_as<T>(x),
+                                             data_as<T>(y));
   });
   return y;
 }
@@ -68,7 +68,7 @@ at::Tensor adaptive_avg_pool2d_backward(const at::Tensor& grad_output, c10::SymI
   for (int64_t i = 0; i + 2 < int64_t(shape.size()); ++i)
     TORCH_CHECK(grad_output.size(i) == shape[i], kOp, ": grad_output has shape ", grad_output.sizes(),
                 ", which does not match input_shape ", shape);
-  if (is_half(grad_output))
+  if (is_half(grad_output) && !native_half<AdaptiveAvgPool2dBackward>(grad_output))
     return narrow(adaptive_avg_pool2d_backward(widen(grad_output), input_shape), grad_output.scalar_type());
   at::Tensor gx = at::empty(shape, grad_output.options());
   if (nothing_to_compute(gx)) return gx;
@@ -76,10 +76,10 @@ at::Tensor adaptive_avg_pool2d_backward(const at::Tensor& grad_output, c10::SymI
   const at::Tensor gy = grad_output.contiguous();
   const int64_t H = shape[shape.size() - 2], W = shape[shape.size() - 1], planes = gx.numel() / (H * W);
   const Backend be = backend_for(gy);
-  AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "adaptive_avg_pool2d_backward", [&] {
-    const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
-    scalar_t* gxp = gx.mutable_data_ptr<scalar_t>();
-    call_kernel<AdaptiveAvgPool2dBackward, scalar_t>(be, AdaptiveAvgPool2dShape{planes, H, W, OH, OW}, gyp, gxp);
+  dispatch_floating(gy, [&](auto t) {
+    using T = decltype(t);
+    call_kernel<AdaptiveAvgPool2dBackward, T>(be, AdaptiveAvgPool2dShape{planes, H, W, OH, OW}, data_as<T>(gy),
+                                              data_as<T>(gx));
   });
   return gx;
 }

@@ -73,7 +73,7 @@ at::Tensor avg_pool2d_forward(const at::Tensor& input, at::IntArrayRef kernel_si
   check_float(kOp, "input", input);
   const Pool2d g = check_pool(input.sizes(), kernel_size, stride, padding, ceil_mode, count_include_pad,
                               divisor_override, "input");
-  if (is_half(input))
+  if (is_half(input) && !native_half<AvgPool2dForward>(input))
     return narrow(avg_pool2d_forward(widen(input), kernel_size, stride, padding, ceil_mode, count_include_pad,
                                      divisor_override),
                   input.scalar_type());
@@ -86,10 +86,9 @@ at::Tensor avg_pool2d_forward(const at::Tensor& input, at::IntArrayRef kernel_si
   const at::Tensor x = input.contiguous();
   const int64_t planes = x.numel() / (g.H * g.W);
   const Backend be = backend_for(x);
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "avg_pool2d_forward", [&] {
-    const scalar_t* xp = x.const_data_ptr<scalar_t>();
-    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-    call_kernel<AvgPool2dForward, scalar_t>(be, shape_of(g, planes), xp, yp);
+  dispatch_floating(x, [&](auto t) {
+    using T = decltype(t);
+    call_kernel<AvgPool2dForward, T>(be, shape_of(g, planes), data_as<T>(x), data_as<T>(y));
   });
   return y;
 }
@@ -106,7 +105,7 @@ at::Tensor avg_pool2d_backward(const at::Tensor& grad_output, c10::SymIntArrayRe
   out_shape[out_shape.size() - 1] = g.OW;
   TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(out_shape), kOp, ": grad_output has shape ",
               grad_output.sizes(), " but the output for input_shape ", shape, " has shape ", out_shape);
-  if (is_half(grad_output))
+  if (is_half(grad_output) && !native_half<AvgPool2dBackward>(grad_output))
     return narrow(avg_pool2d_backward(widen(grad_output), input_shape, kernel_size, stride, padding, ceil_mode,
                                       count_include_pad, divisor_override),
                   grad_output.scalar_type());
@@ -116,10 +115,9 @@ at::Tensor avg_pool2d_backward(const at::Tensor& grad_output, c10::SymIntArrayRe
   const at::Tensor gy = grad_output.contiguous();
   const int64_t planes = gx.numel() / (g.H * g.W);
   const Backend be = backend_for(gy);
-  AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "avg_pool2d_backward", [&] {
-    const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
-    scalar_t* gxp = gx.mutable_data_ptr<scalar_t>();
-    call_kernel<AvgPool2dBackward, scalar_t>(be, shape_of(g, planes), gyp, gxp);
+  dispatch_floating(gy, [&](auto t) {
+    using T = decltype(t);
+    call_kernel<AvgPool2dBackward, T>(be, shape_of(g, planes), data_as<T>(gy), data_as<T>(gx));
   });
   return gx;
 }

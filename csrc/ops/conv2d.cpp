@@ -132,7 +132,7 @@ at::Tensor conv2d_forward(const at::Tensor& input, const at::Tensor& weight, con
   if (is_half(x)) {
     dispatch_half(x, [&](auto h) {
       using H = decltype(h);
-      call_kernel<Conv2dForward, H>(be, s, half_data<H>(x), half_data<H>(w), half_data<H>(b), half_data<H>(y));
+      call_kernel<Conv2dForward, H>(be, s, data_as<H>(x), data_as<H>(w), data_as<H>(b), data_as<H>(y));
     });
     return y;
   }
@@ -168,7 +168,7 @@ at::Tensor conv2d_backward_input(const at::Tensor& grad_output, const at::Tensor
   if (is_half(gy)) {
     dispatch_half(gy, [&](auto h) {
       using H = decltype(h);
-      call_kernel<Conv2dBackwardInput, H>(be, s, half_data<H>(gy), half_data<H>(w), half_data<H>(gx));
+      call_kernel<Conv2dBackwardInput, H>(be, s, data_as<H>(gy), data_as<H>(w), data_as<H>(gx));
     });
     return gx;
   }
@@ -212,8 +212,8 @@ std::tuple<at::Tensor, at::Tensor> conv2d_backward_weight(const at::Tensor& grad
     dispatch_half(x, [&](auto h) {
       using H = decltype(h);
       const at::Tensor ws = workspace<Conv2dWeightWorkspace, H>(be, s, x);  // CUDA: float partials, counted in H
-      call_kernel<Conv2dBackwardWeight, H>(be, s, half_data<H>(x), half_data<H>(gy), half_data<H>(gw),
-                                          bias ? half_data<H>(gb) : nullptr, workspace_ptr<H>(ws));
+      call_kernel<Conv2dBackwardWeight, H>(be, s, data_as<H>(x), data_as<H>(gy), data_as<H>(gw),
+                                          bias ? data_as<H>(gb) : nullptr, workspace_ptr<H>(ws));
     });
     return {gw, gb};
   }

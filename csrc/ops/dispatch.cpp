@@ -2,8 +2,11 @@
 // and the library's utility ops (_set_emulate_cuda, build_info).
 #include "dispatch.h"
 
+#include "../common/adaptive_avg_pool2d.h"
+#include "../common/avg_pool2d.h"
 #include "../common/batch_norm.h"
 #include "../common/conv2d.h"
+#include "../common/max_pool2d.h"
 
 #include <torch/library.h>
 #include <torch/version.h>
@@ -89,8 +92,11 @@ std::string half_kernels() {
   for (const auto& [name, be] : backends) {
     o << (be == Backend::CPU ? "" : ", ") << "\"" << name << "\": [";
     bool first = true;
+    list_half<AdaptiveAvgPool2dForward>(o, "adaptive_avg_pool2d", be, first);
+    list_half<AvgPool2dForward>(o, "avg_pool2d", be, first);
     list_half<BatchNormForward>(o, "batch_norm", be, first);
     list_half<Conv2dForward>(o, "conv2d", be, first);
+    list_half<MaxPool2dForward>(o, "max_pool2d", be, first);
     o << "]";
   }
   return o.str() + "}";

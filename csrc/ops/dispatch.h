@@ -92,13 +92,15 @@ template <typename F>
 decltype(auto) dispatch_half(const at::Tensor& t, F&& f) {
   return t.scalar_type() == at::kHalf ? f(float16{}) : f(bfloat16{});
 }
-template <typename H>
-const H* half_data(const at::Tensor& t) {
-  return t.defined() ? static_cast<const H*>(t.const_data_ptr()) : nullptr;
+// t's data as the kernel element type T (csrc/common's bfloat16 / float16 for the half dtypes); nullptr
+// for an undefined t.
+template <typename T>
+const T* data_as(const at::Tensor& t) {
+  return t.defined() ? static_cast<const T*>(t.const_data_ptr()) : nullptr;
 }
-template <typename H>
-H* half_data(at::Tensor& t) {
-  return static_cast<H*>(t.mutable_data_ptr());
+template <typename T>
+T* data_as(at::Tensor& t) {
+  return static_cast<T*>(t.mutable_data_ptr());
 }
 inline const bfloat16* bf16_data(const at::Tensor& t) {
   return t.defined() ? reinterpret_cast<const bfloat16*>(t.const_data_ptr<at::BFloat16>()) : nullptr;
@@ -106,6 +108,15 @@ inline const bfloat16* bf16_data(const at::Tensor& t) {
 inline bfloat16* bf16_data(at::Tensor& t) { return reinterpret_cast<bfloat16*>(t.mutable_data_ptr<at::BFloat16>()); }
 inline bool is_half(const at::Tensor& t) {
   return t.defined() && (t.scalar_type() == at::kBFloat16 || t.scalar_type() == at::kHalf);
+}
+// f(T{}) for T, the kernel element type of t: float, double, or (for a call that has native_half kernels)
+// bfloat16 / float16.
+template <typename F>
+decltype(auto) dispatch_floating(const at::Tensor& t, F&& f) {
+  if (is_half(t)) return dispatch_half(t, f);
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, "cnnext: no kernel for dtype ",
+              t.scalar_type());
+  return t.scalar_type() == at::kDouble ? f(double{}) : f(float{});
 }
 inline at::Tensor widen(const at::Tensor& t) { return is_half(t) ? t.to(at::kFloat) : t; }
 inline std::optional<at::Tensor> widen(const std::optional<at::Tensor>& t) {

@@ -98,7 +98,7 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& input, at::IntArray
   check_float(kOp, "input", input);
   const MaxPool2dShape s = make_shape(input.sizes(), kernel_size, stride, padding, dilation, ceil_mode);
   const auto shape = out_shape(input.sizes(), s);
-  if (is_half(input)) {  // the maximum of float32 values widened from half ones: exact
+  if (is_half(input) && !native_half<MaxPool2dForward>(input)) {  // the maximum of widened values: exact
     const auto [y, ind] = forward(widen(input), kernel_size, stride, padding, dilation, ceil_mode, with_indices);
     return {narrow(y, input.scalar_type()), ind};
   }
@@ -122,11 +122,10 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& input, at::IntArray
   const at::Tensor x = input.contiguous();
   at::Tensor yc = cl ? y.contiguous() : y;
   at::Tensor ic = cl && with_indices ? ind.contiguous() : ind;
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "max_pool2d_forward", [&] {
-    const scalar_t* xp = x.const_data_ptr<scalar_t>();
-    scalar_t* yp = yc.mutable_data_ptr<scalar_t>();
+  dispatch_floating(x, [&](auto t) {
+    using T = decltype(t);
     int64_t* ip = with_indices ? ic.mutable_data_ptr<int64_t>() : nullptr;
-    call_kernel<MaxPool2dForward, scalar_t>(be, s, xp, yp, ip);
+    call_kernel<MaxPool2dForward, T>(be, s, data_as<T>(x), data_as<T>(yc), ip);
   });
   if (cl) {
     y.copy_(yc);
@@ -159,7 +158,7 @@ at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& 
               " but the output for input shape ", in, " is ", at::IntArrayRef(shape));
   TORCH_CHECK(indices.sizes() == grad_output.sizes(), kOp, ": indices has shape ", indices.sizes(),
               " but grad_output has shape ", grad_output.sizes());
-  if (is_half(grad_output))
+  if (is_half(grad_output) && !native_half<MaxPool2dBackward>(grad_output))
     return narrow(max_pool2d_backward(widen(grad_output), indices, input_shape, kernel_size, stride, padding,
                                       dilation, ceil_mode),
                   grad_output.scalar_type());
@@ -188,11 +187,10 @@ at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& 
     }
   }
   const Backend be = backend_for(gy);
-  AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "max_pool2d_backward", [&] {
-    const scalar_t* gyp = gy.const_data_ptr<scalar_t>();
+  dispatch_floating(gy, [&](auto t) {
+    using T = decltype(t);
     const int64_t* ip = ix.const_data_ptr<int64_t>();
-    scalar_t* gxp = gx.mutable_data_ptr<scalar_t>();
-    TORCH_CHECK((call_kernel<MaxPool2dBackward, scalar_t>(be, s, gyp, ip, gxp)), kOp,
+    TORCH_CHECK((call_kernel<MaxPool2dBackward, T>(be, s, data_as<T>(gy), ip, data_as<T>(gx))), kOp,
                 ": indices must lie in [0, H*W) of each input plane, H*W = ", s.H * s.W);
   });
   return gx;
