@@ -59,7 +59,7 @@ unsigned set_grid_cap(unsigned cap);
 
 #define CNNEXT_REGISTER_CAT2(a, b) a##b
 #define CNNEXT_REGISTER_CAT(a, b) CNNEXT_REGISTER_CAT2(a, b)
-#define CNNEXT_REGISTER_NAME(what) CNNEXT_REGISTER_CAT(cnnext_register_##what##_, __LINE__)
+#define CNNEXT_REGISTER_NAME(what) CNNEXT_REGISTER_CAT(cnnext_register_##what##_, __COUNTER__)
 
 // Backend `be` implements Op with the function (pointer) fn for dtype T.
 #define CNNEXT_REGISTER_KERNEL_T(Op, T, be, fn) \

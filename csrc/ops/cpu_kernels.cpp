@@ -12,6 +12,7 @@
 #include "../cpu/conv2d_bf16.h"
 #include "../cpu/corr2d.h"
 #include "../cpu/max_pool2d.h"
+#include "../cpu/pool2d_half.h"
 
 #include <torch/library.h>
 
@@ -66,6 +67,24 @@ CNNEXT_REGISTER_CPU_KERNEL(AvgPool2dBackward, avg_pool2d_backward)
 
 CNNEXT_REGISTER_CPU_KERNEL(AdaptiveAvgPool2dForward, adaptive_avg_pool2d_forward)
 CNNEXT_REGISTER_CPU_KERNEL(AdaptiveAvgPool2dBackward, adaptive_avg_pool2d_backward)
+
+// bfloat16 and float16 pooling: the float32 kernels on per-thread widened blocks of planes (pool2d_half.cpp)
+#define CNNEXT_REGISTER_CPU_HALF_POOL(H)                                                                       \
+  CNNEXT_REGISTER_KERNEL_T(MaxPool2dForward, H, ::cnnext::Backend::CPU,                                       \
+                           &::cnnext::WithoutStream<&max_pool2d_forward_half<H>>::call)                       \
+  CNNEXT_REGISTER_KERNEL_T(MaxPool2dBackward, H, ::cnnext::Backend::CPU,                                      \
+                           &::cnnext::WithoutStream<&max_pool2d_backward_half<H>>::call)                      \
+  CNNEXT_REGISTER_KERNEL_T(AvgPool2dForward, H, ::cnnext::Backend::CPU,                                       \
+                           &::cnnext::WithoutStream<&avg_pool2d_forward_half<H>>::call)                       \
+  CNNEXT_REGISTER_KERNEL_T(AvgPool2dBackward, H, ::cnnext::Backend::CPU,                                      \
+                           &::cnnext::WithoutStream<&avg_pool2d_backward_half<H>>::call)                      \
+  CNNEXT_REGISTER_KERNEL_T(AdaptiveAvgPool2dForward, H, ::cnnext::Backend::CPU,                               \
+                           &::cnnext::WithoutStream<&adaptive_avg_pool2d_forward_half<H>>::call)              \
+  CNNEXT_REGISTER_KERNEL_T(AdaptiveAvgPool2dBackward, H, ::cnnext::Backend::CPU,                              \
+                           &::cnnext::WithoutStream<&adaptive_avg_pool2d_backward_half<H>>::call)
+CNNEXT_REGISTER_CPU_HALF_POOL(bfloat16)
+CNNEXT_REGISTER_CPU_HALF_POOL(float16)
+#undef CNNEXT_REGISTER_CPU_HALF_POOL
 
 CNNEXT_REGISTER_CPU_KERNEL(BatchNormForward, batch_norm_forward)
 CNNEXT_REGISTER_CPU_KERNEL(BatchNormBackward, batch_norm_backward)

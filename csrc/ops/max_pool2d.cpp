@@ -98,19 +98,21 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& input, at::IntArray
   check_float(kOp, "input", input);
   const MaxPool2dShape s = make_shape(input.sizes(), kernel_size, stride, padding, dilation, ceil_mode);
   const auto shape = out_shape(input.sizes(), s);
-  if (is_half(input) && !native_half<MaxPool2dForward>(input)) {  // the maximum of widened values: exact
+  // channels_last input -> channels_last output and indices, as torch does
+  const bool cl = input.dim() == 4 && !input.is_contiguous() && input.is_contiguous(at::MemoryFormat::ChannelsLast);
+  const Backend be = backend_for(input);
+  const bool nhwc = cl && has_kernel<MaxPool2dForwardNhwc, float>(be);  // a kernel for (N, H, W, C) memory (the CPU's)
+  // half: the backend's own kernel, except channels_last on the CPU (its (N, H, W, C) kernel is float32's)
+  if (is_half(input) && (nhwc || !native_half<MaxPool2dForward>(input))) {  // the maximum of widened values: exact
     const auto [y, ind] = forward(widen(input), kernel_size, stride, padding, dilation, ceil_mode, with_indices);
     return {narrow(y, input.scalar_type()), ind};
   }
-  // channels_last input -> channels_last output and indices, as torch does
-  const bool cl = input.dim() == 4 && !input.is_contiguous() && input.is_contiguous(at::MemoryFormat::ChannelsLast);
   const auto fmt = cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   at::Tensor y = at::empty(shape, input.options().memory_format(fmt));
   at::Tensor ind = with_indices ? at::empty(shape, input.options().dtype(at::kLong).memory_format(fmt)) : at::Tensor();
   if (nothing_to_compute(y)) return {y, ind};
   const at::DeviceGuard guard(input.device());
-  const Backend be = backend_for(input);
-  if (cl && has_kernel<MaxPool2dForwardNhwc, float>(be)) {  // a kernel for (N, H, W, C) memory (the CPU's)
+  if (nhwc) {
     AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "max_pool2d_forward", [&] {
       call_kernel<MaxPool2dForwardNhwc, scalar_t>(be, s, input.size(1), input.const_data_ptr<scalar_t>(),
                                                    y.mutable_data_ptr<scalar_t>(),
