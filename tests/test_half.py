@@ -96,6 +96,23 @@ def test_corr2d(backend, dtype):
 
 
 @pytest.mark.parametrize("dtype", HALF)
+def test_corr2d_one_rounding(backend, dtype):
+    """A half corr2d runs the backend's half conv2d kernels (one channel in, one out): output, grad input and
+    grad kernel within one rounding of the float64 result on the same 16-bit values."""
+    torch.manual_seed(4)
+    x, k = torch.randn(3, 12, 10).to(dtype).requires_grad_(), torch.randn(3, 2).to(dtype).requires_grad_()
+    y = C.corr2d(x, k)
+    gy = torch.randn(y.shape).to(dtype)
+    gx, gk = torch.autograd.grad(y, [x, k], gy)
+    xd, kd = (t.detach().double().requires_grad_() for t in (x, k))
+    yd = _corr2d_torch(xd, kd)
+    gxd, gkd = torch.autograd.grad(yd, [xd, kd], gy.double())
+    for what, a, e in (("output", y, yd), ("grad input", gx, gxd), ("grad kernel", gk, gkd)):
+        assert a.dtype == dtype
+        assert_rel_close(a.double(), e, ONE_ROUNDING[dtype], what)
+
+
+@pytest.mark.parametrize("dtype", HALF)
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("args", [(2,), (3, 2, 1), (3, 1, 1, 2, True)])
 def test_max_pool2d(backend, dtype, channels_last, args):

@@ -4,8 +4,12 @@
 //   cnnext::corr2d_backward_input(Tensor grad_output, Tensor kernel, SymInt[] input_shape) -> Tensor
 //   cnnext::corr2d_backward_kernel(Tensor grad_output, Tensor input, SymInt[] kernel_size) -> Tensor
 // input (..., H, W) is flattened to (B, H, W); kernel is (kh, kw).
+// bfloat16 / float16: corr2d is conv2d with one input and one output channel, so a half call runs the
+// backend's half conv2d kernels (the CUDA tensor cores, the CPU's bfloat16 / float16 variants) on the same
+// memory, viewed as (B, 1, H, W) and (1, 1, kh, kw): float32 sums, one rounding per output.
 #include <torch/library.h>
 
+#include "../common/conv2d.h"
 #include "../common/corr2d.h"
 #include "dispatch.h"
 
@@ -13,6 +17,15 @@ namespace cnnext {
 namespace {
 
 constexpr const char* kOp = "corr2d";
+
+// The one-channel conv2d of a corr2d call.
+Conv2dShape as_conv(int64_t B, int64_t H, int64_t W, int64_t kh, int64_t kw) {
+  Conv2dShape s{};
+  s.N = B, s.C = 1, s.H = H, s.W = W, s.K = 1, s.R = kh, s.S = kw;
+  s.stride_h = s.stride_w = s.dil_h = s.dil_w = s.groups = 1;
+  s.P = H - kh + 1, s.Q = W - kw + 1;
+  return s;
+}
 
 void check_input_kernel(const at::Tensor& input, const at::Tensor& kernel) {
   check_float(kOp, "input", input);
@@ -32,13 +45,21 @@ at::Tensor corr2d_forward(const at::Tensor& input, const at::Tensor& kernel) {
   auto out_shape = input.sizes().vec();
   out_shape[out_shape.size() - 2] = H - kh + 1;
   out_shape[out_shape.size() - 1] = W - kw + 1;
-  if (is_half(input)) return narrow(corr2d_forward(widen(input), widen(kernel)), input.scalar_type());
+  if (is_half(input) && !native_half<Conv2dForward>(input))
+    return narrow(corr2d_forward(widen(input), widen(kernel)), input.scalar_type());
   at::Tensor y = at::empty(out_shape, input.options());
   if (nothing_to_compute(y)) return y;
   const at::DeviceGuard guard(input.device());
   const at::Tensor x = input.contiguous(), k = kernel.contiguous();
   const int64_t B = x.numel() / (H * W);
   const Backend be = backend_for(x);
+  if (is_half(x)) {
+    dispatch_half(x, [&](auto h) {
+      using T = decltype(h);
+      call_kernel<Conv2dForward, T>(be, as_conv(B, H, W, kh, kw), data_as<T>(x), data_as<T>(k), nullptr, data_as<T>(y));
+    });
+    return y;
+  }
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "corr2d_forward", [&] {
     const scalar_t *xp = x.const_data_ptr<scalar_t>(), *kp = k.const_data_ptr<scalar_t>();
     scalar_t* yp = y.mutable_data_ptr<scalar_t>();
@@ -60,13 +81,20 @@ at::Tensor corr2d_backward_input(const at::Tensor& grad_output, const at::Tensor
                   grad_output.size(-1) == W - kw + 1,
               kOp, ": grad_output has shape ", grad_output.sizes(), ", which is not the output shape for input ",
               shape, " and kernel ", kernel.sizes());
-  if (is_half(grad_output))
+  if (is_half(grad_output) && !native_half<Conv2dBackwardInput>(grad_output))
     return narrow(corr2d_backward_input(widen(grad_output), widen(kernel), input_shape), grad_output.scalar_type());
   if (nothing_to_compute(gx)) return gx;
   const at::DeviceGuard guard(gx.device());
   const at::Tensor gy = grad_output.contiguous(), k = kernel.contiguous();
   const int64_t B = gx.numel() / (H * W);
   const Backend be = backend_for(gy);
+  if (is_half(gy)) {
+    dispatch_half(gy, [&](auto h) {
+      using T = decltype(h);
+      call_kernel<Conv2dBackwardInput, T>(be, as_conv(B, H, W, kh, kw), data_as<T>(gy), data_as<T>(k), data_as<T>(gx));
+    });
+    return gx;
+  }
   AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "corr2d_backward_input", [&] {
     const scalar_t *gyp = gy.const_data_ptr<scalar_t>(), *kp = k.const_data_ptr<scalar_t>();
     scalar_t* gxp = gx.mutable_data_ptr<scalar_t>();
@@ -89,13 +117,23 @@ at::Tensor corr2d_backward_kernel(const at::Tensor& grad_output, const at::Tenso
                   grad_output.size(-1) == W - kw + 1,
               kOp, ": grad_output has shape ", grad_output.sizes(), ", which is not the output shape for input ",
               input.sizes(), " and kernel ", ks);
-  if (is_half(input))
+  if (is_half(input) && !native_half<Conv2dBackwardWeight>(input))
     return narrow(corr2d_backward_kernel(widen(grad_output), widen(input), kernel_size), input.scalar_type());
   if (nothing_to_compute(input)) return gk;
   const at::DeviceGuard guard(input.device());
   const at::Tensor gy = grad_output.contiguous(), x = input.contiguous();
   const int64_t B = x.numel() / (H * W);
   const Backend be = backend_for(x);
+  if (is_half(x)) {
+    dispatch_half(x, [&](auto h) {
+      using T = decltype(h);
+      const Conv2dShape cs = as_conv(B, H, W, kh, kw);
+      const at::Tensor ws = workspace<Conv2dWeightWorkspace, T>(be, cs, x);
+      call_kernel<Conv2dBackwardWeight, T>(be, cs, data_as<T>(x), data_as<T>(gy), data_as<T>(gk), nullptr,
+                                           workspace_ptr<T>(ws));
+    });
+    return gk;
+  }
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "corr2d_backward_kernel", [&] {
     const scalar_t *gyp = gy.const_data_ptr<scalar_t>(), *xp = x.const_data_ptr<scalar_t>();
     scalar_t* gkp = gk.mutable_data_ptr<scalar_t>();

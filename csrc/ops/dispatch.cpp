@@ -96,6 +96,7 @@ std::string half_kernels() {
     list_half<AvgPool2dForward>(o, "avg_pool2d", be, first);
     list_half<BatchNormForward>(o, "batch_norm", be, first);
     list_half<Conv2dForward>(o, "conv2d", be, first);
+    list_half<Conv2dForward>(o, "corr2d", be, first);  // (conv2d's kernels, one channel)
     list_half<MaxPool2dForward>(o, "max_pool2d", be, first);
     o << "]";
   }
