@@ -208,6 +208,38 @@ def test_pooling_one_rounding(backend, dtype, op):
         assert_rel_close(gx.double(), gxd, ONE_ROUNDING[dtype], f"{op} grad input")
 
 
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("variant", ["lanes16", "widened"])
+@pytest.mark.parametrize("training,relu", [(True, False), (True, True), (False, False)])
+def test_batch_norm_half_variants(dtype, variant, training, relu, monkeypatch):
+    """batch_norm's CPU variants for half activations (float32 parameters), forced by name: output and the
+    three gradients within one rounding (plus float32 statistics) of torch's float32 result on the same
+    16-bit values; lanes16 exists in AVX-512 builds only."""
+    monkeypatch.setenv("CNNEXT_BATCH_NORM", variant)
+    torch.manual_seed(5)
+    x = (torch.randn(4, 6, 7, 9) * 2 + 1).to(dtype).requires_grad_()
+    w, b = torch.rand(6).requires_grad_(), torch.randn(6).requires_grad_()
+    rm, rv = torch.randn(6), torch.rand(6) + 0.5
+    try:
+        y = C.batch_norm_relu(x, rm.clone(), rv.clone(), w, b, training, 0.1, 1e-5) if relu else \
+            C.batch_norm(x, rm.clone(), rv.clone(), w, b, training, 0.1, 1e-5)
+    except RuntimeError as e:
+        if "names no variant" in str(e):
+            pytest.skip(f"{variant} is not built into this CPU variant")
+        raise
+    gy = torch.randn(y.shape).to(dtype)
+    g = torch.autograd.grad(y, [x, w, b], gy)
+    xf = x.detach().float().requires_grad_()
+    yf = F.batch_norm(xf, rm.clone(), rv.clone(), w, b, training, 0.1, 1e-5)
+    yf = F.relu(yf) if relu else yf
+    gf = torch.autograd.grad(yf, [xf, w, b], gy.float())
+    assert y.dtype == g[0].dtype == dtype and g[1].dtype == g[2].dtype == torch.float32
+    bound = ONE_ROUNDING[dtype] + 1e-5
+    assert_rel_close(y.float(), yf, bound, f"{variant} output")
+    for i, (a, e) in enumerate(zip(g, gf)):
+        assert_rel_close(a.float(), e, bound if i == 0 else 1e-4, f"{variant} grad {i}")
+
+
 def test_batch_norm_parameters_share_a_dtype():
     x, f, h = torch.randn(2, 3, 4).bfloat16(), torch.ones(3), torch.ones(3).bfloat16()
     with pytest.raises(TypeError, match=r"batch_norm: running_mean has dtype Float but weight has dtype BFloat16"):

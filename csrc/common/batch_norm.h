@@ -12,6 +12,7 @@
 
 #include "backend.h"
 #include "bfloat16.h"
+#include "float16.h"
 
 namespace cnnext {
 
@@ -23,14 +24,18 @@ struct BatchNormShape {
 };
 
 // The dtype P of the per-channel tensors (w, b, running stats, mean, invstd, gw, gb) for activations of
-// dtype T: T, and float32 for bfloat16 activations (torch's mixed-precision batch norm; csrc/ops converts
-// bfloat16 parameters to float32 around the call).
+// dtype T: T, and float32 for bfloat16 and float16 activations (torch's mixed-precision batch norm; csrc/ops
+// converts half parameters to float32 around the call).
 template <typename T>
 struct BatchNormParam {
   using type = T;
 };
 template <>
 struct BatchNormParam<bfloat16> {
+  using type = float;
+};
+template <>
+struct BatchNormParam<float16> {  // (the CPU kernels)
   using type = float;
 };
 

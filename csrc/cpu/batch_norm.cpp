@@ -20,10 +20,13 @@
 //   eval forward                                                   normalize
 //   C >= kItems (32) channels: blocks of channels are enough work  blocks
 //   fewer channels: batch chunks per channel                       chunks
+//   bfloat16 / float16 activations (NCHW)                          lanes16 (AVX-512 builds), else widened
 // CNNEXT_BATCH_NORM=<variant> forces one (tests, diagnostics; read per call).
 // The fused ReLU costs no pass: the forward clamps before the store, the backward recomputes the
 // pre-activation from x (already being read) for its mask.
 #include "batch_norm.h"
+
+#include <type_traits>
 
 #include "batch_norm_kernels.h"  // kItems, chunks_per_channel
 #include "batch_norm_variants.h"
@@ -51,6 +54,23 @@ struct Variants {
       {"rows", rows_layout, rows_backward<T>},
   };
 };
+template <typename H>
+struct HalfVariants {  // H = bfloat16, float16
+  static constexpr BatchNormVariant<BatchNormForwardFn<H>> forward[] = {
+#if defined(__AVX512F__)
+      {"lanes16", any_shape<BatchNormShape>, lanes16_forward<H>},
+#endif
+      {"widened", any_shape<BatchNormShape>, widened_forward<H>},
+  };
+  static constexpr BatchNormVariant<BatchNormBackwardFn<H>> backward[] = {
+#if defined(__AVX512F__)
+      {"lanes16", any_shape<BatchNormShape>, lanes16_backward<H>},
+#endif
+      {"widened", any_shape<BatchNormShape>, widened_backward<H>},
+  };
+};
+template <typename T>
+constexpr bool is_half = std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>;
 
 constexpr const char* kForce = "CNNEXT_BATCH_NORM";
 
@@ -59,14 +79,27 @@ constexpr const char* kForce = "CNNEXT_BATCH_NORM";
 // ---- the planner: one readable choice per direction ----
 template <typename T>
 void batch_norm_forward(const BatchNormShape& s, const BatchNormForwardArgs<T>& a) {
-  const auto* v = forced(Variants<T>::forward, "batch_norm", kForce, s, Variants<T>::backward);
+  if constexpr (is_half<T>) {  // the first entry: lanes16 where built
+    const auto* v = forced(HalfVariants<T>::forward, "batch_norm", kForce, s, HalfVariants<T>::backward,
+                           Variants<float>::forward, Variants<float>::backward);
+    return (v ? *v : HalfVariants<T>::forward[0]).fn(s, a);
+  }
+  // (the half tables' names are ignored here: widened runs this planner under them)
+  const auto* v = forced(Variants<T>::forward, "batch_norm", kForce, s, Variants<T>::backward,
+                         HalfVariants<bfloat16>::forward, HalfVariants<bfloat16>::backward);
   const char* name = s.S == 1 ? "rows" : !s.training ? "normalize" : chunks_per_channel(s.N, s.C) == 1 ? "blocks" : "chunks";
   (v ? *v : by_name(Variants<T>::forward, name)).fn(s, a);
 }
 
 template <typename T>
 void batch_norm_backward(const BatchNormShape& s, const BatchNormBackwardArgs<T>& a) {
-  const auto* v = forced(Variants<T>::backward, "batch_norm", kForce, s, Variants<T>::forward);
+  if constexpr (is_half<T>) {
+    const auto* v = forced(HalfVariants<T>::backward, "batch_norm", kForce, s, HalfVariants<T>::forward,
+                           Variants<float>::forward, Variants<float>::backward);
+    return (v ? *v : HalfVariants<T>::backward[0]).fn(s, a);
+  }
+  const auto* v = forced(Variants<T>::backward, "batch_norm", kForce, s, Variants<T>::forward,
+                         HalfVariants<bfloat16>::forward, HalfVariants<bfloat16>::backward);
   const char* name = s.S == 1 ? "rows" : chunks_per_channel(s.N, s.C) == 1 ? "blocks" : "chunks";
   (v ? *v : by_name(Variants<T>::backward, name)).fn(s, a);
 }
@@ -76,6 +109,8 @@ void batch_norm_backward(const BatchNormShape& s, const BatchNormBackwardArgs<T>
   template void batch_norm_backward<T>(const BatchNormShape&, const BatchNormBackwardArgs<T>&);
 CNNEXT_INSTANTIATE(float)
 CNNEXT_INSTANTIATE(double)
+CNNEXT_INSTANTIATE(bfloat16)
+CNNEXT_INSTANTIATE(float16)
 #undef CNNEXT_INSTANTIATE
 
 }  // namespace cnnext::cpu

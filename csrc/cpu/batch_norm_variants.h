@@ -15,6 +15,11 @@
 //   forward    normalize  batch_norm_chunks.cpp    eval: the running statistics, then that pass
 //   forward    rows       batch_norm_rows.cpp      S == 1 ((N, C) and channels_last): vectors across
 //   backward                                       channels, fixed chunks of rows for the sums
+// bfloat16 and float16 activations (float32 parameters and statistics) have a table of their own:
+//   forward    lanes16    batch_norm_half.cpp      AVX-512 builds: 16 lanes widened in registers, two
+//   backward                                       passes (sums per channel, then per plane)
+//              widened    batch_norm_half.cpp      any: the float32 planner on a widened copy, one
+//                                                  rounding per output
 // Every partition is independent of the thread count, so every variant's results are bit-identical
 // for any torch.set_num_threads; blocks and chunks sum in different orders (equal within rounding).
 #pragma once
@@ -45,6 +50,15 @@ template <typename T>
 void rows_forward(const BatchNormShape& s, const BatchNormForwardArgs<T>& a);
 template <typename T>
 void rows_backward(const BatchNormShape& s, const BatchNormBackwardArgs<T>& a);
+// H = bfloat16, float16
+template <typename H>
+void lanes16_forward(const BatchNormShape& s, const BatchNormForwardArgs<H>& a);
+template <typename H>
+void lanes16_backward(const BatchNormShape& s, const BatchNormBackwardArgs<H>& a);
+template <typename H>
+void widened_forward(const BatchNormShape& s, const BatchNormForwardArgs<H>& a);
+template <typename H>
+void widened_backward(const BatchNormShape& s, const BatchNormBackwardArgs<H>& a);
 }  // namespace batch_norm_variants
 
 }  // namespace cnnext::cpu

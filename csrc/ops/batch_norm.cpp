@@ -96,7 +96,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_forward(
     // go through float32 copies
     std::optional<at::Tensor> rm32 = widen(running_mean), rv32 = widen(running_var);
     std::tuple<at::Tensor, at::Tensor, at::Tensor> out;
-    if (!l.channels_last && native_bf16<BatchNormForward>(input)) {  // (the bf16 kernels are NCHW)
+    if (!l.channels_last && native_half<BatchNormForward>(input)) {  // (the half kernels are NCHW)
       const at::Tensor x = input.contiguous(), w32 = w ? widen(*w).contiguous() : at::Tensor(),
                        b32 = b ? widen(*b).contiguous() : at::Tensor();
       at::Tensor y = at::empty_like(x), mean = at::empty({l.C}, input.options().dtype(at::kFloat)),
@@ -106,10 +106,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_forward(
       auto fp = [](const at::Tensor& t) { return t.defined() ? t.const_data_ptr<float>() : nullptr; };
       auto mp = [](at::Tensor& t) { return t.defined() ? t.mutable_data_ptr<float>() : nullptr; };
       if (nothing_to_compute(x)) return {y, mean.zero_(), invstd.zero_()};
-      call_kernel<BatchNormForward, bfloat16>(
-          backend_for(x), s,
-          BatchNormForwardArgs<bfloat16>{bf16_data(x), bf16_data(y), fp(w32), fp(b32), mp(rmc), mp(rvc),
-                                             mean.mutable_data_ptr<float>(), invstd.mutable_data_ptr<float>()});
+      dispatch_half(x, [&](auto h) {
+        using H = decltype(h);
+        call_kernel<BatchNormForward, H>(
+            backend_for(x), s,
+            BatchNormForwardArgs<H>{data_as<H>(x), data_as<H>(y), fp(w32), fp(b32), mp(rmc), mp(rvc),
+                                    mean.mutable_data_ptr<float>(), invstd.mutable_data_ptr<float>()});
+      });
       if (rm && !rmc.is_same(*rm32)) rm32->copy_(rmc);
       if (rv && !rvc.is_same(*rv32)) rv32->copy_(rvc);
       out = {y, mean, invstd};
@@ -169,7 +172,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
   const Layout l = layout_of(input);
   if (is_half(input)) {  // gw and gb in the dtypes of weight and bias (input's without them)
     at::Tensor gx, gw, gb;
-    if (!l.channels_last && native_bf16<BatchNormBackward>(input)) {
+    if (!l.channels_last && native_half<BatchNormBackward>(input)) {
       const at::Tensor x = input.contiguous(), gy = grad_output.contiguous();
       const at::Tensor w32 = w ? widen(*w).contiguous() : at::Tensor(), b32 = b ? widen(*b).contiguous() : at::Tensor();
       const at::Tensor m32 = widen(save_mean).contiguous(), i32 = widen(save_invstd).contiguous();
@@ -178,11 +181,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
       gb = at::empty({l.C}, input.options().dtype(at::kFloat));
       auto fp = [](const at::Tensor& t) { return t.defined() ? t.const_data_ptr<float>() : nullptr; };
       if (!nothing_to_compute(x))
-        call_kernel<BatchNormBackward, bfloat16>(
-            backend_for(x), BatchNormShape{l.N, l.C, l.S, training, 0.0, 0.0, relu},
-            BatchNormBackwardArgs<bfloat16>{bf16_data(gy), bf16_data(x), fp(w32), fp(b32), fp(m32), fp(i32),
-                                                bf16_data(gx), gw.mutable_data_ptr<float>(),
-                                                gb.mutable_data_ptr<float>()});
+        dispatch_half(x, [&](auto h) {
+          using H = decltype(h);
+          call_kernel<BatchNormBackward, H>(
+              backend_for(x), BatchNormShape{l.N, l.C, l.S, training, 0.0, 0.0, relu},
+              BatchNormBackwardArgs<H>{data_as<H>(gy), data_as<H>(x), fp(w32), fp(b32), fp(m32), fp(i32),
+                                       data_as<H>(gx), gw.mutable_data_ptr<float>(), gb.mutable_data_ptr<float>()});
+        });
       else
         gw.zero_(), gb.zero_();
     } else {

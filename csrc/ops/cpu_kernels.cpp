@@ -6,7 +6,6 @@
 #include "../cpu/adaptive_avg_pool2d.h"
 #include "../cpu/avg_pool2d.h"
 #include "../cpu/batch_norm.h"
-#include "../cpu/batch_norm_bf16.h"
 #include "../cpu/cat.h"
 #include "../cpu/conv2d.h"
 #include "../cpu/conv2d_bf16.h"
@@ -88,10 +87,15 @@ CNNEXT_REGISTER_CPU_HALF_POOL(float16)
 
 CNNEXT_REGISTER_CPU_KERNEL(BatchNormForward, batch_norm_forward)
 CNNEXT_REGISTER_CPU_KERNEL(BatchNormBackward, batch_norm_backward)
+// bfloat16 / float16 activations, float32 parameters: batch_norm's half variants (lanes16, widened)
 CNNEXT_REGISTER_KERNEL_T(BatchNormForward, bfloat16, ::cnnext::Backend::CPU,
-                         &::cnnext::WithoutStream<&batch_norm_forward_bf16>::call)
+                         &::cnnext::WithoutStream<&batch_norm_forward<bfloat16>>::call)
 CNNEXT_REGISTER_KERNEL_T(BatchNormBackward, bfloat16, ::cnnext::Backend::CPU,
-                         &::cnnext::WithoutStream<&batch_norm_backward_bf16>::call)
+                         &::cnnext::WithoutStream<&batch_norm_backward<bfloat16>>::call)
+CNNEXT_REGISTER_KERNEL_T(BatchNormForward, float16, ::cnnext::Backend::CPU,
+                         &::cnnext::WithoutStream<&batch_norm_forward<float16>>::call)
+CNNEXT_REGISTER_KERNEL_T(BatchNormBackward, float16, ::cnnext::Backend::CPU,
+                         &::cnnext::WithoutStream<&batch_norm_backward<float16>>::call)
 
 CNNEXT_REGISTER_KERNEL_T(CatForward, void, ::cnnext::Backend::CPU, &::cnnext::WithoutStream<&cat_forward>::call)
 CNNEXT_REGISTER_KERNEL_T(CatBackward, void, ::cnnext::Backend::CPU, &::cnnext::WithoutStream<&cat_backward>::call)

@@ -83,10 +83,6 @@ bool native_half(const at::Tensor& t) {
   if (t.scalar_type() == at::kHalf) return Kernel<Op, float16>::table[be] != nullptr;
   return false;
 }
-template <typename Op>
-bool native_bf16(const at::Tensor& t) {
-  return t.scalar_type() == at::kBFloat16 && native_half<Op>(t);
-}
 // f(H{}) for H, the kernel element type of half tensor t: bfloat16 or float16.
 template <typename F>
 decltype(auto) dispatch_half(const at::Tensor& t, F&& f) {
@@ -102,10 +98,6 @@ template <typename T>
 T* data_as(at::Tensor& t) {
   return static_cast<T*>(t.mutable_data_ptr());
 }
-inline const bfloat16* bf16_data(const at::Tensor& t) {
-  return t.defined() ? reinterpret_cast<const bfloat16*>(t.const_data_ptr<at::BFloat16>()) : nullptr;
-}
-inline bfloat16* bf16_data(at::Tensor& t) { return reinterpret_cast<bfloat16*>(t.mutable_data_ptr<at::BFloat16>()); }
 inline bool is_half(const at::Tensor& t) {
   return t.defined() && (t.scalar_type() == at::kBFloat16 || t.scalar_type() == at::kHalf);
 }
