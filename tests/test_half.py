@@ -10,6 +10,8 @@ Where torch's own half result is farther than 2e-2 from its float32 result (its 
 with bfloat16 parameters: 9% on a ReLU case here; its conv bias gradient under autocast: 11%), cnnext is held
 to the float32 result instead, at least as close to it as torch is (`_close_torch`).
 """
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,7 +20,7 @@ from torch import nn
 import cnnext
 import cnnext.functional as C
 
-from conftest import assert_rel_close
+from conftest import assert_rel_close, on
 
 HALF = [torch.bfloat16, torch.float16]
 TOL = 2e-2
@@ -209,13 +211,22 @@ def test_pooling_one_rounding(backend, dtype, op):
 
 
 @pytest.mark.parametrize("dtype", HALF)
-@pytest.mark.parametrize("variant", ["lanes16", "widened"])
+@pytest.mark.parametrize("variant", ["lanes16", "widened", "emulated"])
 @pytest.mark.parametrize("training,relu", [(True, False), (True, True), (False, False)])
 def test_batch_norm_half_variants(dtype, variant, training, relu, monkeypatch):
-    """batch_norm's CPU variants for half activations (float32 parameters), forced by name: output and the
-    three gradients within one rounding (plus float32 statistics) of torch's float32 result on the same
-    16-bit values; lanes16 exists in AVX-512 builds only."""
-    monkeypatch.setenv("CNNEXT_BATCH_NORM", variant)
+    """batch_norm's CPU variants for half activations (float32 parameters), forced by name, and the emulated
+    CUDA kernels on the half types: output and the three gradients within one rounding (plus float32
+    statistics) of torch's float32 result on the same 16-bit values; lanes16 exists in AVX-512 builds only."""
+    if variant == "emulated":
+        ctx = on("emu")
+    else:
+        monkeypatch.setenv("CNNEXT_BATCH_NORM", variant)
+        ctx = contextlib.nullcontext()
+    with ctx:
+        _bn_half_case(dtype, variant, training, relu)
+
+
+def _bn_half_case(dtype, variant, training, relu):
     torch.manual_seed(5)
     x = (torch.randn(4, 6, 7, 9) * 2 + 1).to(dtype).requires_grad_()
     w, b = torch.rand(6).requires_grad_(), torch.randn(6).requires_grad_()

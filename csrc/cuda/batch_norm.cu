@@ -45,8 +45,10 @@
 //   bn_grad_input_kernel        the 2-D grid of bn_normalize_kernel:
 //                               gx = scale (gy' - gb/M - (x - mean) invstd gw/M)  (training)
 //                               gx = scale gy'                                    (eval)
-// Per-thread accumulation is in T (float for float, double for double); the per-channel finish is in
-// double.  Offsets are 64-bit.  Passes: training forward = stats (read x) + normalize (read x, write
+// T: float, double, __half, __nv_bfloat16 (half.h).  Per-thread accumulation, the workspace, the
+// coefficients and the per-channel tensors are in P = Acc<T> (T for float and double, float for the half
+// types: torch's mixed-precision batch norm, float32 parameters and statistics); the per-channel finish is
+// in double; a half output is rounded once.  The half types are read one value at a time (V = 1).  Offsets are 64-bit.  Passes: training forward = stats (read x) + normalize (read x, write
 // y); backward = sums (read x, gy) + grad input (read x, gy, write gx); the relu mask costs no extra
 // pass; the finishing kernels touch O(C * splits) values.
 #include <algorithm>
@@ -54,6 +56,7 @@
 
 #include "batch_norm.h"
 #include "compat.h"
+#include "half.h"
 #include "reduce.h"
 
 namespace {
@@ -62,6 +65,9 @@ constexpr int kBlock = 256;
 // A stage-1 block's chunk: at least 2048 values (8 per thread) of a plane-layout channel, at least
 // 64 rows (8 per row lane) of a rows-layout channel tile.
 constexpr int64_t kMinChunk = 2048, kMinRows = 64;
+// Values per vector load: 16 bytes of float or double; the half types one at a time.
+template <typename T>
+constexpr int kBnVec = is_half_v<T> ? 1 : kVec<T>;
 
 // One fused multiply-add, rounded once, whatever the compiler's contraction settings (nvcc's
 // --fmad, the host compiler's -ffp-contract): the same bits in every kernel that calls it.
@@ -128,23 +134,24 @@ __device__ __forceinline__ int64_t part(int q, int64_t c, int64_t C, int64_t spl
   return (q * C + c) * splits + sp;
 }
 
-template <typename T, int V, typename I>
+template <typename T, int V, typename I, typename P = Acc<T>>
 __global__ void __launch_bounds__(kBlock)
-bn_stats_partial_kernel(const T* __restrict__ x, T* __restrict__ ws, int64_t N, int64_t C, int64_t S,
+bn_stats_partial_kernel(const T* __restrict__ x, P* __restrict__ ws, int64_t N, int64_t C, int64_t S,
                         int64_t chunk, int64_t cn, int64_t cs, bool vec) {
-  __shared__ T sh_n[kBlock / 32], sh_mean[kBlock / 32], sh_m2[kBlock / 32];
+  __shared__ P sh_n[kBlock / 32], sh_mean[kBlock / 32], sh_m2[kBlock / 32];
   const int64_t M = N * S, splits = gridDim.x, sp = blockIdx.x, e = min(M, sp * chunk + chunk);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   int64_t nb, sb;
   split_begin(sp, cn, cs, S, nb, sb);
   ChannelWalk<I> it(nb, sb, e, C, S, V);
   for (int64_t c = blockIdx.y; c < C; c += gridDim.y) {
-    const T k = x[c * S];  // shift: the channel's first value, the same for every split
-    T n = 0, mean = 0, m2 = 0;
+    const P k = to_acc(x[c * S]);  // shift: the channel's first value, the same for every split
+    P n = 0, mean = 0, m2 = 0;
     for (it.start(c); it.ok(); it.next()) {
-      T d[V];
-      load_v<V>(d, x + it.off, vec);
-      for (int j = 0; j < V; ++j) d[j] -= k;
+      T r[V];
+      load_v<V>(r, x + it.off, vec);
+      P d[V];
+      for (int j = 0; j < V; ++j) d[j] = to_acc(r[j]) - k;
       welford_add<V>(n, mean, m2, d);
     }
     warp_welford(n, mean, m2);
@@ -152,9 +159,9 @@ bn_stats_partial_kernel(const T* __restrict__ x, T* __restrict__ ws, int64_t N, 
     __syncthreads();
     if (warp == 0) {
       const bool have = lane < int(blockDim.x / 32);
-      n = have ? sh_n[lane] : T(0);
-      mean = have ? sh_mean[lane] : T(0);
-      m2 = have ? sh_m2[lane] : T(0);
+      n = have ? sh_n[lane] : P(0);
+      mean = have ? sh_mean[lane] : P(0);
+      m2 = have ? sh_m2[lane] : P(0);
       warp_welford(n, mean, m2);
       if (lane == 0) ws[part(0, c, C, splits, sp)] = n, ws[part(1, c, C, splits, sp)] = mean,
                      ws[part(2, c, C, splits, sp)] = m2;
@@ -170,19 +177,19 @@ bn_stats_partial_kernel(const T* __restrict__ x, T* __restrict__ ws, int64_t N, 
 // merged through shared memory by the ty == 0 thread in ty order, which writes the split's triple.
 constexpr int kRowsY = kBlock / 32;
 
-template <typename T>
+template <typename T, typename P = Acc<T>>
 __global__ void __launch_bounds__(kBlock)
-bn_stats_rows_partial_kernel(const T* __restrict__ x, T* __restrict__ ws, int64_t R, int64_t C, int64_t chunk) {
-  __shared__ T sh_n[kRowsY][32], sh_mean[kRowsY][32], sh_m2[kRowsY][32];
+bn_stats_rows_partial_kernel(const T* __restrict__ x, P* __restrict__ ws, int64_t R, int64_t C, int64_t chunk) {
+  __shared__ P sh_n[kRowsY][32], sh_mean[kRowsY][32], sh_m2[kRowsY][32];
   const int64_t splits = gridDim.y, sp = blockIdx.y, r0 = sp * chunk, r1 = min(R, r0 + chunk);
   const int64_t tiles = (C + 31) / 32;
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const int64_t c = tile * 32 + threadIdx.x;
-    T n = 0, mean = 0, m2 = 0;
+    P n = 0, mean = 0, m2 = 0;
     if (c < C) {
-      const T k = x[c];  // shift: row 0
+      const P k = to_acc(x[c]);  // shift: row 0
       for (int64_t r = r0 + threadIdx.y; r < r1; r += kRowsY) {
-        const T d[1] = {x[r * C + c] - k};
+        const P d[1] = {to_acc(x[r * C + c]) - k};
         welford_add<1>(n, mean, m2, d);
       }
     }
@@ -207,23 +214,23 @@ __device__ __forceinline__ void write_affine(T* coef, const T* mean, const T* in
 }
 
 // kstride: where channel c's shift value is (x[c * kstride]: S for planes, 1 for rows).
-template <typename T>
-__global__ void bn_stats_finish_kernel(const T* __restrict__ x, const T* __restrict__ ws, int64_t splits, int64_t C,
-                                       int64_t kstride, int64_t M, T* __restrict__ mean_out,
-                                       T* __restrict__ invstd_out, T* __restrict__ rmean, T* __restrict__ rvar,
-                                       const T* __restrict__ w, const T* __restrict__ b, T* __restrict__ coef,
+template <typename T, typename P = Acc<T>>
+__global__ void bn_stats_finish_kernel(const T* __restrict__ x, const P* __restrict__ ws, int64_t splits, int64_t C,
+                                       int64_t kstride, int64_t M, P* __restrict__ mean_out,
+                                       P* __restrict__ invstd_out, P* __restrict__ rmean, P* __restrict__ rvar,
+                                       const P* __restrict__ w, const P* __restrict__ b, P* __restrict__ coef,
                                        double momentum, double eps) {
   for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < C; c += int64_t(blockDim.x) * gridDim.x) {
     double n = 0, mean = 0, m2 = 0;
     for (int64_t sp = 0; sp < splits; ++sp)
       welford_merge(n, mean, m2, double(ws[part(0, c, C, splits, sp)]), double(ws[part(1, c, C, splits, sp)]),
                     double(ws[part(2, c, C, splits, sp)]));
-    const double m = double(x[c * kstride]) + mean, var_sum = m2 < 0 ? 0.0 : m2;  // NaN stays NaN
-    mean_out[c] = T(m);
-    invstd_out[c] = T(1.0 / sqrt(var_sum / double(M) + eps));
-    if (rmean) rmean[c] = T((1 - momentum) * double(rmean[c]) + momentum * m);
-    if (rvar) rvar[c] = T((1 - momentum) * double(rvar[c]) + momentum * var_sum / double(M - 1));
-    write_affine(coef, (const T*)mean_out, (const T*)invstd_out, w, b, c, C);
+    const double m = double(to_acc(x[c * kstride])) + mean, var_sum = m2 < 0 ? 0.0 : m2;  // NaN stays NaN
+    mean_out[c] = P(m);
+    invstd_out[c] = P(1.0 / sqrt(var_sum / double(M) + eps));
+    if (rmean) rmean[c] = P((1 - momentum) * double(rmean[c]) + momentum * m);
+    if (rvar) rvar[c] = P((1 - momentum) * double(rvar[c]) + momentum * var_sum / double(M - 1));
+    write_affine(coef, (const P*)mean_out, (const P*)invstd_out, w, b, c, C);
   }
 }
 
@@ -263,18 +270,18 @@ __device__ __forceinline__ void plane_walk(int64_t planes, int64_t L, int64_t C,
   }
 }
 
-template <typename T, int V, bool ROWS>
+template <typename T, int V, bool ROWS, typename P = Acc<T>>
 __global__ void __launch_bounds__(kBlock)
-bn_normalize_kernel(const T* __restrict__ x, T* __restrict__ y, const T* __restrict__ coef, int64_t planes,
+bn_normalize_kernel(const T* __restrict__ x, T* __restrict__ y, const P* __restrict__ coef, int64_t planes,
                     int64_t L, int64_t C, bool relu, bool vec) {
   plane_walk<ROWS, V>(planes, L, C, [&](int64_t off, int64_t k) {
     T a[V];
     load_v<V>(a, x + off, vec);
     for (int j = 0; j < V; ++j) {
       const int64_t c = ROWS ? k + j : k;
-      T v = bn_pre(a[j], coef[c], coef[C + c], coef[2 * C + c]);
-      if (relu && v <= T(0)) v = T(0);  // NaN stays NaN, like torch.relu
-      a[j] = v;
+      P v = bn_pre(to_acc(a[j]), coef[c], coef[C + c], coef[2 * C + c]);
+      if (relu && v <= P(0)) v = P(0);  // NaN stays NaN, like torch.relu
+      a[j] = from_acc<T>(v);
     }
     store_v<V>(y + off, a, vec);
   });
@@ -303,28 +310,29 @@ __device__ __forceinline__ void block_sum2(T& a, T& b) {
   __syncthreads();  // sh_a, sh_b may be rewritten by the next call
 }
 
-template <typename T, int V, typename I>
+template <typename T, int V, typename I, typename P = Acc<T>>
 __global__ void __launch_bounds__(kBlock)
-bn_grad_sums_partial_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* __restrict__ w,
-                            const T* __restrict__ b, const T* __restrict__ mean, const T* __restrict__ invstd,
-                            T* __restrict__ ws, int64_t N, int64_t C, int64_t S, int64_t chunk, int64_t cn,
+bn_grad_sums_partial_kernel(const T* __restrict__ gy, const T* __restrict__ x, const P* __restrict__ w,
+                            const P* __restrict__ b, const P* __restrict__ mean, const P* __restrict__ invstd,
+                            P* __restrict__ ws, int64_t N, int64_t C, int64_t S, int64_t chunk, int64_t cn,
                             int64_t cs, bool relu, bool vec) {
   const int64_t M = N * S, splits = gridDim.x, sp = blockIdx.x, hi = min(M, sp * chunk + chunk);
   int64_t nb, sb;
   split_begin(sp, cn, cs, S, nb, sb);
   ChannelWalk<I> it(nb, sb, hi, C, S, V);
   for (int64_t c = blockIdx.y; c < C; c += gridDim.y) {
-    const T m = mean[c];
-    const cnnext::BatchNormAffine<T> a = cnnext::batch_norm_affine(mean, invstd, w, b, c);
-    T s1 = 0, s2 = 0;
+    const P m = mean[c];
+    const cnnext::BatchNormAffine<P> a = cnnext::batch_norm_affine(mean, invstd, w, b, c);
+    P s1 = 0, s2 = 0;
     for (it.start(c); it.ok(); it.next()) {
-      T xv[V], g[V];
-      load_v<V>(xv, x + it.off, vec);
+      T xr[V], g[V];
+      load_v<V>(xr, x + it.off, vec);
       load_v<V>(g, gy + it.off, vec);
       for (int j = 0; j < V; ++j) {
-        const T gj = relu && bn_pre(xv[j], a.center, a.scale, a.shift) <= T(0) ? T(0) : g[j];
+        const P xv = to_acc(xr[j]);
+        const P gj = relu && bn_pre(xv, a.center, a.scale, a.shift) <= P(0) ? P(0) : to_acc(g[j]);
         s1 += gj;
-        s2 += gj * (xv[j] - m);
+        s2 += gj * (xv - m);
       }
     }
     block_sum2(s1, s2);
@@ -334,23 +342,23 @@ bn_grad_sums_partial_kernel(const T* __restrict__ gy, const T* __restrict__ x, c
 
 // Rows layout of bn_grad_sums_partial_kernel: tiles of 32 channels x kRowsY row lanes as in
 // bn_stats_rows_partial_kernel; the kRowsY partial sums are added in ty order.
-template <typename T>
+template <typename T, typename P = Acc<T>>
 __global__ void __launch_bounds__(kBlock)
-bn_grad_sums_rows_partial_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* __restrict__ w,
-                                 const T* __restrict__ b, const T* __restrict__ mean, const T* __restrict__ invstd,
-                                 T* __restrict__ ws, int64_t R, int64_t C, int64_t chunk, bool relu) {
-  __shared__ T sh_a[kRowsY][32], sh_b[kRowsY][32];
+bn_grad_sums_rows_partial_kernel(const T* __restrict__ gy, const T* __restrict__ x, const P* __restrict__ w,
+                                 const P* __restrict__ b, const P* __restrict__ mean, const P* __restrict__ invstd,
+                                 P* __restrict__ ws, int64_t R, int64_t C, int64_t chunk, bool relu) {
+  __shared__ P sh_a[kRowsY][32], sh_b[kRowsY][32];
   const int64_t splits = gridDim.y, sp = blockIdx.y, r0 = sp * chunk, r1 = min(R, r0 + chunk);
   const int64_t tiles = (C + 31) / 32;
   for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     const int64_t c = tile * 32 + threadIdx.x;
-    T s1 = 0, s2 = 0;
+    P s1 = 0, s2 = 0;
     if (c < C) {
-      const T m = mean[c];
-      const cnnext::BatchNormAffine<T> a = cnnext::batch_norm_affine(mean, invstd, w, b, c);
+      const P m = mean[c];
+      const cnnext::BatchNormAffine<P> a = cnnext::batch_norm_affine(mean, invstd, w, b, c);
       for (int64_t r = r0 + threadIdx.y; r < r1; r += kRowsY) {
-        const T xv = x[r * C + c];
-        const T g = relu && bn_pre(xv, a.center, a.scale, a.shift) <= T(0) ? T(0) : gy[r * C + c];
+        const P xv = to_acc(x[r * C + c]);
+        const P g = relu && bn_pre(xv, a.center, a.scale, a.shift) <= P(0) ? P(0) : to_acc(gy[r * C + c]);
         s1 += g;
         s2 += g * (xv - m);
       }
@@ -385,20 +393,20 @@ __global__ void bn_grad_sums_finish_kernel(const T* __restrict__ ws, int64_t spl
   }
 }
 
-template <typename T, int V, bool ROWS>
+template <typename T, int V, bool ROWS, typename P = Acc<T>>
 __global__ void __launch_bounds__(kBlock)
-bn_grad_input_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* __restrict__ coef,
+bn_grad_input_kernel(const T* __restrict__ gy, const T* __restrict__ x, const P* __restrict__ coef,
                      T* __restrict__ gx, int64_t planes, int64_t L, int64_t C, bool training, bool relu, bool vec) {
   plane_walk<ROWS, V>(planes, L, C, [&](int64_t off, int64_t k) {
-    T xv[V], g[V];
-    load_v<V>(xv, x + off, vec);
+    T xr[V], g[V];
+    load_v<V>(xr, x + off, vec);
     load_v<V>(g, gy + off, vec);
     for (int j = 0; j < V; ++j) {
       const int64_t c = ROWS ? k + j : k;
-      const T sc = coef[C + c];
-      T gj = relu && bn_pre(xv[j], coef[c], sc, coef[2 * C + c]) <= T(0) ? T(0) : g[j];
-      if (training) gj -= coef[4 * C + c] + (xv[j] - coef[3 * C + c]) * coef[5 * C + c];
-      g[j] = gj * sc;
+      const P sc = coef[C + c], xv = to_acc(xr[j]);
+      P gj = relu && bn_pre(xv, coef[c], sc, coef[2 * C + c]) <= P(0) ? P(0) : to_acc(g[j]);
+      if (training) gj -= coef[4 * C + c] + (xv - coef[3 * C + c]) * coef[5 * C + c];
+      g[j] = from_acc<T>(gj * sc);
     }
     store_v<V>(gx + off, g, vec);
   });
@@ -415,7 +423,7 @@ struct BnPlan {
   bool rows;              // S == 1: rows of C channels
   int64_t planes, L;      // the elementwise kernels' planes (N*C, or the N rows) of L values (S, or C)
   int64_t splits, chunk;  // the reductions' split (values per chunk, or rows per chunk)
-  int V;                  // values per vector: kVec<T> when L is a whole number of vectors, else 1
+  int V;                  // values per vector: kBnVec<T> when L is a whole number of vectors, else 1
 };
 
 template <typename T>
@@ -424,7 +432,7 @@ BnPlan bn_plan(const BatchNormShape& s) {
   p.rows = s.S == 1;
   p.planes = p.rows ? s.N : s.N * s.C;
   p.L = p.rows ? s.C : s.S;
-  p.V = p.L % kVec<T> == 0 ? kVec<T> : 1;
+  p.V = p.L % kBnVec<T> == 0 ? kBnVec<T> : 1;
   const SplitPlan sp = p.rows ? split_plan((s.C + 31) / 32, s.N, kMinRows, 1) : split_plan(s.C, s.N * s.S, kMinChunk, 4);
   p.splits = sp.splits;
   p.chunk = sp.chunk;
@@ -447,81 +455,93 @@ void need_workspace(const T* ws) {
 
 }  // namespace
 
+// The workspaces, in elements of the per-channel type P (float for the half types).
 template <typename T>
 int64_t batch_norm_forward_workspace(const BatchNormShape& s, cudaStream_t) {
-  const BnPlan p = bn_plan<T>(s);
+  const BnPlan p = bn_plan<DeviceT<T>>(s);
   return (s.training ? 3 * s.C * p.splits : 0) + 3 * s.C;
 }
 
 template <typename T>
 int64_t batch_norm_backward_workspace(const BatchNormShape& s, cudaStream_t) {
-  const BnPlan p = bn_plan<T>(s);
+  const BnPlan p = bn_plan<DeviceT<T>>(s);
   return 2 * s.C * p.splits + 6 * s.C;
 }
 
-template <typename T>
-void batch_norm_forward(const BatchNormShape& s, const BatchNormForwardArgs<T>& a, cudaStream_t stream) {
-  const T *x = a.x, *w = a.w, *b = a.b;
-  T *y = a.y, *rmean = a.running_mean, *rvar = a.running_var, *mean = a.mean, *invstd = a.invstd;
+// T: float, double, float16, bfloat16 (csrc/common's storage types; the kernels run on D = DeviceT<T>, the
+// per-channel tensors and the workspace are P: float for the half types).
+template <typename T_>
+void batch_norm_forward(const BatchNormShape& s, const BatchNormForwardArgs<T_>& a, cudaStream_t stream) {
+  using T = DeviceT<T_>;
+  using P = Acc<T>;
+  static_assert(std::is_same_v<P, typename cnnext::BatchNormParam<T_>::type>, "batch_norm: P is the parameters' type");
+  const T* x = device_ptr(a.x);
+  T* y = device_ptr(a.y);
+  const P *w = a.w, *b = a.b;
+  P *rmean = a.running_mean, *rvar = a.running_var, *mean = a.mean, *invstd = a.invstd;
   const int64_t N = s.N, C = s.C, S = s.S;
   const BnPlan p = bn_plan<T>(s);
   need_workspace(a.workspace);
-  T* const part_ws = a.workspace;
-  T* const coef = a.workspace + (s.training ? 3 * C * p.splits : 0);
+  P* const part_ws = a.workspace;
+  P* const coef = a.workspace + (s.training ? 3 * C * p.splits : 0);
   const unsigned sp = unsigned(p.splits);
   if (s.training) {
     if (p.rows)
       launch(bn_stats_rows_partial_kernel<T>, dim3(grid_size((C + 31) / 32, 1), sp), dim3(32, kRowsY), 0, stream, x,
              part_ws, N, C, p.chunk);
     else
-      launch(walk_fits32(N * C * S) ? (p.V > 1 ? bn_stats_partial_kernel<T, kVec<T>, uint32_t>
+      launch(walk_fits32(N * C * S) ? (p.V > 1 ? bn_stats_partial_kernel<T, kBnVec<T>, uint32_t>
                                                : bn_stats_partial_kernel<T, 1, uint32_t>)
-                                    : (p.V > 1 ? bn_stats_partial_kernel<T, kVec<T>, uint64_t>
+                                    : (p.V > 1 ? bn_stats_partial_kernel<T, kBnVec<T>, uint64_t>
                                                : bn_stats_partial_kernel<T, 1, uint64_t>),
              dim3(sp, grid_size(C, 1)), dim3(kBlock), 0, stream, x, part_ws, N, C, S, p.chunk, p.chunk / S,
              p.chunk % S, aligned16(x));
-    launch(bn_stats_finish_kernel<T>, dim3(grid_size(C, kBlock)), dim3(kBlock), 0, stream, x, (const T*)part_ws,
+    launch(bn_stats_finish_kernel<T>, dim3(grid_size(C, kBlock)), dim3(kBlock), 0, stream, x, (const P*)part_ws,
            p.splits, C, p.rows ? int64_t(1) : S, N * S, mean, invstd, rmean, rvar, w, b, coef, s.momentum, s.eps);
   } else {
-    launch(bn_eval_stats_kernel<T>, dim3(grid_size(C, kBlock)), dim3(kBlock), 0, stream, (const T*)rmean,
-           (const T*)rvar, mean, invstd, w, b, coef, C, s.eps);
+    launch(bn_eval_stats_kernel<P>, dim3(grid_size(C, kBlock)), dim3(kBlock), 0, stream, (const P*)rmean,
+           (const P*)rvar, mean, invstd, w, b, coef, C, s.eps);
   }
   dim3 grid, block;
   plane_grid(p.planes, p.L / p.V, &grid, &block);
   const bool vec = aligned16(x) && aligned16(y);
-  auto* k = p.rows ? (p.V > 1 ? bn_normalize_kernel<T, kVec<T>, true> : bn_normalize_kernel<T, 1, true>)
-                   : (p.V > 1 ? bn_normalize_kernel<T, kVec<T>, false> : bn_normalize_kernel<T, 1, false>);
-  launch(k, grid, block, 0, stream, x, y, (const T*)coef, p.planes, p.L, C, s.relu, vec);
+  auto* k = p.rows ? (p.V > 1 ? bn_normalize_kernel<T, kBnVec<T>, true> : bn_normalize_kernel<T, 1, true>)
+                   : (p.V > 1 ? bn_normalize_kernel<T, kBnVec<T>, false> : bn_normalize_kernel<T, 1, false>);
+  launch(k, grid, block, 0, stream, x, y, (const P*)coef, p.planes, p.L, C, s.relu, vec);
 }
 
-template <typename T>
-void batch_norm_backward(const BatchNormShape& s, const BatchNormBackwardArgs<T>& a, cudaStream_t stream) {
-  const T *gy = a.gy, *x = a.x, *w = a.w, *b = a.b, *mean = a.mean, *invstd = a.invstd;
-  T *gx = a.gx, *gw = a.gw, *gb = a.gb;
+template <typename T_>
+void batch_norm_backward(const BatchNormShape& s, const BatchNormBackwardArgs<T_>& a, cudaStream_t stream) {
+  using T = DeviceT<T_>;
+  using P = Acc<T>;
+  const T *gy = device_ptr(a.gy), *x = device_ptr(a.x);
+  T* gx = device_ptr(a.gx);
+  const P *w = a.w, *b = a.b, *mean = a.mean, *invstd = a.invstd;
+  P *gw = a.gw, *gb = a.gb;
   const int64_t N = s.N, C = s.C, S = s.S;
   const BnPlan p = bn_plan<T>(s);
   need_workspace(a.workspace);
-  T* const part_ws = a.workspace;
-  T* const coef = a.workspace + 2 * C * p.splits;
+  P* const part_ws = a.workspace;
+  P* const coef = a.workspace + 2 * C * p.splits;
   const unsigned sp = unsigned(p.splits);
   if (p.rows)
     launch(bn_grad_sums_rows_partial_kernel<T>, dim3(grid_size((C + 31) / 32, 1), sp), dim3(32, kRowsY), 0, stream,
            gy, x, w, b, mean, invstd, part_ws, N, C, p.chunk, s.relu);
   else
-    launch(walk_fits32(N * C * S) ? (p.V > 1 ? bn_grad_sums_partial_kernel<T, kVec<T>, uint32_t>
+    launch(walk_fits32(N * C * S) ? (p.V > 1 ? bn_grad_sums_partial_kernel<T, kBnVec<T>, uint32_t>
                                              : bn_grad_sums_partial_kernel<T, 1, uint32_t>)
-                                  : (p.V > 1 ? bn_grad_sums_partial_kernel<T, kVec<T>, uint64_t>
+                                  : (p.V > 1 ? bn_grad_sums_partial_kernel<T, kBnVec<T>, uint64_t>
                                              : bn_grad_sums_partial_kernel<T, 1, uint64_t>),
            dim3(sp, grid_size(C, 1)), dim3(kBlock), 0, stream, gy, x, w, b, mean, invstd, part_ws, N, C, S, p.chunk,
            p.chunk / S, p.chunk % S, s.relu, aligned16(x) && aligned16(gy));
-  launch(bn_grad_sums_finish_kernel<T>, dim3(grid_size(C, kBlock)), dim3(kBlock), 0, stream, (const T*)part_ws,
+  launch(bn_grad_sums_finish_kernel<P>, dim3(grid_size(C, kBlock)), dim3(kBlock), 0, stream, (const P*)part_ws,
          p.splits, C, N * S, w, b, mean, invstd, gw, gb, coef);
   dim3 grid, block;
   plane_grid(p.planes, p.L / p.V, &grid, &block);
   const bool vec = aligned16(x) && aligned16(gy) && aligned16(gx);
-  auto* k = p.rows ? (p.V > 1 ? bn_grad_input_kernel<T, kVec<T>, true> : bn_grad_input_kernel<T, 1, true>)
-                   : (p.V > 1 ? bn_grad_input_kernel<T, kVec<T>, false> : bn_grad_input_kernel<T, 1, false>);
-  launch(k, grid, block, 0, stream, gy, x, (const T*)coef, gx, p.planes, p.L, C, s.training, s.relu, vec);
+  auto* k = p.rows ? (p.V > 1 ? bn_grad_input_kernel<T, kBnVec<T>, true> : bn_grad_input_kernel<T, 1, true>)
+                   : (p.V > 1 ? bn_grad_input_kernel<T, kBnVec<T>, false> : bn_grad_input_kernel<T, 1, false>);
+  launch(k, grid, block, 0, stream, gy, x, (const P*)coef, gx, p.planes, p.L, C, s.training, s.relu, vec);
 }
 
 #define CNNEXT_INSTANTIATE(T)                                                                                \
@@ -531,11 +551,17 @@ void batch_norm_backward(const BatchNormShape& s, const BatchNormBackwardArgs<T>
   template int64_t batch_norm_backward_workspace<T>(const BatchNormShape&, cudaStream_t);
 CNNEXT_INSTANTIATE(float)
 CNNEXT_INSTANTIATE(double)
+CNNEXT_INSTANTIATE(float16)
+CNNEXT_INSTANTIATE(bfloat16)
 #undef CNNEXT_INSTANTIATE
 
 CNNEXT_REGISTER_DEVICE_KERNEL(BatchNormForward, batch_norm_forward)
 CNNEXT_REGISTER_DEVICE_KERNEL(BatchNormBackward, batch_norm_backward)
 CNNEXT_REGISTER_DEVICE_KERNEL(BatchNormForwardWorkspace, batch_norm_forward_workspace)
 CNNEXT_REGISTER_DEVICE_KERNEL(BatchNormBackwardWorkspace, batch_norm_backward_workspace)
+CNNEXT_REGISTER_DEVICE_HALF_KERNEL(BatchNormForward, batch_norm_forward)
+CNNEXT_REGISTER_DEVICE_HALF_KERNEL(BatchNormBackward, batch_norm_backward)
+CNNEXT_REGISTER_DEVICE_HALF_KERNEL(BatchNormForwardWorkspace, batch_norm_forward_workspace)
+CNNEXT_REGISTER_DEVICE_HALF_KERNEL(BatchNormBackwardWorkspace, batch_norm_backward_workspace)
 
 }  // namespace cnnext::CNNEXT_DEVICE_NS

@@ -106,12 +106,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_forward(
       auto fp = [](const at::Tensor& t) { return t.defined() ? t.const_data_ptr<float>() : nullptr; };
       auto mp = [](at::Tensor& t) { return t.defined() ? t.mutable_data_ptr<float>() : nullptr; };
       if (nothing_to_compute(x)) return {y, mean.zero_(), invstd.zero_()};
+      const at::DeviceGuard guard(input.device());
+      const Backend be = backend_for(x);
       dispatch_half(x, [&](auto h) {
         using H = decltype(h);
+        const at::Tensor ws = workspace<BatchNormForwardWorkspace, H>(be, s, x, at::kFloat);  // (CUDA's)
         call_kernel<BatchNormForward, H>(
-            backend_for(x), s,
+            be, s,
             BatchNormForwardArgs<H>{data_as<H>(x), data_as<H>(y), fp(w32), fp(b32), mp(rmc), mp(rvc),
-                                    mean.mutable_data_ptr<float>(), invstd.mutable_data_ptr<float>()});
+                                    mean.mutable_data_ptr<float>(), invstd.mutable_data_ptr<float>(),
+                                    workspace_ptr<float>(ws)});
       });
       if (rm && !rmc.is_same(*rm32)) rm32->copy_(rmc);
       if (rv && !rvc.is_same(*rv32)) rv32->copy_(rvc);
@@ -183,10 +187,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
       if (!nothing_to_compute(x))
         dispatch_half(x, [&](auto h) {
           using H = decltype(h);
+          const at::DeviceGuard guard(input.device());
+          const Backend be = backend_for(x);
+          const BatchNormShape bs{l.N, l.C, l.S, training, 0.0, 0.0, relu};
+          const at::Tensor ws = workspace<BatchNormBackwardWorkspace, H>(be, bs, x, at::kFloat);  // (CUDA's)
           call_kernel<BatchNormBackward, H>(
-              backend_for(x), BatchNormShape{l.N, l.C, l.S, training, 0.0, 0.0, relu},
+              be, bs,
               BatchNormBackwardArgs<H>{data_as<H>(gy), data_as<H>(x), fp(w32), fp(b32), fp(m32), fp(i32),
-                                       data_as<H>(gx), gw.mutable_data_ptr<float>(), gb.mutable_data_ptr<float>()});
+                                       data_as<H>(gx), gw.mutable_data_ptr<float>(), gb.mutable_data_ptr<float>(),
+                                       workspace_ptr<float>(ws)});
         });
       else
         gw.zero_(), gb.zero_();

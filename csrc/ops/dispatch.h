@@ -59,10 +59,12 @@ decltype(auto) call_kernel(Backend be, A&&... args) {
 // The scratch backend `be`'s kernel needs, from the op's workspace-size tag WsOp (e.g.
 // Conv2dWeightWorkspace: the CUDA launchers' split partials), allocated here with at::empty like `like`
 // (the launchers allocate nothing); undefined when the backend has no such tag (the CPU) or needs none.
+// (dtype: the workspace's element type where it is not like's, e.g. float32 for half activations' batch norm)
 template <typename WsOp, typename T, typename S>
-at::Tensor workspace(Backend be, const S& s, const at::Tensor& like) {
+at::Tensor workspace(Backend be, const S& s, const at::Tensor& like,
+                     std::optional<at::ScalarType> dtype = std::nullopt) {
   const int64_t n = has_kernel<WsOp, T>(be) ? call_kernel<WsOp, T>(be, s) : 0;
-  return n > 0 ? at::empty({n}, like.options()) : at::Tensor();
+  return n > 0 ? at::empty({n}, like.options().dtype(dtype.value_or(like.scalar_type()))) : at::Tensor();
 }
 template <typename T>
 T* workspace_ptr(const at::Tensor& ws) {

@@ -666,6 +666,67 @@ void batch_norm_case(int64_t N, int64_t C, int64_t S, bool training, bool affine
       expect_close(label("batch_norm", "backward_bias", be, tname<T>(), shape).c_str(), ogb, gb);
     }
   }
+  if constexpr (sizeof(T) == 4) {  // bfloat16 / float16 activations, float32 parameters (the CPU's half
+    // variants and the emulated kernels on the half types) against the float32 kernels (checked above) on
+    // the same 16-bit values: one rounding of the outputs, within 1e-2
+    auto half_run = [&](auto h, const char* hname) {
+      using Half = decltype(h);
+      auto to_h = [](const vector<T>& v) {
+        vector<Half> o(v.size());
+        for (size_t i = 0; i < v.size(); ++i) {
+          if constexpr (std::is_same_v<Half, cnnext::bfloat16>) o[i] = cnnext::from_float(v[i]);
+          else o[i] = cnnext::float16_from_float(v[i]);
+        }
+        return o;
+      };
+      auto to_f = [](const vector<Half>& v) {
+        vector<float> o(v.size());
+        for (size_t i = 0; i < v.size(); ++i) o[i] = cnnext::to_float(v[i]);
+        return o;
+      };
+      const auto hx = to_h(x), hgy = to_h(gy);
+      const auto fx = to_f(hx), fgy = to_f(hgy);
+      vector<float> ry(N * C * S), rgx(N * C * S), rgw(C), rgb(C), rmean(C), ristd(C), rrm = rm0, rrv = rv0;
+      {  // (the emulated float32 launchers: the TSan build has no CPU kernels)
+        vector<float> wsf(size_t(cnnext::emulated::batch_norm_forward_workspace<float>(bs, nullptr)));
+        vector<float> wsb(size_t(cnnext::emulated::batch_norm_backward_workspace<float>(bs, nullptr)));
+        cnnext::emulated::batch_norm_forward<float>(bs, {fx.data(), ry.data(), affine ? w.data() : nullptr,
+                                                         affine ? b.data() : nullptr, stats ? rrm.data() : nullptr,
+                                                         stats ? rrv.data() : nullptr, rmean.data(), ristd.data(),
+                                                         wsf.data()}, nullptr);
+        cnnext::emulated::batch_norm_backward<float>(bs, {fgy.data(), fx.data(), affine ? w.data() : nullptr,
+                                                          affine ? b.data() : nullptr, rmean.data(), ristd.data(),
+                                                          rgx.data(), rgw.data(), rgb.data(), wsb.data()}, nullptr);
+      }
+      for (Be be : kBackends) {
+        vector<Half> hy(N * C * S, Half{0xFFFF}), hgx(N * C * S, Half{0xFFFF});
+        auto ogw = poisoned<float>(C), ogb = poisoned<float>(C), om = poisoned<float>(C), ois = poisoned<float>(C);
+        auto orm = rm0, orv = rv0;
+        const float* wp = affine ? w.data() : nullptr;
+        const float* bp = affine ? b.data() : nullptr;
+        float* rmp = stats ? orm.data() : nullptr;
+        float* rvp = stats ? orv.data() : nullptr;
+        ON(be, {
+             cnnext::cpu::batch_norm_forward<Half>(bs, {hx.data(), hy.data(), wp, bp, rmp, rvp, om.data(), ois.data()});
+             cnnext::cpu::batch_norm_backward<Half>(bs, {hgy.data(), hx.data(), wp, bp, om.data(), ois.data(),
+                                                         hgx.data(), ogw.data(), ogb.data()});
+           }, {
+             vector<float> wsf(size_t(cnnext::emulated::batch_norm_forward_workspace<Half>(bs, nullptr)));
+             vector<float> wsb(size_t(cnnext::emulated::batch_norm_backward_workspace<Half>(bs, nullptr)));
+             cnnext::emulated::batch_norm_forward<Half>(bs, {hx.data(), hy.data(), wp, bp, rmp, rvp, om.data(),
+                                                             ois.data(), wsf.data()}, nullptr);
+             cnnext::emulated::batch_norm_backward<Half>(bs, {hgy.data(), hx.data(), wp, bp, om.data(), ois.data(),
+                                                              hgx.data(), ogw.data(), ogb.data(), wsb.data()}, nullptr);
+           });
+        expect_close(label("batch_norm", "forward_half", be, hname, shape).c_str(), to_f(hy), widen(ry), 1e-2);
+        expect_close(label("batch_norm", "backward_input_half", be, hname, shape).c_str(), to_f(hgx), widen(rgx), 1e-2);
+        if (affine)
+          expect_close(label("batch_norm", "backward_weight_half", be, hname, shape).c_str(), ogw, widen(rgw), 1e-2);
+      }
+    };
+    half_run(cnnext::bfloat16{}, "bf16");
+    half_run(cnnext::float16{}, "f16");
+  }
 }
 void check_batch_norm(bool big) {
   batch_norm_case<double>(2, 1, 1, true, false, false, false);  // M = 2: gx is a cancellation residue (fp64)
