@@ -13,14 +13,17 @@ import cnnext
 def test_info_fields():
     i = cnnext.info()
     for key in ["cnnext_version", "torch_version", "torch_version_built", "compiler", "cpu_simd",
-                "cuda_kernels_compiled", "cuda_archs", "gpu_available", "cuda_emulator", "num_threads"]:
+                "cuda_kernels_compiled", "cuda_archs", "gpu_available", "cuda_emulator", "num_threads",
+                "half_kernels"]:
         assert key in i, key
     assert i["torch_version"] == torch.__version__
     assert i["cuda_emulator"] is True
     assert i["num_threads"] == torch.get_num_threads()
     native = json.loads(torch.ops.cnnext.build_info())
     # exactly the facts the ops library knows; the CPU variant's are the loader's (cpu_isa, cpu_simd)
-    assert set(native) == {"compiler", "cuda_compiled", "torch_version_compiled", "emulator"}, native
+    assert set(native) == {"compiler", "cuda_compiled", "torch_version_compiled", "emulator", "half_kernels"}, native
+    assert set(native["half_kernels"]) == {"cpu", "emulator", "cuda"}
+    assert i["half_kernels"] == native["half_kernels"]
     assert native["torch_version_compiled"] == torch.__version__.split("+")[0]
 
 
