@@ -19,7 +19,11 @@
 #include <map>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
+
+#include "../../csrc/common/bfloat16.h"
+#include "../../csrc/common/float16.h"
 
 #ifndef NO_CPU
 #include <ATen/Parallel.h>
@@ -33,8 +37,6 @@
 #endif
 #if defined(HAVE_CU_conv2d) && (defined(NO_CPU) || defined(HAVE_CPU_conv2d))
 #define WITH_conv2d 1
-#include "../../csrc/common/bfloat16.h"
-#include "../../csrc/common/float16.h"
 #include "../../csrc/cpu/conv2d.h"
 #include "../../csrc/cuda/conv2d.h"
 #endif
@@ -108,6 +110,23 @@ void expect_close(const char* what, const vector<T>& got, const vector<double>& 
                 (long long)worst, double(got[worst]), ref[worst]);
     ++g_fail;
   }
+}
+
+// float32 values rounded to a 16-bit type (bfloat16, float16; nearest even), and back (exact)
+template <typename Half>
+vector<Half> to_half(const vector<float>& v) {
+  vector<Half> o(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    if constexpr (std::is_same_v<Half, cnnext::bfloat16>) o[i] = cnnext::from_float(v[i]);
+    else o[i] = cnnext::float16_from_float(v[i]);
+  }
+  return o;
+}
+template <typename Half>
+vector<float> from_half(const vector<Half>& v) {
+  vector<float> o(v.size());
+  for (size_t i = 0; i < v.size(); ++i) o[i] = cnnext::to_float(v[i]);
+  return o;
 }
 
 enum class Be { CPU, EMU };
@@ -246,19 +265,8 @@ void conv2d_case(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int64_t 
     // inputs' rounding to 16 bits against the float reference, within TF32's 1e-2 too
     auto half_run = [&](auto h, const char* hname) {
       using Half = decltype(h);
-      auto to_h = [](const vector<T>& v) {
-        vector<Half> o(v.size());
-        for (size_t i = 0; i < v.size(); ++i) {
-          if constexpr (std::is_same_v<Half, cnnext::bfloat16>) o[i] = cnnext::from_float(v[i]);
-          else o[i] = cnnext::float16_from_float(v[i]);
-        }
-        return o;
-      };
-      auto to_f = [](const vector<Half>& v) {
-        vector<float> o(v.size());
-        for (size_t i = 0; i < v.size(); ++i) o[i] = cnnext::to_float(v[i]);
-        return o;
-      };
+      auto to_h = [](const vector<T>& v) { return to_half<Half>(v); };
+      auto to_f = [](const vector<Half>& v) { return from_half(v); };
       const auto hx = to_h(x), hw = to_h(w), hb = to_h(b), hgy = to_h(gy);
       vector<Half> hy(N * K * P * Q, Half{0xFFFF}), hgx(N * C * H * W, Half{0xFFFF}), hgw(K * Cg * R * S, Half{0xFFFF}),
           hgb(K, Half{0xFFFF});  // 0xFFFF: NaN, unwritten
@@ -671,19 +679,8 @@ void batch_norm_case(int64_t N, int64_t C, int64_t S, bool training, bool affine
     // the same 16-bit values: one rounding of the outputs, within 1e-2
     auto half_run = [&](auto h, const char* hname) {
       using Half = decltype(h);
-      auto to_h = [](const vector<T>& v) {
-        vector<Half> o(v.size());
-        for (size_t i = 0; i < v.size(); ++i) {
-          if constexpr (std::is_same_v<Half, cnnext::bfloat16>) o[i] = cnnext::from_float(v[i]);
-          else o[i] = cnnext::float16_from_float(v[i]);
-        }
-        return o;
-      };
-      auto to_f = [](const vector<Half>& v) {
-        vector<float> o(v.size());
-        for (size_t i = 0; i < v.size(); ++i) o[i] = cnnext::to_float(v[i]);
-        return o;
-      };
+      auto to_h = [](const vector<T>& v) { return to_half<Half>(v); };
+      auto to_f = [](const vector<Half>& v) { return from_half(v); };
       const auto hx = to_h(x), hgy = to_h(gy);
       const auto fx = to_f(hx), fgy = to_f(hgy);
       vector<float> ry(N * C * S), rgx(N * C * S), rgw(C), rgb(C), rmean(C), ristd(C), rrm = rm0, rrv = rv0;
