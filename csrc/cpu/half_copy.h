@@ -1,6 +1,6 @@
 // half_copy.h -- whole-array conversions between the 16-bit floats and float32 for the half kernels that
 // run the float32 variants on widened copies (conv2d_bf16.cpp's "float" variant and its float16 kernels,
-// batch_norm_bf16.cpp without AVX-512), threads over blocks of 16384:
+// batch_norm_half.cpp's widened variant), threads over blocks of 16384:
 //   bfloat16  to_float / from_float (../common/bfloat16.h) per element
 //   float16   F16C's vcvtph2ps / vcvtps2ph (round to nearest even) where the variant has it (avx2, avx512:
 //             x86-64-v3 and up), else ../common/float16.h's scalar conversions (the same bits)
