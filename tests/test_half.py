@@ -213,22 +213,29 @@ def test_pooling_one_rounding(backend, dtype, op):
 @pytest.mark.parametrize("dtype", HALF)
 @pytest.mark.parametrize("variant", ["lanes16", "widened", "emulated"])
 @pytest.mark.parametrize("training,relu", [(True, False), (True, True), (False, False)])
-def test_batch_norm_half_variants(dtype, variant, training, relu, monkeypatch):
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_batch_norm_half_variants(dtype, variant, training, relu, channels_last, monkeypatch):
     """batch_norm's CPU variants for half activations (float32 parameters), forced by name, and the emulated
     CUDA kernels on the half types: output and the three gradients within one rounding (plus float32
-    statistics) of torch's float32 result on the same 16-bit values; lanes16 exists in AVX-512 builds only."""
+    statistics) of torch's float32 result on the same 16-bit values; lanes16 exists in AVX-512 builds only and
+    takes no rows (channels_last is (N*H*W, C, 1) rows: the planner sends it to widened)."""
     if variant == "emulated":
         ctx = on("emu")
     else:
         monkeypatch.setenv("CNNEXT_BATCH_NORM", variant)
         ctx = contextlib.nullcontext()
+    if channels_last and variant == "lanes16":
+        pytest.skip("lanes16 takes planes, not rows")
     with ctx:
-        _bn_half_case(dtype, variant, training, relu)
+        _bn_half_case(dtype, variant, training, relu, channels_last)
 
 
-def _bn_half_case(dtype, variant, training, relu):
+def _bn_half_case(dtype, variant, training, relu, channels_last):
     torch.manual_seed(5)
-    x = (torch.randn(4, 6, 7, 9) * 2 + 1).to(dtype).requires_grad_()
+    x = (torch.randn(4, 6, 7, 9) * 2 + 1).to(dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
     w, b = torch.rand(6).requires_grad_(), torch.randn(6).requires_grad_()
     rm, rv = torch.randn(6), torch.rand(6) + 0.5
     try:
@@ -245,6 +252,8 @@ def _bn_half_case(dtype, variant, training, relu):
     yf = F.relu(yf) if relu else yf
     gf = torch.autograd.grad(yf, [xf, w, b], gy.float())
     assert y.dtype == g[0].dtype == dtype and g[1].dtype == g[2].dtype == torch.float32
+    if channels_last:  # channels_last in, channels_last out, as torch
+        assert y.is_contiguous(memory_format=torch.channels_last) and g[0].is_contiguous(memory_format=torch.channels_last)
     bound = ONE_ROUNDING[dtype] + 1e-5
     assert_rel_close(y.float(), yf, bound, f"{variant} output")
     for i, (a, e) in enumerate(zip(g, gf)):

@@ -20,7 +20,7 @@
 //   eval forward                                                   normalize
 //   C >= kItems (32) channels: blocks of channels are enough work  blocks
 //   fewer channels: batch chunks per channel                       chunks
-//   bfloat16 / float16 activations (NCHW)                          lanes16 (AVX-512 builds), else widened
+//   bfloat16 / float16 activations                                 lanes16 (AVX-512 builds; not rows), else widened
 // CNNEXT_BATCH_NORM=<variant> forces one (tests, diagnostics; read per call).
 // The fused ReLU costs no pass: the forward clamps before the store, the backward recomputes the
 // pre-activation from x (already being read) for its mask.
@@ -79,10 +79,10 @@ constexpr const char* kForce = "CNNEXT_BATCH_NORM";
 // ---- the planner: one readable choice per direction ----
 template <typename T>
 void batch_norm_forward(const BatchNormShape& s, const BatchNormForwardArgs<T>& a) {
-  if constexpr (is_half<T>) {  // the first entry: lanes16 where built
+  if constexpr (is_half<T>) {  // lanes16 where built, except rows (S == 1): widened runs float32's rows
     const auto* v = forced(HalfVariants<T>::forward, "batch_norm", kForce, s, HalfVariants<T>::backward,
                            Variants<float>::forward, Variants<float>::backward);
-    return (v ? *v : HalfVariants<T>::forward[0]).fn(s, a);
+    return (v ? *v : s.S == 1 ? by_name(HalfVariants<T>::forward, "widened") : HalfVariants<T>::forward[0]).fn(s, a);
   }
   // (the half tables' names are ignored here: widened runs this planner under them)
   const auto* v = forced(Variants<T>::forward, "batch_norm", kForce, s, Variants<T>::backward,
@@ -96,7 +96,7 @@ void batch_norm_backward(const BatchNormShape& s, const BatchNormBackwardArgs<T>
   if constexpr (is_half<T>) {
     const auto* v = forced(HalfVariants<T>::backward, "batch_norm", kForce, s, HalfVariants<T>::forward,
                            Variants<float>::forward, Variants<float>::backward);
-    return (v ? *v : HalfVariants<T>::backward[0]).fn(s, a);
+    return (v ? *v : s.S == 1 ? by_name(HalfVariants<T>::backward, "widened") : HalfVariants<T>::backward[0]).fn(s, a);
   }
   const auto* v = forced(Variants<T>::backward, "batch_norm", kForce, s, Variants<T>::forward,
                          HalfVariants<bfloat16>::forward, HalfVariants<bfloat16>::backward);

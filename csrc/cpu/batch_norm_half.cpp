@@ -10,8 +10,8 @@
 //   backward           pass 1 per channel: gb = sum gy', gw = invstd * sum gy' (x - mean), gy' = gy zeroed
 //                      where the pre-activation is <= 0 (relu; recomputed from x);
 //                      pass 2 per plane: gx = w invstd (gy' - gb/M - xhat gw/M) (training), w invstd gy' (eval)
-// Threads: pass 1 over channels, pass 2 over planes.  NCHW layout, (N, C, S); csrc/ops sends the
-// channels_last layout through float32 instead.  lanes16 runs 16 lanes at a time (ld16 / st16: bfloat16
+// Threads: pass 1 over channels, pass 2 over planes.  (N, C, S) layout; the planner sends rows (S == 1:
+// (N, C) inputs and channels_last) to widened, whose float32 planner has the rows variant.  lanes16 runs 16 lanes at a time (ld16 / st16: bfloat16
 // widened by a shift and rounded to nearest even in integer arithmetic, float16 by vcvtph2ps / vcvtps2ph;
 // masked tails).  widened (every build; the only one without AVX-512): the input widened to a float32
 // copy, the float32 planner (batch_norm.cpp) run on it, the outputs rounded once -- 16 lanes of floats held

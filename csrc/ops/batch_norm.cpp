@@ -96,10 +96,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_forward(
     // go through float32 copies
     std::optional<at::Tensor> rm32 = widen(running_mean), rv32 = widen(running_var);
     std::tuple<at::Tensor, at::Tensor, at::Tensor> out;
-    if (!l.channels_last && native_half<BatchNormForward>(input)) {  // (the half kernels are NCHW)
-      const at::Tensor x = input.contiguous(), w32 = w ? widen(*w).contiguous() : at::Tensor(),
+    if (native_half<BatchNormForward>(input)) {  // (channels_last as (N*H*W, C, 1) rows, as for float)
+      const at::Tensor x = input.contiguous(format_of(l)), w32 = w ? widen(*w).contiguous() : at::Tensor(),
                        b32 = b ? widen(*b).contiguous() : at::Tensor();
-      at::Tensor y = at::empty_like(x), mean = at::empty({l.C}, input.options().dtype(at::kFloat)),
+      at::Tensor y = at::empty_like(x, format_of(l)), mean = at::empty({l.C}, input.options().dtype(at::kFloat)),
                  invstd = at::empty({l.C}, input.options().dtype(at::kFloat));
       at::Tensor rmc = rm ? rm32->contiguous() : at::Tensor(), rvc = rv ? rv32->contiguous() : at::Tensor();
       s.N = l.N, s.C = l.C, s.S = l.S;
@@ -176,11 +176,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
   const Layout l = layout_of(input);
   if (is_half(input)) {  // gw and gb in the dtypes of weight and bias (input's without them)
     at::Tensor gx, gw, gb;
-    if (!l.channels_last && native_half<BatchNormBackward>(input)) {
-      const at::Tensor x = input.contiguous(), gy = grad_output.contiguous();
+    if (native_half<BatchNormBackward>(input)) {
+      const at::Tensor x = input.contiguous(format_of(l)), gy = grad_output.contiguous(format_of(l));
       const at::Tensor w32 = w ? widen(*w).contiguous() : at::Tensor(), b32 = b ? widen(*b).contiguous() : at::Tensor();
       const at::Tensor m32 = widen(save_mean).contiguous(), i32 = widen(save_invstd).contiguous();
-      gx = at::empty_like(x);
+      gx = at::empty_like(x, format_of(l));
       gw = at::empty({l.C}, input.options().dtype(at::kFloat));
       gb = at::empty({l.C}, input.options().dtype(at::kFloat));
       auto fp = [](const at::Tensor& t) { return t.defined() ? t.const_data_ptr<float>() : nullptr; };
