@@ -184,13 +184,16 @@ ONE_ROUNDING = {torch.bfloat16: 2.0 ** -8, torch.float16: 2.0 ** -10}
 
 
 @pytest.mark.parametrize("dtype", HALF)
-@pytest.mark.parametrize("op", ["max", "avg", "adaptive", "global"])
+@pytest.mark.parametrize("op", ["max", "max_channels_last", "avg", "adaptive", "global"])
 def test_pooling_one_rounding(backend, dtype, op):
     """Pooling in the input dtype (the emulated / CUDA kernels of their own, the CPU widened): max_pool2d's
     output and gradient equal the float64 result on the same values rounded once (a max is exact; its
     gradient a sum in float); the average pools and their gradients are within one rounding of it."""
     torch.manual_seed(3)
-    x = torch.randn(2, 5, 13, 11).to(dtype).requires_grad_()
+    x = torch.randn(2, 5, 13, 11).to(dtype)
+    if op == "max_channels_last":  # the CPU's (N, H, W, C) kernel
+        x, op = x.contiguous(memory_format=torch.channels_last), "max"
+    x.requires_grad_()
     fns = {"max": (lambda t: C.max_pool2d(t, 3, 2, 1), lambda t: F.max_pool2d(t, 3, 2, 1)),
            "avg": (lambda t: C.avg_pool2d(t, 3, 2, 1), lambda t: F.avg_pool2d(t, 3, 2, 1)),
            "adaptive": (lambda t: C.adaptive_avg_pool2d(t, (4, 3)), lambda t: F.adaptive_avg_pool2d(t, (4, 3))),

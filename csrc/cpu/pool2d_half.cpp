@@ -1,7 +1,7 @@
 // pool2d_half.cpp -- max, average and adaptive average pooling on bfloat16 and float16 planes.
 //
-// Each thread takes whole planes (at::parallel_for over the planes, in blocks of about 64K float values
-// of the larger side, input or output), and per block: widens the block's input planes into a float32
+// Each thread takes whole planes (at::parallel_for over the planes -- whole images for channels_last --,
+// in blocks of about 64K float values of the larger side, input or output), and per block: widens the block's input planes into a float32
 // scratch of its own (half_copy.h: to_float, F16C for float16), runs the op's float32 kernel on the block
 // (its own planner, with NC = the block's planes; its at::parallel_for runs inline inside this one), and
 // rounds the block's output planes once into the output. The scratch stays in the cache and is reused
@@ -55,6 +55,16 @@ void max_pool2d_forward_half(const MaxPool2dShape& s, const H* x, H* y, int64_t*
 }
 
 template <typename H>
+void max_pool2d_forward_nhwc_half(const MaxPool2dShape& s, int64_t C, const H* x, H* y, int64_t* ind) {
+  const int64_t in_len = s.H * s.W * C, out_len = s.OH * s.OW * C;  // one image
+  by_plane_blocks(s.NC / C, in_len, out_len, x, y, [&](int64_t n0, int64_t n, const float* xf, float* yf) {
+    MaxPool2dShape b = s;
+    b.NC = n * C;
+    max_pool2d_forward_nhwc<float>(b, C, xf, yf, ind ? ind + n0 * out_len : nullptr);
+  });
+}
+
+template <typename H>
 bool max_pool2d_backward_half(const MaxPool2dShape& s, const H* gy, const int64_t* ind, H* gx) {
   const int64_t in_len = s.H * s.W, out_len = s.OH * s.OW;
   std::atomic<bool> ok{true};  // any block with an index outside its plane makes it false
@@ -100,6 +110,7 @@ void adaptive_avg_pool2d_backward_half(const AdaptiveAvgPool2dShape& s, const H*
 
 #define CNNEXT_INSTANTIATE(H)                                                                                   \
   template void max_pool2d_forward_half<H>(const MaxPool2dShape&, const H*, H*, int64_t*);                    \
+  template void max_pool2d_forward_nhwc_half<H>(const MaxPool2dShape&, int64_t, const H*, H*, int64_t*);     \
   template bool max_pool2d_backward_half<H>(const MaxPool2dShape&, const H*, const int64_t*, H*);             \
   template void avg_pool2d_forward_half<H>(const AvgPool2dShape&, const H*, H*);                              \
   template void avg_pool2d_backward_half<H>(const AvgPool2dShape&, const H*, H*);                             \

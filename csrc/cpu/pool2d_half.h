@@ -13,6 +13,9 @@
 namespace cnnext::cpu {
 template <typename H>
 void max_pool2d_forward_half(const MaxPool2dShape& s, const H* x, H* y, int64_t* ind);
+// channels_last: x (N, H, W, C) physically, y and ind (N, OH, OW, C); NC = N*C (max_pool2d.h's nhwc)
+template <typename H>
+void max_pool2d_forward_nhwc_half(const MaxPool2dShape& s, int64_t C, const H* x, H* y, int64_t* ind);
 template <typename H>
 bool max_pool2d_backward_half(const MaxPool2dShape& s, const H* gy, const int64_t* ind, H* gx);
 template <typename H>

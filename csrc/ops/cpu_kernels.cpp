@@ -71,6 +71,8 @@ CNNEXT_REGISTER_CPU_KERNEL(AdaptiveAvgPool2dBackward, adaptive_avg_pool2d_backwa
 #define CNNEXT_REGISTER_CPU_HALF_POOL(H)                                                                       \
   CNNEXT_REGISTER_KERNEL_T(MaxPool2dForward, H, ::cnnext::Backend::CPU,                                       \
                            &::cnnext::WithoutStream<&max_pool2d_forward_half<H>>::call)                       \
+  CNNEXT_REGISTER_KERNEL_T(MaxPool2dForwardNhwc, H, ::cnnext::Backend::CPU,                                   \
+                           &::cnnext::WithoutStream<&max_pool2d_forward_nhwc_half<H>>::call)                  \
   CNNEXT_REGISTER_KERNEL_T(MaxPool2dBackward, H, ::cnnext::Backend::CPU,                                      \
                            &::cnnext::WithoutStream<&max_pool2d_backward_half<H>>::call)                      \
   CNNEXT_REGISTER_KERNEL_T(AvgPool2dForward, H, ::cnnext::Backend::CPU,                                       \

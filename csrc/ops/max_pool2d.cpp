@@ -102,8 +102,9 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& input, at::IntArray
   const bool cl = input.dim() == 4 && !input.is_contiguous() && input.is_contiguous(at::MemoryFormat::ChannelsLast);
   const Backend be = backend_for(input);
   const bool nhwc = cl && has_kernel<MaxPool2dForwardNhwc, float>(be);  // a kernel for (N, H, W, C) memory (the CPU's)
-  // half: the backend's own kernel, except channels_last on the CPU (its (N, H, W, C) kernel is float32's)
-  if (is_half(input) && (nhwc || !native_half<MaxPool2dForward>(input))) {  // the maximum of widened values: exact
+  // half: the backend's own kernel for the layout, where it has one
+  if (is_half(input) && !(nhwc ? native_half<MaxPool2dForwardNhwc>(input) : native_half<MaxPool2dForward>(input))) {
+    // the maximum of widened values: exact
     const auto [y, ind] = forward(widen(input), kernel_size, stride, padding, dilation, ceil_mode, with_indices);
     return {narrow(y, input.scalar_type()), ind};
   }
@@ -113,10 +114,10 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& input, at::IntArray
   if (nothing_to_compute(y)) return {y, ind};
   const at::DeviceGuard guard(input.device());
   if (nhwc) {
-    AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "max_pool2d_forward", [&] {
-      call_kernel<MaxPool2dForwardNhwc, scalar_t>(be, s, input.size(1), input.const_data_ptr<scalar_t>(),
-                                                   y.mutable_data_ptr<scalar_t>(),
-                                                   with_indices ? ind.mutable_data_ptr<int64_t>() : nullptr);
+    dispatch_floating(input, [&](auto t) {
+      using T = decltype(t);
+      call_kernel<MaxPool2dForwardNhwc, T>(be, s, input.size(1), data_as<T>(input), data_as<T>(y),
+                                           with_indices ? ind.mutable_data_ptr<int64_t>() : nullptr);
     });
     return {y, ind};
   }
