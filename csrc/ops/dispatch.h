@@ -73,11 +73,11 @@ T* workspace_ptr(const at::Tensor& ws) {
 
 // ---- bfloat16 and float16 ----
 // A call with bfloat16 or float16 tensors runs the backend's kernel for that dtype where it registered one
-// (`native_half`: the CPU's bfloat16 conv2d and batch_norm, the CUDA and emulated conv2d's tensor cores for
-// both). Every other half-precision call is computed by the float32 kernels of its backend: the op checks
-// its arguments as given, widens its half tensors to float32 (`widen`), calls itself, and rounds each
-// floating output once to its dtype (`narrow`). Both are float32 accumulation and one rounding per output,
-// the arithmetic of torch's own CPU kernels for these dtypes.
+// (`native_half`; today every op on every backend has them: cnnext.info()["half_kernels"]). A half call
+// without one would be computed by the float32 kernels of its backend: the op checks its arguments as
+// given, widens its half tensors to float32 (`widen`), calls itself, and rounds each floating output once
+// to its dtype (`narrow`). Both are float32 accumulation and one rounding per output, the arithmetic of
+// torch's own CPU kernels for these dtypes.
 template <typename Op>
 bool native_half(const at::Tensor& t) {
   const int be = int(backend_for(t));
