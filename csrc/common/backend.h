@@ -80,8 +80,7 @@ unsigned set_grid_cap(unsigned cap);
 #define CNNEXT_REGISTER_DEVICE_KERNEL(Op, fn)                                                        \
   CNNEXT_REGISTER_KERNEL_T(Op, float, CNNEXT_THIS_DEVICE, &::cnnext::CNNEXT_DEVICE_NS::fn<float>)   \
   CNNEXT_REGISTER_KERNEL_T(Op, double, CNNEXT_THIS_DEVICE, &::cnnext::CNNEXT_DEVICE_NS::fn<double>)
-// ... and for bfloat16 and float16 (csrc/common/bfloat16.h, float16.h): the launcher's half-precision
-// kernels (an op without them would be widened to float32 by csrc/ops/dispatch.h).
+// ... and for bfloat16 and float16 (csrc/common/bfloat16.h, float16.h): the launcher's half-precision kernels.
 #define CNNEXT_REGISTER_DEVICE_HALF_KERNEL(Op, fn)                                                          \
   CNNEXT_REGISTER_KERNEL_T(Op, bfloat16, CNNEXT_THIS_DEVICE, &::cnnext::CNNEXT_DEVICE_NS::fn<::cnnext::bfloat16>) \
   CNNEXT_REGISTER_KERNEL_T(Op, float16, CNNEXT_THIS_DEVICE, &::cnnext::CNNEXT_DEVICE_NS::fn<::cnnext::float16>)

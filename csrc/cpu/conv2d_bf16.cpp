@@ -21,6 +21,8 @@
 // CPUs without AVX512_BF16 are computed by the float32 variants on widened copies (`widened`).
 #include "conv2d_bf16.h"
 
+#include <type_traits>
+
 // GCC 12 warns that intrinsics' internal _mm512_undefined_* operands "may be used uninitialized"
 // wherever _mm512_cvtepu16_epi32 and the masked 16-bit loads are inlined (a false positive).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -570,50 +572,57 @@ bool conv2d_bf16_dot() { return false; }
 bool conv2d_bf16_amx() { return false; }
 #endif
 
-void conv2d_forward_bf16(const Conv2dShape& s, const bfloat16* x, const bfloat16* w, const bfloat16* b, bfloat16* y) {
+namespace {
+// The entries for H = bfloat16 (the planner's variant) and float16 (the "float" variant alone: no float16
+// dot product or tile on the AVX-512 subsets every variant may use), with the empty cases of conv2d.cpp's
+// float entries (csrc/ops zeroes both grad-weight outputs of an empty batch itself).
+template <typename H>
+void forward_half(const Conv2dShape& s, const H* x, const H* w, const H* b, H* y) {
   if (s.N * s.P * s.Q == 0 || s.K == 0) return;
-  plan(kForward, s, s.K / s.groups).fn(s, x, w, b, y);
+  if constexpr (std::is_same_v<H, bfloat16>) plan(kForward, s, s.K / s.groups).fn(s, x, w, b, y);
+  else float_forward(s, x, w, b, y);
 }
 
-void conv2d_backward_input_bf16(const Conv2dShape& s, const bfloat16* gy, const bfloat16* w, bfloat16* gx) {
+template <typename H>
+void backward_input_half(const Conv2dShape& s, const H* gy, const H* w, H* gx) {
   const int64_t nx = s.N * s.C * s.H * s.W;
   if (nx == 0) return;
   if (s.N * s.P * s.Q == 0 || s.K == 0) {
-    for (int64_t i = 0; i < nx; ++i) gx[i] = bfloat16{0};
+    for (int64_t i = 0; i < nx; ++i) gx[i] = H{0};
     return;
   }
-  plan(kBackwardInput, s, s.C / s.groups).fn(s, gy, w, gx);
+  if constexpr (std::is_same_v<H, bfloat16>) plan(kBackwardInput, s, s.C / s.groups).fn(s, gy, w, gx);
+  else float_backward_input(s, gy, w, gx);
 }
 
-void conv2d_backward_weight_bf16(const Conv2dShape& s, const bfloat16* x, const bfloat16* gy, bfloat16* gw,
-                                 bfloat16* gb) {
-  // (as conv2d.cpp's float entry; csrc/ops zeroes both outputs of an empty batch itself)
+template <typename H>
+void backward_weight_half(const Conv2dShape& s, const H* x, const H* gy, H* gw, H* gb) {
   if (s.K * (s.C / s.groups) * s.R * s.S == 0) return grad_bias_half(s, gy, gb);
   // dot has no grad weight: CNNEXT_CONV2D_BF16=dot leaves it to the planner
-  plan(kBackwardWeight, s, s.K / s.groups, kForward).fn(s, x, gy, gw, gb);
+  if constexpr (std::is_same_v<H, bfloat16>) plan(kBackwardWeight, s, s.K / s.groups, kForward).fn(s, x, gy, gw, gb);
+  else float_backward_weight(s, x, gy, gw, gb);
 }
+}  // namespace
 
-// float16: the "float" variant alone (no float16 dot product or tile on these CPUs' AVX-512 subsets that
-// every variant may use), the empty cases as for bfloat16.
+void conv2d_forward_bf16(const Conv2dShape& s, const bfloat16* x, const bfloat16* w, const bfloat16* b, bfloat16* y) {
+  forward_half(s, x, w, b, y);
+}
+void conv2d_backward_input_bf16(const Conv2dShape& s, const bfloat16* gy, const bfloat16* w, bfloat16* gx) {
+  backward_input_half(s, gy, w, gx);
+}
+void conv2d_backward_weight_bf16(const Conv2dShape& s, const bfloat16* x, const bfloat16* gy, bfloat16* gw,
+                                 bfloat16* gb) {
+  backward_weight_half(s, x, gy, gw, gb);
+}
 void conv2d_forward_fp16(const Conv2dShape& s, const float16* x, const float16* w, const float16* b, float16* y) {
-  if (s.N * s.P * s.Q == 0 || s.K == 0) return;
-  float_forward(s, x, w, b, y);
+  forward_half(s, x, w, b, y);
 }
-
 void conv2d_backward_input_fp16(const Conv2dShape& s, const float16* gy, const float16* w, float16* gx) {
-  const int64_t nx = s.N * s.C * s.H * s.W;
-  if (nx == 0) return;
-  if (s.N * s.P * s.Q == 0 || s.K == 0) {
-    for (int64_t i = 0; i < nx; ++i) gx[i] = float16{0};
-    return;
-  }
-  float_backward_input(s, gy, w, gx);
+  backward_input_half(s, gy, w, gx);
 }
-
 void conv2d_backward_weight_fp16(const Conv2dShape& s, const float16* x, const float16* gy, float16* gw,
                                  float16* gb) {
-  if (s.K * (s.C / s.groups) * s.R * s.S == 0) return grad_bias_half(s, gy, gb);
-  float_backward_weight(s, x, gy, gw, gb);
+  backward_weight_half(s, x, gy, gw, gb);
 }
 
 }  // namespace cnnext::cpu

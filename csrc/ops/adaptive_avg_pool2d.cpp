@@ -38,8 +38,6 @@ at::Tensor adaptive_avg_pool2d_forward(const at::Tensor& input, c10::SymIntArray
   const auto output_size = C10_AS_INTARRAYREF_SLOW(output_size_sym);
   check_float(kOp, "input", input);
   check_shapes(input.sizes(), output_size, "input");
-  if (is_half(input) && !native_half<AdaptiveAvgPool2dForward>(input))
-    return narrow(adaptive_avg_pool2d_forward(widen(input), output_size_sym), input.scalar_type());
   const int64_t H = input.size(-2), W = input.size(-1), OH = output_size[0], OW = output_size[1];
   auto out_shape = input.sizes().vec();
   out_shape[out_shape.size() - 2] = OH;
@@ -68,8 +66,6 @@ at::Tensor adaptive_avg_pool2d_backward(const at::Tensor& grad_output, c10::SymI
   for (int64_t i = 0; i + 2 < int64_t(shape.size()); ++i)
     TORCH_CHECK(grad_output.size(i) == shape[i], kOp, ": grad_output has shape ", grad_output.sizes(),
                 ", which does not match input_shape ", shape);
-  if (is_half(grad_output) && !native_half<AdaptiveAvgPool2dBackward>(grad_output))
-    return narrow(adaptive_avg_pool2d_backward(widen(grad_output), input_shape), grad_output.scalar_type());
   at::Tensor gx = at::empty(shape, grad_output.options());
   if (nothing_to_compute(gx)) return gx;
   const at::DeviceGuard guard(gx.device());

@@ -73,10 +73,6 @@ at::Tensor avg_pool2d_forward(const at::Tensor& input, at::IntArrayRef kernel_si
   check_float(kOp, "input", input);
   const Pool2d g = check_pool(input.sizes(), kernel_size, stride, padding, ceil_mode, count_include_pad,
                               divisor_override, "input");
-  if (is_half(input) && !native_half<AvgPool2dForward>(input))
-    return narrow(avg_pool2d_forward(widen(input), kernel_size, stride, padding, ceil_mode, count_include_pad,
-                                     divisor_override),
-                  input.scalar_type());
   auto out_shape = input.sizes().vec();
   out_shape[out_shape.size() - 2] = g.OH;
   out_shape[out_shape.size() - 1] = g.OW;
@@ -105,10 +101,6 @@ at::Tensor avg_pool2d_backward(const at::Tensor& grad_output, c10::SymIntArrayRe
   out_shape[out_shape.size() - 1] = g.OW;
   TORCH_CHECK(grad_output.sizes() == at::IntArrayRef(out_shape), kOp, ": grad_output has shape ",
               grad_output.sizes(), " but the output for input_shape ", shape, " has shape ", out_shape);
-  if (is_half(grad_output) && !native_half<AvgPool2dBackward>(grad_output))
-    return narrow(avg_pool2d_backward(widen(grad_output), input_shape, kernel_size, stride, padding, ceil_mode,
-                                      count_include_pad, divisor_override),
-                  grad_output.scalar_type());
   at::Tensor gx = at::empty(shape, grad_output.options());
   if (nothing_to_compute(gx)) return gx;
   const at::DeviceGuard guard(gx.device());

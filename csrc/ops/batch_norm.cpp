@@ -92,42 +92,32 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_forward(
   TORCH_CHECK(!(eps < 0), kOp, ": eps must be non-negative, but got ", eps);
   const Layout l = layout_of(input);
   if (is_half(input)) {
-    // float32 statistics (save_mean / save_invstd stay float32); half parameters and running statistics
-    // go through float32 copies
-    std::optional<at::Tensor> rm32 = widen(running_mean), rv32 = widen(running_var);
-    std::tuple<at::Tensor, at::Tensor, at::Tensor> out;
-    if (native_half<BatchNormForward>(input)) {  // (channels_last as (N*H*W, C, 1) rows, as for float)
-      const at::Tensor x = input.contiguous(format_of(l)), w32 = w ? widen(*w).contiguous() : at::Tensor(),
-                       b32 = b ? widen(*b).contiguous() : at::Tensor();
-      at::Tensor y = at::empty_like(x, format_of(l)), mean = at::empty({l.C}, input.options().dtype(at::kFloat)),
-                 invstd = at::empty({l.C}, input.options().dtype(at::kFloat));
-      at::Tensor rmc = rm ? rm32->contiguous() : at::Tensor(), rvc = rv ? rv32->contiguous() : at::Tensor();
-      s.N = l.N, s.C = l.C, s.S = l.S;
-      auto fp = [](const at::Tensor& t) { return t.defined() ? t.const_data_ptr<float>() : nullptr; };
-      auto mp = [](at::Tensor& t) { return t.defined() ? t.mutable_data_ptr<float>() : nullptr; };
-      if (nothing_to_compute(x)) return {y, mean.zero_(), invstd.zero_()};
-      const at::DeviceGuard guard(input.device());
-      const Backend be = backend_for(x);
-      dispatch_half(x, [&](auto h) {
-        using H = decltype(h);
-        const at::Tensor ws = workspace<BatchNormForwardWorkspace, H>(be, s, x, at::kFloat);  // (CUDA's)
-        call_kernel<BatchNormForward, H>(
-            be, s,
-            BatchNormForwardArgs<H>{data_as<H>(x), data_as<H>(y), fp(w32), fp(b32), mp(rmc), mp(rvc),
-                                    mean.mutable_data_ptr<float>(), invstd.mutable_data_ptr<float>(),
-                                    workspace_ptr<float>(ws)});
-      });
-      if (rm && !rmc.is_same(*rm32)) rm32->copy_(rmc);
-      if (rv && !rvc.is_same(*rv32)) rv32->copy_(rvc);
-      out = {y, mean, invstd};
-    } else {
-      auto [y, mean, invstd] =
-          batch_norm_forward(widen(input), widen(weight), widen(bias), rm32, rv32, training, momentum, eps, relu);
-      out = {narrow(y, input.scalar_type()), mean, invstd};
-    }
-    if (training && rm && !rm32->is_same(*rm)) rm->copy_(*rm32);
-    if (training && rv && !rv32->is_same(*rv)) rv->copy_(*rv32);
-    return out;
+    // the half kernels (channels_last as (N*H*W, C, 1) rows, as for float): float32 statistics (save_mean /
+    // save_invstd stay float32); half parameters and running statistics go through float32 copies
+    const std::optional<at::Tensor> rm32 = widen(running_mean), rv32 = widen(running_var);
+    const at::Tensor x = input.contiguous(format_of(l)), w32 = w ? widen(*w).contiguous() : at::Tensor(),
+                     b32 = b ? widen(*b).contiguous() : at::Tensor();
+    at::Tensor y = at::empty_like(x, format_of(l)), mean = at::empty({l.C}, input.options().dtype(at::kFloat)),
+               invstd = at::empty({l.C}, input.options().dtype(at::kFloat));
+    at::Tensor rmc = rm ? rm32->contiguous() : at::Tensor(), rvc = rv ? rv32->contiguous() : at::Tensor();
+    s.N = l.N, s.C = l.C, s.S = l.S;
+    auto fp = [](const at::Tensor& t) { return t.defined() ? t.const_data_ptr<float>() : nullptr; };
+    auto mp = [](at::Tensor& t) { return t.defined() ? t.mutable_data_ptr<float>() : nullptr; };
+    if (nothing_to_compute(x)) return {y, mean.zero_(), invstd.zero_()};
+    const at::DeviceGuard guard(input.device());
+    const Backend be = backend_for(x);
+    dispatch_half(x, [&](auto h) {
+      using H = decltype(h);
+      const at::Tensor ws = workspace<BatchNormForwardWorkspace, H>(be, s, x, at::kFloat);  // (CUDA's)
+      call_kernel<BatchNormForward, H>(
+          be, s,
+          BatchNormForwardArgs<H>{data_as<H>(x), data_as<H>(y), fp(w32), fp(b32), mp(rmc), mp(rvc),
+                                  mean.mutable_data_ptr<float>(), invstd.mutable_data_ptr<float>(),
+                                  workspace_ptr<float>(ws)});
+    });
+    if (training && rm && !rmc.is_same(*rm)) rm->copy_(rmc);  // (a copy: half, or not contiguous)
+    if (training && rv && !rvc.is_same(*rv)) rv->copy_(rvc);
+    return {y, mean, invstd};
   }
   const at::Tensor x = input.contiguous(format_of(l));
   at::Tensor y = at::empty_like(x, format_of(l));
@@ -174,35 +164,26 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
   check_channel_arg("save_mean", save_mean, input);
   check_channel_arg("save_invstd", save_invstd, input);
   const Layout l = layout_of(input);
-  if (is_half(input)) {  // gw and gb in the dtypes of weight and bias (input's without them)
-    at::Tensor gx, gw, gb;
-    if (native_half<BatchNormBackward>(input)) {
-      const at::Tensor x = input.contiguous(format_of(l)), gy = grad_output.contiguous(format_of(l));
-      const at::Tensor w32 = w ? widen(*w).contiguous() : at::Tensor(), b32 = b ? widen(*b).contiguous() : at::Tensor();
-      const at::Tensor m32 = widen(save_mean).contiguous(), i32 = widen(save_invstd).contiguous();
-      gx = at::empty_like(x, format_of(l));
-      gw = at::empty({l.C}, input.options().dtype(at::kFloat));
-      gb = at::empty({l.C}, input.options().dtype(at::kFloat));
-      auto fp = [](const at::Tensor& t) { return t.defined() ? t.const_data_ptr<float>() : nullptr; };
-      if (!nothing_to_compute(x))
-        dispatch_half(x, [&](auto h) {
-          using H = decltype(h);
-          const at::DeviceGuard guard(input.device());
-          const Backend be = backend_for(x);
-          const BatchNormShape bs{l.N, l.C, l.S, training, 0.0, 0.0, relu};
-          const at::Tensor ws = workspace<BatchNormBackwardWorkspace, H>(be, bs, x, at::kFloat);  // (CUDA's)
-          call_kernel<BatchNormBackward, H>(
-              be, bs,
-              BatchNormBackwardArgs<H>{data_as<H>(gy), data_as<H>(x), fp(w32), fp(b32), fp(m32), fp(i32),
-                                       data_as<H>(gx), gw.mutable_data_ptr<float>(), gb.mutable_data_ptr<float>(),
-                                       workspace_ptr<float>(ws)});
-        });
-      else
-        gw.zero_(), gb.zero_();
-    } else {
-      std::tie(gx, gw, gb) = batch_norm_backward(widen(grad_output), widen(input), widen(weight), widen(bias),
-                                                 widen(save_mean), widen(save_invstd), training, relu);
-      gx = narrow(gx, input.scalar_type());
+  if (is_half(input)) {  // the half kernels; gw and gb in the dtypes of weight and bias (input's without them)
+    const at::Tensor x = input.contiguous(format_of(l)), gy = grad_output.contiguous(format_of(l));
+    const at::Tensor w32 = w ? widen(*w).contiguous() : at::Tensor(), b32 = b ? widen(*b).contiguous() : at::Tensor();
+    const at::Tensor m32 = widen(save_mean).contiguous(), i32 = widen(save_invstd).contiguous();
+    at::Tensor gx = at::empty_like(x, format_of(l));
+    at::Tensor gw = at::zeros({l.C}, input.options().dtype(at::kFloat)), gb = at::zeros({l.C}, gw.options());
+    auto fp = [](const at::Tensor& t) { return t.defined() ? t.const_data_ptr<float>() : nullptr; };
+    if (!nothing_to_compute(x)) {
+      const at::DeviceGuard guard(input.device());
+      const Backend be = backend_for(x);
+      const BatchNormShape bs{l.N, l.C, l.S, training, 0.0, 0.0, relu};
+      dispatch_half(x, [&](auto h) {
+        using H = decltype(h);
+        const at::Tensor ws = workspace<BatchNormBackwardWorkspace, H>(be, bs, x, at::kFloat);  // (CUDA's)
+        call_kernel<BatchNormBackward, H>(
+            be, bs,
+            BatchNormBackwardArgs<H>{data_as<H>(gy), data_as<H>(x), fp(w32), fp(b32), fp(m32), fp(i32),
+                                     data_as<H>(gx), gw.mutable_data_ptr<float>(), gb.mutable_data_ptr<float>(),
+                                     workspace_ptr<float>(ws)});
+      });
     }
     return {gx, narrow(gw, (w ? *w : input).scalar_type()), narrow(gb, (b ? *b : input).scalar_type())};
   }

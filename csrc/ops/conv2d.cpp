@@ -120,27 +120,15 @@ at::Tensor conv2d_forward(const at::Tensor& input, const at::Tensor& weight, con
   if (has_bias)
     TORCH_CHECK(bias->dim() == 1 && bias->size(0) == s.K, kOp, ": bias must be 1-D of size out_channels (", s.K,
                 "), got shape ", bias->sizes());
-  if (is_half(input) && !native_half<Conv2dForward>(input))
-    return narrow(conv2d_forward(widen(input), widen(weight), widen(bias), stride, padding, dilation, groups),
-                  input.scalar_type());
   at::Tensor y = at::empty(out_shape(s, input.dim() == 4), input.options());
   if (nothing_to_compute(y)) return y;
   const at::DeviceGuard guard(input.device());
   const at::Tensor x = input.contiguous(), w = weight.contiguous();
   const at::Tensor b = has_bias ? bias->contiguous() : at::Tensor();
   const Backend be = backend_for(x);
-  if (is_half(x)) {
-    dispatch_half(x, [&](auto h) {
-      using H = decltype(h);
-      call_kernel<Conv2dForward, H>(be, s, data_as<H>(x), data_as<H>(w), data_as<H>(b), data_as<H>(y));
-    });
-    return y;
-  }
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv2d_forward", [&] {
-    const scalar_t *xp = x.const_data_ptr<scalar_t>(), *wp = w.const_data_ptr<scalar_t>();
-    const scalar_t* bp = has_bias ? b.const_data_ptr<scalar_t>() : nullptr;
-    scalar_t* yp = y.mutable_data_ptr<scalar_t>();
-    call_kernel<Conv2dForward, scalar_t>(be, s, xp, wp, bp, yp);
+  dispatch_floating(x, [&](auto t) {
+    using T = decltype(t);
+    call_kernel<Conv2dForward, T>(be, s, data_as<T>(x), data_as<T>(w), data_as<T>(b), data_as<T>(y));
   });
   return y;
 }
@@ -156,26 +144,14 @@ at::Tensor conv2d_backward_input(const at::Tensor& grad_output, const at::Tensor
   const Conv2dShape s = make_shape(shape, weight.sizes(), p, "input");
   const bool batched = shape.size() == 4;
   check_grad_output(grad_output, s, batched);
-  if (is_half(grad_output) && !native_half<Conv2dBackwardInput>(grad_output))
-    return narrow(conv2d_backward_input(widen(grad_output), widen(weight), input_shape, stride, padding, dilation,
-                                        groups),
-                  grad_output.scalar_type());
   at::Tensor gx = at::empty(shape, grad_output.options());
   if (nothing_to_compute(gx)) return gx;
   const at::DeviceGuard guard(gx.device());
   const at::Tensor gy = grad_output.contiguous(), w = weight.contiguous();
   const Backend be = backend_for(gy);
-  if (is_half(gy)) {
-    dispatch_half(gy, [&](auto h) {
-      using H = decltype(h);
-      call_kernel<Conv2dBackwardInput, H>(be, s, data_as<H>(gy), data_as<H>(w), data_as<H>(gx));
-    });
-    return gx;
-  }
-  AT_DISPATCH_FLOATING_TYPES(gy.scalar_type(), "conv2d_backward_input", [&] {
-    const scalar_t *gyp = gy.const_data_ptr<scalar_t>(), *wp = w.const_data_ptr<scalar_t>();
-    scalar_t* gxp = gx.mutable_data_ptr<scalar_t>();
-    call_kernel<Conv2dBackwardInput, scalar_t>(be, s, gyp, wp, gxp);
+  dispatch_floating(gy, [&](auto t) {
+    using T = decltype(t);
+    call_kernel<Conv2dBackwardInput, T>(be, s, data_as<T>(gy), data_as<T>(w), data_as<T>(gx));
   });
   return gx;
 }
@@ -192,11 +168,6 @@ std::tuple<at::Tensor, at::Tensor> conv2d_backward_weight(const at::Tensor& grad
   const Params p = check_params(stride, padding, dilation, groups);
   const Conv2dShape s = make_shape(input.sizes(), wshape, p, "input");
   check_grad_output(grad_output, s, input.dim() == 4);
-  if (is_half(input) && !native_half<Conv2dBackwardWeight>(input)) {
-    const auto [gw, gb] =
-        conv2d_backward_weight(widen(grad_output), widen(input), weight_shape, stride, padding, dilation, groups, bias);
-    return {narrow(gw, input.scalar_type()), narrow(gb, input.scalar_type())};
-  }
   at::Tensor gw = at::empty(wshape, input.options());
   at::Tensor gb = at::empty({bias ? s.K : 0}, input.options());
   if (nothing_to_compute(gw)) return {gw, gb};  // meta: shapes only (gw is never empty)
@@ -208,23 +179,13 @@ std::tuple<at::Tensor, at::Tensor> conv2d_backward_weight(const at::Tensor& grad
   const at::DeviceGuard guard(input.device());
   const at::Tensor gy = grad_output.contiguous(), x = input.contiguous();
   const Backend be = backend_for(x);
-  if (is_half(x)) {
-    dispatch_half(x, [&](auto h) {
-      using H = decltype(h);
-      const at::Tensor ws = workspace<Conv2dWeightWorkspace, H>(be, s, x);  // CUDA: float partials, counted in H
-      call_kernel<Conv2dBackwardWeight, H>(be, s, data_as<H>(x), data_as<H>(gy), data_as<H>(gw),
-                                          bias ? data_as<H>(gb) : nullptr, workspace_ptr<H>(ws));
-    });
-    return {gw, gb};
-  }
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "conv2d_backward_weight", [&] {
-    const scalar_t *gyp = gy.const_data_ptr<scalar_t>(), *xp = x.const_data_ptr<scalar_t>();
-    scalar_t* gwp = gw.mutable_data_ptr<scalar_t>();
-    scalar_t* gbp = bias ? gb.mutable_data_ptr<scalar_t>() : nullptr;
-    // scratch of the backend's plan (the CUDA split-K and bias-grad partial sums), allocated here: kernels
-    // allocate nothing
-    const at::Tensor ws = workspace<Conv2dWeightWorkspace, scalar_t>(be, s, x);
-    call_kernel<Conv2dBackwardWeight, scalar_t>(be, s, xp, gyp, gwp, gbp, workspace_ptr<scalar_t>(ws));
+  dispatch_floating(x, [&](auto t) {
+    using T = decltype(t);
+    // scratch of the backend's plan (the CUDA split-K and bias-grad partial sums; float partials for the
+    // half types, counted in T), allocated here: kernels allocate nothing
+    const at::Tensor ws = workspace<Conv2dWeightWorkspace, T>(be, s, x);
+    call_kernel<Conv2dBackwardWeight, T>(be, s, data_as<T>(x), data_as<T>(gy), data_as<T>(gw),
+                                         bias ? data_as<T>(gb) : nullptr, workspace_ptr<T>(ws));
   });
   return {gw, gb};
 }

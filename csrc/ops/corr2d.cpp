@@ -45,8 +45,6 @@ at::Tensor corr2d_forward(const at::Tensor& input, const at::Tensor& kernel) {
   auto out_shape = input.sizes().vec();
   out_shape[out_shape.size() - 2] = H - kh + 1;
   out_shape[out_shape.size() - 1] = W - kw + 1;
-  if (is_half(input) && !native_half<Conv2dForward>(input))
-    return narrow(corr2d_forward(widen(input), widen(kernel)), input.scalar_type());
   at::Tensor y = at::empty(out_shape, input.options());
   if (nothing_to_compute(y)) return y;
   const at::DeviceGuard guard(input.device());
@@ -81,8 +79,6 @@ at::Tensor corr2d_backward_input(const at::Tensor& grad_output, const at::Tensor
                   grad_output.size(-1) == W - kw + 1,
               kOp, ": grad_output has shape ", grad_output.sizes(), ", which is not the output shape for input ",
               shape, " and kernel ", kernel.sizes());
-  if (is_half(grad_output) && !native_half<Conv2dBackwardInput>(grad_output))
-    return narrow(corr2d_backward_input(widen(grad_output), widen(kernel), input_shape), grad_output.scalar_type());
   if (nothing_to_compute(gx)) return gx;
   const at::DeviceGuard guard(gx.device());
   const at::Tensor gy = grad_output.contiguous(), k = kernel.contiguous();
@@ -117,8 +113,6 @@ at::Tensor corr2d_backward_kernel(const at::Tensor& grad_output, const at::Tenso
                   grad_output.size(-1) == W - kw + 1,
               kOp, ": grad_output has shape ", grad_output.sizes(), ", which is not the output shape for input ",
               input.sizes(), " and kernel ", ks);
-  if (is_half(input) && !native_half<Conv2dBackwardWeight>(input))
-    return narrow(corr2d_backward_kernel(widen(grad_output), widen(input), kernel_size), input.scalar_type());
   if (nothing_to_compute(input)) return gk;
   const at::DeviceGuard guard(input.device());
   const at::Tensor gy = grad_output.contiguous(), x = input.contiguous();

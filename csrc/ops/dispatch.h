@@ -72,19 +72,10 @@ T* workspace_ptr(const at::Tensor& ws) {
 }
 
 // ---- bfloat16 and float16 ----
-// A call with bfloat16 or float16 tensors runs the backend's kernel for that dtype where it registered one
-// (`native_half`; today every op on every backend has them: cnnext.info()["half_kernels"]). A half call
-// without one would be computed by the float32 kernels of its backend: the op checks its arguments as
-// given, widens its half tensors to float32 (`widen`), calls itself, and rounds each floating output once
-// to its dtype (`narrow`). Both are float32 accumulation and one rounding per output, the arithmetic of
-// torch's own CPU kernels for these dtypes.
-template <typename Op>
-bool native_half(const at::Tensor& t) {
-  const int be = int(backend_for(t));
-  if (t.scalar_type() == at::kBFloat16) return Kernel<Op, bfloat16>::table[be] != nullptr;
-  if (t.scalar_type() == at::kHalf) return Kernel<Op, float16>::table[be] != nullptr;
-  return false;
-}
+// Every op's backends have kernels for bfloat16 and float16 (cnnext.info()["half_kernels"]; csrc/common's
+// storage types, the same 16 bits as c10's): float32 accumulation and one rounding per output, the
+// arithmetic of torch's own kernels for these dtypes. `widen` / `narrow` convert batch_norm's half
+// parameters and gradients to and from float32.
 // f(H{}) for H, the kernel element type of half tensor t: bfloat16 or float16.
 template <typename F>
 decltype(auto) dispatch_half(const at::Tensor& t, F&& f) {
@@ -103,8 +94,7 @@ T* data_as(at::Tensor& t) {
 inline bool is_half(const at::Tensor& t) {
   return t.defined() && (t.scalar_type() == at::kBFloat16 || t.scalar_type() == at::kHalf);
 }
-// f(T{}) for T, the kernel element type of t: float, double, or (for a call that has native_half kernels)
-// bfloat16 / float16.
+// f(T{}) for T, the kernel element type of t: float, double, bfloat16 or float16.
 template <typename F>
 decltype(auto) dispatch_floating(const at::Tensor& t, F&& f) {
   if (is_half(t)) return dispatch_half(t, f);

@@ -102,12 +102,6 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& input, at::IntArray
   const bool cl = input.dim() == 4 && !input.is_contiguous() && input.is_contiguous(at::MemoryFormat::ChannelsLast);
   const Backend be = backend_for(input);
   const bool nhwc = cl && has_kernel<MaxPool2dForwardNhwc, float>(be);  // a kernel for (N, H, W, C) memory (the CPU's)
-  // half: the backend's own kernel for the layout, where it has one
-  if (is_half(input) && !(nhwc ? native_half<MaxPool2dForwardNhwc>(input) : native_half<MaxPool2dForward>(input))) {
-    // the maximum of widened values: exact
-    const auto [y, ind] = forward(widen(input), kernel_size, stride, padding, dilation, ceil_mode, with_indices);
-    return {narrow(y, input.scalar_type()), ind};
-  }
   const auto fmt = cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   at::Tensor y = at::empty(shape, input.options().memory_format(fmt));
   at::Tensor ind = with_indices ? at::empty(shape, input.options().dtype(at::kLong).memory_format(fmt)) : at::Tensor();
@@ -161,10 +155,6 @@ at::Tensor max_pool2d_backward(const at::Tensor& grad_output, const at::Tensor& 
               " but the output for input shape ", in, " is ", at::IntArrayRef(shape));
   TORCH_CHECK(indices.sizes() == grad_output.sizes(), kOp, ": indices has shape ", indices.sizes(),
               " but grad_output has shape ", grad_output.sizes());
-  if (is_half(grad_output) && !native_half<MaxPool2dBackward>(grad_output))
-    return narrow(max_pool2d_backward(widen(grad_output), indices, input_shape, kernel_size, stride, padding,
-                                      dilation, ceil_mode),
-                  grad_output.scalar_type());
   at::Tensor gx = at::empty(in, grad_output.options());
   if (nothing_to_compute(gx)) return gx;
   const at::DeviceGuard guard(gx.device());
