@@ -42,7 +42,8 @@ def winograd(monkeypatch):
 
 # (N, C, K, H, W, padding): odd and even outputs (the last tile row / column half outside), padding 0, 1, 2 and
 # unequal, channel counts off the vector and panel widths, more than one 64-channel block and one 256-channel
-# pack block, one-tile and one-pixel images, more tiles than one 64-tile block per image row
+# pack block, one-tile and one-pixel images, more tiles than one 64-tile block per image row, rows the AVX-512 split
+# deinterleaves in vectors (>= 32 columns inside the row) at every padding
 SHAPES = [
     (2, 8, 8, 6, 6, 1),
     (1, 3, 5, 5, 7, 1),
@@ -55,6 +56,8 @@ SHAPES = [
     (2, 5, 3, 1, 1, 1),
     (1, 4, 6, 2, 3, 1),
     (1, 6, 7, 3, 150, 1),
+    (1, 4, 5, 3, 70, 0),       # rows wide enough for the vectorised even / odd split, padding 0 and (1, 2)
+    (1, 3, 4, 4, 67, (1, 2)),  # (grad input: padding 2 and (1, 0)), an odd width
 ]
 
 

@@ -66,11 +66,27 @@ void split_planes(const WinoShape& g, const T* x, T* xe, T* xo) {
           continue;
         }
         const T* row = src + h * g.W;
-        for (int64_t j = 0; j < g.Wh; ++j) {
+        auto scalar = [&](int64_t j) {
           const int64_t w0 = 2 * j - g.pw, w1 = w0 + 1;
           e[j] = w0 >= 0 && w0 < g.W ? row[w0] : T(0);
           o[j] = w1 >= 0 && w1 < g.W ? row[w1] : T(0);
+        };
+        int64_t j = 0;
+#if defined(__AVX512F__)
+        if constexpr (std::is_same_v<T, float>) {
+          // the columns j whose 32 source values row[2j - pw ..] all lie in the row: two loads, the even and
+          // odd lanes of the pair picked by vpermt2ps
+          const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+          const __m512i od = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+          for (; j < (g.pw + 1) / 2; ++j) scalar(j);
+          for (; j + 16 <= g.Wh && 2 * j - g.pw + 32 <= g.W; j += 16) {
+            const __m512 a = _mm512_loadu_ps(row + 2 * j - g.pw), b = _mm512_loadu_ps(row + 2 * j - g.pw + 16);
+            _mm512_storeu_ps(e + j, _mm512_permutex2var_ps(a, ev, b));
+            _mm512_storeu_ps(o + j, _mm512_permutex2var_ps(a, od, b));
+          }
         }
+#endif
+        for (; j < g.Wh; ++j) scalar(j);
       }
     }
   });
