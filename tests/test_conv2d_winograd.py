@@ -191,3 +191,22 @@ def test_tile_size_accuracy_script():
         e_kernel = err(cnnext.functional.conv2d(x, w, None, 1, 1))
     assert abs(err(winograd_tiles.winograd(x, w, 2)) / e_kernel - 1) < 0.2
     assert err(winograd_tiles.winograd(x, w, 3)) > 2 * e_torch and err(winograd_tiles.winograd(x, w, 4)) > 2 * e_torch
+
+
+@pytest.mark.parametrize("N,C,K,H", [(3, 20, 24, 13), (2, 64, 10, 9), (2, 160, 40, 7), (1, 300, 17, 6)])
+def test_grad_weight_same_for_any_thread_count(winograd, N, C, K, H):
+    """The Winograd grad weight's work items (row of the transformed tile x tile split x channel panel) and its
+    partial sums are fixed by the shape, so 1 to 4 threads give the same bits: one channel panel (two tile
+    splits), runs of panels longer and shorter than a thread's share, a last A panel half filled (K = 24, 40)."""
+    x, w, _ = _make(N, C, K, H, H)
+    gy = torch.randn(N, K, H, H, generator=torch.Generator().manual_seed(5))
+    old = torch.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2, 3, 4):
+            torch.set_num_threads(n)
+            outs.append(_grad_weight(gy, x, w, (1, 1)))
+    finally:
+        torch.set_num_threads(old)
+    assert all(torch.equal(o, outs[0]) for o in outs[1:])
+    assert_rel_close(outs[0], _grad_weight(gy, x, w, (1, 1), torch_op=True), what="grad weight")

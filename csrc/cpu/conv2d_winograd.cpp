@@ -195,13 +195,15 @@ inline void micro_kernel_add<float>(int64_t kc, const float* A, const float* B, 
 #undef CNNEXT_TILE_ADD
 #endif
 
-// C[Mpad x ncols] (row stride ncols) (add ? += : =) A B over kc: the A panels of MR rows `astride` apart, the
-// B panels of NR columns kc * NR apart.
+// C[Mpad x ncols] (row stride ldc, default ncols) (add ? += : =) A B over kc: the A panels of MR rows
+// `astride` apart, the B panels of NR columns kc * NR apart.
 template <typename T>
-void gemm_panels(int64_t kc, int64_t Mpad, int64_t ncols, const T* A, int64_t astride, const T* B, T* C, bool add) {
+void gemm_panels(int64_t kc, int64_t Mpad, int64_t ncols, const T* A, int64_t astride, const T* B, T* C, bool add,
+                 int64_t ldc = 0) {
+  if (!ldc) ldc = ncols;
   for (int64_t ir = 0; ir < Mpad; ir += MR)
     for (int64_t jr = 0; jr < ncols; jr += NR<T>)
-      micro_kernel_add<T>(kc, A + ir * astride, B + jr * kc, C + ir * ncols + jr, ncols, add);
+      micro_kernel_add<T>(kc, A + ir * astride, B + jr * kc, C + ir * ldc + jr, ldc, add);
 }
 
 // Step 4: y rows 2i, 2i+1 (cols 2j ..) of output channel k from the 16 M_xi of the block's tiles.
@@ -284,10 +286,16 @@ void winograd_core(const WinoShape& g, const T* x, const T* Ap, int64_t Mpad, co
 // ---- grad weight: gW_kc = G^T [ sum_tiles (A gy_kt A^T) .* (B^T d_ct B) ] G ----
 // (the forward's Y = A^T (U .* V) A differentiated: dU = sum (A dY A^T) .* V, dg = G^T dU G), 16 GEMMs of
 // K x C reducing over the tiles.  The transforms run in vectors over channels, so x and gy are first
-// copied channels-last (padded: xc (N, Hp, Wp, Cp), gc (N, 2 th, 2 tw, Kq), zeros outside).  Threads
-// take the xi (8 each with two threads): every partition is fixed by the shape alone, so the result
-// is the same for any thread count.  Sums over the tiles: fresh partials of kTiles tiles, then added.
+// copied channels-last (padded: xc (N, Hp, Wp, Cp), gc (N, 2 th, 2 tw, Kq), zeros outside).
+// Work items: (row a of the 4x4 transformed tile, split s, channel panel p), 4 * S * Cp / NR of them.  Item
+// (a, s, p) computes xi = 4a .. 4a+3 (a a compile-time constant: its two input rows and two gy rows, the
+// vectors in registers) for the tiles of split s (S a function of the shape only: 2 where there is one
+// panel) and the NR channels of panel p, into its split's partial P_s, in fresh partials of kTiles tiles.
+// A thread takes its items as runs of up to kRunPanels panels of one (a, s), the gy transform once per
+// run.  The P_s are added in split order: the result is the same for any thread count.
 constexpr int64_t kTiles = 64;
+constexpr int64_t kItems = 8;       // items at least this, where the tiles allow
+constexpr int64_t kRunPanels = 4;   // panels per run (a run's B panels: 4 kTiles kRunPanels NR floats)
 
 template <typename T>
 void channels_last_padded(const T* src, int64_t N, int64_t C, int64_t H, int64_t W, int64_t top, int64_t left,
@@ -306,6 +314,31 @@ void channels_last_padded(const T* src, int64_t N, int64_t C, int64_t H, int64_t
   });
 }
 
+// fn(std::integral_constant<int, a>{}) for a = 0 .. 3
+template <typename F>
+inline void with_row(int64_t a, F&& fn) {
+  switch (a) {
+    case 0: return fn(std::integral_constant<int, 0>{});
+    case 1: return fn(std::integral_constant<int, 1>{});
+    case 2: return fn(std::integral_constant<int, 2>{});
+    default: return fn(std::integral_constant<int, 3>{});
+  }
+}
+
+// Rows k .. k + VS (those < Mpad; k a multiple of VS) of one reduction step of MR-row A panels kt steps long
+// (dst: the step's place in the first panel): lane l into panel (k + l) / MR, row (k + l) % MR.
+template <typename T>
+inline void store_a_rows(T* dst, typename Vec<T>::type v, int64_t k, int64_t Mpad, int64_t kt) {
+  if constexpr (std::is_same_v<T, float> && Vec<T>::size == 16 && MR == 8) {  // AVX-512: two whole panels' rows
+    typedef float half __attribute__((vector_size(32), aligned(alignof(float)), may_alias));
+    *reinterpret_cast<half*>(dst + k * kt) = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7);
+    if (k + 8 < Mpad)
+      *reinterpret_cast<half*>(dst + (k + 8) * kt) = __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+    return;
+  }
+  for (int64_t l = 0; l < Vec<T>::size && k + l < Mpad; ++l) dst[(k + l) / MR * MR * kt + (k + l) % MR] = v[l];
+}
+
 }  // namespace
 
 template <typename T>
@@ -316,52 +349,65 @@ void winograd_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* 
   const WinoShape g = wino_shape(s.N, s.C, s.H, s.W, s.K, s.pad_h, s.pad_w);
   const int64_t Hp = g.Hp, Wp = 2 * g.tw + 2, Cp = round_up(s.C, NR<T>), Mpad = round_up(s.K, MR);
   const int64_t Kq = round_up(std::max(Mpad, s.K), VS), Ph = 2 * g.th, Qw = 2 * g.tw;
-  Buf<T> xc(s.N * Hp * Wp * Cp), gc(s.N * Ph * Qw * Kq), P(16 * Mpad * Cp);
+  Buf<T> xc(s.N * Hp * Wp * Cp), gc(s.N * Ph * Qw * Kq);
   channels_last_padded<T>(x, s.N, s.C, s.H, s.W, s.pad_h, s.pad_w, Hp, Wp, Cp, xc.p);
   channels_last_padded<T>(gy, s.N, s.K, s.P, s.Q, 0, 0, Ph, Qw, Kq, gc.p);
-  const int64_t T_ = g.tiles();
-  at::parallel_for(0, 16, 1, [&](int64_t x0, int64_t x1) {
-    const int64_t nx = x1 - x0;
-    Buf<T> Ab(nx * Mpad * kTiles), Bb(nx * Cp * kTiles);
-    for (int64_t t0 = 0; t0 < T_; t0 += kTiles) {
-      const int64_t kt = std::min(kTiles, T_ - t0);
-      for (int64_t t = t0; t < t0 + kt; ++t) {
-        const int64_t n = t / (g.th * g.tw), i = t / g.tw % g.th, j = t % g.tw, tt = t - t0;
-        // B: V_xi of this tile for every channel group, into row tt of the channel panels
-        for (int64_t c = 0; c < Cp; c += VS) {
-          VT u[4][4];
-          for (int r = 0; r < 4; ++r) {
-            const T* d = xc.p + ((n * Hp + 2 * i + r) * Wp + 2 * j) * Cp + c;
-            const VT d0 = V::load(d), d1 = V::load(d + Cp), d2 = V::load(d + 2 * Cp), d3 = V::load(d + 3 * Cp);
-            u[r][0] = d0 - d2, u[r][1] = d1 + d2, u[r][2] = d2 - d1, u[r][3] = d1 - d3;
+  const int64_t T_ = g.tiles(), npan = Cp / NR<T>, nblk = ceil_div(T_, kTiles);
+  const int64_t S = std::max<int64_t>(1, std::min(nblk, ceil_div(kItems, 4 * npan))), per_a = S * npan;
+  Buf<T> P(S * 16 * Mpad * Cp);
+  at::parallel_for(0, 4 * per_a, 1, [&](int64_t i0, int64_t i1) {
+    const int64_t run = std::min(kRunPanels, npan) * NR<T>;
+    Buf<T> Ab(4 * Mpad * kTiles), Bb(4 * run * kTiles);
+    for (int64_t item = i0; item < i1;) {
+      const int64_t a = item / per_a, sp = item % per_a / npan, p0 = item % npan;
+      const int64_t p1 = std::min({npan, p0 + (i1 - item), p0 + kRunPanels});
+      item += p1 - p0;
+      const int64_t cb = p0 * NR<T>, cr = (p1 - p0) * NR<T>;  // the run's channels cb .. cb + cr
+      const int64_t b0 = sp * nblk / S, b1 = (sp + 1) * nblk / S;
+      T* Ps = P.p + (sp * 16 + 4 * a) * Mpad * Cp;
+      with_row(a, [&](auto row) {
+        constexpr int A = decltype(row)::value;
+        for (int64_t blk = b0; blk < b1; ++blk) {
+          const int64_t t0 = blk * kTiles, kt = std::min(kTiles, T_ - t0);
+          for (int64_t t = t0; t < t0 + kt; ++t) {
+            const int64_t n = t / (g.th * g.tw), i = t / g.tw % g.th, j = t % g.tw, tt = t - t0;
+            // B: (B^T d B)[A][q] of this tile for the run's channels, into row tt of the channel panels
+            for (int64_t c = cb; c < cb + cr; c += VS) {
+              // row A of B^T d: rows 0 - 2, 1 + 2, 2 - 1, 1 - 3 of d
+              constexpr int r0 = A == 0 ? 0 : A == 3 ? 1 : A == 1 ? 1 : 2, r1 = A == 0 ? 2 : A == 3 ? 3 : A == 1 ? 2 : 1;
+              const T* d = xc.p + ((n * Hp + 2 * i) * Wp + 2 * j) * Cp + c;
+              const T *e = d + r0 * Wp * Cp, *f = d + r1 * Wp * Cp;
+              const VT w0 = V::load(e), w1 = V::load(e + Cp), w2 = V::load(e + 2 * Cp), w3 = V::load(e + 3 * Cp);
+              const VT z0 = V::load(f), z1 = V::load(f + Cp), z2 = V::load(f + 2 * Cp), z3 = V::load(f + 3 * Cp);
+              const VT m0 = A == 1 ? w0 + z0 : w0 - z0, m1 = A == 1 ? w1 + z1 : w1 - z1, m2 = A == 1 ? w2 + z2 : w2 - z2,
+                       m3 = A == 1 ? w3 + z3 : w3 - z3;
+              T* dst = Bb.p + (c - cb) / NR<T> * NR<T> * kt + tt * NR<T> + c % NR<T>;
+              V::store(dst, m0 - m2);  // (.) B: columns 0 - 2, 1 + 2, 2 - 1, 1 - 3
+              V::store(dst + cr * kt, m1 + m2);
+              V::store(dst + 2 * cr * kt, m2 - m1);
+              V::store(dst + 3 * cr * kt, m1 - m3);
+            }
+            // A: row A of A gy A^T of this tile for every output-channel group, into row tt of the MR-row panels
+            for (int64_t k = 0; k < Mpad; k += VS) {
+              const T* q0 = gc.p + ((n * Ph + 2 * i) * Qw + 2 * j) * Kq + k;
+              const T* q1 = q0 + Qw * Kq;
+              VT h0, h1;  // row A of A gy: gy row 0, 0 + 1, 0 - 1, -1
+              if constexpr (A == 0) h0 = V::load(q0), h1 = V::load(q0 + Kq);
+              else if constexpr (A == 3) h0 = -V::load(q1), h1 = -V::load(q1 + Kq);
+              else if constexpr (A == 1) h0 = V::load(q0) + V::load(q1), h1 = V::load(q0 + Kq) + V::load(q1 + Kq);
+              else h0 = V::load(q0) - V::load(q1), h1 = V::load(q0 + Kq) - V::load(q1 + Kq);
+              T* dst = Ab.p + tt * MR;  // (.) A^T: columns 0, 0 + 1, 0 - 1, -1
+              store_a_rows<T>(dst, h0, k, Mpad, kt);
+              store_a_rows<T>(dst + Mpad * kt, h0 + h1, k, Mpad, kt);
+              store_a_rows<T>(dst + 2 * Mpad * kt, h0 - h1, k, Mpad, kt);
+              store_a_rows<T>(dst + 3 * Mpad * kt, -h1, k, Mpad, kt);
+            }
           }
-          VT v[16];
-          for (int q = 0; q < 4; ++q)
-            v[q] = u[0][q] - u[2][q], v[4 + q] = u[1][q] + u[2][q], v[8 + q] = u[2][q] - u[1][q],
-            v[12 + q] = u[1][q] - u[3][q];
-          for (int64_t xi = x0; xi < x1; ++xi)
-            V::store(Bb.p + ((xi - x0) * Cp + c / NR<T> * NR<T>) * kt + tt * NR<T> + c % NR<T>, v[xi]);
+          for (int64_t q = 0; q < 4; ++q)
+            gemm_panels<T>(kt, Mpad, cr, Ab.p + q * Mpad * kt, kt, Bb.p + q * cr * kt, Ps + q * Mpad * Cp + cb, blk > b0,
+                           Cp);
         }
-        // A: A gy A^T of this tile for every output-channel group, into row tt of the MR-row panels
-        for (int64_t k = 0; k < Mpad; k += VS) {
-          const T* q0 = gc.p + ((n * Ph + 2 * i) * Qw + 2 * j) * Kq + k;
-          const VT g00 = V::load(q0), g01 = V::load(q0 + Kq), g10 = V::load(q0 + Qw * Kq),
-                   g11 = V::load(q0 + Qw * Kq + Kq);
-          const VT h[4][2] = {{g00, g01}, {g00 + g10, g01 + g11}, {g00 - g10, g01 - g11}, {-g10, -g11}};
-          VT v[16];
-          for (int a = 0; a < 4; ++a)
-            v[4 * a] = h[a][0], v[4 * a + 1] = h[a][0] + h[a][1], v[4 * a + 2] = h[a][0] - h[a][1],
-            v[4 * a + 3] = -h[a][1];
-          for (int64_t xi = x0; xi < x1; ++xi) {
-            T* dst = Ab.p + (xi - x0) * Mpad * kt + tt * MR;
-            for (int64_t l = 0; l < VS && k + l < Mpad; ++l)
-              dst[(k + l) / MR * MR * kt + (k + l) % MR] = v[xi][l];
-          }
-        }
-      }
-      for (int64_t xi = x0; xi < x1; ++xi)
-        gemm_panels<T>(kt, Mpad, Cp, Ab.p + (xi - x0) * Mpad * kt, kt, Bb.p + (xi - x0) * Cp * kt,
-                       P.p + xi * Mpad * Cp, t0 > 0);
+      });
     }
   });
   // gW[k][c] = G^T m G, m[a][b] = P_{4a+b}[k][c]
@@ -369,7 +415,11 @@ void winograd_backward_weight(const Conv2dShape& s, const T* x, const T* gy, T* 
     for (int64_t k = k0; k < k1; ++k)
       for (int64_t c = 0; c < s.C; ++c) {
         T m[4][4], t[3][4];
-        for (int xi = 0; xi < 16; ++xi) m[xi / 4][xi % 4] = P.p[(xi * Mpad + k) * Cp + c];
+        for (int xi = 0; xi < 16; ++xi) {
+          T sum = P.p[(xi * Mpad + k) * Cp + c];
+          for (int64_t sp = 1; sp < S; ++sp) sum += P.p[((sp * 16 + xi) * Mpad + k) * Cp + c];
+          m[xi / 4][xi % 4] = sum;
+        }
         for (int b = 0; b < 4; ++b)
           t[0][b] = m[0][b] + T(0.5) * (m[1][b] + m[2][b]), t[1][b] = T(0.5) * (m[1][b] - m[2][b]),
           t[2][b] = T(0.5) * (m[1][b] + m[2][b]) + m[3][b];
