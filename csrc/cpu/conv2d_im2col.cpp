@@ -145,6 +145,11 @@ void transposed_backward_input(const Conv2dShape& s, const T* gy, const T* w, T*
   forward_packed(t, gy, wt.data(), Ap ? Ap->p : nullptr, (const T*)nullptr, gx);
 }
 
+// A run of output columns q0 .. q1 of row p of image n, at column jj of a block (for_each_row_run)
+struct RowRun {
+  int64_t n, p, q0, q1, jj;
+};
+
 template <typename T>
 void col2im_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx) {
   const int64_t G = s.groups, Cg = s.C / G, Kg = s.K / G, HW = s.H * s.W, PQ = s.P * s.Q;
@@ -160,7 +165,7 @@ void col2im_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx)
   const int64_t nthreads = at::get_num_threads();
 
   // one block of columns j0..j0+nc: gcol (Mpad x ncpad) into Cbuf, then written or scattered to gx
-  auto block = [&](int64_t j0, int64_t nc, ColTab& ct, T* Bbuf, T* Cbuf) {
+  auto block = [&](int64_t j0, int64_t nc, ColTab& ct, T* Bbuf, T* Cbuf, std::vector<RowRun>& runs) {
     const int64_t ncpad = round_up(nc, NR<T>);
     fill_cols<NR<T>>(ct, s, j0, nc, ncpad, s.K * PQ, false);
     for (int64_t g = 0; g < G; ++g) {
@@ -170,26 +175,30 @@ void col2im_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx)
                    for (int64_t jr = 0; jr < ncpad; jr += NR<T>) pack_b_cols(Bb + jr * kc, Yg, ct, jr, rt, pc, kc, 1, 1);
                  },
                  Bbuf, Cbuf, ncpad, false);
-      {
-        for_each_row_run(s, j0, nc, [&](int64_t n, int64_t p, int64_t q0, int64_t q1, int64_t jj) {
-          for (int64_t crs = 0; crs < CRS; ++crs) {
-            const int64_t c = crs / (s.R * s.S), r = (crs / s.S) % s.R, t = crs % s.S;
-            const int64_t h = p * s.stride_h - s.pad_h + r * s.dil_h;
-            if (h < 0 || h >= s.H) continue;
-            const int64_t wofs = -s.pad_w + t * s.dil_w;  // w = q*sw + wofs
-            // valid q: 0 <= q*sw + wofs < W
-            const int64_t qa = std::max(q0, wofs >= 0 ? int64_t(0) : ceil_div(-wofs, s.stride_w));
-            const int64_t qb = std::min(q1, s.W - 1 - wofs < 0 ? int64_t(0) : (s.W - 1 - wofs) / s.stride_w + 1);
-            if (qa >= qb) continue;
-            T* dst = gx + ((n * s.C + g * Cg + c) * s.H + h) * s.W + wofs;
-            const T* src = Cbuf + crs * ncpad + jj - q0;
-            if (s.stride_w == 1) {
-              for (int64_t q = qa; q < qb; ++q) dst[q] += src[q];
-            } else {
-              for (int64_t q = qa; q < qb; ++q) dst[q * s.stride_w] += src[q];
-            }
+      // the block's runs of columns inside one output row, then per row crs of gcol its runs: the adds move
+      // along one plane of gx at a time (row runs outside, crs inside, jumped between C planes per run)
+      runs.clear();
+      for_each_row_run(s, j0, nc, [&](int64_t n, int64_t p, int64_t q0, int64_t q1, int64_t jj) {
+        runs.push_back({n, p, q0, q1, jj});
+      });
+      for (int64_t crs = 0; crs < CRS; ++crs) {
+        const int64_t c = crs / (s.R * s.S), r = (crs / s.S) % s.R, t = crs % s.S;
+        const int64_t wofs = -s.pad_w + t * s.dil_w;  // w = q*sw + wofs
+        // valid q: 0 <= q*sw + wofs < W
+        const int64_t qlo = wofs >= 0 ? int64_t(0) : ceil_div(-wofs, s.stride_w);
+        const int64_t qhi = s.W - 1 - wofs < 0 ? int64_t(0) : (s.W - 1 - wofs) / s.stride_w + 1;
+        for (const RowRun& u : runs) {
+          const int64_t h = u.p * s.stride_h - s.pad_h + r * s.dil_h;
+          const int64_t qa = std::max(u.q0, qlo), qb = std::min(u.q1, qhi);
+          if (h < 0 || h >= s.H || qa >= qb) continue;
+          T* dst = gx + ((u.n * s.C + g * Cg + c) * s.H + h) * s.W + wofs;
+          const T* src = Cbuf + crs * ncpad + u.jj - u.q0;
+          if (s.stride_w == 1) {
+            for (int64_t q = qa; q < qb; ++q) dst[q] += src[q];
+          } else {
+            for (int64_t q = qa; q < qb; ++q) dst[q * s.stride_w] += src[q];
           }
-        });
+        }
       }
     }
   };
@@ -201,10 +210,11 @@ void col2im_backward_input(const Conv2dShape& s, const T* gy, const T* w, T* gx)
   at::parallel_for(0, nchunks, 1, [&](int64_t c0, int64_t c1) {
     Buf<T> Bbuf(KC * ncb), Cbuf(Mpad * ncb);
     ColTab ct;
+    std::vector<RowRun> runs;
     for (int64_t ch = c0; ch < c1; ++ch) {
       const int64_t n0 = ch * ipc, n1 = std::min(s.N, n0 + ipc);
       std::fill(gx + n0 * s.C * HW, gx + n1 * s.C * HW, T(0));
-      for (int64_t j0 = n0 * PQ; j0 < n1 * PQ; j0 += ncb) block(j0, std::min(ncb, n1 * PQ - j0), ct, Bbuf.p, Cbuf.p);
+      for (int64_t j0 = n0 * PQ; j0 < n1 * PQ; j0 += ncb) block(j0, std::min(ncb, n1 * PQ - j0), ct, Bbuf.p, Cbuf.p, runs);
     }
   });
 }
