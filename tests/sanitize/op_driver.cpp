@@ -297,6 +297,14 @@ void check_conv2d(bool big) {
   conv2d_case<float>(1, 4, 13, 11, 4, 3, 3, 2, 3, 2, 1, 2, 1, 2, true);
   conv2d_case<double>(2, 2, 10, 9, 3, 2, 2, 3, 3, 0, 1, 1, 1, 1, false);
   conv2d_case<float>(4, 2, 32, 32, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, true);
+  // the CPU's Winograd variants, forced (the planner takes them from 32 channels): two channel panels; one panel
+  // in two tile splits (108 tiles); rows wide enough for the vectorised even / odd split at padding (0, 2) (grad
+  // input: (2, 0)) with a half-filled last A panel (K = 17)
+  for (const char* env : {"CNNEXT_CONV2D_FWD", "CNNEXT_CONV2D_GI", "CNNEXT_CONV2D_GW"}) setenv(env, "winograd", 1);
+  conv2d_case<float>(2, 33, 7, 9, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, true);
+  conv2d_case<float>(3, 5, 12, 12, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, false);
+  conv2d_case<float>(1, 4, 3, 70, 17, 3, 3, 1, 1, 0, 2, 1, 1, 1, true);
+  for (const char* env : {"CNNEXT_CONV2D_FWD", "CNNEXT_CONV2D_GI", "CNNEXT_CONV2D_GW"}) unsetenv(env);
 }
 #endif
 
