@@ -140,7 +140,7 @@ if __name__ == "__main__":
     # the best of three: on a shared machine a single measurement can land in someone else's build
     peak = max(harness.matmul_peak(threads=args.threads) for _ in range(3))
     print(f"torch.mm single-precision peak on {args.threads} threads: {peak:.0f} GFLOP/s")
-    rows = harness.run(cases(groups) + cases(bf16_groups, torch.bfloat16), threads=args.threads, repeats=1 if args.quick else args.repeats,
+    rows = harness.run(cases(groups) + cases(bf16_groups, torch.bfloat16), threads=args.threads, repeats=3 if args.quick else args.repeats,
                        min_time=0.01 if args.quick else args.min_time, title="conv2d, CPU, batch 32",
                        json_path=args.json, extra_columns={"pct_peak": lambda row, c: 100 * row["cnnext_gflops"] / peak})
     for g in groups + bf16_groups:
