@@ -70,6 +70,11 @@ unsigned set_grid_cap(unsigned cap);
   CNNEXT_REGISTER_KERNEL_T(Op, float, ::cnnext::Backend::CPU, &::cnnext::WithoutStream<&fn<float>>::call)   \
   CNNEXT_REGISTER_KERNEL_T(Op, double, ::cnnext::Backend::CPU, &::cnnext::WithoutStream<&fn<double>>::call)
 
+// ... and for bfloat16 and float16 with cnnext::cpu::fn<bfloat16> / fn<float16> (cpu_kernels.cpp, namespace cnnext::cpu).
+#define CNNEXT_REGISTER_CPU_HALF_KERNEL(Op, fn)                                                                \
+  CNNEXT_REGISTER_KERNEL_T(Op, bfloat16, ::cnnext::Backend::CPU, &::cnnext::WithoutStream<&fn<bfloat16>>::call) \
+  CNNEXT_REGISTER_KERNEL_T(Op, float16, ::cnnext::Backend::CPU, &::cnnext::WithoutStream<&fn<float16>>::call)
+
 // In csrc/cuda/<op>.cu: this compilation's device backend (CUDA under nvcc, EMU under the emulator)
 // implements Op with the launcher template cnnext::CNNEXT_DEVICE_NS::fn<T> (float and double).
 #if defined(EMU)

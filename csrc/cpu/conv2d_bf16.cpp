@@ -572,19 +572,18 @@ bool conv2d_bf16_dot() { return false; }
 bool conv2d_bf16_amx() { return false; }
 #endif
 
-namespace {
 // The entries for H = bfloat16 (the planner's variant) and float16 (the "float" variant alone: no float16
 // dot product or tile on the AVX-512 subsets every variant may use), with the empty cases of conv2d.cpp's
 // float entries (csrc/ops zeroes both grad-weight outputs of an empty batch itself).
 template <typename H>
-void forward_half(const Conv2dShape& s, const H* x, const H* w, const H* b, H* y) {
+void conv2d_forward_half(const Conv2dShape& s, const H* x, const H* w, const H* b, H* y) {
   if (s.N * s.P * s.Q == 0 || s.K == 0) return;
   if constexpr (std::is_same_v<H, bfloat16>) plan(kForward, s, s.K / s.groups).fn(s, x, w, b, y);
   else float_forward(s, x, w, b, y);
 }
 
 template <typename H>
-void backward_input_half(const Conv2dShape& s, const H* gy, const H* w, H* gx) {
+void conv2d_backward_input_half(const Conv2dShape& s, const H* gy, const H* w, H* gx) {
   const int64_t nx = s.N * s.C * s.H * s.W;
   if (nx == 0) return;
   if (s.N * s.P * s.Q == 0 || s.K == 0) {
@@ -596,33 +595,19 @@ void backward_input_half(const Conv2dShape& s, const H* gy, const H* w, H* gx) {
 }
 
 template <typename H>
-void backward_weight_half(const Conv2dShape& s, const H* x, const H* gy, H* gw, H* gb) {
+void conv2d_backward_weight_half(const Conv2dShape& s, const H* x, const H* gy, H* gw, H* gb) {
   if (s.K * (s.C / s.groups) * s.R * s.S == 0) return grad_bias_half(s, gy, gb);
   // dot has no grad weight: CNNEXT_CONV2D_BF16=dot leaves it to the planner
   if constexpr (std::is_same_v<H, bfloat16>) plan(kBackwardWeight, s, s.K / s.groups, kForward).fn(s, x, gy, gw, gb);
   else float_backward_weight(s, x, gy, gw, gb);
 }
-}  // namespace
 
-void conv2d_forward_bf16(const Conv2dShape& s, const bfloat16* x, const bfloat16* w, const bfloat16* b, bfloat16* y) {
-  forward_half(s, x, w, b, y);
-}
-void conv2d_backward_input_bf16(const Conv2dShape& s, const bfloat16* gy, const bfloat16* w, bfloat16* gx) {
-  backward_input_half(s, gy, w, gx);
-}
-void conv2d_backward_weight_bf16(const Conv2dShape& s, const bfloat16* x, const bfloat16* gy, bfloat16* gw,
-                                 bfloat16* gb) {
-  backward_weight_half(s, x, gy, gw, gb);
-}
-void conv2d_forward_fp16(const Conv2dShape& s, const float16* x, const float16* w, const float16* b, float16* y) {
-  forward_half(s, x, w, b, y);
-}
-void conv2d_backward_input_fp16(const Conv2dShape& s, const float16* gy, const float16* w, float16* gx) {
-  backward_input_half(s, gy, w, gx);
-}
-void conv2d_backward_weight_fp16(const Conv2dShape& s, const float16* x, const float16* gy, float16* gw,
-                                 float16* gb) {
-  backward_weight_half(s, x, gy, gw, gb);
-}
+#define CNNEXT_INSTANTIATE(H)                                                                                  \
+  template void conv2d_forward_half<H>(const Conv2dShape&, const H*, const H*, const H*, H*);               \
+  template void conv2d_backward_input_half<H>(const Conv2dShape&, const H*, const H*, H*);                  \
+  template void conv2d_backward_weight_half<H>(const Conv2dShape&, const H*, const H*, H*, H*);
+CNNEXT_INSTANTIATE(bfloat16)
+CNNEXT_INSTANTIATE(float16)
+#undef CNNEXT_INSTANTIATE
 
 }  // namespace cnnext::cpu

@@ -69,6 +69,12 @@ at::MemoryFormat format_of(const Layout& l) {
 
 const at::Tensor* opt(const std::optional<at::Tensor>& t) { return t.has_value() && t->defined() ? &*t : nullptr; }
 
+// The kernels' parameter and statistics dtype (BatchNormParam): float32 for bfloat16 / float16 activations
+// (torch's mixed-precision batch norm), the input's otherwise; as_param: t in it, contiguous (t itself when it
+// already is).
+at::ScalarType param_dtype(const at::Tensor& input) { return is_half(input) ? at::kFloat : input.scalar_type(); }
+at::Tensor as_param(const at::Tensor& t, at::ScalarType pd) { return t.to(pd).contiguous(); }
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_forward(
     const at::Tensor& input, const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& bias,
     const std::optional<at::Tensor>& running_mean, const std::optional<at::Tensor>& running_var, bool training,
@@ -91,56 +97,26 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_forward(
   TORCH_CHECK(!(training && eps <= 0), kOp, ": eps must be positive during training, but got ", eps);
   TORCH_CHECK(!(eps < 0), kOp, ": eps must be non-negative, but got ", eps);
   const Layout l = layout_of(input);
-  if (is_half(input)) {
-    // the half kernels (channels_last as (N*H*W, C, 1) rows, as for float): float32 statistics (save_mean /
-    // save_invstd stay float32); half parameters and running statistics go through float32 copies
-    const std::optional<at::Tensor> rm32 = widen(running_mean), rv32 = widen(running_var);
-    const at::Tensor x = input.contiguous(format_of(l)), w32 = w ? widen(*w).contiguous() : at::Tensor(),
-                     b32 = b ? widen(*b).contiguous() : at::Tensor();
-    at::Tensor y = at::empty_like(x, format_of(l)), mean = at::empty({l.C}, input.options().dtype(at::kFloat)),
-               invstd = at::empty({l.C}, input.options().dtype(at::kFloat));
-    at::Tensor rmc = rm ? rm32->contiguous() : at::Tensor(), rvc = rv ? rv32->contiguous() : at::Tensor();
-    s.N = l.N, s.C = l.C, s.S = l.S;
-    auto fp = [](const at::Tensor& t) { return t.defined() ? t.const_data_ptr<float>() : nullptr; };
-    auto mp = [](at::Tensor& t) { return t.defined() ? t.mutable_data_ptr<float>() : nullptr; };
-    if (nothing_to_compute(x)) return {y, mean.zero_(), invstd.zero_()};
-    const at::DeviceGuard guard(input.device());
-    const Backend be = backend_for(x);
-    dispatch_half(x, [&](auto h) {
-      using H = decltype(h);
-      const at::Tensor ws = workspace<BatchNormForwardWorkspace, H>(be, s, x, at::kFloat);  // (CUDA's)
-      call_kernel<BatchNormForward, H>(
-          be, s,
-          BatchNormForwardArgs<H>{data_as<H>(x), data_as<H>(y), fp(w32), fp(b32), mp(rmc), mp(rvc),
-                                  mean.mutable_data_ptr<float>(), invstd.mutable_data_ptr<float>(),
-                                  workspace_ptr<float>(ws)});
-    });
-    if (training && rm && !rmc.is_same(*rm)) rm->copy_(rmc);  // (a copy: half, or not contiguous)
-    if (training && rv && !rvc.is_same(*rv)) rv->copy_(rvc);
-    return {y, mean, invstd};
-  }
+  const at::ScalarType pd = param_dtype(input);
   const at::Tensor x = input.contiguous(format_of(l));
   at::Tensor y = at::empty_like(x, format_of(l));
-  at::Tensor mean = at::empty({l.C}, input.options()), invstd = at::empty({l.C}, input.options());  // all written
+  at::Tensor mean = at::empty({l.C}, input.options().dtype(pd)), invstd = at::empty({l.C}, mean.options());  // all written
   if (nothing_to_compute(x)) return {y, mean.zero_(), invstd.zero_()};
   const at::DeviceGuard guard(input.device());
-  const at::Tensor wc = w ? w->contiguous() : at::Tensor(), bc = b ? b->contiguous() : at::Tensor();
-  // running statistics are written in place; a non-contiguous one goes through a copy
-  at::Tensor rmc = rm ? rm->contiguous() : at::Tensor(), rvc = rv ? rv->contiguous() : at::Tensor();
+  const at::Tensor wc = w ? as_param(*w, pd) : at::Tensor(), bc = b ? as_param(*b, pd) : at::Tensor();
+  // running statistics are written in place; one in another dtype, or not contiguous, goes through a copy
+  at::Tensor rmc = rm ? as_param(*rm, pd) : at::Tensor(), rvc = rv ? as_param(*rv, pd) : at::Tensor();
   const Backend be = backend_for(x);
   s.N = l.N, s.C = l.C, s.S = l.S;
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "batch_norm_forward", [&] {
-    const scalar_t* xp = x.const_data_ptr<scalar_t>();
-    const scalar_t* wp = w ? wc.const_data_ptr<scalar_t>() : nullptr;
-    const scalar_t* bp = b ? bc.const_data_ptr<scalar_t>() : nullptr;
-    scalar_t* rmp = rm ? rmc.mutable_data_ptr<scalar_t>() : nullptr;
-    scalar_t* rvp = rv ? rvc.mutable_data_ptr<scalar_t>() : nullptr;
-    scalar_t *yp = y.mutable_data_ptr<scalar_t>(), *mp = mean.mutable_data_ptr<scalar_t>(),
-             *ip = invstd.mutable_data_ptr<scalar_t>();
+  dispatch_floating(x, [&](auto t) {
+    using T = decltype(t);
+    using P = typename BatchNormParam<T>::type;
     // scratch of the backend's plan (the CUDA split partials and coefficients), allocated here
-    const at::Tensor ws = workspace<BatchNormForwardWorkspace, scalar_t>(be, s, x);
-    call_kernel<BatchNormForward, scalar_t>(
-        be, s, BatchNormForwardArgs<scalar_t>{xp, yp, wp, bp, rmp, rvp, mp, ip, workspace_ptr<scalar_t>(ws)});
+    const at::Tensor ws = workspace<BatchNormForwardWorkspace, T>(be, s, x, pd);
+    call_kernel<BatchNormForward, T>(
+        be, s,
+        BatchNormForwardArgs<T>{data_as<T>(x), data_as<T>(y), data_as<P>(wc), data_as<P>(bc), data_as<P>(rmc),
+                                data_as<P>(rvc), data_as<P>(mean), data_as<P>(invstd), workspace_ptr<P>(ws)});
   });
   if (training && rm && !rmc.is_same(*rm)) rm->copy_(rmc);
   if (training && rv && !rvc.is_same(*rv)) rv->copy_(rvc);
@@ -164,50 +140,29 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> batch_norm_backward(
   check_channel_arg("save_mean", save_mean, input);
   check_channel_arg("save_invstd", save_invstd, input);
   const Layout l = layout_of(input);
-  if (is_half(input)) {  // the half kernels; gw and gb in the dtypes of weight and bias (input's without them)
-    const at::Tensor x = input.contiguous(format_of(l)), gy = grad_output.contiguous(format_of(l));
-    const at::Tensor w32 = w ? widen(*w).contiguous() : at::Tensor(), b32 = b ? widen(*b).contiguous() : at::Tensor();
-    const at::Tensor m32 = widen(save_mean).contiguous(), i32 = widen(save_invstd).contiguous();
-    at::Tensor gx = at::empty_like(x, format_of(l));
-    at::Tensor gw = at::zeros({l.C}, input.options().dtype(at::kFloat)), gb = at::zeros({l.C}, gw.options());
-    auto fp = [](const at::Tensor& t) { return t.defined() ? t.const_data_ptr<float>() : nullptr; };
-    if (!nothing_to_compute(x)) {
-      const at::DeviceGuard guard(input.device());
-      const Backend be = backend_for(x);
-      const BatchNormShape bs{l.N, l.C, l.S, training, 0.0, 0.0, relu};
-      dispatch_half(x, [&](auto h) {
-        using H = decltype(h);
-        const at::Tensor ws = workspace<BatchNormBackwardWorkspace, H>(be, bs, x, at::kFloat);  // (CUDA's)
-        call_kernel<BatchNormBackward, H>(
-            be, bs,
-            BatchNormBackwardArgs<H>{data_as<H>(gy), data_as<H>(x), fp(w32), fp(b32), fp(m32), fp(i32),
-                                     data_as<H>(gx), gw.mutable_data_ptr<float>(), gb.mutable_data_ptr<float>(),
-                                     workspace_ptr<float>(ws)});
-      });
-    }
-    return {gx, narrow(gw, (w ? *w : input).scalar_type()), narrow(gb, (b ? *b : input).scalar_type())};
-  }
+  const at::ScalarType pd = param_dtype(input);
   const at::Tensor x = input.contiguous(format_of(l)), gy = grad_output.contiguous(format_of(l));
   at::Tensor gx = at::empty_like(x, format_of(l));
-  at::Tensor gw = at::zeros({l.C}, input.options()), gb = at::zeros({l.C}, input.options());
-  if (nothing_to_compute(x)) return {gx, gw, gb};
-  const at::DeviceGuard guard(input.device());
-  const at::Tensor wc = w ? w->contiguous() : at::Tensor(), bc = b ? b->contiguous() : at::Tensor();
-  const at::Tensor mc = save_mean.contiguous(), ic = save_invstd.contiguous();
-  const Backend be = backend_for(x);
-  const BatchNormShape s{l.N, l.C, l.S, training, 0.0, 0.0, relu};
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "batch_norm_backward", [&] {
-    const scalar_t *gyp = gy.const_data_ptr<scalar_t>(), *xp = x.const_data_ptr<scalar_t>();
-    const scalar_t* wp = w ? wc.const_data_ptr<scalar_t>() : nullptr;
-    const scalar_t* bp = b ? bc.const_data_ptr<scalar_t>() : nullptr;
-    const scalar_t *mp = mc.const_data_ptr<scalar_t>(), *ip = ic.const_data_ptr<scalar_t>();
-    scalar_t *gxp = gx.mutable_data_ptr<scalar_t>(), *gwp = gw.mutable_data_ptr<scalar_t>(),
-             *gbp = gb.mutable_data_ptr<scalar_t>();
-    const at::Tensor ws = workspace<BatchNormBackwardWorkspace, scalar_t>(be, s, x);
-    call_kernel<BatchNormBackward, scalar_t>(
-        be, s, BatchNormBackwardArgs<scalar_t>{gyp, xp, wp, bp, mp, ip, gxp, gwp, gbp, workspace_ptr<scalar_t>(ws)});
-  });
-  return {gx, gw, gb};
+  at::Tensor gw = at::zeros({l.C}, input.options().dtype(pd)), gb = at::zeros({l.C}, gw.options());
+  if (!nothing_to_compute(x)) {
+    const at::DeviceGuard guard(input.device());
+    const at::Tensor wc = w ? as_param(*w, pd) : at::Tensor(), bc = b ? as_param(*b, pd) : at::Tensor();
+    const at::Tensor mc = as_param(save_mean, pd), ic = as_param(save_invstd, pd);
+    const Backend be = backend_for(x);
+    const BatchNormShape s{l.N, l.C, l.S, training, 0.0, 0.0, relu};
+    dispatch_floating(x, [&](auto t) {
+      using T = decltype(t);
+      using P = typename BatchNormParam<T>::type;
+      const at::Tensor ws = workspace<BatchNormBackwardWorkspace, T>(be, s, x, pd);
+      call_kernel<BatchNormBackward, T>(
+          be, s,
+          BatchNormBackwardArgs<T>{data_as<T>(gy), data_as<T>(x), data_as<P>(wc), data_as<P>(bc), data_as<P>(mc),
+                                   data_as<P>(ic), data_as<T>(gx), data_as<P>(gw), data_as<P>(gb),
+                                   workspace_ptr<P>(ws)});
+    });
+  }
+  // gw and gb in the dtypes of weight and bias (input's without them: float32 kernels' sums narrowed for half)
+  return {gx, gw.to((w ? *w : input).scalar_type()), gb.to((b ? *b : input).scalar_type())};
 }
 
 }  // namespace

@@ -15,43 +15,29 @@
 
 #include <torch/library.h>
 
+#include <type_traits>
+
 namespace cnnext::cpu {
 namespace {
 template <typename T>  // the CPU conv2d variants keep their own scratch: no workspace
 void conv2d_backward_weight_ws(const Conv2dShape& s, const T* x, const T* gy, T* gw, T* gb, T*) {
-  conv2d_backward_weight<T>(s, x, gy, gw, gb);
+  if constexpr (std::is_same_v<T, bfloat16> || std::is_same_v<T, float16>) conv2d_backward_weight_half<T>(s, x, gy, gw, gb);
+  else conv2d_backward_weight<T>(s, x, gy, gw, gb);
 }
 template <typename T>  // likewise corr2d's grad kernel: no workspace
 void corr2d_backward_kernel_ws(const Corr2dShape& s, const T* gy, const T* x, T* gk, T*) {
   corr2d_backward_kernel<T>(s, gy, x, gk);
-}
-void conv2d_backward_weight_bf16_ws(const Conv2dShape& s, const bfloat16* x, const bfloat16* gy, bfloat16* gw,
-                                    bfloat16* gb, bfloat16*) {
-  conv2d_backward_weight_bf16(s, x, gy, gw, gb);
-}
-void conv2d_backward_weight_fp16_ws(const Conv2dShape& s, const float16* x, const float16* gy, float16* gw,
-                                    float16* gb, float16*) {
-  conv2d_backward_weight_fp16(s, x, gy, gw, gb);
 }
 }  // namespace
 
 CNNEXT_REGISTER_CPU_KERNEL(Conv2dForward, conv2d_forward)
 CNNEXT_REGISTER_CPU_KERNEL(Conv2dBackwardInput, conv2d_backward_input)
 CNNEXT_REGISTER_CPU_KERNEL(Conv2dBackwardWeight, conv2d_backward_weight_ws)
-// bfloat16: vdpbf16ps where the CPU has AVX512_BF16, else the float32 variants on widened copies
-CNNEXT_REGISTER_KERNEL_T(Conv2dForward, bfloat16, ::cnnext::Backend::CPU,
-                         &::cnnext::WithoutStream<&conv2d_forward_bf16>::call)
-CNNEXT_REGISTER_KERNEL_T(Conv2dBackwardInput, bfloat16, ::cnnext::Backend::CPU,
-                         &::cnnext::WithoutStream<&conv2d_backward_input_bf16>::call)
-CNNEXT_REGISTER_KERNEL_T(Conv2dBackwardWeight, bfloat16, ::cnnext::Backend::CPU,
-                         &::cnnext::WithoutStream<&conv2d_backward_weight_bf16_ws>::call)
-// float16: the float32 variants on copies widened with F16C
-CNNEXT_REGISTER_KERNEL_T(Conv2dForward, float16, ::cnnext::Backend::CPU,
-                         &::cnnext::WithoutStream<&conv2d_forward_fp16>::call)
-CNNEXT_REGISTER_KERNEL_T(Conv2dBackwardInput, float16, ::cnnext::Backend::CPU,
-                         &::cnnext::WithoutStream<&conv2d_backward_input_fp16>::call)
-CNNEXT_REGISTER_KERNEL_T(Conv2dBackwardWeight, float16, ::cnnext::Backend::CPU,
-                         &::cnnext::WithoutStream<&conv2d_backward_weight_fp16_ws>::call)
+// bfloat16: AMX / vdpbf16ps where the CPU has them, else the float32 variants on widened copies; float16: the
+// float32 variants on copies widened with F16C (conv2d_bf16.cpp)
+CNNEXT_REGISTER_CPU_HALF_KERNEL(Conv2dForward, conv2d_forward_half)
+CNNEXT_REGISTER_CPU_HALF_KERNEL(Conv2dBackwardInput, conv2d_backward_input_half)
+CNNEXT_REGISTER_CPU_HALF_KERNEL(Conv2dBackwardWeight, conv2d_backward_weight_ws)
 
 CNNEXT_REGISTER_CPU_KERNEL(Corr2dForward, corr2d_forward)
 CNNEXT_REGISTER_CPU_KERNEL(Corr2dBackwardInput, corr2d_backward_input)
@@ -68,36 +54,19 @@ CNNEXT_REGISTER_CPU_KERNEL(AdaptiveAvgPool2dForward, adaptive_avg_pool2d_forward
 CNNEXT_REGISTER_CPU_KERNEL(AdaptiveAvgPool2dBackward, adaptive_avg_pool2d_backward)
 
 // bfloat16 and float16 pooling: the float32 kernels on per-thread widened blocks of planes (pool2d_half.cpp)
-#define CNNEXT_REGISTER_CPU_HALF_POOL(H)                                                                       \
-  CNNEXT_REGISTER_KERNEL_T(MaxPool2dForward, H, ::cnnext::Backend::CPU,                                       \
-                           &::cnnext::WithoutStream<&max_pool2d_forward_half<H>>::call)                       \
-  CNNEXT_REGISTER_KERNEL_T(MaxPool2dForwardNhwc, H, ::cnnext::Backend::CPU,                                   \
-                           &::cnnext::WithoutStream<&max_pool2d_forward_nhwc_half<H>>::call)                  \
-  CNNEXT_REGISTER_KERNEL_T(MaxPool2dBackward, H, ::cnnext::Backend::CPU,                                      \
-                           &::cnnext::WithoutStream<&max_pool2d_backward_half<H>>::call)                      \
-  CNNEXT_REGISTER_KERNEL_T(AvgPool2dForward, H, ::cnnext::Backend::CPU,                                       \
-                           &::cnnext::WithoutStream<&avg_pool2d_forward_half<H>>::call)                       \
-  CNNEXT_REGISTER_KERNEL_T(AvgPool2dBackward, H, ::cnnext::Backend::CPU,                                      \
-                           &::cnnext::WithoutStream<&avg_pool2d_backward_half<H>>::call)                      \
-  CNNEXT_REGISTER_KERNEL_T(AdaptiveAvgPool2dForward, H, ::cnnext::Backend::CPU,                               \
-                           &::cnnext::WithoutStream<&adaptive_avg_pool2d_forward_half<H>>::call)              \
-  CNNEXT_REGISTER_KERNEL_T(AdaptiveAvgPool2dBackward, H, ::cnnext::Backend::CPU,                              \
-                           &::cnnext::WithoutStream<&adaptive_avg_pool2d_backward_half<H>>::call)
-CNNEXT_REGISTER_CPU_HALF_POOL(bfloat16)
-CNNEXT_REGISTER_CPU_HALF_POOL(float16)
-#undef CNNEXT_REGISTER_CPU_HALF_POOL
+CNNEXT_REGISTER_CPU_HALF_KERNEL(MaxPool2dForward, max_pool2d_forward_half)
+CNNEXT_REGISTER_CPU_HALF_KERNEL(MaxPool2dForwardNhwc, max_pool2d_forward_nhwc_half)
+CNNEXT_REGISTER_CPU_HALF_KERNEL(MaxPool2dBackward, max_pool2d_backward_half)
+CNNEXT_REGISTER_CPU_HALF_KERNEL(AvgPool2dForward, avg_pool2d_forward_half)
+CNNEXT_REGISTER_CPU_HALF_KERNEL(AvgPool2dBackward, avg_pool2d_backward_half)
+CNNEXT_REGISTER_CPU_HALF_KERNEL(AdaptiveAvgPool2dForward, adaptive_avg_pool2d_forward_half)
+CNNEXT_REGISTER_CPU_HALF_KERNEL(AdaptiveAvgPool2dBackward, adaptive_avg_pool2d_backward_half)
 
 CNNEXT_REGISTER_CPU_KERNEL(BatchNormForward, batch_norm_forward)
 CNNEXT_REGISTER_CPU_KERNEL(BatchNormBackward, batch_norm_backward)
 // bfloat16 / float16 activations, float32 parameters: batch_norm's half variants (lanes16, widened)
-CNNEXT_REGISTER_KERNEL_T(BatchNormForward, bfloat16, ::cnnext::Backend::CPU,
-                         &::cnnext::WithoutStream<&batch_norm_forward<bfloat16>>::call)
-CNNEXT_REGISTER_KERNEL_T(BatchNormBackward, bfloat16, ::cnnext::Backend::CPU,
-                         &::cnnext::WithoutStream<&batch_norm_backward<bfloat16>>::call)
-CNNEXT_REGISTER_KERNEL_T(BatchNormForward, float16, ::cnnext::Backend::CPU,
-                         &::cnnext::WithoutStream<&batch_norm_forward<float16>>::call)
-CNNEXT_REGISTER_KERNEL_T(BatchNormBackward, float16, ::cnnext::Backend::CPU,
-                         &::cnnext::WithoutStream<&batch_norm_backward<float16>>::call)
+CNNEXT_REGISTER_CPU_HALF_KERNEL(BatchNormForward, batch_norm_forward)
+CNNEXT_REGISTER_CPU_HALF_KERNEL(BatchNormBackward, batch_norm_backward)
 
 CNNEXT_REGISTER_KERNEL_T(CatForward, void, ::cnnext::Backend::CPU, &::cnnext::WithoutStream<&cat_forward>::call)
 CNNEXT_REGISTER_KERNEL_T(CatBackward, void, ::cnnext::Backend::CPU, &::cnnext::WithoutStream<&cat_backward>::call)

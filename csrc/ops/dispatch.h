@@ -74,22 +74,21 @@ T* workspace_ptr(const at::Tensor& ws) {
 // ---- bfloat16 and float16 ----
 // Every op's backends have kernels for bfloat16 and float16 (cnnext.info()["half_kernels"]; csrc/common's
 // storage types, the same 16 bits as c10's): float32 accumulation and one rounding per output, the
-// arithmetic of torch's own kernels for these dtypes. `widen` / `narrow` convert batch_norm's half
-// parameters and gradients to and from float32.
+// arithmetic of torch's own kernels for these dtypes.
 // f(H{}) for H, the kernel element type of half tensor t: bfloat16 or float16.
 template <typename F>
 decltype(auto) dispatch_half(const at::Tensor& t, F&& f) {
   return t.scalar_type() == at::kHalf ? f(float16{}) : f(bfloat16{});
 }
 // t's data as the kernel element type T (csrc/common's bfloat16 / float16 for the half dtypes); nullptr
-// for an undefined t.
+// for an undefined t (both overloads).
 template <typename T>
 const T* data_as(const at::Tensor& t) {
   return t.defined() ? static_cast<const T*>(t.const_data_ptr()) : nullptr;
 }
 template <typename T>
 T* data_as(at::Tensor& t) {
-  return static_cast<T*>(t.mutable_data_ptr());
+  return t.defined() ? static_cast<T*>(t.mutable_data_ptr()) : nullptr;
 }
 inline bool is_half(const at::Tensor& t) {
   return t.defined() && (t.scalar_type() == at::kBFloat16 || t.scalar_type() == at::kHalf);
@@ -102,11 +101,6 @@ decltype(auto) dispatch_floating(const at::Tensor& t, F&& f) {
               t.scalar_type());
   return t.scalar_type() == at::kDouble ? f(double{}) : f(float{});
 }
-inline at::Tensor widen(const at::Tensor& t) { return is_half(t) ? t.to(at::kFloat) : t; }
-inline std::optional<at::Tensor> widen(const std::optional<at::Tensor>& t) {
-  return t.has_value() ? std::optional<at::Tensor>(widen(*t)) : t;
-}
-inline at::Tensor narrow(const at::Tensor& t, at::ScalarType dtype) { return t.to(dtype); }
 
 // ---- argument checks: every message starts with the op's name ----
 // float32, float64, bfloat16 or float16.
