@@ -5,10 +5,14 @@
 // scratch of its own (half_copy.h: to_float, F16C for float16), runs the op's float32 kernel on the block
 // (its own planner, with NC = the block's planes; its at::parallel_for runs inline inside this one), and
 // rounds the block's output planes once into the output. The scratch stays in the cache and is reused
-// block after block, where widening the whole tensor at the op (csrc/ops' fallback) made two extra passes
+// block after block, where widening the whole tensor at the op (the first half-precision version) made two extra passes
 // over memory and touched fresh pages for a float32 copy of every input and output. The values are the
 // float32 kernels' on the widened inputs: the max exactly, the sums in float32, one rounding per output.
 #include "pool2d_half.h"
+
+// GCC 12 warns that intrinsics' internal _mm512_undefined_* operands "may be used uninitialized" wherever
+// half_copy.h's conversions are inlined (a false positive; as in conv2d_bf16.cpp and batch_norm_half.cpp).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 #include <ATen/Parallel.h>
 
